@@ -1,0 +1,121 @@
+//! Command line and environment → [`Config`].
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::Parser;
+
+/// Protocol revisions this backend serves, oldest first.
+pub const PROTOCOL_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+
+/// A fast stateless MCP server for both protocol eras (2025-03-26 … 2025-11-25 and 2026-07-28).
+///
+/// Serves POST /mcp (Streamable HTTP, no sessions), GET /healthz, /readyz and /version.
+/// Every flag can also be set through the environment variable named in brackets.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "mcp-backend", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on (host:port).
+    #[arg(long, env = "MCP_BACKEND_LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+
+    /// Replica id sent in every response's X-Served-By header and in /version
+    /// (default: the host name).
+    #[arg(long, env = "MCP_BACKEND_REPLICA_ID")]
+    pub replica_id: Option<String>,
+
+    /// Largest accepted POST body in bytes; larger bodies get 413.
+    #[arg(long, env = "MCP_BACKEND_BODY_LIMIT", default_value_t = 4 * 1024 * 1024)]
+    pub body_limit: usize,
+
+    /// How long in-flight requests and open SSE streams may run after SIGTERM, in seconds.
+    #[arg(long, env = "MCP_BACKEND_GRACE_SECONDS", default_value_t = 10.0)]
+    pub grace_seconds: f64,
+
+    /// Browser origins allowed to call the server, comma separated ("http://localhost:*" style,
+    /// "*" for any). Requests without an Origin header are always allowed; others get 403.
+    /// Default: loopback origins on any port.
+    #[arg(
+        long,
+        env = "MCP_BACKEND_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*"
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Key (hex, at least 32 bytes) that signs multi round-trip `requestState`. Every replica
+    /// behind one address needs the same key, or a retry that lands on another replica is
+    /// rejected. Default: a random key (state then opens only on this process).
+    #[arg(long, env = "MCP_BACKEND_STATE_KEY", hide_env_values = true)]
+    pub state_key: Option<String>,
+
+    /// Log filter (tracing syntax, e.g. "info" or "mcp_backend=debug").
+    #[arg(long, env = "MCP_BACKEND_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    /// Defaults for an in-process replica (tests, mcp-edge's embedded mode).
+    pub fn embedded(replica_id: impl Into<String>) -> Self {
+        let mut config = Self::parse_from(["mcp-backend"]);
+        config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        config.replica_id = Some(replica_id.into());
+        config
+    }
+
+    pub fn grace(&self) -> Duration {
+        Duration::from_secs_f64(self.grace_seconds.max(0.0))
+    }
+
+    /// The replica id, falling back to the host name.
+    pub fn replica_id(&self) -> String {
+        self.replica_id.clone().unwrap_or_else(hostname)
+    }
+
+    /// The request-state key as bytes, or an error a person can act on.
+    pub fn state_key_bytes(&self) -> Result<Option<Vec<u8>>, String> {
+        let Some(hex_key) = &self.state_key else { return Ok(None) };
+        let key = hex::decode(hex_key.trim())
+            .map_err(|e| format!("MCP_BACKEND_STATE_KEY is not hex: {e}"))?;
+        if key.len() < 32 {
+            return Err(format!(
+                "MCP_BACKEND_STATE_KEY must be at least 32 bytes (64 hex digits), got {}",
+                key.len()
+            ));
+        }
+        Ok(Some(key))
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "mcp-backend".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_documented_values() {
+        let c = Config::parse_from(["mcp-backend"]);
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.body_limit, 4 * 1024 * 1024);
+        assert_eq!(c.grace(), Duration::from_secs(10));
+        assert!(c.allowed_origins.iter().any(|o| o == "http://localhost:*"));
+    }
+
+    #[test]
+    fn short_state_key_is_rejected_with_reason() {
+        let mut c = Config::embedded("r1");
+        c.state_key = Some("abcd".into());
+        assert!(c.state_key_bytes().unwrap_err().contains("at least 32 bytes"));
+        c.state_key = Some("zz".into());
+        assert!(c.state_key_bytes().unwrap_err().contains("not hex"));
+        c.state_key = Some("00".repeat(32));
+        assert_eq!(c.state_key_bytes().unwrap().unwrap().len(), 32);
+    }
+}

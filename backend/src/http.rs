@@ -1,0 +1,550 @@
+//! The HTTP edge of the backend: routes, and the checks rmcp answers in plain text or not at
+//! all, so every rejection is a JSON-RPC error with the right status.
+//!
+//! ```text
+//! POST /mcp ─▶ Origin ─▶ Content-Type (415) ─▶ Accept (406) ─▶ body ≤ limit (413)
+//!           ─▶ JSON (400/-32700) ─▶ batch? split (2025-03-26 only) ─▶ version header (400/-32022)
+//!           ─▶ rmcp (Accept widened to JSON+SSE) ─▶ plain-text errors → JSON-RPC,
+//!              SSE collapsed to JSON for clients that accept only JSON
+//! GET|DELETE /mcp ─▶ 405          /healthz /readyz /version ─▶ operations
+//! ```
+
+use std::{
+    convert::Infallible,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use axum::{
+    Router,
+    body::Body,
+    extract::{Request, State},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http_body_util::{BodyExt, Full, Limited};
+use rmcp::transport::{
+    StreamableHttpServerConfig, StreamableHttpService,
+    streamable_http_server::session::never::NeverSessionManager,
+};
+use serde::Deserialize;
+use serde_json::{Value, json, value::RawValue};
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    config::PROTOCOL_VERSIONS,
+    jsonrpc::{self, HttpError},
+    server::{Backend, SERVER_NAME},
+};
+
+const JSON: &str = "application/json";
+const SSE: &str = "text/event-stream";
+const BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
+/// Version assumed when a request names none (the spec's rule for a missing header).
+const DEFAULT_VERSION: &str = "2025-03-26";
+
+/// Shared flag: false while serving, true once draining (readiness then answers 503).
+#[derive(Clone, Default)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    pub fn drain(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_draining(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// What the HTTP layer needs besides the MCP handler.
+#[derive(Clone)]
+pub struct HttpOptions {
+    pub replica_id: String,
+    pub body_limit: usize,
+    pub allowed_origins: Vec<String>,
+    pub readiness: Readiness,
+    /// Cancelling it ends open SSE streams (used when the grace period runs out).
+    pub streams: CancellationToken,
+}
+
+type Mcp = StreamableHttpService<Backend, NeverSessionManager>;
+type McpBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
+
+#[derive(Clone)]
+struct App {
+    mcp: Arc<Mcp>,
+    served_by: HeaderValue,
+    options: Arc<HttpOptions>,
+    origins: Arc<Origins>,
+}
+
+/// The axum router for one replica.
+pub fn router(backend: Backend, options: HttpOptions) -> Router {
+    let config = StreamableHttpServerConfig::default()
+        .with_legacy_session_mode(false)
+        .with_json_response(true)
+        .disable_allowed_hosts()
+        .disable_allowed_origins()
+        .with_max_request_body_bytes(options.body_limit)
+        .with_sse_keep_alive(Some(Duration::from_secs(15)))
+        .with_sse_retry(None)
+        .with_cancellation_token(options.streams.clone());
+    let service = StreamableHttpService::new(move || Ok(backend.clone()), Default::default(), config);
+    let served_by = HeaderValue::from_str(&options.replica_id)
+        .unwrap_or_else(|_| HeaderValue::from_static("invalid-replica-id"));
+    let app = App {
+        mcp: Arc::new(service),
+        served_by,
+        origins: Arc::new(Origins::parse(&options.allowed_origins)),
+        options: Arc::new(options),
+    };
+    Router::new()
+        .route("/mcp", axum::routing::any(mcp))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/version", get(version))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response_with_state(app.clone(), stamp))
+        .with_state(app)
+}
+
+async fn stamp(State(app): State<App>, mut response: Response) -> Response {
+    response.headers_mut().insert("x-served-by", app.served_by.clone());
+    response
+}
+
+async fn healthz() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, JSON)], r#"{"status":"ok"}"#)
+}
+
+async fn readyz(State(app): State<App>) -> Response {
+    if app.options.readiness.is_draining() {
+        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, JSON)], r#"{"status":"draining"}"#)
+            .into_response()
+    } else {
+        ([(header::CONTENT_TYPE, JSON)], r#"{"status":"ready"}"#).into_response()
+    }
+}
+
+async fn version(State(app): State<App>) -> impl IntoResponse {
+    axum::Json(json!({
+        "name": SERVER_NAME,
+        "version": env!("CARGO_PKG_VERSION"),
+        "replica_id": app.options.replica_id,
+        "protocol_versions": PROTOCOL_VERSIONS,
+    }))
+}
+
+async fn not_found(request: Request) -> Response {
+    HttpError::new(
+        StatusCode::NOT_FOUND,
+        jsonrpc::METHOD_NOT_FOUND,
+        format!("no endpoint at {}: MCP is served at POST /mcp", request.uri().path()),
+    )
+    .into_response()
+}
+
+async fn mcp(State(app): State<App>, request: Request) -> Response {
+    if let Some(origin) = request.headers().get(header::ORIGIN) {
+        if !app.origins.allows(origin.as_bytes()) {
+            return HttpError::new(
+                StatusCode::FORBIDDEN,
+                jsonrpc::INVALID_REQUEST,
+                format!(
+                    "Origin {} is not allowed (allowed: {})",
+                    String::from_utf8_lossy(origin.as_bytes()),
+                    app.options.allowed_origins.join(", ")
+                ),
+            )
+            .into_response();
+        }
+    }
+    if request.method() != Method::POST {
+        let mut response = HttpError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            jsonrpc::INVALID_REQUEST,
+            format!(
+                "{} is not supported: this server is stateless and offers no {} stream or session; use POST",
+                request.method(),
+                if request.method() == Method::DELETE { "session to delete, nor any" } else { "GET" },
+            ),
+        )
+        .into_response();
+        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    match post(&app, request).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+/// What the client's `Accept` header allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Accepts {
+    pub json: bool,
+    pub sse: bool,
+}
+
+/// Parse `Accept`: a missing header or `*/*` accepts both; q=0 excludes a range.
+pub fn accepts(headers: &HeaderMap) -> Accepts {
+    let mut seen = false;
+    let mut out = Accepts { json: false, sse: false };
+    for value in headers.get_all(header::ACCEPT) {
+        let Ok(value) = value.to_str() else { continue };
+        for range in value.split(',') {
+            seen = true;
+            let mut parts = range.split(';');
+            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let refused = parts.any(|p| {
+                let p = p.trim();
+                p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+            });
+            if refused {
+                continue;
+            }
+            match media.as_str() {
+                "*/*" => out = Accepts { json: true, sse: true },
+                "application/*" | JSON => out.json = true,
+                "text/*" | SSE => out.sse = true,
+                _ => {}
+            }
+        }
+    }
+    if !seen {
+        return Accepts { json: true, sse: true };
+    }
+    out
+}
+
+/// The few fields of a message the HTTP layer looks at, borrowed from the body.
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    params: Option<PeekParams<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PeekParams<'a> {
+    #[serde(borrow, rename = "_meta")]
+    meta: Option<PeekMeta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PeekMeta<'a> {
+    #[serde(borrow, rename = "io.modelcontextprotocol/protocolVersion")]
+    version: Option<&'a RawValue>,
+}
+
+fn request_id(peek: &Peek<'_>) -> Option<Value> {
+    peek.id.and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
+async fn post(app: &App, request: Request) -> Result<Response, Response> {
+    let (mut parts, body) = request.into_parts();
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if !essence.eq_ignore_ascii_case(JSON) {
+        return Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            jsonrpc::INVALID_REQUEST,
+            format!(
+                "Content-Type must be application/json, got {}",
+                if content_type.is_empty() { "none" } else { content_type }
+            ),
+        )
+        .into_response());
+    }
+    let accept = accepts(&parts.headers);
+    if !accept.json && !accept.sse {
+        return Err(HttpError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            jsonrpc::INVALID_REQUEST,
+            "Accept must allow application/json or text/event-stream",
+        )
+        .into_response());
+    }
+    let limit = app.options.body_limit;
+    let bytes = match Limited::new(body, limit).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            return Err(HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                jsonrpc::INVALID_REQUEST,
+                format!("request body exceeds the limit of {limit} bytes"),
+            )
+            .into_response());
+        }
+        Err(e) => {
+            return Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::INVALID_REQUEST,
+                format!("could not read the request body: {e}"),
+            )
+            .into_response());
+        }
+    };
+    let header_version = parts.headers.get("mcp-protocol-version").map(|v| v.to_str().unwrap_or("\u{fffd}"));
+
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+        let version = header_version.unwrap_or(DEFAULT_VERSION).to_owned();
+        return Ok(batch(app, parts, &bytes, &version).await);
+    }
+    let peek: Peek<'_> = serde_json::from_slice(&bytes).map_err(|e| parse_error(&bytes, e))?;
+    let id = request_id(&peek);
+    let meta_version = peek.params.as_ref().and_then(|p| p.meta.as_ref()).and_then(|m| m.version);
+    if let (Some(requested), None) = (header_version, meta_version) {
+        if !PROTOCOL_VERSIONS.contains(&requested) {
+            return Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+                format!("unsupported MCP-Protocol-Version {requested:?}"),
+            )
+            .with_id(id.as_ref())
+            .with_data(json!({ "supported": PROTOCOL_VERSIONS, "requested": requested }))
+            .into_response());
+        }
+    }
+    parts.headers.insert(header::ACCEPT, BOTH);
+    let response = app.mcp.handle(Request::from_parts(parts, Full::new(bytes))).await;
+    Ok(finish(response, accept, id.as_ref()).await)
+}
+
+fn parse_error(bytes: &[u8], e: serde_json::Error) -> Response {
+    let message = match std::str::from_utf8(bytes) {
+        Err(_) => "request body is not valid UTF-8".to_owned(),
+        Ok(_) if e.is_data() => format!("not a JSON-RPC message: {e}"),
+        Ok(_) => format!("malformed JSON: {e}"),
+    };
+    let (status, code) = if e.is_data() {
+        (StatusCode::BAD_REQUEST, jsonrpc::INVALID_REQUEST)
+    } else {
+        (StatusCode::BAD_REQUEST, jsonrpc::PARSE_ERROR)
+    };
+    HttpError::new(status, code, message).into_response()
+}
+
+/// Post-process rmcp's answer: plain-text errors become JSON-RPC errors; an SSE answer becomes
+/// one JSON response for a client that does not accept SSE.
+async fn finish(response: Response<McpBody>, accept: Accepts, id: Option<&Value>) -> Response {
+    let (parts, body) = response.into_parts();
+    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let is_json = content_type.starts_with(JSON);
+    let is_sse = content_type.starts_with(SSE);
+    if parts.status.is_client_error() || parts.status.is_server_error() {
+        if !is_json {
+            let text = collect(body).await;
+            let message = String::from_utf8_lossy(&text).trim().to_owned();
+            return HttpError::new(parts.status, jsonrpc::code_for_status(parts.status), message)
+                .with_id(id)
+                .into_response();
+        }
+    } else if is_sse && !accept.sse {
+        let text = collect(body).await;
+        return match last_response(&text) {
+            Some(message) => (parts.status, [(header::CONTENT_TYPE, JSON)], message).into_response(),
+            None => HttpError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                jsonrpc::INTERNAL_ERROR,
+                "the handler produced no response message",
+            )
+            .with_id(id)
+            .into_response(),
+        };
+    }
+    Response::from_parts(parts, Body::new(body))
+}
+
+async fn collect(body: McpBody) -> Bytes {
+    match body.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(never) => match never {},
+    }
+}
+
+/// The last JSON-RPC response (a message with `result` or `error`) in an SSE body.
+pub fn last_response(sse: &[u8]) -> Option<Bytes> {
+    let text = std::str::from_utf8(sse).ok()?;
+    let mut last = None;
+    for event in text.split("\n\n") {
+        let data: Vec<&str> = event
+            .lines()
+            .filter_map(|l| l.strip_prefix("data:"))
+            .map(|d| d.strip_prefix(' ').unwrap_or(d))
+            .collect();
+        if data.is_empty() {
+            continue;
+        }
+        let joined = data.join("\n");
+        if let Ok(value) = serde_json::from_str::<Value>(&joined) {
+            if value.get("result").is_some() || value.get("error").is_some() {
+                last = Some(Bytes::from(joined));
+            }
+        }
+    }
+    last
+}
+
+/// A JSON-RPC batch: allowed only in 2025-03-26, where each element is answered on its own and
+/// the answers come back as one array (202 when the batch held no request).
+async fn batch(app: &App, parts: http::request::Parts, bytes: &[u8], version: &str) -> Response {
+    if version != DEFAULT_VERSION {
+        return HttpError::new(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::INVALID_REQUEST,
+            format!("JSON-RPC batches are only allowed in protocol 2025-03-26, not {version}"),
+        )
+        .into_response();
+    }
+    let elements: Vec<&RawValue> = match serde_json::from_slice(bytes) {
+        Ok(v) => v,
+        Err(e) => return parse_error(bytes, e),
+    };
+    if elements.is_empty() {
+        return HttpError::new(StatusCode::BAD_REQUEST, jsonrpc::INVALID_REQUEST, "empty JSON-RPC batch")
+            .into_response();
+    }
+    let mut answers: Vec<Box<RawValue>> = Vec::new();
+    for element in elements {
+        let mut request = Request::builder().method(Method::POST).uri(parts.uri.clone());
+        for (name, value) in &parts.headers {
+            if name != header::CONTENT_LENGTH {
+                request = request.header(name, value);
+            }
+        }
+        let request = request
+            .header(header::ACCEPT, BOTH)
+            .body(Full::new(Bytes::copy_from_slice(element.get().as_bytes())))
+            .expect("a request built from valid parts");
+        let response = app.mcp.handle(request).await;
+        let id = serde_json::from_str::<Peek<'_>>(element.get()).ok().and_then(|p| request_id(&p));
+        let response = finish(response, Accepts { json: true, sse: false }, id.as_ref()).await;
+        if response.status() == StatusCode::ACCEPTED {
+            continue;
+        }
+        let body = match response.into_body().collect().await {
+            Ok(c) => c.to_bytes(),
+            Err(_) => continue,
+        };
+        if let Ok(raw) = serde_json::from_slice::<Box<RawValue>>(&body) {
+            answers.push(raw);
+        }
+    }
+    if answers.is_empty() {
+        return StatusCode::ACCEPTED.into_response();
+    }
+    let body = serde_json::to_vec(&answers).expect("raw JSON values serialise");
+    ([(header::CONTENT_TYPE, JSON)], body).into_response()
+}
+
+/// The Origin allow-list: exact origins, `scheme://host:*` for any port, or `*`.
+#[derive(Debug)]
+pub struct Origins {
+    any: bool,
+    entries: Vec<(String, Option<String>)>, // (scheme://host, port or None for any)
+}
+
+impl Origins {
+    pub fn parse(list: &[String]) -> Self {
+        let mut any = false;
+        let mut entries = Vec::new();
+        for entry in list.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
+            if entry == "*" {
+                any = true;
+            } else if let Some(base) = entry.strip_suffix(":*") {
+                entries.push((base.to_ascii_lowercase(), None));
+            } else {
+                let (base, port) = split_origin(entry);
+                entries.push((base, Some(port)));
+            }
+        }
+        Self { any, entries }
+    }
+
+    pub fn allows(&self, origin: &[u8]) -> bool {
+        if self.any {
+            return true;
+        }
+        let Ok(origin) = std::str::from_utf8(origin) else { return false };
+        let (base, port) = split_origin(origin.trim());
+        self.entries.iter().any(|(b, p)| *b == base && p.as_ref().is_none_or(|p| *p == port))
+    }
+}
+
+/// `scheme://host[:port]` → (`scheme://host`, port with the scheme's default filled in).
+fn split_origin(origin: &str) -> (String, String) {
+    let origin = origin.to_ascii_lowercase();
+    let scheme_end = origin.find("://").map(|i| i + 3).unwrap_or(0);
+    let rest = &origin[scheme_end..];
+    // An IPv6 host is bracketed; the port follows the closing bracket.
+    let host_end = if rest.starts_with('[') { rest.find(']').map(|i| i + 1).unwrap_or(rest.len()) } else { 0 };
+    match rest[host_end..].rfind(':') {
+        Some(i) => {
+            let split = scheme_end + host_end + i;
+            (origin[..split].to_owned(), origin[split + 1..].to_owned())
+        }
+        None => {
+            let port = if origin.starts_with("https://") { "443" } else { "80" };
+            (origin.clone(), port.to_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(accept: &[&str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for a in accept {
+            h.append(header::ACCEPT, HeaderValue::from_str(a).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn accept_rules() {
+        assert_eq!(accepts(&headers(&[])), Accepts { json: true, sse: true });
+        assert_eq!(accepts(&headers(&["*/*"])), Accepts { json: true, sse: true });
+        assert_eq!(accepts(&headers(&["application/json"])), Accepts { json: true, sse: false });
+        assert_eq!(accepts(&headers(&["text/event-stream"])), Accepts { json: false, sse: true });
+        assert_eq!(
+            accepts(&headers(&["application/json, text/event-stream"])),
+            Accepts { json: true, sse: true }
+        );
+        assert_eq!(accepts(&headers(&["text/html"])), Accepts { json: false, sse: false });
+        assert_eq!(
+            accepts(&headers(&["application/json;q=0, text/event-stream"])),
+            Accepts { json: false, sse: true }
+        );
+    }
+
+    #[test]
+    fn origins_match_scheme_host_and_port() {
+        let o = Origins::parse(&["http://localhost:*".into(), "https://app.example.com".into(), "http://[::1]:*".into()]);
+        assert!(o.allows(b"http://localhost:3000"));
+        assert!(o.allows(b"http://localhost"));
+        assert!(o.allows(b"https://app.example.com"));
+        assert!(o.allows(b"https://app.example.com:443"));
+        assert!(o.allows(b"http://[::1]:8080"));
+        assert!(!o.allows(b"https://app.example.com:8443"));
+        assert!(!o.allows(b"http://evil.example.com"));
+        assert!(!o.allows(b"https://localhost:3000"));
+        assert!(Origins::parse(&["*".into()]).allows(b"http://anything"));
+    }
+
+    #[test]
+    fn sse_collapses_to_its_last_response() {
+        let sse = b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n\
+                    data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"ok\":true}}\n\n";
+        let last = last_response(sse).unwrap();
+        assert_eq!(&last[..], br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#);
+        assert!(last_response(b": keep-alive\n\n").is_none());
+    }
+}

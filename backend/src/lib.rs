@@ -1,0 +1,92 @@
+//! mcp-backend: a fast stateless MCP server for both protocol eras, bundled with mcp-edge as its
+//! default replica, the template for users' own tools, and the benchmark target.
+//!
+//! - [`server`]: the MCP handler (capabilities, resources, prompts, listen streams, sealing);
+//! - [`template`]: the `echo` tool users copy, and the streaming/benchmark helpers;
+//! - [`conformance`]: the fixtures the official conformance suite calls;
+//! - [`http`]: routes and the JSON-RPC error edge in front of rmcp;
+//! - [`serve`]/[`Replica`]: binding, serving and the graceful drain on shutdown.
+
+pub mod config;
+pub mod conformance;
+pub mod http;
+pub mod jsonrpc;
+pub mod server;
+pub mod template;
+
+use std::{future::Future, net::SocketAddr};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::Config;
+pub use server::Backend;
+
+/// A bound, not yet serving, replica.
+pub struct Replica {
+    listener: TcpListener,
+    config: Config,
+}
+
+impl Replica {
+    /// Bind `config.listen` (port 0 picks a free port).
+    pub async fn bind(config: Config) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.listen).await?;
+        Ok(Self { listener, config })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// Serve until `shutdown` completes, then drain: readiness turns 503 at once, the listener
+    /// closes, and in-flight requests and SSE streams get `config.grace()` to finish before
+    /// they are cut.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        let state_key = self.config.state_key_bytes().map_err(std::io::Error::other)?;
+        let readiness = http::Readiness::default();
+        let streams = CancellationToken::new();
+        let backend = Backend::new(self.config.replica_id(), state_key);
+        let app = http::router(
+            backend,
+            http::HttpOptions {
+                replica_id: self.config.replica_id(),
+                body_limit: self.config.body_limit,
+                allowed_origins: self.config.allowed_origins.clone(),
+                readiness: readiness.clone(),
+                streams: streams.clone(),
+            },
+        );
+        let (draining_tx, draining_rx) = tokio::sync::oneshot::channel::<()>();
+        let drain = readiness.clone();
+        let server = axum::serve(self.listener, app).with_graceful_shutdown(async move {
+            shutdown.await;
+            drain.drain();
+            let _ = draining_tx.send(());
+        });
+        let grace = self.config.grace();
+        let mut server = std::pin::pin!(server.into_future());
+        tokio::select! {
+            result = &mut server => return result,
+            _ = draining_rx => {}
+        }
+        match tokio::time::timeout(grace, &mut server).await {
+            Ok(result) => result,
+            Err(_) => {
+                tracing::warn!(?grace, "grace period over: closing the streams still open");
+                streams.cancel();
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), &mut server).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Start an in-process replica on a free loopback port; it stops when `stop` is cancelled.
+/// Used by tests and by mcp-edge's embedded mode.
+pub async fn spawn(config: Config, stop: CancellationToken) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    let replica = Replica::bind(config).await?;
+    let addr = replica.local_addr();
+    let handle = tokio::spawn(replica.serve(async move { stop.cancelled().await }));
+    Ok((addr, handle))
+}

@@ -1,0 +1,360 @@
+//! The MCP server: one [`Backend`] value answers every request of both protocol eras.
+//!
+//! rmcp does the protocol work (negotiation, 2026-07-28 `_meta` and header validation, MRTR
+//! gating, SSE). This module supplies capabilities, routes resources and prompts to the
+//! template and the conformance fixtures, runs `subscriptions/listen` streams, and seals
+//! multi round-trip `requestState`.
+
+use std::{borrow::Cow, sync::Arc};
+
+use rmcp::{
+    ErrorData, RoleServer, ServerHandler,
+    handler::server::router::tool::ToolRouter,
+    model::*,
+    service::{RequestContext, SubscriptionContext},
+    tool_handler,
+};
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::json;
+use tokio::sync::broadcast;
+
+use crate::conformance;
+
+pub const SERVER_NAME: &str = "mcp-backend";
+
+/// A list-changed event, delivered to this process's open listen streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListChange {
+    Tools,
+    Prompts,
+    Resources,
+}
+
+/// The server handler. Cheap to clone: rmcp makes one per stateless request.
+#[derive(Clone)]
+pub struct Backend {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    replica_id: String,
+    tools: ToolRouter<Backend>,
+    state: RequestStateCodec,
+    changes: broadcast::Sender<ListChange>,
+}
+
+impl Backend {
+    /// `state_key`: the HMAC key for `requestState`; `None` makes a random one.
+    pub fn new(replica_id: impl Into<String>, state_key: Option<Vec<u8>>) -> Self {
+        let key = state_key.unwrap_or_else(|| {
+            use rand::RngCore;
+            let mut key = vec![0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            key
+        });
+        let (changes, _) = broadcast::channel(64);
+        Self {
+            shared: Arc::new(Shared {
+                replica_id: replica_id.into(),
+                tools: Self::template_tools() + Self::conformance_tools(),
+                state: RequestStateCodec::try_new(key).expect("keys are at least 32 bytes"),
+                changes,
+            }),
+        }
+    }
+
+    pub fn replica_id(&self) -> &str {
+        &self.shared.replica_id
+    }
+
+    /// Seal `value` into an opaque, tamper-evident `requestState`.
+    pub fn seal<T: Serialize>(&self, value: &T) -> Result<String, ErrorData> {
+        self.shared
+            .state
+            .seal_json(value)
+            .map_err(|e| ErrorData::internal_error(format!("cannot seal requestState: {e}"), None))
+    }
+
+    /// Open a `requestState`; anything tampered, foreign or malformed is -32602.
+    pub fn open<T: DeserializeOwned>(&self, sealed: &str) -> Result<T, ErrorData> {
+        self.shared.state.open_json(sealed).map_err(|_| {
+            ErrorData::invalid_params(
+                "requestState failed its integrity check (tampered, or sealed with another key)",
+                None,
+            )
+        })
+    }
+
+    /// Tell this process's listen streams that a list changed.
+    pub fn announce(&self, change: ListChange) {
+        let _ = self.shared.changes.send(change);
+    }
+
+    fn info_resource(&self) -> Resource {
+        Resource::new("info://server", "Server info")
+            .with_description("Name, version and replica id of the replica that answered")
+            .with_mime_type("application/json")
+    }
+
+    fn info_contents(&self, uri: &str) -> ResourceContents {
+        let body = json!({
+            "name": SERVER_NAME,
+            "version": env!("CARGO_PKG_VERSION"),
+            "replica_id": self.shared.replica_id,
+        });
+        ResourceContents::TextResourceContents {
+            uri: uri.to_owned(),
+            mime_type: Some("application/json".into()),
+            text: body.to_string(),
+            meta: None,
+        }
+    }
+
+    fn code_review_prompt() -> Prompt {
+        Prompt::new(
+            "code_review",
+            Some("Ask for a careful review of a piece of code"),
+            Some(vec![
+                PromptArgument::new("language")
+                    .with_description("Programming language of the code (default: python)")
+                    .with_required(false),
+            ]),
+        )
+    }
+}
+
+/// Whether results should carry 2026-07-28 caching hints.
+fn modern(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.protocol_version().is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
+}
+
+macro_rules! with_cache_hints {
+    ($result:expr, $ctx:expr) => {{
+        let result = $result;
+        if modern($ctx) { result.with_ttl_ms(0).with_cache_scope(CacheScope::Public) } else { result }
+    }};
+}
+
+#[tool_handler(router = self.shared.tools)]
+#[allow(deprecated)] // logging/setLevel and resources/subscribe are legacy-only, still served
+impl ServerHandler for Backend {
+    fn get_info(&self) -> ServerConfig {
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_tool_list_changed()
+            .enable_resources()
+            .enable_resources_subscribe()
+            .enable_resources_list_changed()
+            .enable_prompts()
+            .enable_prompts_list_changed()
+            .enable_logging() // deprecated by 2026-07-28, still part of the legacy revisions
+            .enable_completions()
+            .build();
+        let mut config = ServerConfig::new(capabilities)
+            .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
+            .with_instructions("Stateless MCP server bundled with mcp-edge. Tool `echo` is the template.");
+        config.protocol_version = ProtocolVersion::V_2025_11_25;
+        config
+    }
+
+    fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
+        Cow::Borrowed(SUPPORTED)
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let mut all = vec![self.info_resource()];
+        all.extend(conformance::resources());
+        Ok(with_cache_hints!(ListResourcesResult::with_all_items(all), &ctx))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        let templates = conformance::resource_templates();
+        Ok(with_cache_hints!(ListResourceTemplatesResult::with_all_items(templates), &ctx))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri.as_str();
+        let contents = if uri == "info://server" {
+            self.info_contents(uri)
+        } else if let Some(contents) = conformance::read(uri) {
+            contents
+        } else {
+            return Err(ErrorData::invalid_params(
+                format!("Resource not found: {uri}"),
+                Some(json!({ "uri": uri })),
+            ));
+        };
+        Ok(ReadResourceResponse::Complete(with_cache_hints!(ReadResourceResult::new(vec![contents]), &ctx)))
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        _request: SubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Accepted for legacy clients; a stateless server has no stream to deliver updates on.
+        Ok(())
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        _request: UnsubscribeRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Ok(())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut all = vec![Self::code_review_prompt()];
+        all.extend(conformance::prompts());
+        Ok(with_cache_hints!(ListPromptsResult::with_all_items(all), &ctx))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name == "code_review" {
+            let language = request
+                .arguments
+                .as_ref()
+                .and_then(|a| a.get("language"))
+                .and_then(|v| v.as_str())
+                .unwrap_or("python");
+            let text = format!(
+                "Please review the following {language} code. Point out bugs, unclear names, \
+                 missing error handling and missing tests, most important first."
+            );
+            return Ok(GetPromptResponse::Complete(
+                GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)])
+                    .with_description(format!("Code review ({language})")),
+            ));
+        }
+        conformance::get_prompt(&request).unwrap_or_else(|| {
+            Err(ErrorData::invalid_params(
+                format!("Unknown prompt: {}", request.name),
+                Some(json!({ "name": request.name })),
+            ))
+        })
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let candidates: &[&str] = match (&request.r#ref, request.argument.name.as_str()) {
+            (Reference::Prompt(_), "language") => &["python", "rust", "typescript", "go"],
+            (Reference::Resource(_), "id") => &["1", "2", "3"],
+            _ => &[],
+        };
+        let prefix = request.argument.value.as_str();
+        let values = candidates.iter().filter(|c| c.starts_with(prefix)).map(|c| c.to_string()).collect();
+        let info = CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
+        Ok(CompleteResult::new(info))
+    }
+
+    async fn set_level(
+        &self,
+        _request: SetLevelRequestParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        // Stateless: nothing to remember between requests. Accepted so legacy clients proceed.
+        Ok(())
+    }
+
+    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+        let mut accepted = requested.clone();
+        accepted.resource_subscriptions = None;
+        Some(accepted)
+    }
+
+    async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
+        let mut changes = self.shared.changes.subscribe();
+        loop {
+            let change = tokio::select! {
+                _ = ctx.cancelled() => return Ok(()),
+                change = changes.recv() => change,
+            };
+            let notification = match change {
+                Ok(ListChange::Tools) => ServerNotification::ToolListChangedNotification(Default::default()),
+                Ok(ListChange::Prompts) => ServerNotification::PromptListChangedNotification(Default::default()),
+                Ok(ListChange::Resources) => ServerNotification::ResourceListChangedNotification(Default::default()),
+                Err(broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(broadcast::error::RecvError::Closed) => return Ok(()),
+            };
+            // The sink drops what the client did not ask for; a closed stream ends the loop.
+            if let Err(rmcp::service::SubscriptionSendError::SubscriptionClosed) = ctx.sink().send(notification).await {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The revisions served: the three legacy ones and 2026-07-28.
+pub static SUPPORTED: &[ProtocolVersion] = &[
+    ProtocolVersion::V_2025_03_26,
+    ProtocolVersion::V_2025_06_18,
+    ProtocolVersion::V_2025_11_25,
+    ProtocolVersion::V_2026_07_28,
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn supported_versions_match_config_list() {
+        let names: Vec<&str> = SUPPORTED.iter().map(|v| v.as_str()).collect();
+        assert_eq!(names, crate::config::PROTOCOL_VERSIONS);
+    }
+
+    #[test]
+    fn request_state_round_trips_and_rejects_tampering() {
+        let backend = Backend::new("r1", Some(vec![7u8; 32]));
+        let sealed = backend.seal(&json!({ "round": 1 })).unwrap();
+        let opened: serde_json::Value = backend.open(&sealed).unwrap();
+        assert_eq!(opened["round"], 1);
+        let mut tampered = sealed.clone().into_bytes();
+        let last = tampered.len() - 2;
+        tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
+        let tampered = String::from_utf8(tampered).unwrap();
+        assert!(backend.open::<serde_json::Value>(&tampered).is_err());
+        let other = Backend::new("r2", Some(vec![8u8; 32]));
+        assert!(other.open::<serde_json::Value>(&sealed).is_err(), "foreign key must not open");
+        let same_key = Backend::new("r3", Some(vec![7u8; 32]));
+        assert!(same_key.open::<serde_json::Value>(&sealed).is_ok(), "replicas sharing a key open each other's state");
+    }
+
+    #[test]
+    fn every_template_tool_is_listed() {
+        let backend = Backend::new("r1", None);
+        let names: Vec<String> = backend.shared.tools.list_all().into_iter().map(|t| t.name.to_string()).collect();
+        for name in ["echo", "sleep", "progress", "payload", "test_simple_text", "test_input_required_result_elicitation"] {
+            assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+        }
+        let echo = backend.shared.tools.get("echo").unwrap();
+        let annotations = echo.annotations.as_ref().unwrap();
+        assert_eq!(annotations.read_only_hint, Some(true));
+        assert_eq!(annotations.idempotent_hint, Some(true));
+    }
+}

@@ -1,0 +1,203 @@
+//! The template surface users copy: the `echo` tool, the `info://server` resource and the
+//! `code_review` prompt, plus the helpers that streaming tests and benchmarks need (`sleep`,
+//! `progress`, `payload`).
+//!
+//! Adding a tool is one method in the `#[tool_router]` block below: a doc-less `#[tool]` with a
+//! description, an argument struct deriving `Deserialize` + `JsonSchema`, and a body returning
+//! `CallToolResult` (use `CallToolResult::error` for failures the caller should read). Annotate
+//! read-only or idempotent tools: mcp-edge retries such calls on another replica when a
+//! connection breaks before any response byte.
+
+use std::time::Duration;
+
+use rmcp::{
+    ErrorData, RoleServer,
+    handler::server::wrapper::Parameters,
+    model::{CallToolResult, ContentBlock, ProgressNotificationParam},
+    service::RequestContext,
+    tool, tool_router,
+};
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use crate::server::Backend;
+
+/// Largest `payload` the helper produces (bytes).
+pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
+/// Longest `sleep` and `progress` run (milliseconds).
+pub const MAX_SLEEP_MS: u64 = 60_000;
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct EchoArgs {
+    /// The text to echo back; must not be empty.
+    pub message: String,
+    /// How many times to repeat the message (1 to 10), joined by newlines.
+    #[serde(default = "one")]
+    #[schemars(range(min = 1, max = 10))]
+    pub repeat: i64,
+}
+
+fn one() -> i64 {
+    1
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SleepArgs {
+    /// Milliseconds to wait before answering (at most 60000).
+    pub ms: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ProgressArgs {
+    /// Number of progress notifications to emit (1 to 1000).
+    pub steps: u32,
+    /// Milliseconds between two notifications (at most 60000 in total).
+    #[serde(default)]
+    pub interval_ms: u64,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct PayloadArgs {
+    /// Size of the returned text in bytes (at most 16 MiB).
+    pub bytes: usize,
+}
+
+/// The result of `echo`, or the message a caller can act on.
+pub fn echo_text(args: &EchoArgs) -> Result<String, String> {
+    if args.message.is_empty() {
+        return Err("message must not be empty".to_owned());
+    }
+    if !(1..=10).contains(&args.repeat) {
+        return Err(format!("repeat must be between 1 and 10, got {}", args.repeat));
+    }
+    let n = args.repeat as usize;
+    let mut out = String::with_capacity(n * (args.message.len() + 1));
+    for i in 0..n {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str(&args.message);
+    }
+    Ok(out)
+}
+
+/// `bytes` bytes of printable text: a repeating alphabet, so corruption is visible.
+pub fn payload_text(bytes: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    (0..bytes).map(|i| ALPHABET[i % ALPHABET.len()] as char).collect()
+}
+
+fn tool_error(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::error(vec![ContentBlock::text(message.into())])
+}
+
+fn text(message: impl Into<String>) -> CallToolResult {
+    CallToolResult::success(vec![ContentBlock::text(message.into())])
+}
+
+#[tool_router(router = template_tools, vis = "pub(crate)")]
+impl Backend {
+    #[tool(
+        description = "Echo a message back, repeated `repeat` times (1-10) joined by newlines.",
+        annotations(title = "Echo", read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn echo(&self, Parameters(args): Parameters<EchoArgs>) -> CallToolResult {
+        match echo_text(&args) {
+            Ok(out) => text(out),
+            Err(reason) => tool_error(reason),
+        }
+    }
+
+    #[tool(
+        description = "Wait `ms` milliseconds (at most 60000), then answer. For streaming and timeout tests.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn sleep(&self, Parameters(args): Parameters<SleepArgs>) -> CallToolResult {
+        if args.ms > MAX_SLEEP_MS {
+            return tool_error(format!("ms must be at most {MAX_SLEEP_MS}, got {}", args.ms));
+        }
+        tokio::time::sleep(Duration::from_millis(args.ms)).await;
+        text(format!("slept {} ms", args.ms))
+    }
+
+    #[tool(
+        description = "Emit one progress notification per step, `interval_ms` apart, then answer. \
+                       Send a progressToken in _meta to receive the notifications (over SSE).",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn progress(
+        &self,
+        Parameters(args): Parameters<ProgressArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResult, ErrorData> {
+        if !(1..=1000).contains(&args.steps) {
+            return Ok(tool_error(format!("steps must be between 1 and 1000, got {}", args.steps)));
+        }
+        if args.interval_ms.saturating_mul(args.steps as u64) > MAX_SLEEP_MS {
+            return Ok(tool_error(format!(
+                "steps × interval_ms must be at most {MAX_SLEEP_MS} ms"
+            )));
+        }
+        let token = ctx.meta.get_progress_token();
+        for step in 1..=args.steps {
+            if step > 1 && args.interval_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(args.interval_ms)).await;
+            }
+            if let Some(token) = &token {
+                let note = ProgressNotificationParam::new(token.clone(), step as f64)
+                    .with_total(args.steps as f64)
+                    .with_message(format!("step {step} of {}", args.steps));
+                // A client that went away ends the call: that is cancellation in 2026-07-28.
+                if ctx.peer.notify_progress(note).await.is_err() || ctx.ct.is_cancelled() {
+                    return Err(ErrorData::internal_error("client went away", None));
+                }
+            }
+        }
+        Ok(text(format!("completed {} steps", args.steps)))
+    }
+
+    #[tool(
+        description = "Return exactly `bytes` bytes of text (at most 16 MiB). For body-size and throughput tests.",
+        annotations(read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+    )]
+    async fn payload(&self, Parameters(args): Parameters<PayloadArgs>) -> CallToolResult {
+        if args.bytes > MAX_PAYLOAD {
+            return tool_error(format!("bytes must be at most {MAX_PAYLOAD}, got {}", args.bytes));
+        }
+        text(payload_text(args.bytes))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn echo(message: &str, repeat: i64) -> Result<String, String> {
+        echo_text(&EchoArgs { message: message.into(), repeat })
+    }
+
+    #[test]
+    fn echo_repeats_joined_by_newlines() {
+        assert_eq!(echo("hi", 1).unwrap(), "hi");
+        assert_eq!(echo("hi", 3).unwrap(), "hi\nhi\nhi");
+    }
+
+    #[test]
+    fn echo_rejects_empty_and_out_of_range() {
+        assert_eq!(echo("", 1).unwrap_err(), "message must not be empty");
+        assert!(echo("x", 0).unwrap_err().contains("between 1 and 10, got 0"));
+        assert!(echo("x", 11).unwrap_err().contains("got 11"));
+    }
+
+    #[test]
+    fn repeat_defaults_to_one() {
+        let args: EchoArgs = serde_json::from_str(r#"{"message":"m"}"#).unwrap();
+        assert_eq!(args.repeat, 1);
+    }
+
+    #[test]
+    fn payload_has_exact_length() {
+        assert_eq!(payload_text(0).len(), 0);
+        assert_eq!(payload_text(100_000).len(), 100_000);
+    }
+}
