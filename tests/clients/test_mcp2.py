@@ -1,0 +1,82 @@
+"""The official Python SDK 2.x `Client`, in each of its connection modes."""
+
+import json
+
+import httpx2
+import pytest
+from conftest import Wire, assert_stateless_wire
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+pytestmark = pytest.mark.anyio
+
+def text_of(result) -> str:
+    return result.content[0].text
+
+
+@pytest.mark.parametrize("mode", ["auto", "legacy", "2026-07-28"])
+async def test_walkthrough(mcp_url, mode):
+    wire = Wire()
+    http = httpx2.AsyncClient(event_hooks={"response": [wire.on_response]}, timeout=30)
+    async with Client(streamable_http_client(mcp_url, http_client=http), mode=mode) as client:
+        if mode == "legacy":
+            assert client.protocol_version.startswith("2025-"), client.protocol_version
+        else:
+            assert client.protocol_version == "2026-07-28"
+
+        tools = await client.list_tools()
+        names = {t.name for t in tools.tools}
+        assert {"echo", "sleep", "progress", "payload"} <= names
+        echo = next(t for t in tools.tools if t.name == "echo")
+        assert echo.annotations.read_only_hint and echo.annotations.idempotent_hint
+
+        result = await client.call_tool("echo", {"message": "hello", "repeat": 2})
+        assert not result.is_error
+        assert text_of(result) == "hello\nhello"
+
+        failed = await client.call_tool("echo", {"message": ""})
+        assert failed.is_error
+        assert "must not be empty" in text_of(failed)
+
+        info = await client.read_resource("info://server")
+        body = json.loads(info.contents[0].text)
+        assert body["name"] == "mcp-backend" and body["replica_id"]
+
+        prompt = await client.get_prompt("code_review", {"language": "rust"})
+        assert "rust" in prompt.messages[0].content.text
+
+    methods = [e["mcp_method"] for e in wire.posts()]
+    first = {"auto": "server/discover", "legacy": "initialize", "2026-07-28": "tools/list"}[mode]
+    assert methods[0] == first, methods
+    assert all(e["session"] is None for e in wire.exchanges), "no session id may be minted"
+    assert_stateless_wire(wire)
+
+
+async def test_progress_notifications_arrive(mcp_url):
+    seen = []
+
+    async def on_progress(progress, total, message):
+        seen.append((progress, total))
+
+    async with Client(mcp_url, mode="legacy") as client:
+        result = await client.call_tool(
+            "progress", {"steps": 3, "interval_ms": 10}, progress_callback=on_progress
+        )
+    assert text_of(result) == "completed 3 steps"
+    assert seen == [(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)]
+
+
+async def test_multi_round_trip_request(mcp_url):
+    """A 2026-07-28 tool that needs user input: the SDK answers input_required and retries."""
+    from mcp.types import ElicitResult
+
+    asked = []
+
+    async def elicit(context, params):
+        asked.append(params.message)
+        return ElicitResult(action="accept", content={"name": "Ada"})
+
+    async with Client(mcp_url, mode="2026-07-28", elicitation_callback=elicit) as client:
+        result = await client.call_tool("test_input_required_result_elicitation", {})
+    assert asked == ["What is your name?"]
+    assert text_of(result) == "Hello, Ada!"

@@ -1,0 +1,78 @@
+// The official TypeScript SDK 1.x client against the endpoint in MCP_TEST_URL.
+// Run with Node 22's test runner: node --test tests/clients/ts_client.test.mjs
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const tools = process.env.MCP_EDGE_TOOLS ?? path.resolve(import.meta.dirname, "../../.tools");
+const require = createRequire(path.join(tools, "node", "package.json"));
+const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
+const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+
+const url = process.env.MCP_TEST_URL;
+
+async function waitFor(predicate, ms, what) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (predicate()) return;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+test("TypeScript SDK client: initialize, list, call, read, prompt, terminate", { skip: !url }, async () => {
+  const wire = [];
+  const recordingFetch = async (input, init) => {
+    const response = await fetch(input, init);
+    let method = null;
+    try {
+      method = JSON.parse(init?.body ?? "null")?.method ?? null;
+    } catch {}
+    wire.push({
+      verb: init?.method ?? "GET",
+      status: response.status,
+      method,
+      servedBy: response.headers.get("x-served-by"),
+      session: response.headers.get("mcp-session-id"),
+    });
+    return response;
+  };
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch });
+  const client = new Client({ name: "mcp-edge-ts-test", version: "1.0.0" });
+  await client.connect(transport);
+
+  const tools = await client.listTools();
+  assert.ok(tools.tools.some((t) => t.name === "echo"));
+  const echoed = await client.callTool({ name: "echo", arguments: { message: "hello", repeat: 2 } });
+  assert.equal(echoed.isError, false);
+  assert.equal(echoed.content[0].text, "hello\nhello");
+  const info = await client.readResource({ uri: "info://server" });
+  assert.equal(JSON.parse(info.contents[0].text).name, "mcp-backend");
+  const prompt = await client.getPrompt({ name: "code_review", arguments: { language: "typescript" } });
+  assert.match(prompt.messages[0].content.text, /typescript/);
+
+  // The SDK always opens the GET listen stream after `initialized`; a stateless server says 405.
+  await waitFor(() => wire.some((e) => e.verb === "GET"), 5000, "the client's GET stream");
+  assert.deepEqual(wire.filter((e) => e.verb === "GET").map((e) => e.status), [405]);
+
+  const sessionId = transport.sessionId;
+  await transport.terminateSession();
+  await client.close();
+
+  const deletes = wire.filter((e) => e.verb === "DELETE");
+  if (sessionId) {
+    // Behind a proxy that minted a session: DELETE ends it.
+    assert.deepEqual(deletes.map((e) => e.status), [200]);
+    process.stdout.write(`session ${sessionId} terminated\n`);
+  } else {
+    // The SDK sends DELETE only when it holds a session id; a stateless server issued none.
+    assert.equal(deletes.length, 0);
+  }
+  for (const e of wire.filter((e) => e.verb === "POST")) {
+    assert.ok([200, 202].includes(e.status), JSON.stringify(e));
+  }
+  assert.equal(wire.find((e) => e.verb === "POST").method, "initialize");
+  const replicas = new Set(wire.map((e) => e.servedBy).filter(Boolean));
+  process.stdout.write(`replicas seen: ${[...replicas].join(",")}\n`);
+});
