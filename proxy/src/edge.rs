@@ -1,0 +1,578 @@
+//! The pingora [`ProxyHttp`] implementation. Each phase only wires the modules together:
+//!
+//! ```text
+//! request_filter ─ path, Origin, session lookup ─ POST: Content-Type, Accept, body (bounded),
+//!   │              mcp::classify ─ route::decide ─┬─ Reply: answered here, no replica sees it
+//!   │                                             └─ AnyReplica / Replica(id)
+//! upstream_peer ── upstream::Replicas (round robin over healthy, or the owner)
+//!   │   fail_to_connect: nothing was sent → next replica (never for a sticky target)
+//! upstream_request_filter ─ Host → replica, Mcp-Session-Id stripped (or the owner's own id),
+//!   │              MCP-Protocol-Version from the session, Last-Event-ID → replica's own id
+//! response_filter ─ X-Served-By, session minted on a legacy initialize result, replica session
+//!   │              ids never reach the client, SSE: stream owner recorded
+//! response_body_filter ─ SSE event by event (mcp::sse): event ids → <replica>/<id>,
+//!   │              server→client requests recorded; initialize result → negotiated version
+//! logging ─ stream owners released
+//! ```
+//!
+//! Bodies are read in `request_filter` (routing needs them) with pingora's retry buffering on,
+//! so pingora replays them to the replica; see [`Edge::relay_large_body`] for bodies over the
+//! 64 KiB that pingora 0.9 can replay.
+
+use std::{sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora::{
+    Error, ErrorType, Result,
+    http::{RequestHeader, ResponseHeader},
+    proxy::{FailToProxy, ProxyHttp, Session},
+    upstreams::peer::HttpPeer,
+};
+
+use crate::{
+    config::Config,
+    mcp::{self, Kind, errors::*, sse},
+    route::{self, Decision, SessionState, Verb},
+    session::{Owner, Owners, ReplicaId, Sessions},
+    upstream::{Replica, Replicas},
+};
+
+pub const SESSION_HEADER: &str = "mcp-session-id";
+pub const VERSION_HEADER: &str = "mcp-protocol-version";
+const SERVED_BY: &str = "x-served-by";
+
+/// Shared state of the proxy (one per process).
+pub struct Edge {
+    pub replicas: Arc<Replicas>,
+    pub sessions: Arc<Sessions>,
+    pub owners: Arc<Owners>,
+    path: String,
+    body_limit: usize,
+    origins: mcp_backend::http::Origins,
+    allowed_origins: String,
+    connect_timeout: Duration,
+    stream_idle: Duration,
+    relay: pingora::connectors::http::Connector,
+}
+
+impl Edge {
+    pub fn new(config: &Config, replicas: Arc<Replicas>) -> Self {
+        Self {
+            replicas,
+            sessions: Arc::new(Sessions::new(
+                Duration::from_secs(config.session_lifetime_seconds),
+                Duration::from_secs(config.session_idle_seconds),
+            )),
+            owners: Arc::new(Owners::default()),
+            path: config.path.clone(),
+            body_limit: config.body_limit,
+            origins: mcp_backend::http::Origins::parse(&config.allowed_origins),
+            allowed_origins: config.allowed_origins.join(", "),
+            connect_timeout: config.connect_timeout(),
+            stream_idle: config.stream_idle(),
+            relay: pingora::connectors::http::Connector::new(None),
+        }
+    }
+}
+
+/// Per-request state.
+#[derive(Default)]
+pub struct Ctx {
+    body: Option<Bytes>,
+    kind: Option<Kind>,
+    /// Raw JSON text of the request id.
+    id: Option<String>,
+    is_initialize: bool,
+    modern: bool,
+    init_version: Option<String>,
+    verb: Option<Verb>,
+    /// The session token the client sent, when it names a live session.
+    token: Option<String>,
+    session: Option<crate::session::SessionView>,
+    /// The scope of in-flight keys: the session token, or the client connection.
+    scope: String,
+    /// A sticky target; `None`: round robin.
+    target: Option<ReplicaId>,
+    replica: Option<Arc<Replica>>,
+    tried: Vec<ReplicaId>,
+    /// `Last-Event-ID` with the replica prefix removed.
+    resume_id: Option<String>,
+    minted: Option<String>,
+    sse: Option<sse::Scanner>,
+    streaming: bool,
+    init_body: Option<BytesMut>,
+    /// The local answer, when the proxy answered itself.
+    reply_status: Option<u16>,
+}
+
+/// Lookups for [`route::decide`], scoped to this request.
+struct Live<'a> {
+    edge: &'a Edge,
+    scope: &'a str,
+}
+
+impl route::Facts for Live<'_> {
+    fn streaming_owner(&self, id: &str) -> Option<ReplicaId> {
+        self.edge.owners.streaming_owner(self.scope, id)
+    }
+    fn answer_owner(&self, id: &str) -> Option<ReplicaId> {
+        self.edge.owners.answer_owner(self.scope, id)
+    }
+    fn is_alive(&self, replica: &str) -> bool {
+        self.edge.replicas.is_alive(replica)
+    }
+}
+
+fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
+    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+impl Edge {
+    /// Write the proxy's own answer and end the request.
+    async fn reply(&self, session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<bool> {
+        let body = reply.body();
+        let mut header = ResponseHeader::build(reply.status, Some(4))?;
+        if let Some(body) = &body {
+            header.insert_header("content-type", "application/json")?;
+            header.insert_header("content-length", body.len().to_string())?;
+        } else {
+            header.insert_header("content-length", "0")?;
+        }
+        for (name, value) in &reply.headers {
+            header.insert_header(*name, value.as_str())?;
+        }
+        ctx.reply_status = Some(reply.status);
+        // A body we did not read must not be taken for the next request on this connection.
+        if !session.is_body_done() {
+            session.set_keepalive(None);
+        }
+        session.write_response_header(Box::new(header), body.is_none()).await?;
+        if let Some(body) = body {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(true)
+    }
+
+    /// Read the whole request body, bounded by the limit. `Err(reply)` when it is too large.
+    async fn read_body(&self, session: &mut Session) -> Result<std::result::Result<Bytes, Reply>> {
+        let too_large = || Reply::error(413, INVALID_REQUEST, format!("request body exceeds the limit of {} bytes", self.body_limit));
+        if let Some(length) = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
+            if length > self.body_limit {
+                return Ok(Err(too_large()));
+            }
+        }
+        session.enable_retry_buffering();
+        let mut body = BytesMut::new();
+        while let Some(chunk) = session.read_request_body().await? {
+            if body.len() + chunk.len() > self.body_limit {
+                return Ok(Err(too_large()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Ok(body.freeze()))
+    }
+
+    /// Checks that need only headers: Content-Type and Accept of a POST.
+    fn check_post_headers(&self, session: &Session) -> Option<Reply> {
+        let content_type = header(session, "content-type").unwrap_or("");
+        let essence = content_type.split(';').next().unwrap_or("").trim();
+        if !essence.eq_ignore_ascii_case("application/json") {
+            return Some(Reply::error(
+                415,
+                INVALID_REQUEST,
+                format!("Content-Type must be application/json, got {}", if content_type.is_empty() { "none" } else { content_type }),
+            ));
+        }
+        let accepts = mcp_backend::http::accepts(&session.req_header().headers);
+        if !accepts.json && !accepts.sse {
+            return Some(Reply::error(406, INVALID_REQUEST, "Accept must allow application/json or text/event-stream"));
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for Edge {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx::default()
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if session.req_header().uri.path() != self.path {
+            let path = session.req_header().uri.path().to_owned();
+            return self.reply(session, ctx, Reply::error(404, METHOD_NOT_FOUND, format!("no endpoint at {path}: MCP is served at {}", self.path))).await;
+        }
+        if let Some(origin) = session.req_header().headers.get("origin") {
+            if !self.origins.allows(origin.as_bytes()) {
+                let message = format!(
+                    "Origin {} is not allowed (allowed: {})",
+                    String::from_utf8_lossy(origin.as_bytes()),
+                    self.allowed_origins
+                );
+                return self.reply(session, ctx, Reply::error(403, INVALID_REQUEST, message)).await;
+            }
+        }
+        let verb = match session.req_header().method.as_str() {
+            "POST" => Verb::Post,
+            "GET" => Verb::Get,
+            "DELETE" => Verb::Delete,
+            _ => Verb::Other,
+        };
+        ctx.verb = Some(verb);
+
+        let token = header(session, SESSION_HEADER).map(str::to_owned);
+        let mut state = match &token {
+            None => SessionState::None,
+            Some(t) => match self.sessions.open(t) {
+                Some(view) => SessionState::Live(view),
+                None => SessionState::Unknown,
+            },
+        };
+
+        let body = if verb == Verb::Post {
+            if let Some(reply) = self.check_post_headers(session) {
+                return self.reply(session, ctx, reply).await;
+            }
+            match self.read_body(session).await? {
+                Ok(body) => Some(body),
+                Err(reply) => return self.reply(session, ctx, reply).await,
+            }
+        } else {
+            None
+        };
+        let message = match body.as_deref().map(mcp::classify) {
+            Some(Err(mcp::Invalid::Parse(m))) => return self.reply(session, ctx, Reply::error(400, PARSE_ERROR, m)).await,
+            Some(Err(mcp::Invalid::NotJsonRpc(m))) => return self.reply(session, ctx, Reply::error(400, INVALID_REQUEST, m)).await,
+            Some(Ok(m)) => Some(m),
+            None => None,
+        };
+        let header_version = header(session, VERSION_HEADER);
+        let era = mcp::era(message.as_ref(), header_version);
+        if era.is_modern() {
+            // 2026-07-28 has no sessions: an incoming id is ignored, never looked up.
+            state = SessionState::None;
+        }
+        let resume = header(session, "last-event-id").and_then(sse::parse_event_id);
+        ctx.scope = match &state {
+            SessionState::Live(_) => format!("s:{}", token.as_deref().unwrap_or_default()),
+            _ => format!("c:{}", session.client_addr().map(|a| a.to_string()).unwrap_or_default()),
+        };
+        let request = route::Request {
+            verb,
+            message: message.as_ref(),
+            session: &state,
+            header_version,
+            header_method: header(session, "mcp-method"),
+            header_name: header(session, "mcp-name"),
+            resume_from: resume.map(|(replica, _)| replica),
+        };
+        let decision = route::decide(&request, &Live { edge: self, scope: &ctx.scope });
+
+        if let Some(m) = &message {
+            ctx.kind = Some(m.kind);
+            ctx.id = m.id.map(str::to_owned);
+            ctx.is_initialize = m.is_initialize() && !era.is_modern();
+            ctx.init_version = m.init_version.as_deref().map(str::to_owned);
+        }
+        ctx.modern = era.is_modern();
+        ctx.resume_id = resume.map(|(_, original)| original.to_owned());
+        if let SessionState::Live(view) = state {
+            ctx.token = token;
+            ctx.session = Some(view);
+        }
+        ctx.body = body;
+        match decision {
+            Decision::Reply(reply) => {
+                let reply = if reply.id.is_none() { reply.with_id(ctx.id.as_deref()) } else { reply };
+                if verb == Verb::Delete && reply.status == 200 {
+                    if let Some(token) = &ctx.token {
+                        self.sessions.end(token);
+                    }
+                }
+                self.reply(session, ctx, reply).await
+            }
+            Decision::Replica(id) => {
+                ctx.target = Some(id);
+                self.relay_large_body(session, ctx).await
+            }
+            Decision::AnyReplica => self.relay_large_body(session, ctx).await,
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let replica = match &ctx.target {
+            Some(id) => self.replicas.get(id).filter(|r| r.is_healthy()),
+            None => self.replicas.pick(&ctx.tried),
+        };
+        let Some(replica) = replica else {
+            return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy replica");
+        };
+        ctx.tried.push(replica.id.clone());
+        let peer = self.peer(&replica);
+        ctx.replica = Some(replica);
+        Ok(Box::new(peer))
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
+        if let Some(replica) = &ctx.replica {
+            self.replicas.failed(replica);
+        }
+        // Nothing reached the replica: another one may take it, unless only this one can.
+        if ctx.target.is_none() && ctx.tried.len() < self.replicas.all().len() {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut Ctx, client_reused: bool) -> Box<Error> {
+        let mut e = e.more_context(format!("replica {peer}"));
+        // A pooled connection that turned out stale: the body is buffered, so send it again on a
+        // fresh connection. Anything else may have reached the replica and is not repeated.
+        if client_reused && !session.as_ref().retry_buffer_truncated() {
+            e.retry.decide_reuse(true);
+        } else {
+            e.set_retry(false);
+            if let Some(replica) = &ctx.replica {
+                self.replicas.failed(replica);
+            }
+        }
+        e
+    }
+
+    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
+        let replica = ctx.replica.as_ref().expect("upstream_peer chose a replica");
+        self.prepare_upstream_request(upstream, replica, ctx, session.req_header().uri.query())
+    }
+
+    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        self.on_response_header(response, ctx)
+    }
+
+    fn response_body_filter(&self, _session: &mut Session, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) -> Result<Option<Duration>> {
+        self.on_response_body(body, end, ctx);
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let (status, message) = match e.etype() {
+            ErrorType::HTTPStatus(503) => (503, "no healthy replica is available; try again shortly".to_owned()),
+            ErrorType::HTTPStatus(code) => (*code, format!("request failed: {e}")),
+            ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectError => {
+                (502, format!("could not reach a replica: {}", e.etype().as_str()))
+            }
+            ErrorType::ReadTimedout | ErrorType::WriteTimedout => (504, "the replica did not answer in time".to_owned()),
+            _ if e.esource() == &pingora::ErrorSource::Downstream => (0, String::new()),
+            _ => (502, format!("the replica failed while answering: {}; the request was not repeated", e.etype().as_str())),
+        };
+        if status > 0 && session.response_written().is_none() {
+            let reply = Reply::error(status, INTERNAL_ERROR, message).with_id(ctx.id.as_deref());
+            let _ = self.reply(session, ctx, reply).await;
+        }
+        FailToProxy { error_code: status, can_reuse_downstream: false }
+    }
+
+    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if ctx.streaming {
+            if let Some(id) = &ctx.id {
+                self.owners.stream_done(&ctx.scope, id);
+            }
+        }
+    }
+}
+
+impl Edge {
+    fn peer(&self, replica: &Replica) -> HttpPeer {
+        let mut peer = HttpPeer::new(replica.addr, false, String::new());
+        peer.options.connection_timeout = Some(self.connect_timeout);
+        peer.options.read_timeout = Some(self.stream_idle);
+        peer.options.write_timeout = Some(self.stream_idle);
+        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        peer
+    }
+
+    /// The request as the replica must see it.
+    fn prepare_upstream_request(&self, upstream: &mut RequestHeader, replica: &Replica, ctx: &Ctx, query: Option<&str>) -> Result<()> {
+        upstream.insert_header("host", replica.authority.as_str())?;
+        let path = match query {
+            Some(q) => format!("{}?{q}", replica.path),
+            None => replica.path.clone(),
+        };
+        if upstream.uri.path() != replica.path {
+            upstream.set_uri(path.parse().map_err(|_| Error::explain(ErrorType::InternalError, "bad replica path"))?);
+        }
+        upstream.remove_header(SESSION_HEADER);
+        if let Some(view) = &ctx.session {
+            if let Some(owner) = &view.owner {
+                upstream.insert_header(SESSION_HEADER, owner.session_id.as_str())?;
+            }
+            if upstream.headers.get(VERSION_HEADER).is_none() {
+                upstream.insert_header(VERSION_HEADER, view.version.as_str())?;
+            }
+        }
+        if let Some(original) = &ctx.resume_id {
+            upstream.insert_header("last-event-id", original.as_str())?;
+        }
+        Ok(())
+    }
+
+    /// Response headers from a replica, before they reach the client.
+    fn on_response_header(&self, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        let Some(replica) = ctx.replica.clone() else { return Ok(()) };
+        self.replicas.succeeded(&replica);
+        if response.headers.get(SERVED_BY).is_none() {
+            response.insert_header(SERVED_BY, &*replica.id)?;
+        }
+        let theirs = response.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        response.remove_header(SESSION_HEADER);
+        let ok = response.status.is_success();
+        if ctx.is_initialize && ok {
+            let version = ctx.init_version.as_deref().unwrap_or(mcp::DEFAULT_LEGACY);
+            let owner = theirs.map(|session_id| Owner { replica: replica.id.clone(), session_id });
+            let token = self.sessions.mint(version, owner);
+            response.insert_header(SESSION_HEADER, token.as_str())?;
+            ctx.minted = Some(token);
+            ctx.init_body = Some(BytesMut::new());
+        } else if let (Some(token), false) = (&ctx.token, ctx.modern) {
+            // Legacy requests in a session: the client keeps seeing its own id.
+            response.insert_header(SESSION_HEADER, token.as_str())?;
+        }
+        if ctx.verb == Some(Verb::Delete) && (ok || response.status.as_u16() == 404) {
+            if let Some(token) = &ctx.token {
+                self.sessions.end(token);
+            }
+        }
+        let is_sse = response
+            .headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if is_sse {
+            ctx.sse = Some(sse::Scanner::new(&replica.id));
+            if let (Some(Kind::Request), Some(id)) = (ctx.kind, &ctx.id) {
+                self.owners.streaming(&ctx.scope, id, replica.id.clone());
+                ctx.streaming = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// A chunk of response body from a replica, before it reaches the client.
+    fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
+        if let Some(acc) = &mut ctx.init_body {
+            if let Some(chunk) = body.as_ref() {
+                acc.extend_from_slice(chunk);
+            }
+            if end {
+                if let (Some(token), Some(version)) = (&ctx.minted, negotiated_version(acc)) {
+                    self.sessions.set_version(token, &version);
+                }
+            }
+        }
+        if let Some(scanner) = &mut ctx.sse {
+            let chunk = body.take().unwrap_or_default();
+            let scanned = scanner.feed(&chunk, end);
+            if let Some(replica) = &ctx.replica {
+                for id in scanned.server_requests {
+                    self.owners.asked(&ctx.scope, &id, replica.id.clone());
+                }
+            }
+            *body = Some(scanned.out);
+        }
+    }
+}
+
+/// `result.protocolVersion` of an initialize response (JSON, or the SSE event carrying it).
+fn negotiated_version(body: &[u8]) -> Option<String> {
+    let json = if body.trim_ascii_start().starts_with(b"{") {
+        Bytes::copy_from_slice(body)
+    } else {
+        mcp_backend::http::last_response(body)?
+    };
+    let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    v.get("result")?.get("protocolVersion")?.as_str().map(str::to_owned)
+}
+
+impl Edge {
+    /// pingora 0.9 replays a request body read in `request_filter` only from its retry buffer,
+    /// which holds 64 KiB. A larger body is forwarded here, over pingora's own upstream
+    /// connector, with the same request and response handling as the proxy phases.
+    async fn relay_large_body(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        if session.as_ref().get_retry_buffer().is_some() || ctx.body.as_ref().is_none_or(|b| b.is_empty()) {
+            return Ok(false);
+        }
+        crate::upstream::relay::forward(self, session, ctx).await
+    }
+}
+
+/// What the relay needs from the phases' shared handling.
+pub(crate) mod shared {
+    use super::*;
+
+    pub fn body(ctx: &Ctx) -> Bytes {
+        ctx.body.clone().unwrap_or_default()
+    }
+    pub fn choose(edge: &Edge, ctx: &mut Ctx) -> Option<Arc<Replica>> {
+        let replica = match &ctx.target {
+            Some(id) => edge.replicas.get(id).filter(|r| r.is_healthy()),
+            None => edge.replicas.pick(&ctx.tried),
+        }?;
+        ctx.tried.push(replica.id.clone());
+        ctx.replica = Some(replica.clone());
+        Some(replica)
+    }
+    pub fn sticky(ctx: &Ctx) -> bool {
+        ctx.target.is_some()
+    }
+    pub fn peer(edge: &Edge, replica: &Replica) -> HttpPeer {
+        edge.peer(replica)
+    }
+    pub fn prepare(edge: &Edge, upstream: &mut RequestHeader, ctx: &Ctx, query: Option<&str>) -> Result<()> {
+        let replica = ctx.replica.clone().expect("a replica was chosen");
+        edge.prepare_upstream_request(upstream, &replica, ctx, query)
+    }
+    pub fn on_header(edge: &Edge, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+        edge.on_response_header(response, ctx)
+    }
+    pub fn on_body(edge: &Edge, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
+        edge.on_response_body(body, end, ctx)
+    }
+    pub fn failed(edge: &Edge, ctx: &Ctx) {
+        if let Some(replica) = &ctx.replica {
+            edge.replicas.failed(replica);
+        }
+    }
+    pub fn connector(edge: &Edge) -> &pingora::connectors::http::Connector {
+        &edge.relay
+    }
+    pub fn id(ctx: &Ctx) -> Option<&str> {
+        ctx.id.as_deref()
+    }
+    pub async fn reply(edge: &Edge, session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<bool> {
+        edge.reply(session, ctx, reply).await
+    }
+    pub fn done_streaming(edge: &Edge, ctx: &Ctx) {
+        if ctx.streaming {
+            if let Some(id) = &ctx.id {
+                edge.owners.stream_done(&ctx.scope, id);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiated_version_from_json_and_sse() {
+        assert_eq!(negotiated_version(br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}"#).as_deref(), Some("2025-06-18"));
+        assert_eq!(
+            negotiated_version(b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-11-25\"}}\n\n").as_deref(),
+            Some("2025-11-25")
+        );
+        assert_eq!(negotiated_version(b"{}"), None);
+    }
+}

@@ -1,0 +1,19 @@
+//! mcp-edge: an MCP-aware front proxy on pingora.
+//!
+//! - [`mcp`]: protocol knowledge (classification, eras, header rules, SSE, error bodies), pure;
+//! - [`session`]: legacy sessions minted at the edge, and who serves what right now;
+//! - [`route`]: the routing decision, a pure function;
+//! - [`upstream`]: the replica set, health checks, and the relay for large bodies;
+//! - [`edge`]: the pingora phases, wiring the above;
+//! - [`admin`]: /healthz and /readyz; [`embedded`]: the bundled replicas; [`config`]: flags.
+
+pub mod admin;
+pub mod config;
+pub mod edge;
+pub mod embedded;
+pub mod mcp;
+pub mod route;
+pub mod session;
+pub mod upstream;
+
+pub use config::Config;

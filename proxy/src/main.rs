@@ -1,0 +1,87 @@
+use std::{sync::Arc, time::Duration};
+
+use clap::Parser;
+use mcp_edge::{
+    Config,
+    admin::{Admin, DrainWatch, Draining},
+    edge::Edge,
+    embedded::Embedded,
+    upstream::{Replicas, health::HealthCheck},
+};
+use pingora::{
+    apps::http_app::HttpServer,
+    proxy::http_proxy_service,
+    server::{Server, configuration::ServerConf},
+    services::{background::background_service, listening::Service},
+};
+use tracing_subscriber::EnvFilter;
+
+fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("mcp-edge: {message}");
+    std::process::exit(2);
+}
+
+fn main() {
+    let config = Config::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_writer(std::io::stderr)
+        .init();
+
+    // Bind errors read better from us than from a pingora panic.
+    for (what, addr) in [("--listen", config.listen), ("--admin-listen", config.admin_listen)] {
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            fail(format!("cannot listen on {addr} ({what}): {e}"));
+        }
+    }
+
+    let mut specs = config.replica_specs();
+    let _embedded = if specs.is_empty() {
+        let embedded = Embedded::start(config.embedded_replicas.max(1), config.body_limit)
+            .unwrap_or_else(|e| fail(format!("cannot start the bundled replicas: {e}")));
+        specs = embedded.replicas.clone();
+        Some(embedded)
+    } else {
+        None
+    };
+    let replicas = Arc::new(Replicas::new(&specs, config.eject_after).unwrap_or_else(|e| fail(e)));
+
+    let mut conf = ServerConf::default();
+    conf.threads = config.threads();
+    conf.work_stealing = false;
+    conf.grace_period_seconds = Some(config.grace_seconds);
+    conf.graceful_shutdown_timeout_seconds = Some(1);
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = http_proxy_service(&server.configuration, Edge::new(&config, replicas.clone()));
+    proxy.add_tcp(&config.listen.to_string());
+
+    let draining = Draining::default();
+    let mut admin = Service::new("mcp-edge admin".to_owned(), HttpServer::new_app(Admin { replicas: replicas.clone(), draining: draining.clone() }));
+    admin.add_tcp(&config.admin_listen.to_string());
+
+    let health = background_service(
+        "replica health",
+        HealthCheck {
+            replicas: replicas.clone(),
+            path: config.health_path.clone(),
+            interval: Duration::from_millis(config.health_interval_ms.max(100)),
+            timeout: config.connect_timeout().max(Duration::from_millis(500)),
+        },
+    );
+
+    println!("mcp-edge {}: MCP at http://{}{}", env!("CARGO_PKG_VERSION"), config.listen, config.path);
+    println!("  admin: http://{}/healthz and /readyz", config.admin_listen);
+    let origin = if _embedded.is_some() { "bundled, in-process" } else { "configured" };
+    for replica in replicas.all() {
+        println!("  replica {} ({origin}): http://{}{}", replica.id, replica.authority, replica.path);
+    }
+    println!("  {} worker threads, grace period {} s", config.threads(), config.grace_seconds);
+
+    server.add_service(proxy);
+    server.add_service(admin);
+    server.add_service(health);
+    server.add_service(background_service("drain watch", DrainWatch(draining)));
+    server.run_forever();
+}

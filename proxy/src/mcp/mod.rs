@@ -1,0 +1,276 @@
+//! Protocol knowledge, pure and allocation-light: what a POST body is ([`classify`]), which
+//! protocol era and version it speaks, the header rules of 2026-07-28, and the JSON-RPC error
+//! bodies the proxy answers with ([`errors`]).
+
+pub mod errors;
+pub mod sse;
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The first revision without sessions (per-request `_meta`, no `initialize`).
+pub const MODERN: &str = "2026-07-28";
+/// Assumed when a legacy request names no version (the spec's rule for a missing header).
+pub const DEFAULT_LEGACY: &str = "2025-03-26";
+/// Every revision mcp-edge understands.
+pub const KNOWN_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", MODERN];
+
+
+/// What kind of JSON-RPC message a body holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Request,
+    Notification,
+    /// A response or error object: the client answering a server→client request.
+    Response,
+    /// A JSON array of messages (legal in 2025-03-26 only).
+    Batch,
+}
+
+/// A classified POST body. Strings borrow from the body unless they held escapes.
+#[derive(Debug, Clone)]
+pub struct Message<'a> {
+    pub kind: Kind,
+    pub method: Option<Cow<'a, str>>,
+    /// The raw JSON text of `id` (`1`, `"abc"`), as the key for in-flight lookups.
+    pub id: Option<&'a str>,
+    /// `params.name` (tools/call, prompts/get) or `params.uri` (resources/read).
+    pub name: Option<Cow<'a, str>>,
+    /// `params.requestId` of a `notifications/cancelled`.
+    pub cancels: Option<&'a str>,
+    /// `initialize`'s `params.protocolVersion`.
+    pub init_version: Option<Cow<'a, str>>,
+    /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 requests).
+    pub meta_version: Option<Cow<'a, str>>,
+}
+
+impl Message<'_> {
+    pub fn is(&self, method: &str) -> bool {
+        self.method.as_deref() == Some(method)
+    }
+    pub fn is_initialize(&self) -> bool {
+        self.kind == Kind::Request && self.is("initialize")
+    }
+}
+
+/// Why a body is not a usable JSON-RPC message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Invalid {
+    /// Not UTF-8, or not JSON at all (-32700).
+    Parse(String),
+    /// JSON, but not a JSON-RPC 2.0 message (-32600).
+    NotJsonRpc(String),
+}
+
+#[derive(Deserialize)]
+struct RawMessage<'a> {
+    #[serde(borrow, default)]
+    jsonrpc: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    params: Option<RawParams<'a>>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    error: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct RawParams<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    uri: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "protocolVersion")]
+    protocol_version: Option<Cow<'a, str>>,
+    #[serde(borrow, default, rename = "requestId")]
+    request_id: Option<&'a RawValue>,
+    #[serde(borrow, default, rename = "_meta")]
+    meta: Option<RawMeta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawMeta<'a> {
+    #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
+    version: Option<Cow<'a, str>>,
+}
+
+/// Classify a POST body without building a JSON tree.
+///
+/// Fields the proxy does not route on are skipped; a wrong type for a field it does read
+/// (`method` not a string, `id` not a string or integer) makes the message invalid.
+pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
+    let text = std::str::from_utf8(body).map_err(|_| Invalid::Parse("request body is not valid UTF-8".into()))?;
+    let first = text.bytes().find(|b| !b.is_ascii_whitespace());
+    if first == Some(b'[') {
+        // Validate the batch as JSON without looking inside: the replica answers each message.
+        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| Invalid::Parse(format!("malformed JSON: {e}")))?;
+        return Ok(Message {
+            kind: Kind::Batch,
+            method: None,
+            id: None,
+            name: None,
+            cancels: None,
+            init_version: None,
+            meta_version: None,
+        });
+    }
+    let raw: RawMessage<'_> = serde_json::from_str(text).map_err(|e| {
+        if e.is_data() {
+            Invalid::NotJsonRpc(format!("not a JSON-RPC message: {e}"))
+        } else {
+            Invalid::Parse(format!("malformed JSON: {e}"))
+        }
+    })?;
+    if raw.jsonrpc.as_deref() != Some("2.0") {
+        return Err(Invalid::NotJsonRpc("\"jsonrpc\" must be \"2.0\"".into()));
+    }
+    let id = match raw.id {
+        None => None,
+        Some(id) if is_valid_id(id.get()) => Some(id.get()),
+        Some(id) => {
+            return Err(Invalid::NotJsonRpc(format!("\"id\" must be a string or an integer, got {}", id.get())));
+        }
+    };
+    let kind = match (&raw.method, id, raw.result.is_some() || raw.error.is_some()) {
+        (Some(_), Some(_), _) => Kind::Request,
+        (Some(_), None, _) => Kind::Notification,
+        (None, Some(_), true) => Kind::Response,
+        _ => return Err(Invalid::NotJsonRpc("a message needs a \"method\", or an \"id\" with \"result\" or \"error\"".into())),
+    };
+    let params = raw.params;
+    let (name, init_version, meta_version, cancels) = match params {
+        Some(p) => (
+            p.name.or(p.uri),
+            p.protocol_version,
+            p.meta.and_then(|m| m.version),
+            p.request_id.map(RawValue::get).filter(|r| is_valid_id(r)),
+        ),
+        None => (None, None, None, None),
+    };
+    Ok(Message { kind, method: raw.method, id, name, cancels, init_version, meta_version })
+}
+
+/// JSON-RPC ids in MCP are strings or integers (never null, fractions or structures).
+fn is_valid_id(raw: &str) -> bool {
+    let raw = raw.trim();
+    if raw.starts_with('"') {
+        return true;
+    }
+    !raw.is_empty() && raw.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-')) && raw != "-"
+}
+
+/// The protocol era of a request, as the proxy routes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Era {
+    /// 2025 revisions: sessions may exist. `None`: no version named anywhere.
+    Legacy(Option<String>),
+    /// 2026-07-28 and later: stateless, never a session.
+    Modern(String),
+}
+
+impl Era {
+    pub fn is_modern(&self) -> bool {
+        matches!(self, Era::Modern(_))
+    }
+}
+
+/// Decide the era from the body's `_meta`, `initialize` params and the version header.
+pub fn era(message: Option<&Message<'_>>, header_version: Option<&str>) -> Era {
+    if let Some(v) = message.and_then(|m| m.meta_version.as_deref()) {
+        return Era::Modern(v.to_owned());
+    }
+    if let Some(m) = message.filter(|m| m.is_initialize()) {
+        return Era::Legacy(m.init_version.as_deref().map(str::to_owned));
+    }
+    match header_version {
+        Some(v) if v >= MODERN => Era::Modern(v.to_owned()),
+        Some(v) => Era::Legacy(Some(v.to_owned())),
+        None => Era::Legacy(None),
+    }
+}
+
+/// A 2026-07-28 header/body disagreement (answered 400 / -32020 before any replica sees it).
+pub fn header_mismatch(
+    message: &Message<'_>,
+    header_version: Option<&str>,
+    header_method: Option<&str>,
+    header_name: Option<&str>,
+) -> Option<String> {
+    if let (Some(meta), Some(header)) = (message.meta_version.as_deref(), header_version) {
+        if meta != header {
+            return Some(format!("MCP-Protocol-Version header ({header}) does not match _meta protocolVersion ({meta})"));
+        }
+    }
+    if let (Some(header), Some(body)) = (header_method.map(str::trim), message.method.as_deref()) {
+        if header != body {
+            return Some(format!("Mcp-Method header ({header}) does not match the body's method ({body})"));
+        }
+    }
+    let names_target = matches!(message.method.as_deref(), Some("tools/call" | "resources/read" | "prompts/get"));
+    if let (true, Some(header), Some(body)) = (names_target, header_name.map(str::trim), message.name.as_deref()) {
+        if header != body {
+            return Some(format!("Mcp-Name header ({header}) does not match the body ({body})"));
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_requests_notifications_responses_and_batches() {
+        let m = classify(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}"#).unwrap();
+        assert_eq!((m.kind, m.method.as_deref(), m.id, m.name.as_deref()), (Kind::Request, Some("tools/call"), Some("7"), Some("echo")));
+        let m = classify(br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"abc"}}"#).unwrap();
+        assert_eq!((m.kind, m.cancels), (Kind::Notification, Some("\"abc\"")));
+        let m = classify(br#"{"jsonrpc":"2.0","id":"s1","result":{}}"#).unwrap();
+        assert_eq!((m.kind, m.id), (Kind::Response, Some("\"s1\"")));
+        let m = classify(br#" [{"jsonrpc":"2.0","id":1,"method":"ping"}]"#).unwrap();
+        assert_eq!(m.kind, Kind::Batch);
+        let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"info://server"}}"#).unwrap();
+        assert_eq!(m.name.as_deref(), Some("info://server"));
+    }
+
+    #[test]
+    fn reads_versions_from_initialize_and_meta() {
+        let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{}}}"#).unwrap();
+        assert!(m.is_initialize());
+        assert_eq!(era(Some(&m), None), Era::Legacy(Some("2025-06-18".into())));
+        let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).unwrap();
+        assert_eq!(era(Some(&m), Some("2026-07-28")), Era::Modern("2026-07-28".into()));
+        assert_eq!(era(None, Some("2025-11-25")), Era::Legacy(Some("2025-11-25".into())));
+        assert_eq!(era(None, None), Era::Legacy(None));
+    }
+
+    #[test]
+    fn rejects_what_is_not_json_rpc() {
+        assert!(matches!(classify(b"{\"jsonrpc\":"), Err(Invalid::Parse(_))));
+        assert!(matches!(classify(&[b'{', 0xff, b'}']), Err(Invalid::Parse(m)) if m.contains("UTF-8")));
+        assert!(matches!(classify(br#"{"jsonrpc":"2.0","id":{"a":1},"method":"x"}"#), Err(Invalid::NotJsonRpc(_))));
+        assert!(matches!(classify(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#), Err(Invalid::NotJsonRpc(_))));
+        assert!(matches!(classify(br#"{"jsonrpc":"2.0","id":1,"method":7}"#), Err(Invalid::NotJsonRpc(_))));
+        assert!(matches!(classify(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#), Err(Invalid::NotJsonRpc(_))));
+        assert!(matches!(classify(br#"{"jsonrpc":"2.0","id":1}"#), Err(Invalid::NotJsonRpc(_))));
+        assert!(matches!(classify(br#"{"jsonrpc":"2.0","method":"a","method":"b"}"#), Err(Invalid::NotJsonRpc(_))), "duplicate keys");
+        assert!(matches!(classify(b"42"), Err(Invalid::NotJsonRpc(_))));
+    }
+
+    #[test]
+    fn header_rules_of_2026() {
+        let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).unwrap();
+        assert_eq!(header_mismatch(&m, Some("2026-07-28"), Some("tools/call"), Some("echo")), None);
+        assert_eq!(header_mismatch(&m, Some("2026-07-28"), Some(" tools/call "), None), None, "whitespace is allowed");
+        assert!(header_mismatch(&m, Some("2026-07-28"), Some("tools/list"), None).unwrap().contains("Mcp-Method"));
+        assert!(header_mismatch(&m, Some("2026-07-28"), Some("Tools/Call"), None).is_some(), "values are case-sensitive");
+        assert!(header_mismatch(&m, Some("2026-07-28"), None, Some("other")).unwrap().contains("Mcp-Name"));
+        assert!(header_mismatch(&m, Some("2025-11-25"), None, None).unwrap().contains("MCP-Protocol-Version"));
+    }
+}

@@ -1,0 +1,144 @@
+//! Server-sent events passing through the proxy, event by event: event ids are rewritten to
+//! `<replica>/<original id>` so a later `Last-Event-ID` leads back to the replica that holds
+//! the stream, and JSON-RPC requests the server sends on the stream are reported so the
+//! client's answer can be routed to the replica that asked.
+//!
+//! Only complete events are emitted; a partial event waits for its end (events are small), so
+//! nothing is held longer than one event.
+
+use bytes::{Bytes, BytesMut};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Separates the replica from the original id in a rewritten event id.
+pub const ID_SEPARATOR: char = '/';
+
+/// Split a `Last-Event-ID` the proxy issued into (replica, original id).
+pub fn parse_event_id(last_event_id: &str) -> Option<(&str, &str)> {
+    last_event_id.split_once(ID_SEPARATOR).filter(|(replica, _)| !replica.is_empty())
+}
+
+/// What one chunk of stream produced.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Scanned {
+    /// The bytes to send to the client (complete events only).
+    pub out: Bytes,
+    /// Ids (raw JSON) of server→client requests seen in these events.
+    pub server_requests: Vec<String>,
+}
+
+pub struct Scanner {
+    replica: String,
+    pending: BytesMut,
+}
+
+#[derive(Deserialize)]
+struct Peek<'a> {
+    #[serde(borrow, default)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<&'a RawValue>,
+}
+
+impl Scanner {
+    pub fn new(replica: &str) -> Self {
+        Self { replica: replica.to_owned(), pending: BytesMut::new() }
+    }
+
+    /// Feed a chunk from the replica; `end`: the stream is over (flush what is left).
+    pub fn feed(&mut self, chunk: &[u8], end: bool) -> Scanned {
+        self.pending.extend_from_slice(chunk);
+        let mut out = BytesMut::new();
+        let mut requests = Vec::new();
+        while let Some(len) = event_end(&self.pending) {
+            let event = self.pending.split_to(len);
+            self.event(&event, &mut out, &mut requests);
+        }
+        if end && !self.pending.is_empty() {
+            let rest = self.pending.split();
+            self.event(&rest, &mut out, &mut requests);
+        }
+        Scanned { out: out.freeze(), server_requests: requests }
+    }
+
+    fn event(&self, event: &[u8], out: &mut BytesMut, requests: &mut Vec<String>) {
+        let mut data = Vec::new();
+        for line in event.split_inclusive(|b| *b == b'\n') {
+            let bare = trim_eol(line);
+            if let Some(id) = bare.strip_prefix(b"id:") {
+                let id = id.strip_prefix(b" ").unwrap_or(id);
+                out.extend_from_slice(b"id: ");
+                out.extend_from_slice(self.replica.as_bytes());
+                out.extend_from_slice(&[ID_SEPARATOR as u8]);
+                out.extend_from_slice(id);
+                out.extend_from_slice(&line[bare.len()..]);
+                continue;
+            }
+            if let Some(d) = bare.strip_prefix(b"data:") {
+                data.extend_from_slice(d.strip_prefix(b" ").unwrap_or(d));
+                data.push(b'\n');
+            }
+            out.extend_from_slice(line);
+        }
+        if let Ok(peek) = serde_json::from_slice::<Peek<'_>>(&data) {
+            if let (Some(id), Some(_)) = (peek.id, peek.method) {
+                requests.push(id.get().to_owned());
+            }
+        }
+    }
+}
+
+fn trim_eol(line: &[u8]) -> &[u8] {
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// The length of the first complete event (through its blank line), if any.
+fn event_end(buf: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while i < buf.len() {
+        if buf[i] == b'\n' {
+            match buf.get(i + 1) {
+                Some(b'\n') => return Some(i + 2),
+                Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
+                _ => {}
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewrites_ids_and_passes_events_whole() {
+        let mut s = Scanner::new("r2");
+        let a = s.feed(b"id: 17\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\nid: 1", false);
+        assert_eq!(&a.out[..], &b"id: r2/17\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"[..]);
+        assert!(a.server_requests.is_empty());
+        let b = s.feed(b"8\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"q1\",\"method\":\"sampling/createMessage\"}\n\n", false);
+        assert!(b.out.starts_with(b"id: r2/18\n"));
+        assert_eq!(b.server_requests, vec!["\"q1\"".to_owned()]);
+        let c = s.feed(b"data: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n\n: keep-alive\n\n", true);
+        assert!(c.server_requests.is_empty(), "a response is not a request");
+        assert!(c.out.ends_with(b": keep-alive\n\n"));
+    }
+
+    #[test]
+    fn crlf_events() {
+        let mut s = Scanner::new("r1");
+        let out = s.feed(b"id: 3\r\ndata: {}\r\n\r\n", false);
+        assert_eq!(&out.out[..], b"id: r1/3\r\ndata: {}\r\n\r\n");
+    }
+
+    #[test]
+    fn last_event_id_round_trip() {
+        assert_eq!(parse_event_id("r2/17"), Some(("r2", "17")));
+        assert_eq!(parse_event_id("127.0.0.1:8001/a/b"), Some(("127.0.0.1:8001", "a/b")));
+        assert_eq!(parse_event_id("17"), None);
+        assert_eq!(parse_event_id("/17"), None);
+    }
+}

@@ -1,0 +1,342 @@
+//! The routing decision, in one place and pure: a request (HTTP method, classified body,
+//! session, headers) plus what is live right now ([`Facts`]) → answer locally, any replica
+//! (round robin), or one particular replica.
+//!
+//! | request | decision |
+//! |---|---|
+//! | POST, 2026-07-28 | header/body mismatch → 400 (-32020); else any replica (an incoming session id is ignored) |
+//! | POST `initialize` | any replica (the response gets a minted session) |
+//! | POST with an unknown/expired/ended session | 404: the client must re-initialize |
+//! | POST in a session owned by a stateful replica | that replica (gone → 404) |
+//! | POST answer to a server→client request | the replica that asked (gone → 404) |
+//! | POST `notifications/cancelled` for a streaming request | the replica running it (gone → 202, nothing left to cancel) |
+//! | POST batch | any replica in 2025-03-26, else 400 |
+//! | other POST | any replica |
+//! | GET with our `Last-Event-ID` | the replica that produced the stream (gone → 404) |
+//! | GET | 405: the proxy offers no listen stream (stateless replicas would hold it open silently) |
+//! | DELETE with a live session | ends it at the proxy (200), or at its owning replica |
+//! | DELETE otherwise | 404 (unknown session) or 405 (no session) |
+
+use crate::{
+    mcp::{self, Era, Kind, Message, errors::*},
+    session::{ReplicaId, SessionView},
+};
+
+/// Where a request goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Answer at the proxy; no replica sees the request.
+    Reply(Reply),
+    /// The next healthy replica, round robin.
+    AnyReplica,
+    /// This replica and no other.
+    Replica(ReplicaId),
+}
+
+/// The HTTP verb, as far as routing cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verb {
+    Post,
+    Get,
+    Delete,
+    Other,
+}
+
+/// What the request's `Mcp-Session-Id` header led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// No header.
+    None,
+    /// A header naming no live session (unknown, expired or ended).
+    Unknown,
+    Live(SessionView),
+}
+
+/// The request as routing sees it; everything borrowed from the request.
+#[derive(Debug, Clone)]
+pub struct Request<'a> {
+    pub verb: Verb,
+    pub message: Option<&'a Message<'a>>,
+    pub session: &'a SessionState,
+    pub header_version: Option<&'a str>,
+    pub header_method: Option<&'a str>,
+    pub header_name: Option<&'a str>,
+    /// The replica named by a `Last-Event-ID` the proxy issued.
+    pub resume_from: Option<&'a str>,
+}
+
+/// Live state routing consults, scoped to this request's session or connection.
+pub trait Facts {
+    /// The replica streaming the response to client request `id`.
+    fn streaming_owner(&self, id: &str) -> Option<ReplicaId>;
+    /// The replica that sent server→client request `id` and waits for its answer.
+    fn answer_owner(&self, id: &str) -> Option<ReplicaId>;
+    /// Whether `replica` is still in the replica set.
+    fn is_alive(&self, replica: &str) -> bool;
+}
+
+fn session_gone(id: Option<&str>) -> Decision {
+    Decision::Reply(
+        Reply::error(404, INVALID_REQUEST, "Session not found: it expired, was deleted, or its replica is gone; send initialize to start a new session")
+            .with_id(id),
+    )
+}
+
+/// The routing decision for one request.
+pub fn decide(request: &Request<'_>, facts: &dyn Facts) -> Decision {
+    match request.verb {
+        Verb::Get => resume(request, facts),
+        Verb::Delete => delete(request),
+        Verb::Other => Decision::Reply(
+            Reply::error(405, INVALID_REQUEST, "only POST, GET and DELETE are defined on an MCP endpoint")
+                .with_header("Allow", "POST, GET, DELETE"),
+        ),
+        Verb::Post => match request.message {
+            Some(message) => post(request, message, facts),
+            None => Decision::Reply(Reply::error(400, INVALID_REQUEST, "a POST needs a JSON-RPC message body")),
+        },
+    }
+}
+
+fn owner_or_gone(owner: &ReplicaId, facts: &dyn Facts, id: Option<&str>) -> Decision {
+    if facts.is_alive(owner) { Decision::Replica(owner.clone()) } else { session_gone(id) }
+}
+
+fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Decision {
+    let era = mcp::era(Some(message), request.header_version);
+    if let Era::Modern(_) = era {
+        if let Some(reason) = mcp::header_mismatch(message, request.header_version, request.header_method, request.header_name) {
+            return Decision::Reply(Reply::error(400, HEADER_MISMATCH, reason).with_id(message.id));
+        }
+        if message.kind == Kind::Batch {
+            return Decision::Reply(Reply::error(400, INVALID_REQUEST, "JSON-RPC batches are not allowed in 2026-07-28"));
+        }
+        // Sessions do not exist in this revision: an incoming Mcp-Session-Id is ignored.
+        return Decision::AnyReplica;
+    }
+    if message.is_initialize() {
+        return Decision::AnyReplica;
+    }
+    let session_version = match request.session {
+        SessionState::Unknown => return session_gone(message.id),
+        SessionState::Live(view) => {
+            if let Some(owner) = &view.owner {
+                return owner_or_gone(&owner.replica, facts, message.id);
+            }
+            Some(view.version.as_str())
+        }
+        SessionState::None => None,
+    };
+    match message.kind {
+        Kind::Batch => {
+            let version = session_version.or(request.header_version).unwrap_or(mcp::DEFAULT_LEGACY);
+            if version == mcp::DEFAULT_LEGACY {
+                Decision::AnyReplica
+            } else {
+                Decision::Reply(Reply::error(
+                    400,
+                    INVALID_REQUEST,
+                    format!("JSON-RPC batches are only allowed in protocol 2025-03-26, this session speaks {version}"),
+                ))
+            }
+        }
+        Kind::Response => match message.id.and_then(|id| facts.answer_owner(id)) {
+            Some(owner) if facts.is_alive(&owner) => Decision::Replica(owner),
+            Some(_) => Decision::Reply(
+                Reply::error(404, INVALID_REQUEST, "the replica that asked this question is gone; its request was abandoned")
+                    .with_id(message.id),
+            ),
+            None => Decision::AnyReplica,
+        },
+        Kind::Notification if message.is("notifications/cancelled") => {
+            match message.cancels.and_then(|id| facts.streaming_owner(id)) {
+                Some(owner) if facts.is_alive(&owner) => Decision::Replica(owner),
+                // The stream died with its replica: nothing is left to cancel.
+                Some(_) => Decision::Reply(Reply::ok(202)),
+                None => Decision::AnyReplica,
+            }
+        }
+        _ => Decision::AnyReplica,
+    }
+}
+
+fn resume(request: &Request<'_>, facts: &dyn Facts) -> Decision {
+    match request.resume_from {
+        Some(replica) if facts.is_alive(replica) => Decision::Replica(replica.into()),
+        Some(_) => Decision::Reply(Reply::error(
+            404,
+            INVALID_REQUEST,
+            "the replica that produced this stream is gone; the stream cannot be resumed",
+        )),
+        None => Decision::Reply(
+            Reply::error(
+                405,
+                INVALID_REQUEST,
+                "mcp-edge offers no GET listen stream: results and notifications arrive on each POST's response",
+            )
+            .with_header("Allow", "POST, DELETE"),
+        ),
+    }
+}
+
+fn delete(request: &Request<'_>) -> Decision {
+    match request.session {
+        SessionState::None => Decision::Reply(
+            Reply::error(405, INVALID_REQUEST, "DELETE ends a session: send the Mcp-Session-Id to end")
+                .with_header("Allow", "POST"),
+        ),
+        SessionState::Unknown => session_gone(None),
+        SessionState::Live(view) => match &view.owner {
+            Some(owner) => Decision::Replica(owner.replica.clone()),
+            None => Decision::Reply(Reply::ok(200)),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use crate::{mcp::classify, session::Owner};
+
+    #[derive(Default)]
+    struct Live {
+        streaming: HashMap<String, ReplicaId>,
+        asked: HashMap<String, ReplicaId>,
+        dead: Vec<&'static str>,
+    }
+
+    impl Facts for Live {
+        fn streaming_owner(&self, id: &str) -> Option<ReplicaId> {
+            self.streaming.get(id).cloned()
+        }
+        fn answer_owner(&self, id: &str) -> Option<ReplicaId> {
+            self.asked.get(id).cloned()
+        }
+        fn is_alive(&self, replica: &str) -> bool {
+            !self.dead.contains(&replica)
+        }
+    }
+
+    fn live(version: &str) -> SessionState {
+        SessionState::Live(SessionView { version: version.into(), owner: None })
+    }
+
+    fn route(verb: Verb, body: &[u8], session: &SessionState, header_version: Option<&str>, facts: &Live) -> Decision {
+        let message = classify(body).ok();
+        let request = Request {
+            verb,
+            message: message.as_ref(),
+            session,
+            header_version,
+            header_method: None,
+            header_name: None,
+            resume_from: None,
+        };
+        decide(&request, facts)
+    }
+
+    const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+    const INIT: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
+
+    fn status(d: &Decision) -> u16 {
+        match d {
+            Decision::Reply(r) => r.status,
+            _ => 0,
+        }
+    }
+
+    #[test]
+    fn ordinary_requests_round_robin() {
+        let facts = Live::default();
+        assert_eq!(route(Verb::Post, CALL, &SessionState::None, None, &facts), Decision::AnyReplica);
+        assert_eq!(route(Verb::Post, CALL, &live("2025-06-18"), Some("2025-06-18"), &facts), Decision::AnyReplica);
+        assert_eq!(route(Verb::Post, INIT, &SessionState::Unknown, None, &facts), Decision::AnyReplica, "initialize starts over");
+    }
+
+    #[test]
+    fn unknown_sessions_are_404_with_the_request_id() {
+        let d = route(Verb::Post, CALL, &SessionState::Unknown, None, &Live::default());
+        let Decision::Reply(reply) = d else { panic!("{d:?}") };
+        assert_eq!((reply.status, reply.id.as_deref()), (404, Some("1")));
+    }
+
+    #[test]
+    fn modern_requests_ignore_sessions_and_check_headers() {
+        let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+        let facts = Live::default();
+        assert_eq!(route(Verb::Post, body, &SessionState::Unknown, Some("2026-07-28"), &facts), Decision::AnyReplica);
+        let message = classify(body).unwrap();
+        let request = Request {
+            verb: Verb::Post,
+            message: Some(&message),
+            session: &SessionState::None,
+            header_version: Some("2026-07-28"),
+            header_method: Some("tools/list"),
+            header_name: None,
+            resume_from: None,
+        };
+        let Decision::Reply(reply) = decide(&request, &facts) else { panic!() };
+        assert_eq!((reply.status, reply.code), (400, HEADER_MISMATCH));
+    }
+
+    #[test]
+    fn cancels_and_answers_follow_their_stream() {
+        let mut facts = Live::default();
+        facts.streaming.insert("7".into(), "r2".into());
+        facts.asked.insert("\"q1\"".into(), "r3".into());
+        let cancel = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}"#;
+        assert_eq!(route(Verb::Post, cancel, &live("2025-06-18"), None, &facts), Decision::Replica("r2".into()));
+        let answer = br#"{"jsonrpc":"2.0","id":"q1","result":{"action":"accept"}}"#;
+        assert_eq!(route(Verb::Post, answer, &live("2025-06-18"), None, &facts), Decision::Replica("r3".into()));
+        facts.dead = vec!["r2", "r3"];
+        assert_eq!(status(&route(Verb::Post, cancel, &live("2025-06-18"), None, &facts)), 202);
+        assert_eq!(status(&route(Verb::Post, answer, &live("2025-06-18"), None, &facts)), 404, "never another replica");
+        let other = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":99}}"#;
+        assert_eq!(route(Verb::Post, other, &live("2025-06-18"), None, &facts), Decision::AnyReplica);
+    }
+
+    #[test]
+    fn stateful_owners_pin_the_session() {
+        let owned = SessionState::Live(SessionView {
+            version: "2025-06-18".into(),
+            owner: Some(Owner { replica: "r1".into(), session_id: "theirs".into() }),
+        });
+        let mut facts = Live::default();
+        assert_eq!(route(Verb::Post, CALL, &owned, None, &facts), Decision::Replica("r1".into()));
+        assert_eq!(route(Verb::Delete, b"", &owned, None, &facts), Decision::Replica("r1".into()));
+        facts.dead = vec!["r1"];
+        assert_eq!(status(&route(Verb::Post, CALL, &owned, None, &facts)), 404);
+    }
+
+    #[test]
+    fn batches_only_in_2025_03_26() {
+        let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#;
+        let facts = Live::default();
+        assert_eq!(route(Verb::Post, batch, &live("2025-03-26"), None, &facts), Decision::AnyReplica);
+        assert_eq!(route(Verb::Post, batch, &SessionState::None, None, &facts), Decision::AnyReplica);
+        assert_eq!(status(&route(Verb::Post, batch, &live("2025-06-18"), None, &facts)), 400);
+        assert_eq!(status(&route(Verb::Post, batch, &SessionState::None, Some("2025-11-25"), &facts)), 400);
+    }
+
+    #[test]
+    fn get_and_delete() {
+        let facts = Live { dead: vec!["r9"], ..Default::default() };
+        assert_eq!(status(&route(Verb::Get, b"", &live("2025-06-18"), None, &facts)), 405);
+        assert_eq!(status(&route(Verb::Delete, b"", &live("2025-06-18"), None, &facts)), 200);
+        assert_eq!(status(&route(Verb::Delete, b"", &SessionState::Unknown, None, &facts)), 404);
+        assert_eq!(status(&route(Verb::Delete, b"", &SessionState::None, None, &facts)), 405);
+        let resume = |replica| Request {
+            verb: Verb::Get,
+            message: None,
+            session: &SessionState::None,
+            header_version: None,
+            header_method: None,
+            header_name: None,
+            resume_from: Some(replica),
+        };
+        assert_eq!(decide(&resume("r1"), &facts), Decision::Replica("r1".into()));
+        assert_eq!(status(&decide(&resume("r9"), &facts)), 404);
+    }
+}
