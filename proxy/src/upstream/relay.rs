@@ -40,11 +40,20 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
         shared::prepare(edge, &mut request, ctx, query.as_deref())?;
         request.insert_header("content-length", body.len().to_string())?;
         request.remove_header("transfer-encoding");
+        // The body is already here: nothing to wait for.
+        request.remove_header("expect");
         let sent = async {
             upstream.write_request_header(Box::new(request)).await?;
             upstream.write_request_body(body.clone(), true).await?;
             upstream.finish_request_body().await?;
-            upstream.read_response_header().await
+            // Skip informational answers (1xx) to reach the real response.
+            loop {
+                upstream.read_response_header().await?;
+                let informational = upstream.response_header().is_some_and(|h| h.status.is_informational());
+                if !informational {
+                    return Ok::<(), Box<pingora::Error>>(());
+                }
+            }
         }
         .await;
         if let Err(e) = sent {
