@@ -13,7 +13,7 @@ use std::{
     convert::Infallible,
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicU64, Ordering},
     },
     time::Duration,
 };
@@ -77,6 +77,8 @@ type McpBody = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 
 #[derive(Clone)]
 struct App {
+    /// What reached this replica (GET /stats): lets operators and tests see what a proxy sent.
+    stats: Arc<Stats>,
     mcp: Arc<Mcp>,
     served_by: HeaderValue,
     options: Arc<HttpOptions>,
@@ -98,6 +100,7 @@ pub fn router(backend: Backend, options: HttpOptions) -> Router {
     let served_by = HeaderValue::from_str(&options.replica_id)
         .unwrap_or_else(|_| HeaderValue::from_static("invalid-replica-id"));
     let app = App {
+        stats: Arc::default(),
         mcp: Arc::new(service),
         served_by,
         origins: Arc::new(Origins::parse(&options.allowed_origins)),
@@ -108,6 +111,7 @@ pub fn router(backend: Backend, options: HttpOptions) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
+        .route("/stats", get(stats))
         .fallback(not_found)
         .layer(axum::middleware::map_response_with_state(app.clone(), stamp))
         .with_state(app)
@@ -140,6 +144,27 @@ async fn version(State(app): State<App>) -> impl IntoResponse {
     }))
 }
 
+/// Counters behind GET /stats.
+#[derive(Default)]
+struct Stats {
+    /// Requests to /mcp.
+    mcp_requests: AtomicU64,
+    /// …that carried an Mcp-Session-Id (this server never issues one).
+    with_session_header: AtomicU64,
+    /// …POSTs that named no MCP-Protocol-Version.
+    without_version_header: AtomicU64,
+}
+
+async fn stats(State(app): State<App>) -> impl IntoResponse {
+    let s = &app.stats;
+    axum::Json(json!({
+        "replica_id": app.options.replica_id,
+        "mcp_requests": s.mcp_requests.load(Ordering::Relaxed),
+        "with_session_header": s.with_session_header.load(Ordering::Relaxed),
+        "without_version_header": s.without_version_header.load(Ordering::Relaxed),
+    }))
+}
+
 async fn not_found(request: Request) -> Response {
     HttpError::new(
         StatusCode::NOT_FOUND,
@@ -150,6 +175,13 @@ async fn not_found(request: Request) -> Response {
 }
 
 async fn mcp(State(app): State<App>, request: Request) -> Response {
+    app.stats.mcp_requests.fetch_add(1, Ordering::Relaxed);
+    if request.headers().contains_key("mcp-session-id") {
+        app.stats.with_session_header.fetch_add(1, Ordering::Relaxed);
+    }
+    if request.method() == Method::POST && !request.headers().contains_key("mcp-protocol-version") {
+        app.stats.without_version_header.fetch_add(1, Ordering::Relaxed);
+    }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         if !app.origins.allows(origin.as_bytes()) {
             return HttpError::new(

@@ -248,6 +248,11 @@ async fn operations_endpoints() {
     assert_eq!(version["name"], "mcp-backend");
     assert_eq!(version["replica_id"], "ops");
     assert_eq!(version["protocol_versions"], json!(["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]));
+    let stats: Value = client().get(format!("{}/stats", r.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["mcp_requests"], 0);
+    post(&r.url, &[JSON, ACCEPT_JSON], echo_call(1)).await;
+    let stats: Value = client().get(format!("{}/stats", r.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["mcp_requests"], 1);
     let missing = client().get(format!("{}/nope", r.base)).send().await.unwrap();
     assert_eq!(missing.status(), 404);
 }

@@ -124,6 +124,18 @@ impl route::Facts for Live<'_> {
     }
 }
 
+/// Most of an oversized body the proxy reads and throws away so the client sees its 413.
+const DISCARD_LIMIT: usize = 64 << 20;
+
+/// Read and drop the rest of a rejected body, within bounds; past them the connection closes.
+async fn discard(session: &mut Session, declared: Option<usize>) {
+    if declared.is_some_and(|length| length > DISCARD_LIMIT) {
+        return;
+    }
+    session.set_total_drain_timeout(Some(Duration::from_secs(5)));
+    let _ = session.drain_request_body().await;
+}
+
 fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
     session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
 }
@@ -155,17 +167,21 @@ impl Edge {
     }
 
     /// Read the whole request body, bounded by the limit. `Err(reply)` when it is too large.
+    ///
+    /// An oversized body is read and discarded (up to [`DISCARD_LIMIT`], for a few seconds) so
+    /// that a client still sending it can read the 413; beyond that the connection is closed.
     async fn read_body(&self, session: &mut Session) -> Result<std::result::Result<Bytes, Reply>> {
         let too_large = || Reply::error(413, INVALID_REQUEST, format!("request body exceeds the limit of {} bytes", self.body_limit));
-        if let Some(length) = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok()) {
-            if length > self.body_limit {
-                return Ok(Err(too_large()));
-            }
+        let declared = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
+        if declared.is_some_and(|length| length > self.body_limit) {
+            discard(session, declared).await;
+            return Ok(Err(too_large()));
         }
         session.enable_retry_buffering();
         let mut body = BytesMut::new();
         while let Some(chunk) = session.read_request_body().await? {
             if body.len() + chunk.len() > self.body_limit {
+                discard(session, declared).await;
                 return Ok(Err(too_large()));
             }
             body.extend_from_slice(&chunk);

@@ -1,0 +1,338 @@
+//! mcp-edge as users run it: the real binary on loopback, in front of its embedded replicas (or
+//! of replicas the test starts), driven over HTTP.
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+struct Edge {
+    url: String,
+    admin: String,
+    /// Replica id → base URL (http://host:port).
+    replicas: Vec<(String, String)>,
+    child: Child,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Start mcp-edge with `args`, wait until it printed its replicas and its admin answers.
+async fn start(args: &[&str]) -> Edge {
+    let (port, admin) = (free_port(), free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}"), "--log", "error"])
+        .args(["--health-interval-ms", "200", "--grace-seconds", "1"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut replicas = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("replica ") {
+            let id = rest.split_whitespace().next().unwrap().to_owned();
+            let url = rest.rsplit(' ').next().unwrap();
+            replicas.push((id, url.trim_end_matches("/mcp").to_owned()));
+        }
+        if line.contains("worker threads") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let edge = Edge { url: format!("http://127.0.0.1:{port}/mcp"), admin: format!("http://127.0.0.1:{admin}"), replicas, child };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let healthz = format!("{}/healthz", edge.admin);
+    while client().get(&healthz).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "mcp-edge did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    edge
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build().unwrap()
+}
+
+struct Answer {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn served_by(&self) -> String {
+        self.headers.get("x-served-by").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    }
+    fn session(&self) -> Option<String> {
+        self.headers.get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned())
+    }
+    fn error_code(&self) -> i64 {
+        self.json()["error"]["code"].as_i64().unwrap_or_else(|| panic!("no JSON-RPC error: {}", self.body))
+    }
+}
+
+async fn send(method: reqwest::Method, url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Answer {
+    let mut request = client().request(method, url).body(body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    Answer { status: response.status().as_u16(), headers: response.headers().clone(), body: response.text().await.unwrap() }
+}
+
+async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Answer {
+    send(reqwest::Method::POST, url, headers, body).await
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+const BOTH: (&str, &str) = ("accept", "application/json, text/event-stream");
+
+fn call(id: u64, tool: &str, args: Value) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}).to_string()
+}
+
+fn initialize(version: &str) -> String {
+    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":version,"capabilities":{},"clientInfo":{"name":"edge-test","version":"1"}}}).to_string()
+}
+
+async fn stats(edge: &Edge) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    for (id, base) in &edge.replicas {
+        let v: Value = client().get(format!("{base}/stats")).send().await.unwrap().json().await.unwrap();
+        out.insert(id.clone(), v);
+    }
+    out
+}
+
+async fn total_requests(edge: &Edge) -> u64 {
+    stats(edge).await.values().map(|s| s["mcp_requests"].as_u64().unwrap()).sum()
+}
+
+async fn open_session(edge: &Edge, version: &str) -> String {
+    let a = post(&edge.url, &[JSON, BOTH], initialize(version)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["result"]["protocolVersion"], version);
+    let token = a.session().expect("mcp-edge mints a session on initialize");
+    assert_eq!(token.len(), 64);
+    assert!(token.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    token
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn legacy_session_is_minted_kept_and_spread_over_every_replica() {
+    let edge = start(&[]).await;
+    assert_eq!(edge.replicas.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["r1", "r2", "r3"]);
+    let token = open_session(&edge, "2025-06-18").await;
+    let before = stats(&edge).await;
+    let mut served = HashMap::<String, u32>::new();
+    for i in 1..=9 {
+        let a = post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(i, "echo", json!({"message": "hi"}))).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.json()["result"]["content"][0]["text"], "hi");
+        assert_eq!(a.session().as_deref(), Some(token.as_str()), "the client keeps one session id");
+        *served.entry(a.served_by()).or_default() += 1;
+    }
+    assert_eq!(served, HashMap::from([("r1".into(), 3), ("r2".into(), 3), ("r3".into(), 3)]), "strict round robin");
+    let after = stats(&edge).await;
+    for (id, s) in &after {
+        let b = &before[id];
+        assert_eq!(s["with_session_header"], b["with_session_header"], "{id} saw an Mcp-Session-Id");
+        assert_eq!(s["without_version_header"], b["without_version_header"], "{id} got no MCP-Protocol-Version from the session");
+    }
+    // DELETE ends the session at the proxy; every later use is 404.
+    let deleted = send(reqwest::Method::DELETE, &edge.url, &[("mcp-session-id", &token)], "").await;
+    assert_eq!(deleted.status, 200);
+    let gone = post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(10, "echo", json!({"message": "x"}))).await;
+    assert_eq!(gone.status, 404);
+    assert_eq!(gone.json()["id"], 10);
+    assert!(gone.json()["error"]["message"].as_str().unwrap().contains("initialize"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_rejection_is_answered_at_the_edge() {
+    let edge = start(&[]).await;
+    let token = open_session(&edge, "2025-06-18").await;
+    let before = total_requests(&edge).await;
+    let big = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}", "a".repeat(4 << 20));
+    let v26 = ("mcp-protocol-version", "2026-07-28");
+    let modern = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"m"},
+        "_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}}}})
+    .to_string();
+    let cases: Vec<(&str, Answer, u16, Option<i64>)> = vec![
+        ("origin", post(&edge.url, &[JSON, ("origin", "http://evil.example.com")], call(1, "echo", json!({"message":"x"}))).await, 403, Some(-32600)),
+        ("content type", post(&edge.url, &[("content-type", "text/plain")], call(1, "echo", json!({}))).await, 415, Some(-32600)),
+        ("too large", post(&edge.url, &[JSON], big).await, 413, Some(-32600)),
+        ("malformed", post(&edge.url, &[JSON], "{\"jsonrpc\":").await, 400, Some(-32700)),
+        ("invalid UTF-8", post(&edge.url, &[JSON], vec![b'{', 0xff, b'}']).await, 400, Some(-32700)),
+        ("not JSON-RPC", post(&edge.url, &[JSON], r#"{"jsonrpc":"2.0","id":[1],"method":"x"}"#).await, 400, Some(-32600)),
+        ("accept", post(&edge.url, &[JSON, ("accept", "text/html")], call(1, "echo", json!({}))).await, 406, Some(-32600)),
+        ("batch in 2025-06-18", post(&edge.url, &[JSON, ("mcp-session-id", &token)], format!("[{}]", call(1, "echo", json!({})))).await, 400, Some(-32600)),
+        ("unknown session", post(&edge.url, &[JSON, ("mcp-session-id", "forged")], call(1, "echo", json!({}))).await, 404, Some(-32600)),
+        ("header mismatch", post(&edge.url, &[JSON, BOTH, v26, ("mcp-method", "tools/list")], modern.clone()).await, 400, Some(-32020)),
+        ("GET stream", send(reqwest::Method::GET, &edge.url, &[("mcp-session-id", &token)], "").await, 405, Some(-32600)),
+        ("DELETE without session", send(reqwest::Method::DELETE, &edge.url, &[], "").await, 405, Some(-32600)),
+        ("other path", post(&edge.url.replace("/mcp", "/other"), &[JSON], call(1, "echo", json!({}))).await, 404, Some(-32601)),
+    ];
+    for (what, answer, status, code) in &cases {
+        assert_eq!(answer.status, *status, "{what}: {}", answer.body);
+        if let Some(code) = code {
+            assert_eq!(answer.error_code(), *code, "{what}");
+            assert!(!answer.json()["error"]["message"].as_str().unwrap().is_empty());
+        }
+    }
+    assert_eq!(total_requests(&edge).await, before, "no replica may see a rejected request");
+    // The edge still serves after all of that.
+    let ok = post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(2, "echo", json!({"message":"still here"}))).await;
+    assert_eq!(ok.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_requests_pass_untouched_and_never_get_a_session() {
+    let edge = start(&[]).await;
+    let meta = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}});
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"test_custom_headers","arguments":{"region":"us-west1"},"_meta":meta}}).to_string();
+    // Mcp-Param-Region must reach the replica untouched: the replica checks it against the body.
+    let headers = [JSON, BOTH, ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "test_custom_headers"), ("mcp-param-region", "us-west1"), ("mcp-session-id", "ignored")];
+    let a = post(&edge.url, &headers, body.clone()).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["result"]["content"][0]["text"], "region=us-west1");
+    assert!(a.session().is_none(), "2026-07-28 never gets a session id");
+    let wrong = [JSON, BOTH, ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "test_custom_headers"), ("mcp-param-region", "eu-west1")];
+    let a = post(&edge.url, &wrong, body).await;
+    assert_eq!((a.status, a.error_code()), (400, -32020), "the replica saw the header as sent: {}", a.body);
+    // A discover goes through, round robin.
+    let discover = json!({"jsonrpc":"2.0","id":2,"method":"server/discover","params":{"_meta":meta}}).to_string();
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let a = post(&edge.url, &[JSON, BOTH, ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "server/discover")], discover.clone()).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        seen.insert(a.served_by());
+    }
+    assert_eq!(seen.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_beyond_pingoras_replay_buffer_arrive_intact() {
+    let edge = start(&[]).await;
+    for size in [100 * 1024, 1024 * 1024] {
+        let message: String = (0..size).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+        let a = post(&edge.url, &[JSON, ("accept", "application/json")], call(1, "echo", json!({"message": message}))).await;
+        assert_eq!(a.status, 200, "{size} bytes");
+        assert_eq!(a.json()["result"]["content"][0]["text"].as_str().unwrap(), message, "{size} bytes changed on the way");
+    }
+}
+
+/// Read an SSE response event by event, with the time each event arrived.
+async fn events(mut response: reqwest::Response) -> Vec<(Instant, Value)> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        let now = Instant::now();
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find("\n\n") {
+            let event: String = pending.drain(..end + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    out.push((now, serde_json::from_str(data.trim()).unwrap()));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn progress_events_pass_one_by_one() {
+    let edge = start(&[]).await;
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"progress","arguments":{"steps":5,"interval_ms":200},"_meta":{"progressToken":"p"}}});
+    let response = client().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body.to_string()).send().await.unwrap();
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    let events = events(response).await;
+    assert_eq!(events.len(), 6, "5 progress notifications and the result");
+    let first = events[0].0;
+    let fifth = events[4].0;
+    // Buffering would deliver everything at once; produced 200 ms apart, the spread must show.
+    assert!(fifth.duration_since(first) >= Duration::from_millis(600), "events arrived together: {:?}", fifth.duration_since(first));
+    for pair in events[..5].windows(2) {
+        assert!(pair[1].0.duration_since(pair[0].0) >= Duration::from_millis(100), "two events arrived together");
+    }
+    assert_eq!(events[5].1["result"]["content"][0]["text"], "completed 5 steps");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_reaches_the_replica_running_the_request() {
+    let edge = start(&[]).await;
+    let token = open_session(&edge, "2025-06-18").await;
+    let mut streams = Vec::new();
+    for id in 1..=3u64 {
+        let body = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"progress","arguments":{"steps":30,"interval_ms":100},"_meta":{"progressToken":id}}});
+        let mut response = client()
+            .post(&edge.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", &token)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let owner = response.headers()["x-served-by"].to_str().unwrap().to_owned();
+        // The first event proves the stream is open at the replica (and at the edge).
+        assert!(response.chunk().await.unwrap().is_some());
+        streams.push((id, owner, response));
+    }
+    let owners: std::collections::HashSet<&str> = streams.iter().map(|s| s.1.as_str()).collect();
+    assert_eq!(owners.len(), 3, "three streams, three replicas");
+    for (id, owner, _) in &streams {
+        // Round robin would send three cancels to three consecutive replicas; each must reach its owner.
+        for _ in 0..2 {
+            let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":id,"reason":"test"}});
+            let a = post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], cancel.to_string()).await;
+            assert_eq!(a.status, 202, "{}", a.body);
+            assert_eq!(&a.served_by(), owner, "cancel for request {id}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_failures_move_on_and_no_replica_means_503() {
+    let dead = free_port();
+    let live = start(&[]).await;
+    let (_, base) = &live.replicas[0];
+    let edge = start(&["--backend", &format!("http://127.0.0.1:{dead}/mcp"), "--backend", &format!("{base}/mcp")]).await;
+    for i in 0..6 {
+        let a = post(&edge.url, &[JSON, BOTH], call(i, "echo", json!({"message":"x"}))).await;
+        assert_eq!(a.status, 200, "a failed connect must move to the next replica: {}", a.body);
+    }
+    let none = start(&["--backend", &format!("http://127.0.0.1:{dead}/mcp")]).await;
+    let a = post(&none.url, &[JSON, BOTH], call(7, "echo", json!({"message":"x"}))).await;
+    assert!(a.status == 502 || a.status == 503, "{} {}", a.status, a.body);
+    assert_eq!(a.json()["id"], 7);
+    a.error_code();
+}
+
+#[test]
+fn help_documents_every_flag() {
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-edge")).arg("--help").output().unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    for flag in ["--listen", "--admin-listen", "--backend", "MCP_EDGE_BACKENDS", "--body-limit", "--allowed-origins", "--threads", "--grace-seconds", "--stream-idle-seconds", "--health-path", "--eject-after", "--session-idle-seconds"] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+}
