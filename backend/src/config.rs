@@ -48,8 +48,9 @@ pub struct Config {
     #[arg(long, env = "MCP_BACKEND_STATE_KEY", hide_env_values = true)]
     pub state_key: Option<String>,
 
-    /// Log filter (tracing syntax, e.g. "info" or "mcp_backend=debug").
-    #[arg(long, env = "MCP_BACKEND_LOG", default_value = "info")]
+    /// Log filter (tracing syntax). rmcp logs every JSON-RPC error answer (a client calling an
+    /// unknown tool) as a warning; the default keeps those out of the operator's log.
+    #[arg(long, env = "MCP_BACKEND_LOG", default_value = "info,rmcp::service=error")]
     pub log: String,
 }
 

@@ -153,6 +153,38 @@ struct Stats {
     with_session_header: AtomicU64,
     /// …POSTs that named no MCP-Protocol-Version.
     without_version_header: AtomicU64,
+    /// SSE responses still open (a gauge).
+    open_streams: AtomicU64,
+}
+
+/// Decrements `open_streams` when the SSE body it travels with is dropped (finished, or the
+/// client went away).
+struct StreamGuard(Arc<Stats>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.open_streams.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Count an SSE response as open until its body is dropped; other responses pass unchanged.
+fn track_stream(stats: &Arc<Stats>, response: Response) -> Response {
+    let is_sse = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(SSE.as_bytes()));
+    if !is_sse {
+        return response;
+    }
+    use futures::StreamExt;
+    stats.open_streams.fetch_add(1, Ordering::Relaxed);
+    let guard = StreamGuard(stats.clone());
+    let (parts, body) = response.into_parts();
+    let body = body.into_data_stream().map(move |chunk| {
+        let _keep = &guard;
+        chunk
+    });
+    Response::from_parts(parts, Body::from_stream(body))
 }
 
 async fn stats(State(app): State<App>) -> impl IntoResponse {
@@ -162,6 +194,7 @@ async fn stats(State(app): State<App>) -> impl IntoResponse {
         "mcp_requests": s.mcp_requests.load(Ordering::Relaxed),
         "with_session_header": s.with_session_header.load(Ordering::Relaxed),
         "without_version_header": s.without_version_header.load(Ordering::Relaxed),
+        "open_streams": s.open_streams.load(Ordering::Relaxed),
     }))
 }
 
@@ -211,7 +244,8 @@ async fn mcp(State(app): State<App>, request: Request) -> Response {
         return response;
     }
     match post(&app, request).await {
-        Ok(response) | Err(response) => response,
+        Ok(response) => track_stream(&app.stats, response),
+        Err(response) => response,
     }
 }
 

@@ -89,8 +89,9 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_SESSION_IDLE_SECONDS", default_value_t = 3600)]
     pub session_idle_seconds: u64,
 
-    /// Log filter (tracing syntax).
-    #[arg(long, env = "MCP_EDGE_LOG", default_value = "info")]
+    /// Log filter (tracing syntax). rmcp logs every JSON-RPC error answer (a client calling an
+    /// unknown tool) as a warning; the default keeps those out of the operator's log.
+    #[arg(long, env = "MCP_EDGE_LOG", default_value = "info,rmcp::service=error")]
     pub log: String,
 }
 

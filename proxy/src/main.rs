@@ -16,6 +16,14 @@ use pingora::{
 };
 use tracing_subscriber::EnvFilter;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[cfg(feature = "jemalloc")]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn fail(message: impl std::fmt::Display) -> ! {
     eprintln!("mcp-edge: {message}");
     std::process::exit(2);

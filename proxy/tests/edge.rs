@@ -322,10 +322,43 @@ async fn connect_failures_move_on_and_no_replica_means_503() {
         assert_eq!(a.status, 200, "a failed connect must move to the next replica: {}", a.body);
     }
     let none = start(&["--backend", &format!("http://127.0.0.1:{dead}/mcp")]).await;
+    // Once the health check has seen the only replica fail, readiness and requests say so.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client().get(format!("{}/readyz", none.admin)).send().await.unwrap().status() != 503 {
+        assert!(Instant::now() < deadline, "readiness never reported the dead replica");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let a = post(&none.url, &[JSON, BOTH], call(7, "echo", json!({"message":"x"}))).await;
-    assert!(a.status == 502 || a.status == 503, "{} {}", a.status, a.body);
+    assert_eq!(a.status, 503, "{}", a.body);
     assert_eq!(a.json()["id"], 7);
     a.error_code();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_goes_away_closes_the_replicas_stream() {
+    let edge = start(&[]).await;
+    let open = |edge: &Edge| {
+        let urls: Vec<String> = edge.replicas.iter().map(|(_, base)| format!("{base}/stats")).collect();
+        async move {
+            let mut n = 0;
+            for url in urls {
+                let v: Value = client().get(url).send().await.unwrap().json().await.unwrap();
+                n += v["open_streams"].as_u64().unwrap();
+            }
+            n
+        }
+    };
+    // 100 steps 50 ms apart: left alone, the stream would run for 5 s.
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"progress","arguments":{"steps":100,"interval_ms":50},"_meta":{"progressToken":"p"}}});
+    let mut response = client().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body.to_string()).send().await.unwrap();
+    assert!(response.chunk().await.unwrap().is_some());
+    assert_eq!(open(&edge).await, 1, "the replica holds the stream");
+    drop(response);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while open(&edge).await != 0 {
+        assert!(Instant::now() < deadline, "the replica's stream outlived its client: not closed by mcp-edge");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[test]

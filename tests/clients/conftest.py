@@ -1,7 +1,9 @@
 """Shared fixtures for the SDK client tests (run once per Python SDK generation).
 
-`mcp_url` is the endpoint under test: $MCP_TEST_URL when set (e.g. mcp-edge), otherwise a
-fresh mcp-backend started from $MCP_BACKEND_BIN on a free loopback port.
+`mcp_url` is the endpoint under test: $MCP_TEST_URL when set, otherwise a fresh mcp-backend
+started from $MCP_BACKEND_BIN on a free loopback port. $MCP_TEST_TARGET says what is behind it:
+`backend` (one stateless replica, the default), `edge` (mcp-edge over 3 bundled replicas) or
+`edge-fastmcp` (mcp-edge over 3 fastmcp replicas); the wire assertions follow from it.
 """
 
 import json
@@ -12,6 +14,11 @@ import time
 import urllib.request
 
 import pytest
+
+TARGET = os.environ.get("MCP_TEST_TARGET", "backend")
+BEHIND_EDGE = TARGET.startswith("edge")
+# The `info://server` resource names the server that answered.
+SERVER_NAMES = {"mcp-backend", "fastmcp-template"}
 
 
 @pytest.fixture
@@ -101,12 +108,32 @@ def _body_method(request):
     return None
 
 
-def assert_stateless_wire(wire: Wire):
-    """What every client run must show on the wire against a stateless endpoint."""
+def assert_wire(wire: Wire, legacy: bool):
+    """What a client run must show on the wire, given the target and the client's era.
+
+    A bare stateless replica: no session ever, GET and DELETE 405. Behind mcp-edge: a legacy
+    client gets one session id minted on initialize and keeps it throughout (DELETE ends it with
+    200), a 2026-07-28 client never sees one, and the requests spread over all 3 replicas.
+    """
     assert wire.posts(), "the client sent no POST"
     for e in wire.exchanges:
         assert e["status"] < 500, f"server error on the wire: {e}"
         if e["method"] == "POST":
             assert e["status"] in (200, 202), f"unexpected status: {e}"
-        else:
-            assert e["status"] == 405, f"GET/DELETE must be 405 on a stateless server: {e}"
+        elif e["method"] == "GET":
+            assert e["status"] == 405, f"GET must be 405: {e}"
+    sessions = {e["session"] for e in wire.exchanges if e["session"]}
+    deletes = [e for e in wire.exchanges if e["method"] == "DELETE"]
+    if not BEHIND_EDGE or not legacy:
+        assert not sessions, f"no session id may be issued here: {sessions}"
+        assert all(e["status"] == 405 for e in deletes), deletes
+    else:
+        assert len(sessions) == 1, f"a legacy client keeps one session id: {sessions}"
+        (session,) = sessions
+        after_init = [e for e in wire.exchanges if e["mcp_method"] != "initialize"]
+        assert all(e["sent_session"] == session for e in after_init), "every later request carried the session id"
+        assert all(e["status"] == 200 for e in deletes), deletes
+    if BEHIND_EDGE:
+        assert len(wire.replicas()) == 3, f"requests must reach all 3 replicas: {wire.replicas()}"
+    else:
+        assert len(wire.replicas()) <= 1

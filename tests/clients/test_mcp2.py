@@ -4,7 +4,7 @@ import json
 
 import httpx2
 import pytest
-from conftest import Wire, assert_stateless_wire
+from conftest import SERVER_NAMES, TARGET, Wire, assert_wire
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -26,7 +26,8 @@ async def test_walkthrough(mcp_url, mode):
 
         tools = await client.list_tools()
         names = {t.name for t in tools.tools}
-        assert {"echo", "sleep", "progress", "payload"} <= names
+        expected = {"echo"} if TARGET == "edge-fastmcp" else {"echo", "sleep", "progress", "payload"}
+        assert expected <= names
         echo = next(t for t in tools.tools if t.name == "echo")
         assert echo.annotations.read_only_hint and echo.annotations.idempotent_hint
 
@@ -40,7 +41,7 @@ async def test_walkthrough(mcp_url, mode):
 
         info = await client.read_resource("info://server")
         body = json.loads(info.contents[0].text)
-        assert body["name"] == "mcp-backend" and body["replica_id"]
+        assert body["name"] in SERVER_NAMES
 
         prompt = await client.get_prompt("code_review", {"language": "rust"})
         assert "rust" in prompt.messages[0].content.text
@@ -48,10 +49,10 @@ async def test_walkthrough(mcp_url, mode):
     methods = [e["mcp_method"] for e in wire.posts()]
     first = {"auto": "server/discover", "legacy": "initialize", "2026-07-28": "tools/list"}[mode]
     assert methods[0] == first, methods
-    assert all(e["session"] is None for e in wire.exchanges), "no session id may be minted"
-    assert_stateless_wire(wire)
+    assert_wire(wire, legacy=(mode == "legacy"))
 
 
+@pytest.mark.skipif(TARGET == "edge-fastmcp", reason="the progress helper is a tool of the bundled backend")
 async def test_progress_notifications_arrive(mcp_url):
     seen = []
 
@@ -66,6 +67,7 @@ async def test_progress_notifications_arrive(mcp_url):
     assert seen == [(1.0, 3.0), (2.0, 3.0), (3.0, 3.0)]
 
 
+@pytest.mark.skipif(TARGET == "edge-fastmcp", reason="the MRTR fixture is a tool of the bundled backend")
 async def test_multi_round_trip_request(mcp_url):
     """A 2026-07-28 tool that needs user input: the SDK answers input_required and retries."""
     from mcp.types import ElicitResult

@@ -11,6 +11,7 @@ const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
 
 const url = process.env.MCP_TEST_URL;
+const behindEdge = (process.env.MCP_TEST_TARGET ?? "backend").startsWith("edge");
 
 async function waitFor(predicate, ms, what) {
   const deadline = Date.now() + ms;
@@ -48,7 +49,7 @@ test("TypeScript SDK client: initialize, list, call, read, prompt, terminate", {
   assert.equal(echoed.isError, false);
   assert.equal(echoed.content[0].text, "hello\nhello");
   const info = await client.readResource({ uri: "info://server" });
-  assert.equal(JSON.parse(info.contents[0].text).name, "mcp-backend");
+  assert.ok(["mcp-backend", "fastmcp-template"].includes(JSON.parse(info.contents[0].text).name));
   const prompt = await client.getPrompt({ name: "code_review", arguments: { language: "typescript" } });
   assert.match(prompt.messages[0].content.text, /typescript/);
 
@@ -61,10 +62,21 @@ test("TypeScript SDK client: initialize, list, call, read, prompt, terminate", {
   await client.close();
 
   const deletes = wire.filter((e) => e.verb === "DELETE");
+  assert.equal(Boolean(sessionId), behindEdge, "mcp-edge mints a session for this legacy client");
   if (sessionId) {
-    // Behind a proxy that minted a session: DELETE ends it.
+    // Behind mcp-edge, which minted the session: DELETE ends it, and the id is dead after.
     assert.deepEqual(deletes.map((e) => e.status), [200]);
-    process.stdout.write(`session ${sessionId} terminated\n`);
+    const reuse = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/json, text/event-stream", "mcp-session-id": sessionId },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 99, method: "tools/list" }),
+    });
+    assert.equal(reuse.status, 404);
+    const error = await reuse.json();
+    assert.equal(error.id, 99);
+    assert.ok(error.error.message.length > 0);
+    const sessions = new Set(wire.map((e) => e.session).filter(Boolean));
+    assert.deepEqual([...sessions], [sessionId], "one session id throughout");
   } else {
     // The SDK sends DELETE only when it holds a session id; a stateless server issued none.
     assert.equal(deletes.length, 0);
@@ -75,4 +87,5 @@ test("TypeScript SDK client: initialize, list, call, read, prompt, terminate", {
   assert.equal(wire.find((e) => e.verb === "POST").method, "initialize");
   const replicas = new Set(wire.map((e) => e.servedBy).filter(Boolean));
   process.stdout.write(`replicas seen: ${[...replicas].join(",")}\n`);
+  assert.equal(replicas.size, behindEdge ? 3 : 1, `replicas seen: ${[...replicas]}`);
 });

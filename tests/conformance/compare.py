@@ -1,0 +1,51 @@
+"""Compare conformance results through mcp-edge with results against a replica directly.
+
+    python compare.py DIRECT_DIR EDGE_DIR [--lifecycle]
+
+Fails when a scenario has a failing check through the edge that has none directly; with
+--lifecycle, also when server-session-lifecycle did not run its checks (a skip is not a pass).
+Prints one line per difference, then a summary.
+"""
+
+import json
+import pathlib
+import re
+import sys
+
+# Result folders are named server-<scenario>-<ISO timestamp>.
+TIMESTAMP = re.compile(r"-\d{4}-\d{2}-\d{2}T[\d-]+Z?$")
+
+
+def failing(results: pathlib.Path) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for checks in results.glob("server-*/checks.json"):
+        scenario = TIMESTAMP.sub("", checks.parent.name.removeprefix("server-"))
+        failed = {c["id"] for c in json.loads(checks.read_text()) if c["status"] == "FAILURE"}
+        out.setdefault(scenario, set()).update(failed)
+    return out
+
+
+def main() -> int:
+    direct, edge = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+    direct_failing, edge_failing = failing(direct), failing(edge)
+    problems = []
+    for scenario, checks in sorted(edge_failing.items()):
+        new = checks - direct_failing.get(scenario, set())
+        if new:
+            problems.append(f"{scenario}: fails through mcp-edge but not directly: {sorted(new)}")
+    if "--lifecycle" in sys.argv:
+        runs = list(edge.glob("server-server-session-lifecycle-*/checks.json"))
+        checks = [c for r in runs for c in json.loads(r.read_text())]
+        passed = [c["id"] for c in checks if c["status"] == "SUCCESS"]
+        if not passed or any(c["status"] == "SKIPPED" for c in checks):
+            problems.append(f"server-session-lifecycle did not run its checks: {[(c['id'], c['status']) for c in checks]}")
+        else:
+            print(f"server-session-lifecycle ran and passed: {passed}")
+    for p in problems:
+        print(p)
+    print(f"compare: {len(edge_failing)} scenarios through the edge, {len(problems)} problems")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
