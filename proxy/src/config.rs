@@ -89,9 +89,11 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_SESSION_IDLE_SECONDS", default_value_t = 3600)]
     pub session_idle_seconds: u64,
 
-    /// Log filter (tracing syntax). rmcp logs every JSON-RPC error answer (a client calling an
-    /// unknown tool) as a warning; the default keeps those out of the operator's log.
-    #[arg(long, env = "MCP_EDGE_LOG", default_value = "info,rmcp::service=error")]
+    /// Log filter (tracing syntax). The default leaves out two kinds of noise: rmcp logging every
+    /// JSON-RPC error answer (a client calling an unknown tool) as a warning, and pingora's
+    /// connection pool logging a harmless reuse race ("failed to acquire reusable stream", a
+    /// fresh connection is made) as an error under load.
+    #[arg(long, env = "MCP_EDGE_LOG", default_value = "info,rmcp::service=error,pingora_core::connectors=off")]
     pub log: String,
 }
 

@@ -390,6 +390,12 @@ impl ProxyHttp for Edge {
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }
 
+    /// A client that went away is not a proxy failure (in 2026-07-28 it is how a client cancels).
+    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
+        error.esource() == &pingora::ErrorSource::Downstream
+            && matches!(error.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError)
+    }
+
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         if ctx.streaming {
             if let Some(id) = &ctx.id {
