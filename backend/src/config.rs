@@ -4,6 +4,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 
+/// The default Origin allow-list: browsers on this machine, any port (mcp-edge uses it too).
+pub const LOOPBACK_ORIGINS: &str =
+    "http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*";
+
 /// Protocol revisions this backend serves, oldest first.
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
 
@@ -38,7 +42,7 @@ pub struct Config {
         long,
         env = "MCP_BACKEND_ALLOWED_ORIGINS",
         value_delimiter = ',',
-        default_value = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*"
+        default_value = LOOPBACK_ORIGINS
     )]
     pub allowed_origins: Vec<String>,
 

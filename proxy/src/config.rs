@@ -49,7 +49,7 @@ pub struct Config {
         long,
         env = "MCP_EDGE_ALLOWED_ORIGINS",
         value_delimiter = ',',
-        default_value = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*"
+        default_value = mcp_backend::config::LOOPBACK_ORIGINS
     )]
     pub allowed_origins: Vec<String>,
 

@@ -472,6 +472,9 @@ impl Edge {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if is_sse {
+            // Event ids grow by the replica prefix: the replica's length no longer holds, so the
+            // stream goes to the client chunked.
+            response.remove_header("content-length");
             ctx.sse = Some(sse::Scanner::new(&replica.id));
             if let (Some(Kind::Request), Some(id)) = (ctx.kind, &ctx.id) {
                 self.owners.streaming(&ctx.scope, id, replica.id.clone());
@@ -544,6 +547,10 @@ pub(crate) mod shared {
         ctx.tried.push(replica.id.clone());
         ctx.replica = Some(replica.clone());
         Some(replica)
+    }
+    /// The replica already chosen for this request.
+    pub fn current(ctx: &Ctx) -> Option<Arc<Replica>> {
+        ctx.replica.clone()
     }
     pub fn sticky(ctx: &Ctx) -> bool {
         ctx.target.is_some()

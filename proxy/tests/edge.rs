@@ -361,6 +361,111 @@ async fn a_client_that_goes_away_closes_the_replicas_stream() {
     }
 }
 
+/// A minimal replica that streams the way stateful MCP servers do: its tool call answers over
+/// SSE with an event id and a server→client request, it records the client's answers, and a
+/// GET with Last-Event-ID resumes (echoing the id it received). The bundled backend is
+/// stateless and does neither, so this is how the stream rules are seen end to end.
+mod streaming_replica {
+    use std::sync::{Arc, Mutex};
+
+    use axum::{Router, extract::State, http::HeaderMap, response::IntoResponse, routing::get};
+    use serde_json::{Value, json};
+
+    #[derive(Clone)]
+    pub struct Replica {
+        pub name: String,
+        pub answers: Arc<Mutex<Vec<String>>>,
+    }
+
+    fn sse(name: &str, body: String) -> axum::response::Response {
+        ([("content-type", "text/event-stream"), ("x-served-by", name)], body).into_response()
+    }
+
+    async fn post(State(r): State<Replica>, body: String) -> axum::response::Response {
+        let message: Value = serde_json::from_str(&body).unwrap();
+        let served = [("x-served-by", r.name.clone())];
+        match message["method"].as_str() {
+            Some("initialize") => {
+                let result = json!({"jsonrpc":"2.0","id":message["id"],"result":{"protocolVersion":"2025-06-18","capabilities":{},"serverInfo":{"name":"streaming-replica","version":"1"}}});
+                (served, axum::Json(result)).into_response()
+            }
+            Some("tools/call") => {
+                let ask = json!({"jsonrpc":"2.0","id":format!("ask-{}", r.name),"method":"sampling/createMessage","params":{"messages":[],"maxTokens":1}});
+                let done = json!({"jsonrpc":"2.0","id":message["id"],"result":{"content":[]}});
+                sse(&r.name, format!("id: 5\ndata: {ask}\n\nid: 6\ndata: {done}\n\n"))
+            }
+            Some(_) => (axum::http::StatusCode::ACCEPTED, served).into_response(),
+            None => {
+                r.answers.lock().unwrap().push(message["id"].as_str().unwrap_or_default().to_owned());
+                (axum::http::StatusCode::ACCEPTED, served).into_response()
+            }
+        }
+    }
+
+    async fn resume(State(r): State<Replica>, headers: HeaderMap) -> axum::response::Response {
+        let last = headers.get("last-event-id").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default();
+        let note = json!({"jsonrpc":"2.0","method":"notifications/message","params":{"resumedFrom":last}});
+        sse(&r.name, format!("id: 7\ndata: {note}\n\n"))
+    }
+
+    pub async fn start(name: &str) -> (Replica, String) {
+        let replica = Replica { name: name.to_owned(), answers: Arc::default() };
+        let app = Router::new()
+            .route("/mcp", axum::routing::post(post).get(resume))
+            .route("/readyz", get(|| async { "ok" }))
+            .with_state(replica.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        (replica, url)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_and_resumptions_go_back_to_the_streams_replica() {
+    let mut replicas = Vec::new();
+    let mut args = Vec::new();
+    for name in ["s1", "s2", "s3"] {
+        let (replica, url) = streaming_replica::start(name).await;
+        replicas.push(replica);
+        args.push("--backend".to_owned());
+        args.push(url);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let edge = start(&args).await;
+    let init = post(&edge.url, &[JSON, BOTH], initialize("2025-06-18")).await;
+    let token = init.session().expect("a minted session");
+    for round in 1..=3u64 {
+        let call = post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(round, "anything", json!({}))).await;
+        assert_eq!(call.status, 200);
+        let owner = call.served_by();
+        // Event ids come back as <replica>/<id> (the edge's replica id); the question passes.
+        let event_id = call.body.lines().find_map(|l| l.strip_prefix("id: ")).unwrap().to_owned();
+        let (prefix, original) = event_id.split_once('/').unwrap();
+        assert_eq!(original, "5");
+        assert!(edge.replicas.iter().any(|(id, _)| id == prefix), "{prefix} is not a replica id");
+        assert!(call.body.contains(r#""method":"sampling/createMessage""#));
+        assert!(call.body.contains(&format!(r#""id":{round},"jsonrpc":"2.0","result""#)), "the stream arrived whole: {}", call.body);
+        let replica_name = call.body.split("\"ask-").nth(1).unwrap().split('"').next().unwrap().to_owned();
+        assert_eq!(replica_name, owner, "the question came from the replica that served the call");
+        // The client's answer goes to the replica that asked, whatever round robin would say.
+        let answer = json!({"jsonrpc":"2.0","id":format!("ask-{replica_name}"),"result":{"role":"assistant","content":{"type":"text","text":"ok"}}});
+        let a = post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], answer.to_string()).await;
+        assert_eq!(a.status, 202, "{}", a.body);
+        assert_eq!(a.served_by(), owner, "round {round}: the answer went elsewhere");
+        let asked = replicas.iter().find(|r| r.name == replica_name).unwrap();
+        assert_eq!(asked.answers.lock().unwrap().last().map(String::as_str), Some(format!("ask-{replica_name}").as_str()));
+        // A resumption with the rewritten id goes to the same replica, with its own id restored.
+        let resumed = send(reqwest::Method::GET, &edge.url, &[("mcp-session-id", &token), ("last-event-id", &event_id), ("accept", "text/event-stream")], "").await;
+        assert_eq!(resumed.status, 200, "{}", resumed.body);
+        assert_eq!(resumed.served_by(), owner);
+        assert!(resumed.body.contains(r#""resumedFrom":"5""#), "{}", resumed.body);
+    }
+    // Resuming from a replica that is not in the set cannot be served by another.
+    let gone = send(reqwest::Method::GET, &edge.url, &[("mcp-session-id", &token), ("last-event-id", "127.0.0.1:1/5")], "").await;
+    assert_eq!(gone.status, 404, "{}", gone.body);
+}
+
 #[test]
 fn help_documents_every_flag() {
     let out = Command::new(env!("CARGO_BIN_EXE_mcp-edge")).arg("--help").output().unwrap();

@@ -18,13 +18,15 @@ use crate::{
 pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
     let body = shared::body(ctx);
     let query = session.req_header().uri.query().map(str::to_owned);
+    // A pooled connection may turn out stale; the body is buffered, so one fresh try is safe.
+    let mut stale_retry = false;
     loop {
-        let Some(replica) = shared::choose(edge, ctx) else {
+        let Some(replica) = (if stale_retry { shared::current(ctx) } else { shared::choose(edge, ctx) }) else {
             let reply = Reply::error(503, INTERNAL_ERROR, "no healthy replica is available; try again shortly").with_id(shared::id(ctx));
             return shared::reply(edge, session, ctx, reply).await;
         };
         let peer = shared::peer(edge, &replica);
-        let (mut upstream, _reused) = match shared::connector(edge).get_http_session(&peer).await {
+        let (mut upstream, reused) = match shared::connector(edge).get_http_session(&peer).await {
             Ok(s) => s,
             Err(e) => {
                 // Nothing was sent: another replica may take it, unless only this one can.
@@ -33,6 +35,7 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                     let reply = Reply::error(502, INTERNAL_ERROR, format!("could not reach the replica: {e}")).with_id(shared::id(ctx));
                     return shared::reply(edge, session, ctx, reply).await;
                 }
+                stale_retry = false;
                 continue;
             }
         };
@@ -57,6 +60,10 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
         }
         .await;
         if let Err(e) = sent {
+            if reused && !stale_retry {
+                stale_retry = true;
+                continue;
+            }
             shared::failed(edge, ctx);
             let reply = Reply::error(502, INTERNAL_ERROR, format!("the replica failed before answering: {e}; the request was not repeated"))
                 .with_id(shared::id(ctx));
