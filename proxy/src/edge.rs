@@ -53,7 +53,7 @@ pub struct Edge {
     allowed_origins: String,
     connect_timeout: Duration,
     stream_idle: Duration,
-    relay: pingora::connectors::http::Connector,
+    pub(crate) relay: pingora::connectors::http::Connector,
 }
 
 impl Edge {
@@ -79,10 +79,10 @@ impl Edge {
 /// Per-request state.
 #[derive(Default)]
 pub struct Ctx {
-    body: Option<Bytes>,
+    pub(crate) body: Option<Bytes>,
     kind: Option<Kind>,
     /// Raw JSON text of the request id.
-    id: Option<String>,
+    pub(crate) id: Option<String>,
     is_initialize: bool,
     modern: bool,
     init_version: Option<String>,
@@ -93,8 +93,8 @@ pub struct Ctx {
     /// The scope of in-flight keys: the session token, or the client connection.
     scope: String,
     /// A sticky target; `None`: round robin.
-    target: Option<ReplicaId>,
-    replica: Option<Arc<Replica>>,
+    pub(crate) target: Option<ReplicaId>,
+    pub(crate) replica: Option<Arc<Replica>>,
     tried: Vec<ReplicaId>,
     /// `Last-Event-ID` with the replica prefix removed.
     resume_id: Option<String>,
@@ -142,7 +142,7 @@ fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
 
 impl Edge {
     /// Write the proxy's own answer and end the request.
-    async fn reply(&self, session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<bool> {
+    pub(crate) async fn reply(&self, session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<bool> {
         let body = reply.body();
         let mut header = ResponseHeader::build(reply.status, Some(4))?;
         if let Some(body) = &body {
@@ -319,23 +319,14 @@ impl ProxyHttp for Edge {
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        let replica = match &ctx.target {
-            Some(id) => self.replicas.get(id).filter(|r| r.is_healthy()),
-            None => self.replicas.pick(&ctx.tried),
-        };
-        let Some(replica) = replica else {
-            return Error::e_explain(ErrorType::HTTPStatus(503), "no healthy replica");
-        };
-        ctx.tried.push(replica.id.clone());
-        let peer = self.peer(&replica);
-        ctx.replica = Some(replica);
-        Ok(Box::new(peer))
+        match self.choose(ctx) {
+            Some(replica) => Ok(Box::new(self.peer(&replica))),
+            None => Error::e_explain(ErrorType::HTTPStatus(503), "no healthy replica"),
+        }
     }
 
     fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
-        if let Some(replica) = &ctx.replica {
-            self.replicas.failed(replica);
-        }
+        self.failed(ctx);
         // Nothing reached the replica: another one may take it, unless only this one can.
         if ctx.target.is_none() && ctx.tried.len() < self.replicas.all().len() {
             e.set_retry(true);
@@ -351,9 +342,7 @@ impl ProxyHttp for Edge {
             e.retry.decide_reuse(true);
         } else {
             e.set_retry(false);
-            if let Some(replica) = &ctx.replica {
-                self.replicas.failed(replica);
-            }
+            self.failed(ctx);
         }
         e
     }
@@ -397,16 +386,39 @@ impl ProxyHttp for Edge {
     }
 
     async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        if ctx.streaming {
-            if let Some(id) = &ctx.id {
-                self.owners.stream_done(&ctx.scope, id);
-            }
-        }
+        self.release(ctx);
     }
 }
 
+/// Steps the proxy phases and the relay ([`crate::upstream::relay`]) share.
 impl Edge {
-    fn peer(&self, replica: &Replica) -> HttpPeer {
+    /// The replica for this request: its sticky target if healthy, else the next healthy one
+    /// not tried yet. Recorded in `ctx`.
+    pub(crate) fn choose(&self, ctx: &mut Ctx) -> Option<Arc<Replica>> {
+        let replica = match &ctx.target {
+            Some(id) => self.replicas.get(id).filter(|r| r.is_healthy()),
+            None => self.replicas.pick(&ctx.tried),
+        }?;
+        ctx.tried.push(replica.id.clone());
+        ctx.replica = Some(replica.clone());
+        Some(replica)
+    }
+
+    /// The chosen replica failed (counts towards ejection).
+    pub(crate) fn failed(&self, ctx: &Ctx) {
+        if let Some(replica) = &ctx.replica {
+            self.replicas.failed(replica);
+        }
+    }
+
+    /// The request is over: a stream it held no longer owns its id.
+    pub(crate) fn release(&self, ctx: &Ctx) {
+        if let (true, Some(id)) = (ctx.streaming, &ctx.id) {
+            self.owners.stream_done(&ctx.scope, id);
+        }
+    }
+
+    pub(crate) fn peer(&self, replica: &Replica) -> HttpPeer {
         let mut peer = HttpPeer::new(replica.addr, false, String::new());
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.read_timeout = Some(self.stream_idle);
@@ -416,7 +428,7 @@ impl Edge {
     }
 
     /// The request as the replica must see it.
-    fn prepare_upstream_request(&self, upstream: &mut RequestHeader, replica: &Replica, ctx: &Ctx, query: Option<&str>) -> Result<()> {
+    pub(crate) fn prepare_upstream_request(&self, upstream: &mut RequestHeader, replica: &Replica, ctx: &Ctx, query: Option<&str>) -> Result<()> {
         upstream.insert_header("host", replica.authority.as_str())?;
         let path = match query {
             Some(q) => format!("{}?{q}", replica.path),
@@ -441,7 +453,7 @@ impl Edge {
     }
 
     /// Response headers from a replica, before they reach the client.
-    fn on_response_header(&self, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+    pub(crate) fn on_response_header(&self, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         let Some(replica) = ctx.replica.clone() else { return Ok(()) };
         self.replicas.succeeded(&replica);
         if response.headers.get(SERVED_BY).is_none() {
@@ -485,7 +497,7 @@ impl Edge {
     }
 
     /// A chunk of response body from a replica, before it reaches the client.
-    fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
+    pub(crate) fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
         if let Some(acc) = &mut ctx.init_body {
             if let Some(chunk) = body.as_ref() {
                 acc.extend_from_slice(chunk);
@@ -529,65 +541,6 @@ impl Edge {
             return Ok(false);
         }
         crate::upstream::relay::forward(self, session, ctx).await
-    }
-}
-
-/// What the relay needs from the phases' shared handling.
-pub(crate) mod shared {
-    use super::*;
-
-    pub fn body(ctx: &Ctx) -> Bytes {
-        ctx.body.clone().unwrap_or_default()
-    }
-    pub fn choose(edge: &Edge, ctx: &mut Ctx) -> Option<Arc<Replica>> {
-        let replica = match &ctx.target {
-            Some(id) => edge.replicas.get(id).filter(|r| r.is_healthy()),
-            None => edge.replicas.pick(&ctx.tried),
-        }?;
-        ctx.tried.push(replica.id.clone());
-        ctx.replica = Some(replica.clone());
-        Some(replica)
-    }
-    /// The replica already chosen for this request.
-    pub fn current(ctx: &Ctx) -> Option<Arc<Replica>> {
-        ctx.replica.clone()
-    }
-    pub fn sticky(ctx: &Ctx) -> bool {
-        ctx.target.is_some()
-    }
-    pub fn peer(edge: &Edge, replica: &Replica) -> HttpPeer {
-        edge.peer(replica)
-    }
-    pub fn prepare(edge: &Edge, upstream: &mut RequestHeader, ctx: &Ctx, query: Option<&str>) -> Result<()> {
-        let replica = ctx.replica.clone().expect("a replica was chosen");
-        edge.prepare_upstream_request(upstream, &replica, ctx, query)
-    }
-    pub fn on_header(edge: &Edge, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        edge.on_response_header(response, ctx)
-    }
-    pub fn on_body(edge: &Edge, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
-        edge.on_response_body(body, end, ctx)
-    }
-    pub fn failed(edge: &Edge, ctx: &Ctx) {
-        if let Some(replica) = &ctx.replica {
-            edge.replicas.failed(replica);
-        }
-    }
-    pub fn connector(edge: &Edge) -> &pingora::connectors::http::Connector {
-        &edge.relay
-    }
-    pub fn id(ctx: &Ctx) -> Option<&str> {
-        ctx.id.as_deref()
-    }
-    pub async fn reply(edge: &Edge, session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<bool> {
-        edge.reply(session, ctx, reply).await
-    }
-    pub fn done_streaming(edge: &Edge, ctx: &Ctx) {
-        if ctx.streaming {
-            if let Some(id) = &ctx.id {
-                edge.owners.stream_done(&ctx.scope, id);
-            }
-        }
     }
 }
 
