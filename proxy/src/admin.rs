@@ -1,5 +1,6 @@
-//! The admin listener: `/healthz` (the process is up) and `/readyz` (it can serve: a healthy
-//! replica exists and it is not shutting down). `/metrics` comes later.
+//! The admin listener: `/healthz` (the process is up), `/readyz` (it can serve: a healthy
+//! replica exists and it is not shutting down), and `POST /sessions/revoke` (a peer's DELETE,
+//! see [`crate::session::peers`]). `/metrics` comes later.
 
 use std::sync::{
     Arc,
@@ -15,7 +16,10 @@ use pingora::{
     services::background::BackgroundService,
 };
 
-use crate::upstream::Replicas;
+use crate::{
+    session::{Sessions, peers::REVOKE_PATH},
+    upstream::Replicas,
+};
 
 /// Set once shutdown starts; readiness then answers 503.
 #[derive(Clone, Default)]
@@ -41,6 +45,7 @@ impl BackgroundService for DrainWatch {
 
 pub struct Admin {
     pub replicas: Arc<Replicas>,
+    pub sessions: Arc<Sessions>,
     pub draining: Draining,
 }
 
@@ -69,6 +74,20 @@ impl ServeHttp for Admin {
                     (200, "ready")
                 };
                 json(status, format!(r#"{{"status":"{state}","healthy_replicas":{healthy},"replicas":{total}}}"#))
+            }
+            REVOKE_PATH if session.req_header().method == http::Method::POST => {
+                // A token is at most 256 characters; anything longer is not one.
+                let mut body = Vec::new();
+                while let Ok(Some(chunk)) = session.read_request_body().await {
+                    body.extend_from_slice(&chunk);
+                    if body.len() > 1024 {
+                        break;
+                    }
+                }
+                match std::str::from_utf8(&body).ok().map(|t| self.sessions.revoke_token(t.trim())) {
+                    Some(true) => json(200, r#"{"revoked":true}"#.to_owned()),
+                    _ => json(404, r#"{"error":"not a session token of this key"}"#.to_owned()),
+                }
             }
             path => json(404, format!(r#"{{"error":"no admin endpoint at {path}: try /healthz or /readyz"}}"#)),
         }

@@ -4,7 +4,10 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 
-use crate::upstream::ReplicaSpec;
+use crate::{
+    session::token::{Key, parse_key},
+    upstream::ReplicaSpec,
+};
 
 /// mcp-edge: one address for many MCP servers.
 ///
@@ -89,6 +92,31 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_SESSION_IDLE_SECONDS", default_value_t = 3600)]
     pub session_idle_seconds: u64,
 
+    /// Key sealing legacy session tokens: 64 hex digits (`openssl rand -hex 32`). Every mcp-edge
+    /// process with the same key serves the same sessions, across restarts. Prefer the
+    /// environment or --session-key-file to a flag (flags show in `ps`). None: a random key,
+    /// and sessions end with the process.
+    #[arg(long, env = "MCP_EDGE_SESSION_KEY", hide_env_values = true, conflicts_with = "session_key_file")]
+    pub session_key: Option<String>,
+
+    /// A file holding the session key as hex (a Docker/Swarm secret, e.g. /run/secrets/session_key).
+    #[arg(long, env = "MCP_EDGE_SESSION_KEY_FILE")]
+    pub session_key_file: Option<std::path::PathBuf>,
+
+    /// The key before a rotation: tokens it sealed still open (new ones use the current key).
+    #[arg(long, env = "MCP_EDGE_SESSION_KEY_PREVIOUS", hide_env_values = true, conflicts_with = "session_key_previous_file")]
+    pub session_key_previous: Option<String>,
+
+    /// A file holding the previous session key as hex.
+    #[arg(long, env = "MCP_EDGE_SESSION_KEY_PREVIOUS_FILE")]
+    pub session_key_previous_file: Option<std::path::PathBuf>,
+
+    /// Another mcp-edge process's admin listener (host:port; repeatable, the environment variable
+    /// takes a comma list). A DELETE revokes its session on every peer too. A name resolving to
+    /// several addresses (Swarm's tasks.<service>) reaches each of them.
+    #[arg(long = "peer", env = "MCP_EDGE_PEERS", value_delimiter = ',')]
+    pub peers: Vec<String>,
+
     /// Log filter (tracing syntax). The default leaves out two kinds of noise: rmcp logging every
     /// JSON-RPC error answer (a client calling an unknown tool) as a warning, and pingora's
     /// connection pool logging a harmless reuse race ("failed to acquire reusable stream", a
@@ -108,6 +136,25 @@ impl Config {
 
     pub fn stream_idle(&self) -> Duration {
         Duration::from_secs(self.stream_idle_seconds)
+    }
+
+    /// The session keys (current, previous) from flags, environment or files; `None`: none configured.
+    pub fn session_keys(&self) -> Result<Option<(Key, Option<Key>)>, String> {
+        fn one(value: &Option<String>, file: &Option<std::path::PathBuf>, what: &str) -> Result<Option<Key>, String> {
+            let text = match (value, file) {
+                (Some(v), _) => v.clone(),
+                (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| format!("{what} file {}: {e}", path.display()))?,
+                (None, None) => return Ok(None),
+            };
+            parse_key(&text).map(Some).map_err(|e| format!("{what}: {e}"))
+        }
+        let current = one(&self.session_key, &self.session_key_file, "session key")?;
+        let previous = one(&self.session_key_previous, &self.session_key_previous_file, "previous session key")?;
+        match (current, previous) {
+            (None, Some(_)) => Err("a previous session key is set without a current one (MCP_EDGE_SESSION_KEY[_FILE])".into()),
+            (None, None) => Ok(None),
+            (Some(current), previous) => Ok(Some((current, previous))),
+        }
     }
 
     /// The configured replicas (none: embedded mode).
@@ -133,6 +180,22 @@ mod tests {
         assert!(c.replica_specs().is_empty());
         assert_eq!(c.body_limit, 4 << 20);
         assert_eq!(c.stream_idle(), Duration::from_secs(600));
+    }
+
+    #[test]
+    fn session_keys_from_values_and_files() {
+        let key = "11".repeat(32);
+        let c = Config::parse_from(["mcp-edge", "--session-key", &key]);
+        assert_eq!(c.session_keys().unwrap(), Some(([0x11; 32], None)));
+        let file = std::env::temp_dir().join(format!("mcp-edge-key-{}", std::process::id()));
+        std::fs::write(&file, format!("{}\n", "22".repeat(32))).unwrap();
+        let c = Config::parse_from(["mcp-edge", "--session-key", &key, "--session-key-previous-file", file.to_str().unwrap()]);
+        assert_eq!(c.session_keys().unwrap(), Some(([0x11; 32], Some([0x22; 32]))));
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(Config::parse_from(["mcp-edge"]).session_keys().unwrap(), None);
+        assert!(Config::parse_from(["mcp-edge", "--session-key", "abc"]).session_keys().unwrap_err().contains("session key"));
+        assert!(Config::parse_from(["mcp-edge", "--session-key-file", "/nonexistent/key"]).session_keys().unwrap_err().contains("/nonexistent/key"));
+        assert!(Config::parse_from(["mcp-edge", "--session-key-previous", &key]).session_keys().is_err());
     }
 
     #[test]

@@ -1,23 +1,25 @@
 //! The pingora [`ProxyHttp`] implementation. Each phase only wires the modules together:
 //!
 //! ```text
-//! request_filter ─ path, Origin, session lookup ─ POST: Content-Type, Accept, body (bounded),
+//! request_filter ─ path, Origin, session token opened ─ POST: Content-Type, Accept, body (bounded),
 //!   │              mcp::classify ─ route::decide ─┬─ Reply: answered here, no replica sees it
 //!   │                                             └─ AnyReplica / Replica(id)
+//!   │              legacy initialize and large bodies: upstream::relay (below) instead
 //! upstream_peer ── upstream::Replicas (round robin over healthy, or the owner)
 //!   │   fail_to_connect: nothing was sent → next replica (never for a sticky target)
 //! upstream_request_filter ─ Host → replica, Mcp-Session-Id stripped (or the owner's own id),
 //!   │              MCP-Protocol-Version from the session, Last-Event-ID → replica's own id
-//! response_filter ─ X-Served-By, session minted on a legacy initialize result, replica session
-//!   │              ids never reach the client, SSE: stream owner recorded
+//! response_filter ─ X-Served-By, the client's token echoed, replica session ids never reach the
+//!   │              client, DELETE/404 in a session → revoked here and at peers, SSE: stream owner recorded
 //! response_body_filter ─ SSE event by event (mcp::sse): event ids → <replica>/<id>,
 //!   │              server→client requests recorded; initialize result → negotiated version
 //! logging ─ stream owners released
 //! ```
 //!
 //! Bodies are read in `request_filter` (routing needs them) with pingora's retry buffering on,
-//! so pingora replays them to the replica; see [`Edge::relay_large_body`] for bodies over the
-//! 64 KiB that pingora 0.9 can replay.
+//! so pingora replays them to the replica; see [`Edge::relay`] for bodies over the 64 KiB that
+//! pingora 0.9 can replay, and for legacy `initialize`, whose response is held until the body
+//! shows the negotiated protocol version that the session token must carry.
 
 use std::{sync::Arc, time::Duration};
 
@@ -34,7 +36,7 @@ use crate::{
     config::Config,
     mcp::{self, Kind, errors::*, sse},
     route::{self, Decision, SessionState, Verb},
-    session::{Owner, Owners, ReplicaId, Sessions},
+    session::{Keys, Owner, Owners, ReplicaId, SessionView, Sessions, peers::Peers},
     upstream::{Replica, Replicas},
 };
 
@@ -47,6 +49,7 @@ pub struct Edge {
     pub replicas: Arc<Replicas>,
     pub sessions: Arc<Sessions>,
     pub owners: Arc<Owners>,
+    peers: Peers,
     path: String,
     body_limit: usize,
     origins: mcp_backend::http::Origins,
@@ -57,14 +60,16 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn new(config: &Config, replicas: Arc<Replicas>) -> Self {
+    pub fn new(config: &Config, replicas: Arc<Replicas>, keys: Keys) -> Self {
         Self {
             replicas,
             sessions: Arc::new(Sessions::new(
+                keys,
                 Duration::from_secs(config.session_lifetime_seconds),
                 Duration::from_secs(config.session_idle_seconds),
             )),
             owners: Arc::new(Owners::default()),
+            peers: Peers::new(&config.peers),
             path: config.path.clone(),
             body_limit: config.body_limit,
             origins: mcp_backend::http::Origins::parse(&config.allowed_origins),
@@ -83,28 +88,40 @@ pub struct Ctx {
     kind: Option<Kind>,
     /// Raw JSON text of the request id.
     pub(crate) id: Option<String>,
-    is_initialize: bool,
+    pub(crate) is_initialize: bool,
     modern: bool,
-    init_version: Option<String>,
     verb: Option<Verb>,
     /// The session token the client sent, when it names a live session.
     token: Option<String>,
-    session: Option<crate::session::SessionView>,
-    /// The scope of in-flight keys: the session token, or the client connection.
+    session: Option<SessionView>,
+    /// The scope of in-flight keys: the session uid, or the client connection.
     scope: String,
     /// A sticky target; `None`: round robin.
     pub(crate) target: Option<ReplicaId>,
+    /// The target is the stateful replica owning the session: if it cannot be reached, the
+    /// session is gone (404, the client re-initializes).
+    pub(crate) owned: bool,
     pub(crate) replica: Option<Arc<Replica>>,
     tried: Vec<ReplicaId>,
     /// `Last-Event-ID` with the replica prefix removed.
     resume_id: Option<String>,
-    minted: Option<String>,
     sse: Option<sse::Scanner>,
     streaming: bool,
-    init_body: Option<BytesMut>,
+    /// A legacy initialize answered with success: its body so far, and the replica's own
+    /// session id, until the session is sealed.
+    pub(crate) init: Option<InitHold>,
     /// The local answer, when the proxy answered itself.
     reply_status: Option<u16>,
 }
+
+#[derive(Default)]
+pub(crate) struct InitHold {
+    raw: BytesMut,
+    theirs: Option<String>,
+}
+
+/// The credential binding of a session. Empty until authentication exists.
+const NO_IDENTITY: &[u8] = b"";
 
 /// Lookups for [`route::decide`], scoped to this request.
 struct Live<'a> {
@@ -242,9 +259,12 @@ impl ProxyHttp for Edge {
         let token = header(session, SESSION_HEADER).map(str::to_owned);
         let mut state = match &token {
             None => SessionState::None,
-            Some(t) => match self.sessions.open(t) {
-                Some(view) => SessionState::Live(view),
-                None => SessionState::Unknown,
+            Some(t) => match self.sessions.open(t, NO_IDENTITY) {
+                Ok(view) => SessionState::Live(view),
+                Err(why) => {
+                    tracing::debug!(?why, "session token refused");
+                    SessionState::Unknown
+                }
             },
         };
 
@@ -273,7 +293,7 @@ impl ProxyHttp for Edge {
         }
         let resume = header(session, "last-event-id").and_then(sse::parse_event_id);
         ctx.scope = match &state {
-            SessionState::Live(_) => format!("s:{}", token.as_deref().unwrap_or_default()),
+            SessionState::Live(view) => format!("s:{}", hex::encode(view.uid)),
             _ => format!("c:{}", session.client_addr().map(|a| a.to_string()).unwrap_or_default()),
         };
         let request = route::Request {
@@ -291,7 +311,6 @@ impl ProxyHttp for Edge {
             ctx.kind = Some(m.kind);
             ctx.id = m.id.map(str::to_owned);
             ctx.is_initialize = m.is_initialize() && !era.is_modern();
-            ctx.init_version = m.init_version.as_deref().map(str::to_owned);
         }
         ctx.modern = era.is_modern();
         ctx.resume_id = resume.map(|(_, original)| original.to_owned());
@@ -304,23 +323,23 @@ impl ProxyHttp for Edge {
             Decision::Reply(reply) => {
                 let reply = if reply.id.is_none() { reply.with_id(ctx.id.as_deref()) } else { reply };
                 if verb == Verb::Delete && reply.status == 200 {
-                    if let Some(token) = &ctx.token {
-                        self.sessions.end(token);
-                    }
+                    self.end_session(ctx);
                 }
                 self.reply(session, ctx, reply).await
             }
             Decision::Replica(id) => {
+                ctx.owned = ctx.session.as_ref().is_some_and(|v| v.owner.as_ref().is_some_and(|o| o.replica == id));
                 ctx.target = Some(id);
-                self.relay_large_body(session, ctx).await
+                self.relay(session, ctx).await
             }
-            Decision::AnyReplica => self.relay_large_body(session, ctx).await,
+            Decision::AnyReplica => self.relay(session, ctx).await,
         }
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
         match self.choose(ctx) {
             Some(replica) => Ok(Box::new(self.peer(&replica))),
+            None if ctx.owned => Error::e_explain(ErrorType::HTTPStatus(404), "the session's replica is gone"),
             None => Error::e_explain(ErrorType::HTTPStatus(503), "no healthy replica"),
         }
     }
@@ -372,6 +391,13 @@ impl ProxyHttp for Edge {
             _ if e.esource() == &pingora::ErrorSource::Downstream => (0, String::new()),
             _ => (502, format!("the replica failed while answering: {}; the request was not repeated", e.etype().as_str())),
         };
+        let unreachable =
+            matches!(e.etype(), ErrorType::HTTPStatus(404) | ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectTimedout);
+        if ctx.owned && unreachable && session.response_written().is_none() {
+            // A stateful replica's sessions die with it: the client must start a new one.
+            let _ = self.reply(session, ctx, route::session_gone_reply(ctx.id.as_deref())).await;
+            return FailToProxy { error_code: 404, can_reuse_downstream: false };
+        }
         if status > 0 && session.response_written().is_none() {
             let reply = Reply::error(status, INTERNAL_ERROR, message).with_id(ctx.id.as_deref());
             let _ = self.reply(session, ctx, reply).await;
@@ -463,20 +489,16 @@ impl Edge {
         response.remove_header(SESSION_HEADER);
         let ok = response.status.is_success();
         if ctx.is_initialize && ok {
-            let version = ctx.init_version.as_deref().unwrap_or(mcp::DEFAULT_LEGACY);
-            let owner = theirs.map(|session_id| Owner { replica: replica.id.clone(), session_id });
-            let token = self.sessions.mint(version, owner);
-            response.insert_header(SESSION_HEADER, token.as_str())?;
-            ctx.minted = Some(token);
-            ctx.init_body = Some(BytesMut::new());
+            // The token is sealed once the body shows the negotiated version (seal_session).
+            ctx.init = Some(InitHold { raw: BytesMut::new(), theirs });
         } else if let (Some(token), false) = (&ctx.token, ctx.modern) {
             // Legacy requests in a session: the client keeps seeing its own id.
             response.insert_header(SESSION_HEADER, token.as_str())?;
         }
-        if ctx.verb == Some(Verb::Delete) && (ok || response.status.as_u16() == 404) {
-            if let Some(token) = &ctx.token {
-                self.sessions.end(token);
-            }
+        // The owner ended the session (DELETE), or no longer knows it (404): it is over everywhere.
+        let status = response.status.as_u16();
+        if (ctx.verb == Some(Verb::Delete) && ok) || (ctx.owned && status == 404) {
+            self.end_session(ctx);
         }
         let is_sse = response
             .headers
@@ -498,15 +520,8 @@ impl Edge {
 
     /// A chunk of response body from a replica, before it reaches the client.
     pub(crate) fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
-        if let Some(acc) = &mut ctx.init_body {
-            if let Some(chunk) = body.as_ref() {
-                acc.extend_from_slice(chunk);
-            }
-            if end {
-                if let (Some(token), Some(version)) = (&ctx.minted, negotiated_version(acc)) {
-                    self.sessions.set_version(token, &version);
-                }
-            }
+        if let (Some(init), Some(chunk)) = (&mut ctx.init, body.as_ref()) {
+            init.raw.extend_from_slice(chunk);
         }
         if let Some(scanner) = &mut ctx.sse {
             let chunk = body.take().unwrap_or_default();
@@ -517,6 +532,45 @@ impl Edge {
                 }
             }
             *body = Some(scanned.out);
+        }
+    }
+}
+
+/// Most of an initialize response held back while waiting for its result.
+pub(crate) const INIT_HOLD_LIMIT: usize = 1 << 20;
+
+/// Sessions: sealing one from an initialize result, ending one.
+impl Edge {
+    /// Seal the session of a held initialize response once its body shows the negotiated
+    /// protocol version; the token goes into `response`. `Ok(false)`: keep holding. At the end
+    /// of a body without an InitializeResult (an error answer) nothing is sealed.
+    pub(crate) fn seal_session(&self, response: &mut ResponseHeader, ctx: &mut Ctx, end: bool) -> std::result::Result<bool, Reply> {
+        let Some(init) = &ctx.init else { return Ok(true) };
+        let Some(version) = negotiated_version(&init.raw) else {
+            if end {
+                ctx.init = None;
+            } else if init.raw.len() > INIT_HOLD_LIMIT {
+                return Err(Reply::error(502, INTERNAL_ERROR, "the replica's initialize response is too large"));
+            }
+            return Ok(end);
+        };
+        let init = ctx.init.take().expect("checked above");
+        let replica = ctx.replica.as_ref().expect("a replica answered");
+        let owner = init.theirs.map(|session_id| Owner { replica: replica.id.clone(), session_id });
+        match self.sessions.mint(&version, owner, NO_IDENTITY) {
+            Ok((token, _)) => {
+                response.insert_header(SESSION_HEADER, token.as_str()).map_err(|_| Reply::error(502, INTERNAL_ERROR, "session token"))?;
+                Ok(true)
+            }
+            Err(e) => Err(Reply::error(502, INTERNAL_ERROR, format!("cannot start the session: {e}"))),
+        }
+    }
+
+    /// The client's session is over (DELETE, or its owner forgot it): revoked here and at peers.
+    fn end_session(&self, ctx: &Ctx) {
+        if let (Some(token), Some(view)) = (&ctx.token, &ctx.session) {
+            self.sessions.revoke(&view.uid, view.expires);
+            self.peers.announce(token);
         }
     }
 }
@@ -536,8 +590,13 @@ impl Edge {
     /// pingora 0.9 replays a request body read in `request_filter` only from its retry buffer,
     /// which holds 64 KiB. A larger body is forwarded here, over pingora's own upstream
     /// connector, with the same request and response handling as the proxy phases.
-    async fn relay_large_body(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        if session.as_ref().get_retry_buffer().is_some() || ctx.body.as_ref().is_none_or(|b| b.is_empty()) {
+    ///
+    /// A legacy initialize is relayed too: its response headers wait for the body, whose result
+    /// names the protocol version the session token must carry (pingora's phases send headers
+    /// before the body is seen).
+    async fn relay(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let large = session.as_ref().get_retry_buffer().is_none() && ctx.body.as_ref().is_some_and(|b| !b.is_empty());
+        if !large && !ctx.is_initialize {
             return Ok(false);
         }
         crate::upstream::relay::forward(self, session, ctx).await

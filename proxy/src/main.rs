@@ -6,6 +6,7 @@ use mcp_edge::{
     admin::{Admin, DrainWatch, Draining},
     edge::Edge,
     embedded::Embedded,
+    session::{Keys, Sweep},
     upstream::{Replicas, health::HealthCheck},
 };
 use pingora::{
@@ -62,11 +63,24 @@ fn main() {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = http_proxy_service(&server.configuration, Edge::new(&config, replicas.clone()));
+    let keys = match config.session_keys().unwrap_or_else(|e| fail(e)) {
+        Some((current, previous)) => Keys::new(&current, previous.as_ref()),
+        None => {
+            tracing::warn!(
+                "no session key configured (MCP_EDGE_SESSION_KEY or MCP_EDGE_SESSION_KEY_FILE): using a random one, \
+                 so legacy sessions will not survive a restart and no other mcp-edge process can serve them"
+            );
+            Keys::random()
+        }
+    };
+    let edge = Edge::new(&config, replicas.clone(), keys);
+    let sessions = edge.sessions.clone();
+    let mut proxy = http_proxy_service(&server.configuration, edge);
     proxy.add_tcp(&config.listen.to_string());
 
     let draining = Draining::default();
-    let mut admin = Service::new("mcp-edge admin".to_owned(), HttpServer::new_app(Admin { replicas: replicas.clone(), draining: draining.clone() }));
+    let admin = Admin { replicas: replicas.clone(), sessions: sessions.clone(), draining: draining.clone() };
+    let mut admin = Service::new("mcp-edge admin".to_owned(), HttpServer::new_app(admin));
     admin.add_tcp(&config.admin_listen.to_string());
 
     let health = background_service(
@@ -90,6 +104,7 @@ fn main() {
     server.add_service(proxy);
     server.add_service(admin);
     server.add_service(health);
+    server.add_service(background_service("session sweep", Sweep(sessions)));
     server.add_service(background_service("drain watch", DrainWatch(draining)));
     server.run_forever();
 }

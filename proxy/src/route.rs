@@ -12,6 +12,8 @@
 //! | POST `notifications/cancelled` for a streaming request | the replica running it (gone → 202, nothing left to cancel) |
 //! | POST batch | any replica in 2025-03-26, else 400 |
 //! | other POST | any replica |
+//! | GET in a session owned by a stateful replica | that replica: its listen stream, or a resumption (gone → 404) |
+//! | GET with an unknown/expired/ended session | 404 |
 //! | GET with our `Last-Event-ID` | the replica that produced the stream (gone → 404) |
 //! | GET | 405: the proxy offers no listen stream (stateless replicas would hold it open silently) |
 //! | DELETE with a live session | ends it at the proxy (200), or at its owning replica |
@@ -75,11 +77,14 @@ pub trait Facts {
     fn is_alive(&self, replica: &str) -> bool;
 }
 
+/// 404 for a session that no longer exists: the client must send initialize again.
+pub fn session_gone_reply(id: Option<&str>) -> Reply {
+    Reply::error(404, INVALID_REQUEST, "Session not found: it expired, was deleted, or its replica is gone; send initialize to start a new session")
+        .with_id(id)
+}
+
 fn session_gone(id: Option<&str>) -> Decision {
-    Decision::Reply(
-        Reply::error(404, INVALID_REQUEST, "Session not found: it expired, was deleted, or its replica is gone; send initialize to start a new session")
-            .with_id(id),
-    )
+    Decision::Reply(session_gone_reply(id))
 }
 
 /// The routing decision for one request.
@@ -161,6 +166,13 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
 }
 
 fn resume(request: &Request<'_>, facts: &dyn Facts) -> Decision {
+    // A stateful replica holds its session's listen stream (and resumes its own streams).
+    if let SessionState::Live(SessionView { owner: Some(owner), .. }) = request.session {
+        return owner_or_gone(&owner.replica, facts, None);
+    }
+    if request.session == &SessionState::Unknown {
+        return session_gone(None);
+    }
     match request.resume_from {
         Some(replica) if facts.is_alive(replica) => Decision::Replica(replica.into()),
         Some(_) => Decision::Reply(Reply::error(
@@ -220,7 +232,7 @@ mod tests {
     }
 
     fn live(version: &str) -> SessionState {
-        SessionState::Live(SessionView { version: version.into(), owner: None })
+        SessionState::Live(SessionView { uid: [0; 16], version: version.into(), owner: None, expires: u64::MAX })
     }
 
     fn route(verb: Verb, body: &[u8], session: &SessionState, header_version: Option<&str>, facts: &Live) -> Decision {
@@ -300,13 +312,17 @@ mod tests {
     #[test]
     fn stateful_owners_pin_the_session() {
         let owned = SessionState::Live(SessionView {
+            uid: [0; 16],
+            expires: u64::MAX,
             version: "2025-06-18".into(),
             owner: Some(Owner { replica: "r1".into(), session_id: "theirs".into() }),
         });
         let mut facts = Live::default();
         assert_eq!(route(Verb::Post, CALL, &owned, None, &facts), Decision::Replica("r1".into()));
         assert_eq!(route(Verb::Delete, b"", &owned, None, &facts), Decision::Replica("r1".into()));
+        assert_eq!(route(Verb::Get, b"", &owned, None, &facts), Decision::Replica("r1".into()), "its listen stream");
         facts.dead = vec!["r1"];
+        assert_eq!(status(&route(Verb::Get, b"", &owned, None, &facts)), 404);
         assert_eq!(status(&route(Verb::Post, CALL, &owned, None, &facts)), 404);
     }
 
@@ -324,6 +340,7 @@ mod tests {
     fn get_and_delete() {
         let facts = Live { dead: vec!["r9"], ..Default::default() };
         assert_eq!(status(&route(Verb::Get, b"", &live("2025-06-18"), None, &facts)), 405);
+        assert_eq!(status(&route(Verb::Get, b"", &SessionState::Unknown, None, &facts)), 404);
         assert_eq!(status(&route(Verb::Delete, b"", &live("2025-06-18"), None, &facts)), 200);
         assert_eq!(status(&route(Verb::Delete, b"", &SessionState::Unknown, None, &facts)), 404);
         assert_eq!(status(&route(Verb::Delete, b"", &SessionState::None, None, &facts)), 405);

@@ -31,7 +31,11 @@ fn free_port() -> u16 {
 
 /// Start mcp-edge with `args`, wait until it printed its replicas and its admin answers.
 async fn start(args: &[&str]) -> Edge {
-    let (port, admin) = (free_port(), free_port());
+    start_on(free_port(), free_port(), args).await
+}
+
+/// [`start`] on given ports (MCP, admin).
+async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
         .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}"), "--log", "error"])
         .args(["--health-interval-ms", "200", "--grace-seconds", "1"])
@@ -131,7 +135,7 @@ async fn open_session(edge: &Edge, version: &str) -> String {
     assert_eq!(a.status, 200, "{}", a.body);
     assert_eq!(a.json()["result"]["protocolVersion"], version);
     let token = a.session().expect("mcp-edge mints a session on initialize");
-    assert_eq!(token.len(), 64);
+    assert!(token.len() <= 256, "{}", token.len());
     assert!(token.bytes().all(|b| (0x21..=0x7e).contains(&b)));
     token
 }
@@ -470,7 +474,80 @@ async fn answers_and_resumptions_go_back_to_the_streams_replica() {
 fn help_documents_every_flag() {
     let out = Command::new(env!("CARGO_BIN_EXE_mcp-edge")).arg("--help").output().unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for flag in ["--listen", "--admin-listen", "--backend", "MCP_EDGE_BACKENDS", "--body-limit", "--allowed-origins", "--threads", "--grace-seconds", "--stream-idle-seconds", "--health-path", "--eject-after", "--session-idle-seconds"] {
+    for flag in ["--listen", "--admin-listen", "--backend", "MCP_EDGE_BACKENDS", "--body-limit", "--allowed-origins", "--threads", "--grace-seconds", "--stream-idle-seconds", "--health-path", "--eject-after", "--session-idle-seconds", "--session-lifetime-seconds", "--session-key", "MCP_EDGE_SESSION_KEY_FILE", "--session-key-previous", "--peer"] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
+}
+
+/// Legacy sessions live in sealed tokens: any process with the key serves them, nothing else
+/// does, and a DELETE reaches the peers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_live_in_their_tokens() {
+    use mcp_edge::session::{Keys, Sessions, unix_now};
+    let key = "5a".repeat(32);
+    let (a_admin, b_admin) = (free_port(), free_port());
+    let a = start_on(free_port(), a_admin, &["--session-key", &key, "--peer", &format!("127.0.0.1:{b_admin}")]).await;
+    let b = start_on(free_port(), b_admin, &["--session-key", &key, "--peer", &format!("localhost:{a_admin}")]).await;
+    let call_on = |edge: &Edge, token: &str, id: u64| {
+        let (url, token) = (edge.url.clone(), token.to_owned());
+        async move { post(&url, &[JSON, BOTH, ("mcp-session-id", &token)], call(id, "echo", json!({"message": "hi"}))).await }
+    };
+
+    // One client alternating between two processes: the session simply continues.
+    let token = open_session(&a, "2025-06-18").await;
+    for i in 1..=6 {
+        let answer = call_on(if i % 2 == 0 { &a } else { &b }, &token, i).await;
+        assert_eq!(answer.status, 200, "call {i}: {}", answer.body);
+        assert_eq!(answer.session().as_deref(), Some(token.as_str()));
+    }
+
+    // A process started later (a restart) serves it too; so does one rotated to a new key.
+    let later = start(&["--session-key", &key]).await;
+    assert_eq!(call_on(&later, &token, 7).await.status, 200);
+    let rotated = start(&["--session-key", &"6b".repeat(32), "--session-key-previous", &key]).await;
+    assert_eq!(call_on(&rotated, &token, 8).await.status, 200);
+    let rotated_token = open_session(&rotated, "2025-06-18").await;
+    assert_eq!(call_on(&a, &rotated_token, 9).await.status, 404, "the old key does not open the new key's tokens");
+
+    // Foreign, tampered, truncated, expired: 404 with a JSON-RPC error carrying the request id.
+    let foreign = start(&["--session-key", &"7c".repeat(32)]).await;
+    let mut tampered = token.clone().into_bytes();
+    tampered[token.len() / 2] = if tampered[token.len() / 2] == b'A' { b'B' } else { b'A' };
+    let tampered = String::from_utf8(tampered).unwrap();
+    let key_bytes: [u8; 32] = hex::decode(&key).unwrap().try_into().unwrap();
+    let minter = Sessions::new(Keys::new(&key_bytes, None), Duration::from_secs(3600), Duration::from_secs(3600));
+    let (day_old, _) = minter.mint_at(unix_now() - 25 * 3600, "2025-06-18", None, b"").unwrap();
+    let (hour_old, _) = minter.mint_at(unix_now() - 3600, "2025-06-18", None, b"").unwrap();
+    let before = total_requests(&a).await;
+    for (edge, bad, what) in [
+        (&foreign, token.as_str(), "a foreign key"),
+        (&a, tampered.as_str(), "tampered"),
+        (&a, &token[..token.len() - 3], "truncated"),
+        (&a, "0123456789abcdef", "not a token"),
+        (&a, day_old.as_str(), "past the default 24 h lifetime"),
+    ] {
+        let answer = call_on(edge, bad, 42).await;
+        assert_eq!(answer.status, 404, "{what}: {}", answer.body);
+        assert_eq!((answer.json()["id"].as_u64(), answer.error_code()), (Some(42), -32600), "{what}");
+        assert!(answer.json()["error"]["message"].as_str().unwrap().contains("initialize"), "{what}");
+    }
+    assert_eq!(total_requests(&a).await, before, "no replica saw a refused token");
+    assert_eq!(call_on(&b, &hour_old, 10).await.status, 200, "within the default lifetime");
+    let short = start(&["--session-key", &key, "--session-lifetime-seconds", "1800"]).await;
+    assert_eq!(call_on(&short, &hour_old, 11).await.status, 404, "past a configured lifetime");
+
+    // DELETE ends the session on this process at once, and on its peer soon after.
+    let token = open_session(&b, "2025-06-18").await;
+    assert_eq!(call_on(&a, &token, 12).await.status, 200);
+    let delete = send(reqwest::Method::DELETE, &b.url, &[("mcp-session-id", &token)], "").await;
+    assert_eq!(delete.status, 200);
+    assert_eq!(call_on(&b, &token, 13).await.status, 404, "deleted on this process");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while call_on(&a, &token, 14).await.status != 404 {
+        assert!(Instant::now() < deadline, "the peer never learned of the DELETE");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // What holds without a peer link: a process that was not told still serves the session
+    // until its lifetime ends (documented in the README).
+    assert_eq!(call_on(&later, &token, 15).await.status, 200);
 }

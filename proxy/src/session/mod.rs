@@ -1,17 +1,23 @@
 //! Legacy sessions and the small live state that stickiness needs.
 //!
-//! [`Sessions`]: the session ids mcp-edge mints for legacy clients (stateless replicas never
-//! mint one), with the negotiated protocol version, lifetimes, and — when a replica minted its
-//! own id — that replica and id. [`Owners`]: who is serving what right now (requests streaming
-//! over SSE, server→client requests waiting for the client's answer, resumable streams).
+//! [`Sessions`]: the sessions mcp-edge mints for legacy clients (stateless replicas never mint
+//! one). A session lives in its sealed [`token`]; this process keeps only what cannot: the uids
+//! revoked by DELETE (until their tokens would have expired anyway) and when each session it
+//! served was last used (the idle timeout). [`Owners`]: who is serving what right now
+//! (requests streaming over SSE, server→client requests waiting for the client's answer).
+
+pub mod peers;
+pub mod token;
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use dashmap::DashMap;
 use rand::RngCore;
+
+pub use token::{Claims, Key, Keys, Uid};
 
 /// A replica, as routing refers to it.
 pub type ReplicaId = Arc<str>;
@@ -26,79 +32,161 @@ pub struct Owner {
 /// What the proxy knows about one live session.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionView {
+    pub uid: Uid,
     pub version: String,
     pub owner: Option<Owner>,
+    /// When the token stops opening (Unix seconds).
+    pub expires: u64,
 }
 
-#[derive(Debug)]
-struct Entry {
-    view: SessionView,
-    created: Instant,
+/// Why a token opened no session (for logs and metrics; the client sees 404 either way).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Closed {
+    /// Not sealed by our keys: tampered, truncated, foreign or not a token at all.
+    Invalid,
+    /// Past its absolute lifetime (or issued in the future beyond clock skew).
+    Expired,
+    /// Unused longer than the idle timeout.
+    Idle,
+    /// Ended by DELETE.
+    Revoked,
+    /// Opened with a credential other than the one that started it.
+    OtherIdentity,
+}
+
+/// Clocks of different mcp-edge processes may differ this much.
+const CLOCK_SKEW: u64 = 300;
+
+pub fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+struct Seen {
     last_used: Instant,
+    expires: u64,
 }
 
 pub struct Sessions {
-    live: DashMap<Box<str>, Entry>,
+    keys: Keys,
     lifetime: Duration,
     idle: Duration,
+    /// uid → when its token expires anyway (Unix seconds).
+    revoked: DashMap<Uid, u64>,
+    seen: DashMap<Uid, Seen>,
 }
 
 impl Sessions {
-    pub fn new(lifetime: Duration, idle: Duration) -> Self {
-        Self { live: DashMap::new(), lifetime, idle }
+    pub fn new(keys: Keys, lifetime: Duration, idle: Duration) -> Self {
+        Self { keys, lifetime, idle, revoked: DashMap::new(), seen: DashMap::new() }
     }
 
-    /// Mint an unguessable id (256 random bits, hex: visible ASCII) for a new session.
-    pub fn mint(&self, version: &str, owner: Option<Owner>) -> String {
-        let mut raw = [0u8; 32];
-        rand::rng().fill_bytes(&mut raw);
-        let id = hex::encode(raw);
-        let now = Instant::now();
-        self.live.insert(
-            id.clone().into_boxed_str(),
-            Entry { view: SessionView { version: version.to_owned(), owner }, created: now, last_used: now },
-        );
-        id
+    /// Start a session: its token (visible ASCII, at most 256 characters) and its view.
+    pub fn mint(&self, version: &str, owner: Option<Owner>, identity: &[u8]) -> Result<(String, SessionView), token::TooLong> {
+        self.mint_at(unix_now(), version, owner, identity)
     }
 
-    /// The live session `id`, refreshing its idle clock; `None` when unknown, ended or expired.
-    pub fn open(&self, id: &str) -> Option<SessionView> {
-        let now = Instant::now();
-        let mut entry = self.live.get_mut(id)?;
-        if now.duration_since(entry.created) > self.lifetime || now.duration_since(entry.last_used) > self.idle {
-            drop(entry);
-            self.live.remove(id);
-            return None;
-        }
-        entry.last_used = now;
-        Some(entry.view.clone())
+    /// [`Sessions::mint`] with a given issue time (tests, benchmarks).
+    pub fn mint_at(&self, issued: u64, version: &str, owner: Option<Owner>, identity: &[u8]) -> Result<(String, SessionView), token::TooLong> {
+        let mut uid = Uid::default();
+        rand::rng().fill_bytes(&mut uid);
+        let claims = Claims { uid, issued, version: version.to_owned(), identity: identity.to_vec(), owner };
+        let token = self.keys.seal(&claims)?;
+        let view = self.view(claims);
+        self.seen.insert(uid, Seen { last_used: Instant::now(), expires: view.expires });
+        Ok((token, view))
     }
 
-    /// Record the version the replica actually negotiated (read from the initialize result).
-    pub fn set_version(&self, id: &str, version: &str) {
-        if let Some(mut entry) = self.live.get_mut(id) {
-            entry.view.version = version.to_owned();
+    fn view(&self, claims: Claims) -> SessionView {
+        SessionView {
+            uid: claims.uid,
+            version: claims.version,
+            owner: claims.owner,
+            expires: claims.issued.saturating_add(self.lifetime.as_secs()),
         }
     }
 
-    /// End a session (DELETE); `false` when it was not live.
-    pub fn end(&self, id: &str) -> bool {
-        self.live.remove(id).is_some()
+    /// The session a token names, refreshing its idle clock.
+    pub fn open(&self, token: &str, identity: &[u8]) -> Result<SessionView, Closed> {
+        let claims = self.keys.open(token).ok_or(Closed::Invalid)?;
+        let now = unix_now();
+        if claims.issued > now + CLOCK_SKEW {
+            return Err(Closed::Expired);
+        }
+        if claims.identity != identity {
+            return Err(Closed::OtherIdentity);
+        }
+        let view = self.view(claims);
+        if now >= view.expires {
+            return Err(Closed::Expired);
+        }
+        if self.revoked.contains_key(&view.uid) {
+            return Err(Closed::Revoked);
+        }
+        let at = Instant::now();
+        let mut seen = self.seen.entry(view.uid).or_insert(Seen { last_used: at, expires: view.expires });
+        if at.duration_since(seen.last_used) > self.idle {
+            drop(seen);
+            self.revoke(&view.uid, view.expires);
+            return Err(Closed::Idle);
+        }
+        seen.last_used = at;
+        Ok(view)
     }
 
-    /// Drop expired entries; returns how many remain. Called periodically.
-    pub fn sweep(&self) -> usize {
-        let now = Instant::now();
-        self.live.retain(|_, e| now.duration_since(e.created) <= self.lifetime && now.duration_since(e.last_used) <= self.idle);
-        self.live.len()
+    /// End a session here (DELETE, or an idle timeout): its token no longer opens on this process.
+    pub fn revoke(&self, uid: &Uid, expires: u64) {
+        self.seen.remove(uid);
+        self.revoked.insert(*uid, expires);
     }
 
-    pub fn len(&self) -> usize {
-        self.live.len()
+    /// A peer's announcement: end the session sealed in `token`; `false` when it is not ours.
+    pub fn revoke_token(&self, token: &str) -> bool {
+        let Some(claims) = self.keys.open(token) else { return false };
+        let view = self.view(claims);
+        self.revoke(&view.uid, view.expires);
+        true
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.live.is_empty()
+    /// Drop what no longer matters: revocations of tokens that expired anyway, and idle
+    /// sessions (which become revocations). Returns (sessions seen, revocations held).
+    pub fn sweep(&self) -> (usize, usize) {
+        let now = unix_now();
+        let at = Instant::now();
+        let mut idle = Vec::new();
+        self.seen.retain(|uid, seen| {
+            let keep = now < seen.expires && at.duration_since(seen.last_used) <= self.idle;
+            if !keep && now < seen.expires {
+                idle.push((*uid, seen.expires));
+            }
+            keep
+        });
+        for (uid, expires) in idle {
+            self.revoked.insert(uid, expires);
+        }
+        self.revoked.retain(|_, expires| now < *expires);
+        (self.seen.len(), self.revoked.len())
+    }
+
+    pub fn lifetime(&self) -> Duration {
+        self.lifetime
+    }
+}
+
+/// Periodically forgets what [`Sessions::sweep`] may drop.
+pub struct Sweep(pub Arc<Sessions>);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Sweep {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut ticker = tokio::time::interval(Duration::from_secs(30));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = ticker.tick() => {}
+            }
+            let (seen, revoked) = self.0.sweep();
+            tracing::debug!(seen, revoked, "sessions swept");
+        }
     }
 }
 
@@ -143,31 +231,40 @@ impl Owners {
 mod tests {
     use super::*;
 
-    #[test]
-    fn minted_ids_are_unguessable_visible_ascii() {
-        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(60));
-        let a = sessions.mint("2025-06-18", None);
-        let b = sessions.mint("2025-06-18", None);
-        assert_ne!(a, b);
-        assert_eq!(a.len(), 64);
-        assert!(a.bytes().all(|c| (0x21..=0x7e).contains(&c)));
-        assert_eq!(sessions.open(&a).unwrap().version, "2025-06-18");
+    fn sessions(lifetime: u64, idle: u64) -> Sessions {
+        Sessions::new(Keys::random(), Duration::from_secs(lifetime), Duration::from_secs(idle))
     }
 
     #[test]
-    fn ended_and_expired_sessions_are_gone() {
-        let sessions = Sessions::new(Duration::from_secs(60), Duration::from_secs(60));
-        let id = sessions.mint("2025-03-26", None);
-        sessions.set_version(&id, "2025-11-25");
-        assert_eq!(sessions.open(&id).unwrap().version, "2025-11-25");
-        assert!(sessions.end(&id));
-        assert!(sessions.open(&id).is_none());
-        assert!(!sessions.end(&id));
-        let short = Sessions::new(Duration::ZERO, Duration::from_secs(60));
-        let id = short.mint("2025-03-26", None);
-        assert!(short.open(&id).is_none(), "past its lifetime");
-        assert_eq!(short.sweep(), 0);
-        assert!(sessions.open("not-a-session").is_none());
+    fn a_minted_session_opens_anywhere_with_the_key() {
+        let key = [5u8; 32];
+        let here = Sessions::new(Keys::new(&key, None), Duration::from_secs(60), Duration::from_secs(60));
+        let owner = Owner { replica: "r2".into(), session_id: "theirs".into() };
+        let (token, view) = here.mint("2025-06-18", Some(owner.clone()), b"").unwrap();
+        assert_eq!(here.open(&token, b""), Ok(view.clone()));
+        let elsewhere = Sessions::new(Keys::new(&key, None), Duration::from_secs(60), Duration::from_secs(60));
+        let opened = elsewhere.open(&token, b"").unwrap();
+        assert_eq!((opened.version.as_str(), opened.owner), ("2025-06-18", Some(owner)));
+        assert_eq!(sessions(60, 60).open(&token, b""), Err(Closed::Invalid), "another key");
+        assert_eq!(here.open(&token, b"someone else"), Err(Closed::OtherIdentity));
+    }
+
+    #[test]
+    fn revoked_expired_and_idle_sessions_are_gone() {
+        let s = sessions(60, 60);
+        let (token, view) = s.mint("2025-03-26", None, b"").unwrap();
+        s.revoke(&view.uid, view.expires);
+        assert_eq!(s.open(&token, b""), Err(Closed::Revoked));
+        let (old, _) = s.mint_at(unix_now() - 61, "2025-03-26", None, b"").unwrap();
+        assert_eq!(s.open(&old, b""), Err(Closed::Expired), "past its lifetime");
+        let (future, _) = s.mint_at(unix_now() + 3600, "2025-03-26", None, b"").unwrap();
+        assert_eq!(s.open(&future, b""), Err(Closed::Expired), "issued in the future");
+        let idle = Sessions::new(Keys::random(), Duration::from_secs(60), Duration::ZERO);
+        let (token, _) = idle.mint("2025-03-26", None, b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(1);
+        while Instant::now() < deadline && idle.open(&token, b"") != Err(Closed::Idle) {}
+        assert_eq!(idle.open(&token, b""), Err(Closed::Revoked), "an idle session stays ended");
+        assert_eq!(idle.sweep(), (0, 1));
     }
 
     #[test]

@@ -1,19 +1,36 @@
-//! Forwarding for request bodies pingora 0.9 cannot replay.
+//! Forwarding for what pingora's phases cannot do: replay a large body, or hold a response's
+//! headers until its body is seen.
 //!
 //! mcp-edge must read a POST body before it can choose a replica. pingora then sends a body
 //! it did not read itself only from its retry buffer, which holds 64 KiB; a larger body would
-//! silently not be sent. Such requests are relayed here: pingora's own upstream connector and
-//! connection pool, and the same steps as the proxy phases (`Edge::choose`,
-//! `prepare_upstream_request`, `on_response_header`, `on_response_body`), with a plain pipe in
-//! between.
+//! silently not be sent. And a legacy `initialize` needs its session token in the response
+//! headers, sealed with the protocol version that only the response body names. Such requests
+//! are relayed here: pingora's own upstream connector and connection pool, and the same steps
+//! as the proxy phases (`Edge::choose`, `prepare_upstream_request`, `on_response_header`,
+//! `on_response_body`, `seal_session`), with a plain pipe in between.
 
 use bytes::Bytes;
-use pingora::{Result, proxy::Session};
+use pingora::{Result, protocols::http::client::HttpSession, proxy::Session};
 
 use crate::{
     edge::{Ctx, Edge},
     mcp::errors::{INTERNAL_ERROR, Reply},
+    route::session_gone_reply,
 };
+
+/// The next chunk of the replica's response body, passed through the edge's body step.
+async fn next_chunk(edge: &Edge, upstream: &mut HttpSession, ctx: &mut Ctx) -> Result<(Option<Bytes>, bool)> {
+    let (mut data, end) = match upstream.read_response_body().await {
+        Ok(Some(data)) => (Some(data), false),
+        Ok(None) => (None, true),
+        Err(e) => {
+            edge.release(ctx);
+            return Err(e);
+        }
+    };
+    edge.on_response_body(&mut data, end, ctx);
+    Ok((data.filter(|d| !d.is_empty()), end))
+}
 
 /// Relay the buffered request; always answers the client (`Ok(true)`: the request is done).
 pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
@@ -23,7 +40,11 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
     let mut stale_retry = false;
     loop {
         let Some(replica) = (if stale_retry { ctx.replica.clone() } else { edge.choose(ctx) }) else {
-            let reply = Reply::error(503, INTERNAL_ERROR, "no healthy replica is available; try again shortly").with_id(ctx.id.as_deref());
+            let reply = if ctx.owned {
+                session_gone_reply(ctx.id.as_deref())
+            } else {
+                Reply::error(503, INTERNAL_ERROR, "no healthy replica is available; try again shortly").with_id(ctx.id.as_deref())
+            };
             return edge.reply(session, ctx, reply).await;
         };
         let peer = edge.peer(&replica);
@@ -32,6 +53,10 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
             Err(e) => {
                 // Nothing was sent: another replica may take it, unless only this one can.
                 edge.failed(ctx);
+                if ctx.owned {
+                    // A stateful replica's sessions die with it: the client must start a new one.
+                    return edge.reply(session, ctx, session_gone_reply(ctx.id.as_deref())).await;
+                }
                 if ctx.target.is_some() {
                     let reply = Reply::error(502, INTERNAL_ERROR, format!("could not reach the replica: {e}")).with_id(ctx.id.as_deref());
                     return edge.reply(session, ctx, reply).await;
@@ -72,22 +97,33 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
         }
         let mut response = upstream.response_header().expect("a response header was read").clone();
         edge.on_response_header(&mut response, ctx)?;
-        session.write_response_header(Box::new(response), false).await?;
-        loop {
-            let chunk = upstream.read_response_body().await;
-            let (mut data, end) = match chunk {
-                Ok(Some(data)) => (Some(data), false),
-                Ok(None) => (None, true),
-                Err(e) => {
+        // An initialize result: hold the body until the session is sealed into the headers.
+        let mut held = Vec::new();
+        let mut end = false;
+        while ctx.init.is_some() {
+            let (data, last) = next_chunk(edge, &mut upstream, ctx).await?;
+            held.extend(data);
+            end = last;
+            match edge.seal_session(&mut response, ctx, end) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(reply) => {
                     edge.release(ctx);
-                    return Err(e);
+                    return edge.reply(session, ctx, reply.with_id(ctx.id.as_deref())).await;
                 }
-            };
-            edge.on_response_body(&mut data, end, ctx);
-            session.write_response_body(data.filter(|d: &Bytes| !d.is_empty()), end).await?;
-            if end {
-                break;
             }
+        }
+        session.write_response_header(Box::new(response), false).await?;
+        for chunk in held {
+            session.write_response_body(Some(chunk), false).await?;
+        }
+        if end {
+            session.write_response_body(None, true).await?;
+        }
+        while !end {
+            let (data, last) = next_chunk(edge, &mut upstream, ctx).await?;
+            end = last;
+            session.write_response_body(data, end).await?;
         }
         edge.release(ctx);
         edge.relay.release_http_session(upstream, &peer, Some(std::time::Duration::from_secs(60))).await;
