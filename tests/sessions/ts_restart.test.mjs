@@ -1,0 +1,98 @@
+// The official TypeScript SDK client keeps its session while mcp-edge restarts underneath it.
+// Run with Node 22's test runner; needs MCP_EDGE_BIN (scripts/test sets it).
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { createRequire } from "node:module";
+import net from "node:net";
+import path from "node:path";
+
+const tools = process.env.MCP_EDGE_TOOLS ?? path.resolve(import.meta.dirname, "../../.tools");
+const require = createRequire(path.join(tools, "node", "package.json"));
+const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
+const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+
+const binary = process.env.MCP_EDGE_BIN;
+
+function freePort() {
+  return new Promise((resolve) => {
+    const server = net.createServer().listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function waitFor(check, ms, what) {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
+}
+
+async function startEdge(port, admin, key) {
+  const child = spawn(binary, ["--listen", `127.0.0.1:${port}`, "--admin-listen", `127.0.0.1:${admin}`, "--grace-seconds", "1", "--health-interval-ms", "200", "--log", "error"], {
+    env: { ...process.env, MCP_EDGE_SESSION_KEY: key },
+    stdio: "ignore",
+  });
+  const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
+  await waitFor(async () => {
+    try {
+      const state = await (await fetch(`http://127.0.0.1:${admin}/readyz`)).json();
+      return state.status === "ready" && state.healthy_replicas === state.replicas;
+    } catch {
+      return false;
+    }
+  }, 30000, "mcp-edge to be ready");
+  return { child, exited };
+}
+
+test("TypeScript SDK client: a legacy session continues across an mcp-edge restart", { skip: !binary }, async () => {
+  const [port, admin] = [await freePort(), await freePort()];
+  const key = randomBytes(32).toString("hex");
+  let edge = await startEdge(port, admin, key);
+  const wire = [];
+  const recordingFetch = async (input, init) => {
+    const response = await fetch(input, init);
+    let method = null;
+    try {
+      method = JSON.parse(init?.body ?? "null")?.method ?? null;
+    } catch {}
+    wire.push({ verb: init?.method ?? "GET", status: response.status, method, session: response.headers.get("mcp-session-id") });
+    return response;
+  };
+  const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), { fetch: recordingFetch });
+  const client = new Client({ name: "mcp-edge-restart-test", version: "1.0.0" });
+  let clientErrors = [];
+  client.onerror = (e) => clientErrors.push(e);
+  try {
+    await client.connect(transport);
+    const before = await client.callTool({ name: "echo", arguments: { message: "before the restart" } });
+    assert.equal(before.content[0].text, "before the restart");
+    const sessionId = transport.sessionId;
+    assert.ok(sessionId, "mcp-edge minted a session");
+
+    edge.child.kill("SIGTERM");
+    assert.equal(await edge.exited, 0, "mcp-edge exits 0 on SIGTERM");
+    edge = await startEdge(port, admin, key); // the same address, a process that never saw the session
+
+    const after = await client.callTool({ name: "echo", arguments: { message: "after the restart" } });
+    assert.equal(after.isError, false);
+    assert.equal(after.content[0].text, "after the restart");
+    assert.equal(transport.sessionId, sessionId, "the same session");
+    await transport.terminateSession();
+    await client.close();
+
+    assert.equal(wire.filter((e) => e.method === "initialize").length, 1, "no re-initialize");
+    for (const e of wire) {
+      if (e.verb === "POST" || e.verb === "DELETE") assert.ok([200, 202].includes(e.status), JSON.stringify(e));
+    }
+    assert.deepEqual(new Set(wire.map((e) => e.session).filter(Boolean)), new Set([sessionId]));
+    assert.deepEqual(clientErrors, [], "the client reported no error");
+  } finally {
+    edge.child.kill("SIGKILL");
+  }
+});
