@@ -18,6 +18,9 @@ pub const PROTOCOL_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25
 #[derive(Debug, Clone, Parser)]
 #[command(name = "mcp-backend", version, about, long_about = None)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address to listen on (host:port).
     #[arg(long, env = "MCP_BACKEND_LISTEN", default_value = "127.0.0.1:8000")]
     pub listen: SocketAddr,
@@ -56,6 +59,14 @@ pub struct Config {
     /// unknown tool) as a warning; the default keeps those out of the operator's log.
     #[arg(long, env = "MCP_BACKEND_LOG", default_value = "info,rmcp::service=error")]
     pub log: String,
+}
+
+/// Subcommands (none: serve).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 when the replica configured like this one (same --listen / environment) is ready
+    /// (GET /readyz answers 200), 1 otherwise: for container health checks, without curl.
+    Health,
 }
 
 impl Config {

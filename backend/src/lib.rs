@@ -5,12 +5,14 @@
 //! - [`template`]: the `echo` tool users copy, and the streaming/benchmark helpers;
 //! - [`conformance`]: the fixtures the official conformance suite calls;
 //! - [`http`]: routes and the JSON-RPC error edge in front of rmcp;
+//! - [`probe`]: the `health` subcommand's GET, shared with mcp-edge's health checks;
 //! - [`serve`]/[`Replica`]: binding, serving and the graceful drain on shutdown.
 
 pub mod config;
 pub mod conformance;
 pub mod http;
 pub mod jsonrpc;
+pub mod probe;
 pub mod server;
 pub mod template;
 

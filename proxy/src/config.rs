@@ -16,11 +16,15 @@ use crate::{
 /// healthy replicas, and routes stickily only what a stream needs (cancellations, answers to
 /// server requests, stream resumption).
 ///
-/// With no --backend, three bundled mcp-backend replicas start in-process (ids r1, r2, r3).
-/// Every flag can also be set through the environment variable named in brackets.
+/// Replicas come from --backend (a fixed list) or --discover (DNS, re-resolved); with neither,
+/// three bundled mcp-backend replicas start in-process (ids r1, r2, r3). Every flag can also be
+/// set through the environment variable named in brackets.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mcp-edge", version, about, long_about)]
+#[command(name = "mcp-edge", version, about, long_about, args_override_self = true)]
 pub struct Config {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Address serving MCP (host:port).
     #[arg(long, env = "MCP_EDGE_LISTEN", default_value = "127.0.0.1:8150")]
     pub listen: SocketAddr,
@@ -31,8 +35,21 @@ pub struct Config {
 
     /// A replica to front, as http://host:port/path (repeatable; the environment variable takes
     /// a comma list). None: start the bundled replicas in-process.
-    #[arg(long = "backend", env = "MCP_EDGE_BACKENDS", value_delimiter = ',')]
+    #[arg(long = "backend", env = "MCP_EDGE_BACKENDS", value_delimiter = ',', conflicts_with = "discover")]
     pub backends: Vec<String>,
+
+    /// Discover replicas in DNS: dns://name:port/path, every A/AAAA record of `name` is a replica
+    /// (Swarm: dns://tasks.backend:8000/mcp). Re-resolved every --discover-interval-ms.
+    #[arg(long, env = "MCP_EDGE_DISCOVER")]
+    pub discover: Option<String>,
+
+    /// Milliseconds between DNS lookups of --discover.
+    #[arg(long, env = "MCP_EDGE_DISCOVER_INTERVAL_MS", default_value_t = 2000)]
+    pub discover_interval_ms: u64,
+
+    /// DNS server for --discover (ip:port). Default: the system's (/etc/resolv.conf).
+    #[arg(long, env = "MCP_EDGE_DNS_SERVER")]
+    pub dns_server: Option<SocketAddr>,
 
     /// How many bundled replicas to start when no --backend is given.
     #[arg(long, env = "MCP_EDGE_EMBEDDED_REPLICAS", default_value_t = 3)]
@@ -80,9 +97,26 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_HEALTH_INTERVAL_MS", default_value_t = 2000)]
     pub health_interval_ms: u64,
 
-    /// Consecutive failures that eject a replica until a health check readmits it.
+    /// A health check not answered within this many milliseconds fails.
+    #[arg(long, env = "MCP_EDGE_HEALTH_TIMEOUT_MS", default_value_t = 1000)]
+    pub health_timeout_ms: u64,
+
+    /// Consecutive passed health checks that admit a replica (a new one, or one taken out).
+    #[arg(long, env = "MCP_EDGE_HEALTH_PASS_AFTER", default_value_t = 1)]
+    pub health_pass_after: u32,
+
+    /// Consecutive failed health checks that take a replica out of rotation.
+    #[arg(long, env = "MCP_EDGE_HEALTH_FAIL_AFTER", default_value_t = 2)]
+    pub health_fail_after: u32,
+
+    /// Consecutive failed requests (connect errors, broken connections) that eject a replica.
     #[arg(long, env = "MCP_EDGE_EJECT_AFTER", default_value_t = 3)]
     pub eject_after: u32,
+
+    /// An ejected replica stays out at least this many milliseconds, doubled for each further
+    /// ejection in a row (up to 32 times); then a passing health check readmits it.
+    #[arg(long, env = "MCP_EDGE_EJECT_BACKOFF_MS", default_value_t = 1000)]
+    pub eject_backoff_ms: u64,
 
     /// Absolute lifetime of a legacy session, in seconds.
     #[arg(long, env = "MCP_EDGE_SESSION_LIFETIME_SECONDS", default_value_t = 24 * 3600)]
@@ -125,7 +159,24 @@ pub struct Config {
     pub log: String,
 }
 
+/// Subcommands (none: run the proxy).
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Exit 0 when the mcp-edge configured like this one (same --admin-listen / environment) is
+    /// ready, 1 otherwise: for container health checks, without curl in the image.
+    Health,
+}
+
 impl Config {
+    pub fn policy(&self) -> crate::upstream::Policy {
+        crate::upstream::Policy {
+            eject_after: self.eject_after,
+            eject_backoff: Duration::from_millis(self.eject_backoff_ms),
+            pass_after: self.health_pass_after,
+            fail_after: self.health_fail_after,
+        }
+    }
+
     pub fn threads(&self) -> usize {
         if self.threads > 0 { self.threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
     }

@@ -34,7 +34,7 @@ use pingora::{
 
 use crate::{
     config::Config,
-    mcp::{self, Kind, errors::*, sse},
+    mcp::{self, Kind, errors::*, sse, tools::KnownTools},
     route::{self, Decision, SessionState, Verb},
     session::{Keys, Owner, Owners, ReplicaId, SessionView, Sessions, peers::Peers},
     upstream::{Replica, Replicas},
@@ -49,6 +49,7 @@ pub struct Edge {
     pub replicas: Arc<Replicas>,
     pub sessions: Arc<Sessions>,
     pub owners: Arc<Owners>,
+    pub tools: Arc<KnownTools>,
     peers: Peers,
     path: String,
     body_limit: usize,
@@ -69,6 +70,7 @@ impl Edge {
                 Duration::from_secs(config.session_idle_seconds),
             )),
             owners: Arc::new(Owners::default()),
+            tools: Arc::new(KnownTools::default()),
             peers: Peers::new(&config.peers),
             path: config.path.clone(),
             body_limit: config.body_limit,
@@ -112,6 +114,14 @@ pub struct Ctx {
     pub(crate) init: Option<InitHold>,
     /// The local answer, when the proxy answered itself.
     reply_status: Option<u16>,
+    /// Another replica may take this request if its connection breaks before any response
+    /// byte ([`route::retry_is_safe`]).
+    pub(crate) retry_safe: bool,
+    /// A response header arrived from the replica: from here on nothing is repeated.
+    pub(crate) responded: bool,
+    lists_tools: bool,
+    /// A `tools/list` response so far, to learn tool annotations from.
+    tools_list: Option<BytesMut>,
 }
 
 #[derive(Default)]
@@ -138,6 +148,9 @@ impl route::Facts for Live<'_> {
     }
     fn is_alive(&self, replica: &str) -> bool {
         self.edge.replicas.is_alive(replica)
+    }
+    fn tool_is_safe(&self, name: &str) -> bool {
+        self.edge.tools.is_safe(name)
     }
 }
 
@@ -305,9 +318,12 @@ impl ProxyHttp for Edge {
             header_name: header(session, "mcp-name"),
             resume_from: resume.map(|(replica, _)| replica),
         };
-        let decision = route::decide(&request, &Live { edge: self, scope: &ctx.scope });
+        let live = Live { edge: self, scope: &ctx.scope };
+        let decision = route::decide(&request, &live);
 
         if let Some(m) = &message {
+            ctx.retry_safe = decision == Decision::AnyReplica && route::retry_is_safe(m, &live);
+            ctx.lists_tools = m.kind == Kind::Request && m.is("tools/list");
             ctx.kind = Some(m.kind);
             ctx.id = m.id.map(str::to_owned);
             ctx.is_initialize = m.is_initialize() && !era.is_modern();
@@ -355,11 +371,16 @@ impl ProxyHttp for Edge {
 
     fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut Ctx, client_reused: bool) -> Box<Error> {
         let mut e = e.more_context(format!("replica {peer}"));
-        // A pooled connection that turned out stale: the body is buffered, so send it again on a
-        // fresh connection. Anything else may have reached the replica and is not repeated.
-        if client_reused && !session.as_ref().retry_buffer_truncated() {
+        let replayable = !ctx.responded && !session.as_ref().retry_buffer_truncated();
+        if replayable && self.may_move(ctx, e.etype()) {
+            // Broke before any response byte, and repeating it changes nothing: another replica.
+            self.failed(ctx);
+            e.set_retry(true);
+        } else if replayable && client_reused {
+            // A pooled connection that turned out stale: pingora's rule for sending it again.
             e.retry.decide_reuse(true);
         } else {
+            // It may have reached the replica: not repeated.
             e.set_retry(false);
             self.failed(ctx);
         }
@@ -393,6 +414,17 @@ impl ProxyHttp for Edge {
         };
         let unreachable =
             matches!(e.etype(), ErrorType::HTTPStatus(404) | ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectTimedout);
+        if status > 0 && session.response_written().is_some() && ctx.sse.is_some() {
+            // A stream broke mid-way: its last event says so, for the request it was answering.
+            if let (Some(Kind::Request), Some(id)) = (ctx.kind, ctx.id.as_deref()) {
+                let reply = Reply::error(status, INTERNAL_ERROR, format!("the replica serving this stream failed: {message}")).with_id(Some(id));
+                if let Some(body) = reply.body() {
+                    let event = [&b"event: message\ndata: "[..], &body, b"\n\n"].concat();
+                    let _ = session.write_response_body(Some(Bytes::from(event)), true).await;
+                }
+            }
+            return FailToProxy { error_code: status, can_reuse_downstream: false };
+        }
         if ctx.owned && unreachable && session.response_written().is_none() {
             // A stateful replica's sessions die with it: the client must start a new one.
             let _ = self.reply(session, ctx, route::session_gone_reply(ctx.id.as_deref())).await;
@@ -428,6 +460,12 @@ impl Edge {
         ctx.tried.push(replica.id.clone());
         ctx.replica = Some(replica.clone());
         Some(replica)
+    }
+
+    /// Whether a request that broke before any response byte may go to another replica: safe
+    /// to repeat, not pinned, and the replica broke rather than being slow.
+    pub(crate) fn may_move(&self, ctx: &Ctx, error: &ErrorType) -> bool {
+        ctx.retry_safe && ctx.target.is_none() && !matches!(error, ErrorType::ReadTimedout | ErrorType::WriteTimedout)
     }
 
     /// The chosen replica failed (counts towards ejection).
@@ -482,12 +520,16 @@ impl Edge {
     pub(crate) fn on_response_header(&self, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         let Some(replica) = ctx.replica.clone() else { return Ok(()) };
         self.replicas.succeeded(&replica);
+        ctx.responded = true;
         if response.headers.get(SERVED_BY).is_none() {
             response.insert_header(SERVED_BY, &*replica.id)?;
         }
         let theirs = response.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
         response.remove_header(SESSION_HEADER);
         let ok = response.status.is_success();
+        if ctx.lists_tools && ok {
+            ctx.tools_list = Some(BytesMut::new());
+        }
         if ctx.is_initialize && ok {
             // The token is sealed once the body shows the negotiated version (seal_session).
             ctx.init = Some(InitHold { raw: BytesMut::new(), theirs });
@@ -522,6 +564,17 @@ impl Edge {
     pub(crate) fn on_response_body(&self, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) {
         if let (Some(init), Some(chunk)) = (&mut ctx.init, body.as_ref()) {
             init.raw.extend_from_slice(chunk);
+        }
+        if let Some(list) = &mut ctx.tools_list {
+            if let Some(chunk) = body.as_ref() {
+                list.extend_from_slice(chunk);
+            }
+            if list.len() > mcp::tools::LIST_LIMIT {
+                ctx.tools_list = None;
+            } else if end {
+                self.tools.learn(list);
+                ctx.tools_list = None;
+            }
         }
         if let Some(scanner) = &mut ctx.sse {
             let chunk = body.take().unwrap_or_default();

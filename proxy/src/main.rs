@@ -7,7 +7,12 @@ use mcp_edge::{
     edge::Edge,
     embedded::Embedded,
     session::{Keys, Sweep},
-    upstream::{Replicas, health::HealthCheck},
+    config::Command,
+    upstream::{
+        Replicas,
+        discover::{self, Discovery},
+        health::HealthCheck,
+    },
 };
 use pingora::{
     apps::http_app::HttpServer,
@@ -32,6 +37,13 @@ fn fail(message: impl std::fmt::Display) -> ! {
 
 fn main() {
     let config = Config::parse();
+    if let Some(Command::Health) = config.command {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+        std::process::exit(match runtime.block_on(mcp_backend::probe::command(config.admin_listen, "/readyz")) {
+            code if code == std::process::ExitCode::SUCCESS => 0,
+            _ => 1,
+        });
+    }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -44,8 +56,9 @@ fn main() {
         }
     }
 
+    let discovery_target = config.discover.as_deref().map(|d| discover::Target::parse(d).unwrap_or_else(|e| fail(e)));
     let mut specs = config.replica_specs();
-    let _embedded = if specs.is_empty() {
+    let _embedded = if specs.is_empty() && discovery_target.is_none() {
         let embedded = Embedded::start(config.embedded_replicas.max(1), config.body_limit)
             .unwrap_or_else(|e| fail(format!("cannot start the bundled replicas: {e}")));
         specs = embedded.replicas.clone();
@@ -53,7 +66,10 @@ fn main() {
     } else {
         None
     };
-    let replicas = Arc::new(Replicas::new(&specs, config.eject_after).unwrap_or_else(|e| fail(e)));
+    let replicas = Arc::new(match discovery_target {
+        Some(_) => Replicas::discovered(config.policy()),
+        None => Replicas::new(&specs, config.policy()).unwrap_or_else(|e| fail(e)),
+    });
 
     let mut conf = ServerConf::default();
     conf.threads = config.threads();
@@ -83,27 +99,42 @@ fn main() {
     let mut admin = Service::new("mcp-edge admin".to_owned(), HttpServer::new_app(admin));
     admin.add_tcp(&config.admin_listen.to_string());
 
-    let health = background_service(
-        "replica health",
-        HealthCheck {
-            replicas: replicas.clone(),
-            path: config.health_path.clone(),
-            interval: Duration::from_millis(config.health_interval_ms.max(100)),
-            timeout: config.connect_timeout().max(Duration::from_millis(500)),
-        },
-    );
+    let health = HealthCheck {
+        replicas: replicas.clone(),
+        path: config.health_path.clone(),
+        interval: Duration::from_millis(config.health_interval_ms.max(100)),
+        timeout: Duration::from_millis(config.health_timeout_ms.max(1)),
+    };
+    let discovery = discovery_target.as_ref().map(|target| Discovery {
+        target: target.clone(),
+        resolver: discover::resolver(config.dns_server, Duration::from_millis(config.discover_interval_ms.clamp(200, 5000)))
+            .unwrap_or_else(|e| fail(e)),
+        interval: Duration::from_millis(config.discover_interval_ms.max(100)),
+        replicas: replicas.clone(),
+        health: health.clone(),
+    });
 
     println!("mcp-edge {}: MCP at http://{}{}", env!("CARGO_PKG_VERSION"), config.listen, config.path);
     println!("  admin: http://{}/healthz and /readyz", config.admin_listen);
     let origin = if _embedded.is_some() { "bundled, in-process" } else { "configured" };
-    for replica in replicas.all() {
+    for replica in replicas.all().iter() {
         println!("  replica {} ({origin}): http://{}{}", replica.id, replica.authority, replica.path);
+    }
+    if let Some(target) = &discovery_target {
+        let server = config.dns_server.map_or("the system resolver".to_owned(), |s| s.to_string());
+        println!(
+            "  replicas: every A/AAAA record of {} (port {}, path {}), asked of {server} every {} ms",
+            target.name, target.port, target.path, config.discover_interval_ms
+        );
     }
     println!("  {} worker threads, grace period {} s", config.threads(), config.grace_seconds);
 
     server.add_service(proxy);
     server.add_service(admin);
-    server.add_service(health);
+    server.add_service(background_service("replica health", health));
+    if let Some(discovery) = discovery {
+        server.add_service(background_service("replica discovery", discovery));
+    }
     server.add_service(background_service("session sweep", Sweep(sessions)));
     server.add_service(background_service("drain watch", DrainWatch(draining)));
     server.run_forever();

@@ -67,6 +67,41 @@ pub struct Request<'a> {
     pub resume_from: Option<&'a str>,
 }
 
+/// Requests that change nothing on a replica, by method: a retry cannot do harm.
+const SAFE_METHODS: &[&str] = &[
+    "initialize",
+    "server/discover",
+    "ping",
+    "tools/list",
+    "resources/list",
+    "resources/templates/list",
+    "prompts/list",
+    "resources/read",
+    "prompts/get",
+    "completion/complete",
+];
+
+/// Whether a request whose connection broke before any response byte may be sent again to
+/// another replica:
+///
+/// | request | repeated? |
+/// |---|---|
+/// | `initialize`, `server/discover`, `ping`, the `*/list` methods, `resources/read`, `prompts/get`, `completion/complete` | yes |
+/// | `tools/call` of a tool whose annotations (seen in a `tools/list` result through this proxy) declare `readOnlyHint` or `idempotentHint` | yes |
+/// | any other request, any notification, response or batch | no: 502, the client decides |
+///
+/// Requests pinned to one replica (a stateful owner, a stream's replica) never move.
+pub fn retry_is_safe(message: &Message<'_>, facts: &dyn Facts) -> bool {
+    if message.kind != Kind::Request {
+        return false;
+    }
+    match message.method.as_deref() {
+        Some("tools/call") => message.name.as_deref().is_some_and(|tool| facts.tool_is_safe(tool)),
+        Some(method) => SAFE_METHODS.contains(&method),
+        None => false,
+    }
+}
+
 /// Live state routing consults, scoped to this request's session or connection.
 pub trait Facts {
     /// The replica streaming the response to client request `id`.
@@ -75,6 +110,8 @@ pub trait Facts {
     fn answer_owner(&self, id: &str) -> Option<ReplicaId>;
     /// Whether `replica` is still in the replica set.
     fn is_alive(&self, replica: &str) -> bool;
+    /// Whether tool `name` declared itself read-only or idempotent.
+    fn tool_is_safe(&self, name: &str) -> bool;
 }
 
 /// 404 for a session that no longer exists: the client must send initialize again.
@@ -229,6 +266,9 @@ mod tests {
         fn is_alive(&self, replica: &str) -> bool {
             !self.dead.contains(&replica)
         }
+        fn tool_is_safe(&self, name: &str) -> bool {
+            name == "echo"
+        }
     }
 
     fn live(version: &str) -> SessionState {
@@ -355,5 +395,20 @@ mod tests {
         };
         assert_eq!(decide(&resume("r1"), &facts), Decision::Replica("r1".into()));
         assert_eq!(status(&decide(&resume("r9"), &facts)), 404);
+    }
+
+    #[test]
+    fn only_requests_that_change_nothing_are_repeated() {
+        let facts = Live::default();
+        let safe = |body: &[u8]| retry_is_safe(&classify(body).unwrap(), &facts);
+        assert!(safe(INIT));
+        assert!(safe(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#));
+        assert!(safe(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"info://server"}}"#));
+        assert!(safe(CALL), "echo declared itself read-only");
+        assert!(!safe(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_everything"}}"#));
+        assert!(!safe(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#));
+        assert!(!safe(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#));
+        assert!(!safe(br#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage"}"#));
+        assert!(!safe(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#));
     }
 }

@@ -1,144 +1,16 @@
 //! mcp-edge as users run it: the real binary on loopback, in front of its embedded replicas (or
 //! of replicas the test starts), driven over HTTP.
 
+mod common;
+
 use std::{
     collections::HashMap,
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    process::Command,
     time::{Duration, Instant},
 };
 
+use common::*;
 use serde_json::{Value, json};
-
-struct Edge {
-    url: String,
-    admin: String,
-    /// Replica id → base URL (http://host:port).
-    replicas: Vec<(String, String)>,
-    child: Child,
-}
-
-impl Drop for Edge {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
-/// Start mcp-edge with `args`, wait until it printed its replicas and its admin answers.
-async fn start(args: &[&str]) -> Edge {
-    start_on(free_port(), free_port(), args).await
-}
-
-/// [`start`] on given ports (MCP, admin).
-async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}"), "--log", "error"])
-        .args(["--health-interval-ms", "200", "--grace-seconds", "1"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut replicas = Vec::new();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.trim().strip_prefix("replica ") {
-            let id = rest.split_whitespace().next().unwrap().to_owned();
-            let url = rest.rsplit(' ').next().unwrap();
-            replicas.push((id, url.trim_end_matches("/mcp").to_owned()));
-        }
-        if line.contains("worker threads") {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let edge = Edge { url: format!("http://127.0.0.1:{port}/mcp"), admin: format!("http://127.0.0.1:{admin}"), replicas, child };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let healthz = format!("{}/healthz", edge.admin);
-    while client().get(&healthz).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
-        assert!(Instant::now() < deadline, "mcp-edge did not start");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    edge
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build().unwrap()
-}
-
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-    fn served_by(&self) -> String {
-        self.headers.get("x-served-by").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
-    }
-    fn session(&self) -> Option<String> {
-        self.headers.get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned())
-    }
-    fn error_code(&self) -> i64 {
-        self.json()["error"]["code"].as_i64().unwrap_or_else(|| panic!("no JSON-RPC error: {}", self.body))
-    }
-}
-
-async fn send(method: reqwest::Method, url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Answer {
-    let mut request = client().request(method, url).body(body);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let response = request.send().await.unwrap();
-    Answer { status: response.status().as_u16(), headers: response.headers().clone(), body: response.text().await.unwrap() }
-}
-
-async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Answer {
-    send(reqwest::Method::POST, url, headers, body).await
-}
-
-const JSON: (&str, &str) = ("content-type", "application/json");
-const BOTH: (&str, &str) = ("accept", "application/json, text/event-stream");
-
-fn call(id: u64, tool: &str, args: Value) -> String {
-    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}).to_string()
-}
-
-fn initialize(version: &str) -> String {
-    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":version,"capabilities":{},"clientInfo":{"name":"edge-test","version":"1"}}}).to_string()
-}
-
-async fn stats(edge: &Edge) -> HashMap<String, Value> {
-    let mut out = HashMap::new();
-    for (id, base) in &edge.replicas {
-        let v: Value = client().get(format!("{base}/stats")).send().await.unwrap().json().await.unwrap();
-        out.insert(id.clone(), v);
-    }
-    out
-}
-
-async fn total_requests(edge: &Edge) -> u64 {
-    stats(edge).await.values().map(|s| s["mcp_requests"].as_u64().unwrap()).sum()
-}
-
-async fn open_session(edge: &Edge, version: &str) -> String {
-    let a = post(&edge.url, &[JSON, BOTH], initialize(version)).await;
-    assert_eq!(a.status, 200, "{}", a.body);
-    assert_eq!(a.json()["result"]["protocolVersion"], version);
-    let token = a.session().expect("mcp-edge mints a session on initialize");
-    assert!(token.len() <= 256, "{}", token.len());
-    assert!(token.bytes().all(|b| (0x21..=0x7e).contains(&b)));
-    token
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_session_is_minted_kept_and_spread_over_every_replica() {
@@ -245,24 +117,6 @@ async fn bodies_beyond_pingoras_replay_buffer_arrive_intact() {
 }
 
 /// Read an SSE response event by event, with the time each event arrived.
-async fn events(mut response: reqwest::Response) -> Vec<(Instant, Value)> {
-    let mut out = Vec::new();
-    let mut pending = String::new();
-    while let Some(chunk) = response.chunk().await.unwrap() {
-        let now = Instant::now();
-        pending.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = pending.find("\n\n") {
-            let event: String = pending.drain(..end + 2).collect();
-            for line in event.lines() {
-                if let Some(data) = line.strip_prefix("data:") {
-                    out.push((now, serde_json::from_str(data.trim()).unwrap()));
-                }
-            }
-        }
-    }
-    out
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_events_pass_one_by_one() {
     let edge = start(&[]).await;

@@ -4,6 +4,7 @@
 
 pub mod errors;
 pub mod sse;
+pub mod tools;
 
 use std::borrow::Cow;
 

@@ -1,6 +1,12 @@
 //! The replica set: round robin over healthy replicas, passive ejection after consecutive
-//! failures, and an active check ([`health`]) that readmits them.
+//! failures (with a growing backoff before readmission), an active check ([`health`]) that
+//! readmits and retires replicas, and discovery ([`discover`]) that replaces the set as DNS
+//! changes.
+//!
+//! The set is a snapshot swapped whole: a replica removed from it takes no new request, while
+//! requests and streams already on it hold their own reference and finish.
 
+pub mod discover;
 pub mod health;
 pub mod relay;
 
@@ -8,9 +14,12 @@ use std::{
     net::{SocketAddr, ToSocketAddrs},
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering},
     },
+    time::{Duration, Instant},
 };
+
+use arc_swap::ArcSwap;
 
 use crate::session::ReplicaId;
 
@@ -24,10 +33,35 @@ pub struct Replica {
     /// The replica's MCP path (e.g. `/mcp`).
     pub path: String,
     healthy: AtomicBool,
+    /// Consecutive failed requests (passive health).
     failures: AtomicU32,
+    /// Consecutive passed / failed active checks.
+    passes: AtomicU32,
+    fails: AtomicU32,
+    /// Ejections in a row without a quiet period: the backoff grows with them.
+    ejections: AtomicU32,
+    /// Milliseconds since [`Replicas`] started: not readmitted before, last ejected at.
+    ejected_until: AtomicU64,
+    ejected_at: AtomicU64,
 }
 
 impl Replica {
+    fn new(id: ReplicaId, addr: SocketAddr, authority: String, path: String, healthy: bool) -> Self {
+        Self {
+            id,
+            addr,
+            authority,
+            path,
+            healthy: AtomicBool::new(healthy),
+            failures: AtomicU32::new(0),
+            passes: AtomicU32::new(0),
+            fails: AtomicU32::new(0),
+            ejections: AtomicU32::new(0),
+            ejected_until: AtomicU64::new(0),
+            ejected_at: AtomicU64::new(0),
+        }
+    }
+
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
@@ -42,6 +76,18 @@ pub struct ReplicaSpec {
 
 /// Parse `http://host:port/path` into (authority, socket address, path).
 pub fn parse_url(url: &str) -> Result<(String, SocketAddr, String), String> {
+    let (authority, path) = split_url(url)?;
+    let with_port = with_port(&authority);
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("{url}: cannot resolve {with_port}: {e}"))?
+        .next()
+        .ok_or_else(|| format!("{url}: {with_port} resolves to no address"))?;
+    Ok((authority, addr, path))
+}
+
+/// `http://host[:port][/path]` → (authority, path); the path defaults to `/mcp`.
+pub fn split_url(url: &str) -> Result<(String, String), String> {
     let rest = url
         .strip_prefix("http://")
         .ok_or_else(|| format!("{url}: only http:// replicas are supported (mcp-edge talks plain HTTP to replicas)"))?;
@@ -52,27 +98,47 @@ pub fn parse_url(url: &str) -> Result<(String, SocketAddr, String), String> {
     if authority.is_empty() {
         return Err(format!("{url}: no host"));
     }
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    Ok((authority.to_owned(), path.to_owned()))
+}
+
+fn with_port(authority: &str) -> String {
+    if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
         authority.to_owned()
     } else {
         format!("{authority}:80")
-    };
-    let addr = with_port
-        .to_socket_addrs()
-        .map_err(|e| format!("{url}: cannot resolve {with_port}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{url}: {with_port} resolves to no address"))?;
-    Ok((authority.to_owned(), addr, path.to_owned()))
+    }
+}
+
+/// Health policy: how many checks or failures change a replica's state, and for how long an
+/// ejected replica stays out.
+#[derive(Debug, Clone, Copy)]
+pub struct Policy {
+    /// Consecutive failed requests that eject a replica.
+    pub eject_after: u32,
+    /// First ejection lasts this long; each further one in a row doubles it, up to 32 times.
+    pub eject_backoff: Duration,
+    /// Consecutive passed checks that (re)admit a replica.
+    pub pass_after: u32,
+    /// Consecutive failed checks that take a replica out.
+    pub fail_after: u32,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self { eject_after: 3, eject_backoff: Duration::from_secs(1), pass_after: 1, fail_after: 2 }
+    }
 }
 
 pub struct Replicas {
-    list: Vec<Arc<Replica>>,
+    list: ArcSwap<Vec<Arc<Replica>>>,
     next: AtomicUsize,
-    eject_after: u32,
+    policy: Policy,
+    epoch: Instant,
 }
 
 impl Replicas {
-    pub fn new(specs: &[ReplicaSpec], eject_after: u32) -> Result<Self, String> {
+    /// A fixed set, all healthy until shown otherwise.
+    pub fn new(specs: &[ReplicaSpec], policy: Policy) -> Result<Self, String> {
         let mut list = Vec::with_capacity(specs.len());
         for spec in specs {
             let (authority, addr, path) = parse_url(&spec.url)?;
@@ -80,37 +146,73 @@ impl Replicas {
             if list.iter().any(|r: &Arc<Replica>| r.id == id) {
                 return Err(format!("replica {id} is listed twice"));
             }
-            list.push(Arc::new(Replica {
-                id,
-                addr,
-                authority,
-                path,
-                healthy: AtomicBool::new(true),
-                failures: AtomicU32::new(0),
-            }));
+            list.push(Arc::new(Replica::new(id, addr, authority, path, true)));
         }
         if list.is_empty() {
             return Err("no replica configured".into());
         }
-        Ok(Self { list, next: AtomicUsize::new(0), eject_after: eject_after.max(1) })
+        Ok(Self::from_list(list, policy))
     }
 
-    pub fn all(&self) -> &[Arc<Replica>] {
-        &self.list
+    /// An empty set that [`Replicas::replace`] fills (discovery).
+    pub fn discovered(policy: Policy) -> Self {
+        Self::from_list(Vec::new(), policy)
+    }
+
+    fn from_list(list: Vec<Arc<Replica>>, policy: Policy) -> Self {
+        let policy = Policy { eject_after: policy.eject_after.max(1), pass_after: policy.pass_after.max(1), fail_after: policy.fail_after.max(1), ..policy };
+        Self { list: ArcSwap::from_pointee(list), next: AtomicUsize::new(0), policy, epoch: Instant::now() }
+    }
+
+    /// The current set (a snapshot).
+    pub fn all(&self) -> Arc<Vec<Arc<Replica>>> {
+        self.list.load_full()
+    }
+
+    /// Replace the set with the replicas at `addrs` (all serving `path`). Replicas still present
+    /// keep their state; new ones start out of rotation until a health check passes; the ones
+    /// gone leave the rotation. Returns (added, removed).
+    pub fn replace(&self, addrs: &[SocketAddr], path: &str) -> (Vec<Arc<Replica>>, Vec<Arc<Replica>>) {
+        let current = self.list.load_full();
+        let mut next = Vec::with_capacity(addrs.len());
+        let mut added = Vec::new();
+        for addr in addrs {
+            if next.iter().any(|r: &Arc<Replica>| r.addr == *addr) {
+                continue;
+            }
+            match current.iter().find(|r| r.addr == *addr) {
+                Some(r) => next.push(r.clone()),
+                None => {
+                    let authority = addr.to_string();
+                    let replica = Arc::new(Replica::new(authority.clone().into(), *addr, authority, path.to_owned(), false));
+                    added.push(replica.clone());
+                    next.push(replica);
+                }
+            }
+        }
+        let removed: Vec<_> = current.iter().filter(|r| !next.iter().any(|n| n.addr == r.addr)).cloned().collect();
+        if !added.is_empty() || !removed.is_empty() {
+            self.list.store(Arc::new(next));
+        }
+        (added, removed)
     }
 
     /// The next healthy replica in round-robin order, skipping `tried`.
     pub fn pick(&self, tried: &[ReplicaId]) -> Option<Arc<Replica>> {
-        let n = self.list.len();
+        let list = self.list.load();
+        let n = list.len();
+        if n == 0 {
+            return None;
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
-            .map(|i| &self.list[(start + i) % n])
+            .map(|i| &list[(start + i) % n])
             .find(|r| r.is_healthy() && !tried.iter().any(|t| *t == r.id))
             .cloned()
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Replica>> {
-        self.list.iter().find(|r| &*r.id == id).cloned()
+        self.list.load().iter().find(|r| &*r.id == id).cloned()
     }
 
     /// In the set and healthy: able to serve what it owns.
@@ -119,17 +221,32 @@ impl Replicas {
     }
 
     pub fn healthy_count(&self) -> usize {
-        self.list.iter().filter(|r| r.is_healthy()).count()
+        self.list.load().iter().filter(|r| r.is_healthy()).count()
     }
 
-    /// A request to `replica` failed (connect error, broken connection); enough in a row eject it.
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// A request to `replica` failed (connect error, broken connection); enough in a row eject
+    /// it for a backoff that doubles with each ejection in a row. `true` when this ejected it.
     pub fn failed(&self, replica: &Replica) -> bool {
         let n = replica.failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if n >= self.eject_after && replica.healthy.swap(false, Ordering::Relaxed) {
-            tracing::warn!(replica = %replica.id, failures = n, "replica ejected after consecutive failures");
-            return true;
+        if n < self.policy.eject_after || !replica.healthy.swap(false, Ordering::Relaxed) {
+            return false;
         }
-        false
+        let now = self.now_ms();
+        // Quiet for a minute since the last ejection: start the backoff over.
+        if now.saturating_sub(replica.ejected_at.load(Ordering::Relaxed)) > 60_000 {
+            replica.ejections.store(0, Ordering::Relaxed);
+        }
+        let k = replica.ejections.fetch_add(1, Ordering::Relaxed).min(5);
+        let backoff = self.policy.eject_backoff * (1 << k);
+        replica.ejected_at.store(now, Ordering::Relaxed);
+        replica.ejected_until.store(now + backoff.as_millis() as u64, Ordering::Relaxed);
+        replica.passes.store(0, Ordering::Relaxed);
+        tracing::warn!(replica = %replica.id, failures = n, ?backoff, "replica ejected after consecutive failures");
+        true
     }
 
     pub fn succeeded(&self, replica: &Replica) {
@@ -138,14 +255,26 @@ impl Replicas {
         }
     }
 
-    /// The active check's verdict.
-    pub fn set_health(&self, replica: &Replica, healthy: bool) {
-        let was = replica.healthy.swap(healthy, Ordering::Relaxed);
-        if healthy {
-            replica.failures.store(0, Ordering::Relaxed);
-        }
-        if was != healthy {
-            tracing::info!(replica = %replica.id, healthy, "replica health changed");
+    /// An active check's verdict: `pass_after` passes in a row (re)admit a replica once its
+    /// ejection backoff is over; `fail_after` failures in a row take it out.
+    pub fn checked(&self, replica: &Replica, passed: bool) {
+        let was = replica.is_healthy();
+        let now = if passed {
+            replica.fails.store(0, Ordering::Relaxed);
+            let passes = replica.passes.fetch_add(1, Ordering::Relaxed) + 1;
+            let backoff_over = self.now_ms() >= replica.ejected_until.load(Ordering::Relaxed);
+            was || (passes >= self.policy.pass_after && backoff_over)
+        } else {
+            replica.passes.store(0, Ordering::Relaxed);
+            let fails = replica.fails.fetch_add(1, Ordering::Relaxed) + 1;
+            was && fails < self.policy.fail_after
+        };
+        if now != was {
+            if now {
+                replica.failures.store(0, Ordering::Relaxed);
+            }
+            replica.healthy.store(now, Ordering::Relaxed);
+            tracing::info!(replica = %replica.id, healthy = now, "replica health changed");
         }
     }
 }
@@ -158,7 +287,7 @@ mod tests {
         let specs: Vec<ReplicaSpec> = (1..=3)
             .map(|i| ReplicaSpec { id: Some(format!("r{i}")), url: format!("http://127.0.0.1:{}/mcp", 9000 + i) })
             .collect();
-        Replicas::new(&specs, 2).unwrap()
+        Replicas::new(&specs, Policy { eject_after: 2, eject_backoff: Duration::ZERO, ..Policy::default() }).unwrap()
     }
 
     #[test]
@@ -178,7 +307,7 @@ mod tests {
         for _ in 0..4 {
             assert_ne!(&*r.pick(&[]).unwrap().id, "r2");
         }
-        r.set_health(&r2, true);
+        r.checked(&r2, true);
         assert!(r.is_alive("r2"));
         assert_eq!(r.pick(&["r1".into(), "r3".into()]).unwrap().id.as_ref(), "r2");
         assert!(r.pick(&["r1".into(), "r2".into(), "r3".into()]).is_none());
@@ -190,6 +319,47 @@ mod tests {
         assert_eq!(parse_url("http://127.0.0.1:8000").unwrap().2, "/mcp");
         assert_eq!(parse_url("http://localhost/x").unwrap().1.port(), 80);
         assert!(parse_url("https://a:1/mcp").unwrap_err().contains("only http://"));
-        assert!(Replicas::new(&[], 3).is_err());
+        assert!(Replicas::new(&[], Policy::default()).is_err());
+    }
+
+    #[test]
+    fn active_checks_need_their_thresholds_and_the_backoff() {
+        let r = Replicas::new(
+            &[ReplicaSpec { id: Some("r1".into()), url: "http://127.0.0.1:9001/mcp".into() }],
+            Policy { eject_after: 1, eject_backoff: Duration::from_secs(3600), pass_after: 2, fail_after: 2 },
+        )
+        .unwrap();
+        let r1 = r.get("r1").unwrap();
+        r.checked(&r1, false);
+        assert!(r1.is_healthy(), "one failed check is not enough");
+        r.checked(&r1, false);
+        assert!(!r1.is_healthy());
+        r.checked(&r1, true);
+        assert!(!r1.is_healthy(), "one pass is not enough");
+        r.checked(&r1, true);
+        assert!(r1.is_healthy());
+        assert!(r.failed(&r1), "ejected by a failed request");
+        for _ in 0..5 {
+            r.checked(&r1, true);
+        }
+        assert!(!r1.is_healthy(), "passing checks wait for the ejection backoff");
+    }
+
+    #[test]
+    fn discovery_keeps_known_replicas_and_admits_new_ones_after_a_check() {
+        let r = Replicas::discovered(Policy::default());
+        let a: SocketAddr = "127.0.0.2:8000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.3:8000".parse().unwrap();
+        let (added, removed) = r.replace(&[a, b], "/mcp");
+        assert_eq!((added.len(), removed.len()), (2, 0));
+        assert!(r.pick(&[]).is_none(), "not before a health check");
+        r.checked(&added[0], true);
+        assert_eq!(r.pick(&[]).unwrap().addr, a);
+        let (added, removed) = r.replace(&[a], "/mcp");
+        assert_eq!((added.len(), removed.len()), (0, 1));
+        assert!(r.get("127.0.0.2:8000").unwrap().is_healthy(), "state kept");
+        assert!(r.get("127.0.0.3:8000").is_none());
+        assert_eq!(r.replace(&[], "/mcp").1.len(), 1);
+        assert!(r.pick(&[]).is_none());
     }
 }

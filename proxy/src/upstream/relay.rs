@@ -90,6 +90,12 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                 stale_retry = true;
                 continue;
             }
+            if edge.may_move(ctx, e.etype()) {
+                // Broke before any response byte, and repeating it changes nothing.
+                edge.failed(ctx);
+                stale_retry = false;
+                continue;
+            }
             edge.failed(ctx);
             let reply = Reply::error(502, INTERNAL_ERROR, format!("the replica failed before answering: {e}; the request was not repeated"))
                 .with_id(ctx.id.as_deref());

@@ -1,0 +1,90 @@
+//! What the proxy learns about tools from the `tools/list` results passing through it: which
+//! ones declare themselves safe to repeat (`readOnlyHint` or `idempotentHint`), for
+//! [`crate::route::retry_is_safe`]. Every replica serves the same tools, so one table serves all.
+
+use dashmap::DashMap;
+use serde::Deserialize;
+
+/// Largest `tools/list` response read for annotations; a bigger one is passed on unread.
+pub const LIST_LIMIT: usize = 4 << 20;
+
+#[derive(Default)]
+pub struct KnownTools {
+    safe: DashMap<Box<str>, bool>,
+}
+
+impl KnownTools {
+    pub fn is_safe(&self, name: &str) -> bool {
+        self.safe.get(name).is_some_and(|safe| *safe)
+    }
+
+    /// Learn from a `tools/list` response body (JSON, or SSE whose last message is the result).
+    /// Returns how many tools it named.
+    pub fn learn(&self, body: &[u8]) -> usize {
+        let json = if body.trim_ascii_start().starts_with(b"{") {
+            bytes::Bytes::copy_from_slice(body)
+        } else {
+            match mcp_backend::http::last_response(body) {
+                Some(json) => json,
+                None => return 0,
+            }
+        };
+        let Ok(response) = serde_json::from_slice::<Response>(&json) else { return 0 };
+        let tools = response.result.map(|r| r.tools).unwrap_or_default();
+        for tool in &tools {
+            let safe = tool.annotations.as_ref().is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true));
+            self.safe.insert(tool.name.as_str().into(), safe);
+        }
+        tools.len()
+    }
+}
+
+#[derive(Deserialize)]
+struct Response {
+    result: Option<ListResult>,
+}
+
+#[derive(Deserialize)]
+struct ListResult {
+    #[serde(default)]
+    tools: Vec<Tool>,
+}
+
+#[derive(Deserialize)]
+struct Tool {
+    name: String,
+    annotations: Option<Annotations>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Annotations {
+    read_only_hint: Option<bool>,
+    idempotent_hint: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn learns_hints_from_json_and_sse() {
+        let known = KnownTools::default();
+        let list = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[
+            {"name":"echo","inputSchema":{},"annotations":{"readOnlyHint":true,"idempotentHint":true}},
+            {"name":"put","inputSchema":{},"annotations":{"idempotentHint":true,"readOnlyHint":false}},
+            {"name":"delete","inputSchema":{},"annotations":{"destructiveHint":true}},
+            {"name":"plain","inputSchema":{}}]}}"#;
+        assert_eq!(known.learn(list.as_bytes()), 4);
+        assert!(known.is_safe("echo") && known.is_safe("put"));
+        assert!(!known.is_safe("delete") && !known.is_safe("plain") && !known.is_safe("unknown"));
+        let sse = r#"event: message
+data: {"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"echo","inputSchema":{}}]}}
+
+"#;
+        assert_eq!(known.learn(sse.as_bytes()), 1);
+        assert!(!known.is_safe("echo"), "a tool that dropped its hints is no longer repeated");
+        assert_eq!(known.learn(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":1,\"message\":\"x\"}}"), 0);
+        assert_eq!(known.learn(b"not json"), 0);
+    }
+}

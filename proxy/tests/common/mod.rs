@@ -1,0 +1,183 @@
+//! Helpers shared by the integration tests: mcp-edge (and mcp-backend) as real processes on
+//! loopback, requests, answers, SSE events.
+#![allow(dead_code)]
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::{Value, json};
+
+pub struct Edge {
+    pub url: String,
+    pub admin: String,
+    /// Replica id → base URL (http://host:port).
+    pub replicas: Vec<(String, String)>,
+    pub child: Child,
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Start mcp-edge with `args`, wait until it printed its replicas and its admin answers.
+pub async fn start(args: &[&str]) -> Edge {
+    start_on(free_port(), free_port(), args).await
+}
+
+/// [`start`] on given ports (MCP, admin).
+pub async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}"), "--log", "error"])
+        .args(["--health-interval-ms", "200", "--grace-seconds", "1"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut replicas = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.trim().strip_prefix("replica ") {
+            let id = rest.split_whitespace().next().unwrap().to_owned();
+            let url = rest.rsplit(' ').next().unwrap();
+            replicas.push((id, url.trim_end_matches("/mcp").to_owned()));
+        }
+        if line.contains("worker threads") {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let edge = Edge { url: format!("http://127.0.0.1:{port}/mcp"), admin: format!("http://127.0.0.1:{admin}"), replicas, child };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let healthz = format!("{}/healthz", edge.admin);
+    while client().get(&healthz).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
+        assert!(Instant::now() < deadline, "mcp-edge did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    edge
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build().unwrap()
+}
+
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl Answer {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    pub fn served_by(&self) -> String {
+        self.headers.get("x-served-by").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    }
+    pub fn session(&self) -> Option<String> {
+        self.headers.get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned())
+    }
+    pub fn error_code(&self) -> i64 {
+        self.json()["error"]["code"].as_i64().unwrap_or_else(|| panic!("no JSON-RPC error: {}", self.body))
+    }
+}
+
+pub async fn send(method: reqwest::Method, url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Answer {
+    let mut request = client().request(method, url).body(body);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = request.send().await.unwrap();
+    Answer { status: response.status().as_u16(), headers: response.headers().clone(), body: response.text().await.unwrap() }
+}
+
+pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Answer {
+    send(reqwest::Method::POST, url, headers, body).await
+}
+
+pub const JSON: (&str, &str) = ("content-type", "application/json");
+pub const BOTH: (&str, &str) = ("accept", "application/json, text/event-stream");
+
+pub fn call(id: u64, tool: &str, args: Value) -> String {
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}).to_string()
+}
+
+pub fn initialize(version: &str) -> String {
+    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":version,"capabilities":{},"clientInfo":{"name":"edge-test","version":"1"}}}).to_string()
+}
+
+pub async fn stats(edge: &Edge) -> HashMap<String, Value> {
+    let mut out = HashMap::new();
+    for (id, base) in &edge.replicas {
+        let v: Value = client().get(format!("{base}/stats")).send().await.unwrap().json().await.unwrap();
+        out.insert(id.clone(), v);
+    }
+    out
+}
+
+pub async fn total_requests(edge: &Edge) -> u64 {
+    stats(edge).await.values().map(|s| s["mcp_requests"].as_u64().unwrap()).sum()
+}
+
+pub async fn open_session(edge: &Edge, version: &str) -> String {
+    let a = post(&edge.url, &[JSON, BOTH], initialize(version)).await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["result"]["protocolVersion"], version);
+    let token = a.session().expect("mcp-edge mints a session on initialize");
+    assert!(token.len() <= 256, "{}", token.len());
+    assert!(token.bytes().all(|b| (0x21..=0x7e).contains(&b)));
+    token
+}
+
+
+pub async fn events(mut response: reqwest::Response) -> Vec<(Instant, Value)> {
+    let mut out = Vec::new();
+    let mut pending = String::new();
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        let now = Instant::now();
+        pending.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = pending.find("\n\n") {
+            let event: String = pending.drain(..end + 2).collect();
+            for line in event.lines() {
+                if let Some(data) = line.strip_prefix("data:") {
+                    out.push((now, serde_json::from_str(data.trim()).unwrap()));
+                }
+            }
+        }
+    }
+    out
+}
+
+
+/// The mcp-backend binary built next to mcp-edge (`cargo test --workspace` builds both).
+pub fn backend_bin() -> PathBuf {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_mcp-edge")).with_file_name("mcp-backend");
+    assert!(path.exists(), "{} is missing: build the workspace (cargo test --workspace)", path.display());
+    path
+}
+
+/// Poll `check` until it holds, failing with `what` after `secs`.
+pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

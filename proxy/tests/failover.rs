@@ -1,0 +1,355 @@
+//! Replicas that come, go and die: DNS discovery against a DNS server the test runs on
+//! loopback, replicas SIGKILLed and restarted under load, a rolling restart, mcp-edge's own
+//! SIGTERM during a stream. Every replica is a real mcp-backend process on 127.0.0.0/8; every
+//! loop is bounded in time.
+
+mod common;
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// One mcp-backend process.
+struct Backend {
+    id: String,
+    addr: SocketAddr,
+    child: Child,
+}
+
+impl Backend {
+    fn spawn(id: &str, addr: SocketAddr) -> Self {
+        let child = Command::new(backend_bin())
+            .args(["--listen", &addr.to_string(), "--replica-id", id, "--grace-seconds", "1", "--log", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self { id: id.to_owned(), addr, child }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    async fn ready(&self) {
+        let url = format!("http://{}/readyz", self.addr);
+        wait_for(20, &format!("{} to be ready", self.id), || {
+            let url = url.clone();
+            async move { client().get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; the exit status once it drained.
+    fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        *self = Self::spawn(&self.id, self.addr);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn loopback(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), port))
+}
+
+async fn ready_replicas(admin: &str) -> (u64, u64) {
+    match client().get(format!("{admin}/readyz")).send().await {
+        Ok(r) => {
+            let v: Value = r.json().await.unwrap_or_default();
+            (v["healthy_replicas"].as_u64().unwrap_or(0), v["replicas"].as_u64().unwrap_or(0))
+        }
+        Err(_) => (0, 0),
+    }
+}
+
+async fn wait_replicas(edge: &Edge, healthy: u64, total: u64) {
+    let admin = edge.admin.clone();
+    wait_for(20, &format!("{healthy} of {total} replicas healthy"), || {
+        let admin = admin.clone();
+        async move { ready_replicas(&admin).await == (healthy, total) }
+    })
+    .await;
+}
+
+/// A DNS server on loopback answering A queries for one name from a list the test changes.
+struct Dns {
+    addr: SocketAddr,
+    records: Arc<Mutex<Vec<Ipv4Addr>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Dns {
+    async fn start(records: Vec<Ipv4Addr>) -> Self {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let records = Arc::new(Mutex::new(records));
+        let shared = records.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let reply = answer(&buf[..n], &shared.lock().unwrap());
+                if let Some(answer) = reply {
+                    let _ = socket.send_to(&answer, from).await;
+                }
+            }
+        });
+        Self { addr, records, task }
+    }
+
+    fn set(&self, records: &[Ipv4Addr]) {
+        *self.records.lock().unwrap() = records.to_vec();
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The answer to one query: every record for an A question, none for anything else (NOERROR).
+fn answer(query: &[u8], records: &[Ipv4Addr]) -> Option<Vec<u8>> {
+    let mut i = 12;
+    while *query.get(i)? != 0 {
+        i += 1 + query[i] as usize;
+    }
+    let question_end = i + 5;
+    let qtype = u16::from_be_bytes([*query.get(i + 1)?, *query.get(i + 2)?]);
+    let answers: &[Ipv4Addr] = if qtype == 1 { records } else { &[] };
+    let mut out = Vec::with_capacity(question_end + answers.len() * 16);
+    out.extend_from_slice(&query[..2]);
+    out.extend_from_slice(&[0x81, 0x80, 0, 1]);
+    out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(query.get(12..question_end)?);
+    for ip in answers {
+        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
+        out.extend_from_slice(&ip.octets());
+    }
+    Some(out)
+}
+
+async fn served_by(edge: &Edge, n: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let a = post(&edge.url, &[JSON, BOTH], call(i, "echo", json!({"message": "hi"}))).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        out.push(a.served_by());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_follows_dns_records() {
+    let port = free_port();
+    let mut backends = [2u8, 3, 4].map(|last| Backend::spawn(&format!("b{last}"), loopback(last, port)));
+    for b in &backends {
+        b.ready().await;
+    }
+    let dns = Dns::start(vec![Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)]).await;
+    let discover = format!("dns://tasks.backend.test:{port}/mcp");
+    let dns_server = dns.addr.to_string();
+    let edge = start(&["--discover", &discover, "--dns-server", &dns_server, "--discover-interval-ms", "200"]).await;
+    wait_replicas(&edge, 2, 2).await;
+    let seen = served_by(&edge, 6).await;
+    assert_eq!(seen.iter().filter(|s| *s == "b2").count(), 3, "{seen:?}");
+    assert_eq!(seen.iter().filter(|s| *s == "b3").count(), 3, "{seen:?}");
+
+    // A record appears: the replica joins after its health check and takes its share.
+    dns.set(&[Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3), Ipv4Addr::new(127, 0, 0, 4)]);
+    wait_replicas(&edge, 3, 3).await;
+    let seen = served_by(&edge, 9).await;
+    assert_eq!(seen.iter().filter(|s| *s == "b4").count(), 3, "{seen:?}");
+
+    // A record disappears while a stream is open on its replica: no new requests reach it, and
+    // the stream finishes.
+    let (stream, on) = loop {
+        let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"progress","arguments":{"steps":6,"interval_ms":250},"_meta":{"progressToken":"p"}}});
+        let response = reqwest::Client::new().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body.to_string()).send().await.unwrap();
+        let on = response.headers()["x-served-by"].to_str().unwrap().to_owned();
+        if on == "b3" {
+            break (response, on);
+        }
+    };
+    let events = tokio::spawn(events(stream));
+    dns.set(&[Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 4)]);
+    wait_replicas(&edge, 2, 2).await;
+    let seen = served_by(&edge, 8).await;
+    assert!(!seen.contains(&on), "a removed replica took new requests: {seen:?}");
+    let events = events.await.unwrap();
+    assert_eq!(events.len(), 7, "6 progress notifications and the result");
+    assert_eq!(events[6].1["result"]["content"][0]["text"], "completed 6 steps");
+
+    // No records at all (scaled to zero): nothing to serve, readiness says so.
+    dns.set(&[]);
+    wait_replicas(&edge, 0, 0).await;
+    let a = post(&edge.url, &[JSON, BOTH], call(1, "echo", json!({"message": "hi"}))).await;
+    assert_eq!((a.status, a.error_code()), (503, -32603));
+    backends.iter_mut().for_each(Backend::kill);
+}
+
+/// Load from `tasks` clients until `until`: half stateless, half in legacy sessions. Returns
+/// (requests, failures with what went wrong).
+async fn load(edge: &Edge, tasks: usize, until: Instant) -> (u64, Vec<String>) {
+    // A client lists tools before calling them; that is how mcp-edge learns `echo` is safe to repeat.
+    let list = post(&edge.url, &[JSON, BOTH], r#"{"jsonrpc":"2.0","id":0,"method":"tools/list"}"#).await;
+    assert_eq!(list.status, 200);
+    let sent = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(Mutex::new(Vec::new()));
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let session = if t % 2 == 1 { Some(open_session(edge, "2025-06-18").await) } else { None };
+        let (url, sent, failures) = (edge.url.clone(), sent.clone(), failures.clone());
+        handles.push(tokio::spawn(async move {
+            let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+            let mut i = 0u64;
+            while Instant::now() < until {
+                i += 1;
+                let mut request = http.post(&url).header("content-type", "application/json").header("accept", "application/json, text/event-stream");
+                if let Some(token) = &session {
+                    request = request.header("mcp-session-id", token);
+                }
+                let body = call(i, "echo", json!({"message": format!("{t}-{i}")}));
+                let outcome = match request.body(body).send().await {
+                    Ok(r) => {
+                        let status = r.status().as_u16();
+                        let text = r.text().await.unwrap_or_default();
+                        let v: Value = serde_json::from_str(&text).unwrap_or_default();
+                        if status == 200 && v["result"]["content"][0]["text"] == format!("{t}-{i}") { None } else { Some(format!("{status}: {text}")) }
+                    }
+                    Err(e) => Some(format!("transport: {e}")),
+                };
+                sent.fetch_add(1, Ordering::Relaxed);
+                if let Some(f) = outcome {
+                    failures.lock().unwrap().push(f);
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let failures = failures.lock().unwrap().clone();
+    (sent.load(Ordering::Relaxed), failures)
+}
+
+async fn three_backends() -> (Vec<Backend>, Vec<String>) {
+    let backends: Vec<Backend> = (1..=3).map(|i| Backend::spawn(&format!("b{i}"), loopback(1, free_port()))).collect();
+    for b in &backends {
+        b.ready().await;
+    }
+    let args = backends.iter().flat_map(|b| ["--backend".to_owned(), b.url()]).collect();
+    (backends, args)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_killed_under_load_costs_no_request() {
+    let (mut backends, args) = three_backends().await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let edge = start(&args).await;
+    let seconds = 60;
+    let start = Instant::now();
+    let until = start + Duration::from_secs(seconds);
+    let killer = async {
+        // One replica SIGKILLed every 10 s (b1, b2, b3, b1, …) and started again at once.
+        for k in 0..(seconds / 10) {
+            let at = start + Duration::from_secs(5 + 10 * k);
+            tokio::time::sleep_until(at.into()).await;
+            backends[(k % 3) as usize].restart();
+        }
+    };
+    let ((sent, failures), ()) = tokio::join!(load(&edge, 6, until), killer);
+    println!("{sent} requests in {seconds} s with 6 replica kills, {} failed", failures.len());
+    assert!(sent > 1000, "too little load to mean anything: {sent}");
+    assert!(failures.is_empty(), "{} of {sent} failed, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_restart_costs_no_request() {
+    let (mut backends, args) = three_backends().await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let edge = start(&args).await;
+    let stop = Arc::new(Mutex::new(Instant::now() + Duration::from_secs(120)));
+    let roll = async {
+        for backend in backends.iter_mut() {
+            assert!(backend.terminate().success(), "{} drained and exited 0", backend.id);
+            *backend = Backend::spawn(&backend.id, backend.addr);
+            backend.ready().await;
+            wait_replicas(&edge, 3, 3).await;
+        }
+        *stop.lock().unwrap() = Instant::now();
+    };
+    // The load runs until the roll is over (bounded by 120 s) and a little after.
+    let until = Instant::now() + Duration::from_secs(20);
+    let ((sent, failures), ()) = tokio::join!(load(&edge, 6, until), roll);
+    assert!(*stop.lock().unwrap() < until, "the roll took longer than the load ran");
+    println!("{sent} requests during a rolling restart of 3 replicas, {} failed", failures.len());
+    assert!(failures.is_empty(), "{} of {sent} failed, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_a_killed_replica_ends_with_an_error() {
+    let (mut backends, args) = three_backends().await;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let edge = start(&args).await;
+    let body = json!({"jsonrpc":"2.0","id":"s-1","method":"tools/call","params":{"name":"progress","arguments":{"steps":20,"interval_ms":200},"_meta":{"progressToken":"p"}}});
+    let mut response = reqwest::Client::new().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body.to_string()).send().await.unwrap();
+    let on = response.headers()["x-served-by"].to_str().unwrap().to_owned();
+    let first = response.chunk().await.unwrap().expect("a first event");
+    assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
+    backends.iter_mut().find(|b| b.id == on).unwrap().kill();
+    let mut rest = String::new();
+    while let Ok(Some(chunk)) = response.chunk().await {
+        rest.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    let last = rest.trim_end().rsplit("data: ").next().unwrap();
+    let last: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {rest}"));
+    assert_eq!(last["id"], "s-1", "{rest}");
+    assert!(last["error"]["message"].as_str().unwrap().contains("failed"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_open_stream_finish() {
+    let mut edge = start(&["--grace-seconds", "5"]).await;
+    let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"progress","arguments":{"steps":8,"interval_ms":250},"_meta":{"progressToken":"p"}}});
+    let mut response = reqwest::Client::new().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body.to_string()).send().await.unwrap();
+    let mut seen = String::from_utf8_lossy(&response.chunk().await.unwrap().unwrap()).into_owned();
+    unsafe { libc::kill(edge.child.id() as i32, libc::SIGTERM) };
+    // Draining: readiness 503 while the stream goes on.
+    let admin = edge.admin.clone();
+    wait_for(5, "readiness 503", || {
+        let admin = admin.clone();
+        async move { client().get(format!("{admin}/readyz")).send().await.is_ok_and(|r| r.status() == 503) }
+    })
+    .await;
+    while let Some(chunk) = response.chunk().await.unwrap() {
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    assert!(seen.contains("completed 8 steps"), "the stream was cut: {seen}");
+    let status = edge.child.wait().unwrap();
+    assert!(status.success(), "mcp-edge exited with {status}");
+}
