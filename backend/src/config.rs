@@ -52,8 +52,12 @@ pub struct Config {
     /// Key (hex, at least 32 bytes) that signs multi round-trip `requestState`. Every replica
     /// behind one address needs the same key, or a retry that lands on another replica is
     /// rejected. Default: a random key (state then opens only on this process).
-    #[arg(long, env = "MCP_BACKEND_STATE_KEY", hide_env_values = true)]
+    #[arg(long, env = "MCP_BACKEND_STATE_KEY", hide_env_values = true, conflicts_with = "state_key_file")]
     pub state_key: Option<String>,
+
+    /// A file holding the request-state key as hex (a Docker/Swarm secret).
+    #[arg(long, env = "MCP_BACKEND_STATE_KEY_FILE")]
+    pub state_key_file: Option<std::path::PathBuf>,
 
     /// Log filter (tracing syntax). rmcp logs every JSON-RPC error answer (a client calling an
     /// unknown tool) as a warning; the default keeps those out of the operator's log.
@@ -89,7 +93,12 @@ impl Config {
 
     /// The request-state key as bytes, or an error a person can act on.
     pub fn state_key_bytes(&self) -> Result<Option<Vec<u8>>, String> {
-        let Some(hex_key) = &self.state_key else { return Ok(None) };
+        let hex_key = match (&self.state_key, &self.state_key_file) {
+            (Some(key), _) => key.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| format!("MCP_BACKEND_STATE_KEY_FILE {}: {e}", path.display()))?,
+            (None, None) => return Ok(None),
+        };
         let key = hex::decode(hex_key.trim())
             .map_err(|e| format!("MCP_BACKEND_STATE_KEY is not hex: {e}"))?;
         if key.len() < 32 {

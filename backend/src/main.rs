@@ -16,7 +16,7 @@ async fn main() -> std::process::ExitCode {
         eprintln!("mcp-backend: {reason}");
         return std::process::ExitCode::from(2);
     }
-    if config.state_key.is_none() {
+    if config.state_key.is_none() && config.state_key_file.is_none() {
         tracing::warn!(
             "no MCP_BACKEND_STATE_KEY: multi round-trip requestState opens only on this process; \
              give every replica behind one address the same key"

@@ -145,6 +145,16 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_SESSION_KEY_PREVIOUS_FILE")]
     pub session_key_previous_file: Option<std::path::PathBuf>,
 
+    /// Bearer tokens accepted on the MCP listener (comma list). Set: every request needs
+    /// `Authorization: Bearer <one of them>` (401 otherwise), sessions are bound to the token
+    /// that opened them, and the header is not passed to replicas. None: no authentication.
+    #[arg(long, env = "MCP_EDGE_AUTH_TOKENS", hide_env_values = true, value_delimiter = ',', conflicts_with = "auth_tokens_file")]
+    pub auth_tokens: Vec<String>,
+
+    /// A file of bearer tokens, one per line (a Docker/Swarm secret); `#` starts a comment.
+    #[arg(long, env = "MCP_EDGE_AUTH_TOKENS_FILE")]
+    pub auth_tokens_file: Option<std::path::PathBuf>,
+
     /// Another mcp-edge process's admin listener (host:port; repeatable, the environment variable
     /// takes a comma list). A DELETE revokes its session on every peer too. A name resolving to
     /// several addresses (Swarm's tasks.<service>) reaches each of them.
@@ -206,6 +216,24 @@ impl Config {
             (None, None) => Ok(None),
             (Some(current), previous) => Ok(Some((current, previous))),
         }
+    }
+
+    /// Bearer authentication, when tokens are configured.
+    pub fn auth(&self) -> Result<Option<crate::auth::Auth>, String> {
+        let tokens = match &self.auth_tokens_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| format!("auth tokens file {}: {e}", path.display()))?;
+                crate::auth::parse_tokens(&text, '\n')
+            }
+            None => self.auth_tokens.iter().flat_map(|t| crate::auth::parse_tokens(t, ',')).collect(),
+        };
+        if tokens.is_empty() {
+            if self.auth_tokens_file.is_some() {
+                return Err("the auth tokens file holds no token".into());
+            }
+            return Ok(None);
+        }
+        crate::auth::Auth::new(&tokens).map(Some)
     }
 
     /// The configured replicas (none: embedded mode).

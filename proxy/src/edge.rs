@@ -47,6 +47,7 @@ const SERVED_BY: &str = "x-served-by";
 /// Shared state of the proxy (one per process).
 pub struct Edge {
     pub replicas: Arc<Replicas>,
+    auth: Option<crate::auth::Auth>,
     pub sessions: Arc<Sessions>,
     pub owners: Arc<Owners>,
     pub tools: Arc<KnownTools>,
@@ -61,9 +62,10 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn new(config: &Config, replicas: Arc<Replicas>, keys: Keys) -> Self {
+    pub fn new(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<crate::auth::Auth>) -> Self {
         Self {
             replicas,
+            auth,
             sessions: Arc::new(Sessions::new(
                 keys,
                 Duration::from_secs(config.session_lifetime_seconds),
@@ -93,6 +95,8 @@ pub struct Ctx {
     pub(crate) is_initialize: bool,
     modern: bool,
     verb: Option<Verb>,
+    /// The caller's credential binding (empty without authentication).
+    identity: Option<crate::auth::Identity>,
     /// The session token the client sent, when it names a live session.
     token: Option<String>,
     session: Option<SessionView>,
@@ -130,8 +134,12 @@ pub(crate) struct InitHold {
     theirs: Option<String>,
 }
 
-/// The credential binding of a session. Empty until authentication exists.
-const NO_IDENTITY: &[u8] = b"";
+impl Ctx {
+    /// What sessions are bound to: the caller's credential, or nothing without authentication.
+    fn identity(&self) -> &[u8] {
+        self.identity.as_ref().map_or(&[], |id| &id[..])
+    }
+}
 
 /// Lookups for [`route::decide`], scoped to this request.
 struct Live<'a> {
@@ -251,6 +259,12 @@ impl ProxyHttp for Edge {
             let path = session.req_header().uri.path().to_owned();
             return self.reply(session, ctx, Reply::error(404, METHOD_NOT_FOUND, format!("no endpoint at {path}: MCP is served at {}", self.path))).await;
         }
+        if let Some(auth) = &self.auth {
+            match auth.check(session.req_header().headers.get("authorization").map(|v| v.as_bytes())) {
+                Ok(identity) => ctx.identity = Some(identity),
+                Err(reply) => return self.reply(session, ctx, reply).await,
+            }
+        }
         if let Some(origin) = session.req_header().headers.get("origin") {
             if !self.origins.allows(origin.as_bytes()) {
                 let message = format!(
@@ -272,7 +286,7 @@ impl ProxyHttp for Edge {
         let token = header(session, SESSION_HEADER).map(str::to_owned);
         let mut state = match &token {
             None => SessionState::None,
-            Some(t) => match self.sessions.open(t, NO_IDENTITY) {
+            Some(t) => match self.sessions.open(t, ctx.identity()) {
                 Ok(view) => SessionState::Live(view),
                 Err(why) => {
                     tracing::debug!(?why, "session token refused");
@@ -502,6 +516,10 @@ impl Edge {
             upstream.set_uri(path.parse().map_err(|_| Error::explain(ErrorType::InternalError, "bad replica path"))?);
         }
         upstream.remove_header(SESSION_HEADER);
+        if self.auth.is_some() {
+            // The edge's credential is the edge's business.
+            upstream.remove_header("authorization");
+        }
         if let Some(view) = &ctx.session {
             if let Some(owner) = &view.owner {
                 upstream.insert_header(SESSION_HEADER, owner.session_id.as_str())?;
@@ -610,7 +628,7 @@ impl Edge {
         let init = ctx.init.take().expect("checked above");
         let replica = ctx.replica.as_ref().expect("a replica answered");
         let owner = init.theirs.map(|session_id| Owner { replica: replica.id.clone(), session_id });
-        match self.sessions.mint(&version, owner, NO_IDENTITY) {
+        match self.sessions.mint(&version, owner, ctx.identity()) {
             Ok((token, _)) => {
                 response.insert_header(SESSION_HEADER, token.as_str()).map_err(|_| Reply::error(502, INTERNAL_ERROR, "session token"))?;
                 Ok(true)

@@ -5,9 +5,10 @@
 //! - [`route`]: the routing decision, a pure function;
 //! - [`upstream`]: the replica set, health checks, and the relay for large bodies;
 //! - [`edge`]: the pingora phases, wiring the above;
-//! - [`admin`]: /healthz and /readyz; [`embedded`]: the bundled replicas; [`config`]: flags.
+//! - [`auth`]: bearer tokens; [`admin`]: /healthz, /readyz, peer revocations; [`embedded`]: the bundled replicas; [`config`]: flags.
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod edge;
 pub mod embedded;

@@ -89,7 +89,9 @@ fn main() {
             Keys::random()
         }
     };
-    let edge = Edge::new(&config, replicas.clone(), keys);
+    let auth = config.auth().unwrap_or_else(|e| fail(e));
+    let authenticated = auth.is_some();
+    let edge = Edge::new(&config, replicas.clone(), keys, auth);
     let sessions = edge.sessions.clone();
     let mut proxy = http_proxy_service(&server.configuration, edge);
     proxy.add_tcp(&config.listen.to_string());
@@ -126,6 +128,9 @@ fn main() {
             "  replicas: every A/AAAA record of {} (port {}, path {}), asked of {server} every {} ms",
             target.name, target.port, target.path, config.discover_interval_ms
         );
+    }
+    if authenticated {
+        println!("  bearer authentication on: requests need Authorization: Bearer <token>");
     }
     println!("  {} worker threads, grace period {} s", config.threads(), config.grace_seconds);
 

@@ -405,3 +405,53 @@ async fn sessions_live_in_their_tokens() {
     // until its lifetime ends (documented in the README).
     assert_eq!(call_on(&later, &token, 15).await.status, 200);
 }
+
+/// `mcp-edge health` and `mcp-backend health`: the container health checks, without curl.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_subcommands_report_readiness() {
+    let edge = start(&[]).await;
+    let admin_addr = edge.admin.trim_start_matches("http://").to_owned();
+    let health = |bin: std::path::PathBuf, env: (&str, &str)| Command::new(bin).arg("health").env(env.0, env.1).output().unwrap();
+    let ok = health(env!("CARGO_BIN_EXE_mcp-edge").into(), ("MCP_EDGE_ADMIN_LISTEN", &admin_addr));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stdout));
+    let dead = format!("127.0.0.1:{}", free_port());
+    assert_eq!(health(env!("CARGO_BIN_EXE_mcp-edge").into(), ("MCP_EDGE_ADMIN_LISTEN", &dead)).status.code(), Some(1));
+    let replica = edge.replicas[0].1.trim_start_matches("http://").to_owned();
+    assert!(health(backend_bin(), ("MCP_BACKEND_LISTEN", &replica)).status.success());
+    assert_eq!(health(backend_bin(), ("MCP_BACKEND_LISTEN", &dead)).status.code(), Some(1));
+}
+
+/// Bearer tokens: 401 with a challenge and a JSON-RPC error before any replica sees the request;
+/// a session answers only to the token that opened it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_guard_the_endpoint_and_bind_sessions() {
+    let (a, b) = ("token-a-0123456789abcdef", "token-b-0123456789abcdef");
+    let edge = start(&["--auth-tokens", &format!("{a},{b}")]).await;
+    let before = total_requests(&edge).await;
+    for (header, what) in [(None, "no token"), (Some("Bearer wrong-wrong-wrong-wrong"), "a wrong token"), (Some("Basic dXNlcjpwYXNz"), "another scheme")] {
+        let mut headers = vec![JSON, BOTH];
+        if let Some(h) = header {
+            headers.push(("authorization", h));
+        }
+        let answer = post(&edge.url, &headers, call(5, "echo", json!({"message": "hi"}))).await;
+        assert_eq!(answer.status, 401, "{what}");
+        assert!(answer.headers["www-authenticate"].to_str().unwrap().starts_with("Bearer realm=\"mcp-edge\""), "{what}");
+        assert_eq!(answer.error_code(), -32600, "{what}");
+        assert!(answer.json()["id"].is_null(), "the body of an unauthenticated request is not read: {what}");
+    }
+    assert_eq!(total_requests(&edge).await, before, "no replica saw an unauthenticated request");
+
+    let bearer_a = format!("Bearer {a}");
+    let bearer_b = format!("Bearer {b}");
+    let init = post(&edge.url, &[JSON, BOTH, ("authorization", &bearer_a)], initialize("2025-06-18")).await;
+    assert_eq!(init.status, 200, "{}", init.body);
+    let token = init.session().unwrap();
+    let with = |bearer: &str| {
+        let (url, bearer, token) = (edge.url.clone(), bearer.to_owned(), token.clone());
+        async move { post(&url, &[JSON, BOTH, ("authorization", &bearer), ("mcp-session-id", &token)], call(6, "echo", json!({"message": "hi"}))).await }
+    };
+    assert_eq!(with(&bearer_a).await.status, 200);
+    assert_eq!(with(&bearer_b).await.status, 404, "a session opened with A is not B's");
+    let admin = client().get(format!("{}/readyz", edge.admin)).send().await.unwrap();
+    assert_eq!(admin.status(), 200, "health endpoints need no token");
+}
