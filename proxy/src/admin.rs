@@ -1,6 +1,7 @@
-//! The admin listener: `/healthz` (the process is up), `/readyz` (it can serve: a healthy
-//! replica exists and it is not shutting down), and `POST /sessions/revoke` (a peer's DELETE,
-//! see [`crate::session::peers`]). `/metrics` comes later.
+//! The admin listener: `/healthz` (the process is up and its MCP listener accepts), `/readyz`
+//! (it can serve: a healthy replica exists and it is not shutting down), and `POST /sessions/revoke` (a peer's DELETE,
+//! see [`crate::session::peers`]). `/metrics` comes later. It runs beside pingora, not as one
+//! of its services, so that it still answers (503) while pingora drains.
 
 use std::sync::{
     Arc,
@@ -8,37 +9,56 @@ use std::sync::{
 };
 
 use async_trait::async_trait;
-use http::Response;
-use pingora::{
-    apps::http_app::ServeHttp,
-    protocols::http::ServerSession,
-    server::ShutdownWatch,
-    services::background::BackgroundService,
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, Uri, header},
+    response::{IntoResponse, Response},
+    routing::{get, post},
 };
+use bytes::Bytes;
+use pingora::{server::ShutdownWatch, services::background::BackgroundService};
 
 use crate::{
     session::{Sessions, peers::REVOKE_PATH},
     upstream::Replicas,
 };
 
-/// Set once shutdown starts; readiness then answers 503.
+/// Where the process is in its life: serving once the MCP listener accepts connections,
+/// draining once shutdown starts. Health is 503 before the first; readiness also after the second.
 #[derive(Clone, Default)]
-pub struct Draining(Arc<AtomicBool>);
+pub struct Lifecycle(Arc<[AtomicBool; 2]>);
 
-impl Draining {
-    pub fn is_set(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+impl Lifecycle {
+    pub fn is_serving(&self) -> bool {
+        self.0[0].load(Ordering::SeqCst)
+    }
+    pub fn is_draining(&self) -> bool {
+        self.0[1].load(Ordering::SeqCst)
     }
 }
 
-/// Flips [`Draining`] when pingora broadcasts shutdown.
-pub struct DrainWatch(pub Draining);
+/// Drives [`Lifecycle`]: waits (up to a minute) for the MCP listener to accept a connection,
+/// then for pingora's shutdown broadcast.
+pub struct LifecycleWatch {
+    pub lifecycle: Lifecycle,
+    pub listen: std::net::SocketAddr,
+}
 
 #[async_trait]
-impl BackgroundService for DrainWatch {
+impl BackgroundService for LifecycleWatch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut probe = self.listen;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(if probe.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while tokio::net::TcpStream::connect(probe).await.is_err() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        self.lifecycle.0[0].store(true, Ordering::SeqCst);
         let _ = shutdown.changed().await;
-        self.0 .0.store(true, Ordering::SeqCst);
+        self.lifecycle.0[1].store(true, Ordering::SeqCst);
         tracing::info!("shutdown: readiness now 503, in-flight requests may finish");
     }
 }
@@ -46,50 +66,66 @@ impl BackgroundService for DrainWatch {
 pub struct Admin {
     pub replicas: Arc<Replicas>,
     pub sessions: Arc<Sessions>,
-    pub draining: Draining,
+    pub lifecycle: Lifecycle,
 }
 
-fn json(status: u16, body: String) -> Response<Vec<u8>> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .header("content-length", body.len())
-        .body(body.into_bytes())
-        .expect("a valid response")
+fn json(status: u16, body: String) -> Response {
+    (StatusCode::from_u16(status).expect("a valid status"), [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-#[async_trait]
-impl ServeHttp for Admin {
-    async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
-        let healthy = self.replicas.healthy_count();
-        let total = self.replicas.all().len();
-        match session.req_header().uri.path() {
-            "/healthz" => json(200, r#"{"status":"ok"}"#.to_owned()),
-            "/readyz" => {
-                let (status, state) = if self.draining.is_set() {
-                    (503, "draining")
-                } else if healthy == 0 {
-                    (503, "no healthy replica")
-                } else {
-                    (200, "ready")
-                };
-                json(status, format!(r#"{{"status":"{state}","healthy_replicas":{healthy},"replicas":{total}}}"#))
-            }
-            REVOKE_PATH if session.req_header().method == http::Method::POST => {
-                // A token is at most 256 characters; anything longer is not one.
-                let mut body = Vec::new();
-                while let Ok(Some(chunk)) = session.read_request_body().await {
-                    body.extend_from_slice(&chunk);
-                    if body.len() > 1024 {
-                        break;
-                    }
+impl Admin {
+    /// Serve the admin endpoints on `listener` from a thread of their own, until the process
+    /// exits: unlike pingora's services they keep answering through the shutdown grace period,
+    /// so `/readyz` can say 503 while in-flight requests finish.
+    pub fn spawn(self, listener: std::net::TcpListener) -> std::io::Result<()> {
+        listener.set_nonblocking(true)?;
+        let admin = Arc::new(self);
+        let app = Router::new()
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .route(REVOKE_PATH, post(revoke))
+            .fallback(|uri: Uri| async move {
+                json(404, format!(r#"{{"error":"no admin endpoint at {}: try /healthz or /readyz"}}"#, uri.path()))
+            })
+            .with_state(admin);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        std::thread::Builder::new().name("mcp-edge-admin".into()).spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "admin listener failed");
                 }
-                match std::str::from_utf8(&body).ok().map(|t| self.sessions.revoke_token(t.trim())) {
-                    Some(true) => json(200, r#"{"revoked":true}"#.to_owned()),
-                    _ => json(404, r#"{"error":"not a session token of this key"}"#.to_owned()),
-                }
-            }
-            path => json(404, format!(r#"{{"error":"no admin endpoint at {path}: try /healthz or /readyz"}}"#)),
-        }
+            })
+        })?;
+        Ok(())
+    }
+}
+
+async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
+    if admin.lifecycle.is_serving() { json(200, r#"{"status":"ok"}"#.to_owned()) } else { json(503, r#"{"status":"starting"}"#.to_owned()) }
+}
+
+async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
+    let healthy = admin.replicas.healthy_count();
+    let total = admin.replicas.all().len();
+    let (status, state) = if !admin.lifecycle.is_serving() {
+        (503, "starting")
+    } else if admin.lifecycle.is_draining() {
+        (503, "draining")
+    } else if healthy == 0 {
+        (503, "no healthy replica")
+    } else {
+        (200, "ready")
+    };
+    json(status, format!(r#"{{"status":"{state}","healthy_replicas":{healthy},"replicas":{total}}}"#))
+}
+
+/// A peer's DELETE: the body is the session's token (at most 256 characters).
+async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
+    let token = std::str::from_utf8(&body[..body.len().min(1024)]).unwrap_or("").trim();
+    if admin.sessions.revoke_token(token) {
+        json(200, r#"{"revoked":true}"#.to_owned())
+    } else {
+        json(404, r#"{"error":"not a session token of this key"}"#.to_owned())
     }
 }

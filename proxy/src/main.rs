@@ -3,7 +3,7 @@ use std::{sync::Arc, time::Duration};
 use clap::Parser;
 use mcp_edge::{
     Config,
-    admin::{Admin, DrainWatch, Draining},
+    admin::{Admin, Lifecycle, LifecycleWatch},
     edge::Edge,
     embedded::Embedded,
     session::{Keys, Sweep},
@@ -15,10 +15,9 @@ use mcp_edge::{
     },
 };
 use pingora::{
-    apps::http_app::HttpServer,
     proxy::http_proxy_service,
     server::{Server, configuration::ServerConf},
-    services::{background::background_service, listening::Service},
+    services::background::background_service,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -50,11 +49,11 @@ fn main() {
         .init();
 
     // Bind errors read better from us than from a pingora panic.
-    for (what, addr) in [("--listen", config.listen), ("--admin-listen", config.admin_listen)] {
-        if let Err(e) = std::net::TcpListener::bind(addr) {
-            fail(format!("cannot listen on {addr} ({what}): {e}"));
-        }
+    if let Err(e) = std::net::TcpListener::bind(config.listen) {
+        fail(format!("cannot listen on {} (--listen): {e}", config.listen));
     }
+    let admin_listener = std::net::TcpListener::bind(config.admin_listen)
+        .unwrap_or_else(|e| fail(format!("cannot listen on {} (--admin-listen): {e}", config.admin_listen)));
 
     let discovery_target = config.discover.as_deref().map(|d| discover::Target::parse(d).unwrap_or_else(|e| fail(e)));
     let mut specs = config.replica_specs();
@@ -96,10 +95,10 @@ fn main() {
     let mut proxy = http_proxy_service(&server.configuration, edge);
     proxy.add_tcp(&config.listen.to_string());
 
-    let draining = Draining::default();
-    let admin = Admin { replicas: replicas.clone(), sessions: sessions.clone(), draining: draining.clone() };
-    let mut admin = Service::new("mcp-edge admin".to_owned(), HttpServer::new_app(admin));
-    admin.add_tcp(&config.admin_listen.to_string());
+    let lifecycle = Lifecycle::default();
+    Admin { replicas: replicas.clone(), sessions: sessions.clone(), lifecycle: lifecycle.clone() }
+        .spawn(admin_listener)
+        .unwrap_or_else(|e| fail(format!("cannot serve the admin listener: {e}")));
 
     let health = HealthCheck {
         replicas: replicas.clone(),
@@ -135,12 +134,11 @@ fn main() {
     println!("  {} worker threads, grace period {} s", config.threads(), config.grace_seconds);
 
     server.add_service(proxy);
-    server.add_service(admin);
     server.add_service(background_service("replica health", health));
     if let Some(discovery) = discovery {
         server.add_service(background_service("replica discovery", discovery));
     }
     server.add_service(background_service("session sweep", Sweep(sessions)));
-    server.add_service(background_service("drain watch", DrainWatch(draining)));
+    server.add_service(background_service("lifecycle", LifecycleWatch { lifecycle, listen: config.listen }));
     server.run_forever();
 }

@@ -8,12 +8,15 @@ started from $MCP_BACKEND_BIN on a free loopback port. $MCP_TEST_TARGET says wha
 
 import json
 import os
-import socket
 import subprocess
-import time
+import sys
 import urllib.request
+from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support import free_port, wait_until  # noqa: E402
 
 TARGET = os.environ.get("MCP_TEST_TARGET", "backend")
 BEHIND_EDGE = TARGET.startswith("edge")
@@ -24,22 +27,6 @@ SERVER_NAMES = {"mcp-backend", "fastmcp-template"}
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str):
-    """Poll `predicate` until it is true or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _healthy(base: str) -> bool:
@@ -59,7 +46,7 @@ def mcp_url():
     binary = os.environ.get("MCP_BACKEND_BIN")
     if not binary:
         pytest.fail("set MCP_TEST_URL or MCP_BACKEND_BIN (scripts/test does)")
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [binary, "--listen", f"127.0.0.1:{port}", "--replica-id", "pytest"],
         stderr=subprocess.DEVNULL,

@@ -2,44 +2,14 @@
 // Run with Node 22's test runner: node --test tests/clients/ts_client.test.mjs
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { createRequire } from "node:module";
-import path from "node:path";
-
-const tools = process.env.MCP_EDGE_TOOLS ?? path.resolve(import.meta.dirname, "../../.tools");
-const require = createRequire(path.join(tools, "node", "package.json"));
-const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
-const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+import { Client, StreamableHTTPClientTransport, recordingFetch, waitFor } from "../support.mjs";
 
 const url = process.env.MCP_TEST_URL;
 const behindEdge = (process.env.MCP_TEST_TARGET ?? "backend").startsWith("edge");
 
-async function waitFor(predicate, ms, what) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (predicate()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
-
 test("TypeScript SDK client: initialize, list, call, read, prompt, terminate", { skip: !url }, async () => {
   const wire = [];
-  const recordingFetch = async (input, init) => {
-    const response = await fetch(input, init);
-    let method = null;
-    try {
-      method = JSON.parse(init?.body ?? "null")?.method ?? null;
-    } catch {}
-    wire.push({
-      verb: init?.method ?? "GET",
-      status: response.status,
-      method,
-      servedBy: response.headers.get("x-served-by"),
-      session: response.headers.get("mcp-session-id"),
-    });
-    return response;
-  };
-  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch });
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch(wire) });
   const client = new Client({ name: "mcp-edge-ts-test", version: "1.0.0" });
   await client.connect(transport);
 

@@ -10,11 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from support import free_port, wait_until  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 STATEFUL_SERVER = HERE.parent / "backends" / "mcp_stateful_server.py"
@@ -23,22 +25,6 @@ STATEFUL_SERVER = HERE.parent / "backends" / "mcp_stateful_server.py"
 @pytest.fixture
 def anyio_backend():
     return "asyncio"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float, what: str):
-    """Poll `predicate` until it is true or `timeout` seconds pass."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.02)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 def get_json(url: str):

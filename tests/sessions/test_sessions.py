@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 
 import httpx2
 import pytest
-from conftest import get_json
+from conftest import free_port, get_json
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -100,7 +100,7 @@ async def test_restart_in_the_middle_of_a_legacy_session(edges, key):
 
 
 async def test_one_client_alternating_between_two_processes(edges, key):
-    a_admin, b_admin = __import__("conftest").free_port(), __import__("conftest").free_port()
+    a_admin, b_admin = free_port(), free_port()
     a = edges(key, ["--peer", f"127.0.0.1:{b_admin}"], admin=a_admin)
     b = edges(key, ["--peer", f"127.0.0.1:{a_admin}"], admin=b_admin)
     wire = Wire()

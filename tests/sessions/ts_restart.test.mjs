@@ -4,14 +4,8 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
 import net from "node:net";
-import path from "node:path";
-
-const tools = process.env.MCP_EDGE_TOOLS ?? path.resolve(import.meta.dirname, "../../.tools");
-const require = createRequire(path.join(tools, "node", "package.json"));
-const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
-const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
+import { Client, StreamableHTTPClientTransport, recordingFetch, waitFor } from "../support.mjs";
 
 const binary = process.env.MCP_EDGE_BIN;
 
@@ -22,15 +16,6 @@ function freePort() {
       server.close(() => resolve(port));
     });
   });
-}
-
-async function waitFor(check, ms, what) {
-  const deadline = Date.now() + ms;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
 }
 
 async function startEdge(port, admin, key) {
@@ -55,16 +40,7 @@ test("TypeScript SDK client: a legacy session continues across an mcp-edge resta
   const key = randomBytes(32).toString("hex");
   let edge = await startEdge(port, admin, key);
   const wire = [];
-  const recordingFetch = async (input, init) => {
-    const response = await fetch(input, init);
-    let method = null;
-    try {
-      method = JSON.parse(init?.body ?? "null")?.method ?? null;
-    } catch {}
-    wire.push({ verb: init?.method ?? "GET", status: response.status, method, session: response.headers.get("mcp-session-id") });
-    return response;
-  };
-  const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), { fetch: recordingFetch });
+  const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), { fetch: recordingFetch(wire) });
   const client = new Client({ name: "mcp-edge-restart-test", version: "1.0.0" });
   let clientErrors = [];
   client.onerror = (e) => clientErrors.push(e);
