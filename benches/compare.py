@@ -142,16 +142,19 @@ backend replicas
 """
 
 
+EDGE_VARIANTS = {"mcp-edge": []}
+
+
 def start_proxy(kind: str, replicas, workdir: Path):
-    """Start one proxy in front of `replicas` (ports): (url, process, admin-or-None)."""
+    """Start one proxy in front of `replicas` (ports): (url, process)."""
     port = free_port()
     workers = os.cpu_count() or 1
     if kind == "direct":
         return f"http://127.0.0.1:{replicas[0]}/mcp", None
-    if kind == "mcp-edge":
+    if kind in EDGE_VARIANTS:
         admin = free_port()
         argv = [str(TARGET / "release" / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                "--log", "error,pingora_core::connectors=off"]
+                "--log", "error,pingora_core::connectors=off", *EDGE_VARIANTS[kind]]
         for r in replicas:
             argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
         proc = Proc(argv)
@@ -208,7 +211,7 @@ def mean(xs):
 
 def svg(rows, path: Path, caption: str):
     """Two bar groups: proxy CPU per request, and latency added at one connection."""
-    kinds = [k for k in rows if k != "direct"]
+    kinds = [k for k in rows if k in ("mcp-edge", "nginx", "haproxy")]
     colors = {"mcp-edge": "#d9480f", "nginx": "#2b8a3e", "haproxy": "#1864ab"}
     cpu_max = max(rows[k]["cpu_us"] for k in kinds) * 1.15
     add_max = max(max(rows[k]["added_us"], 1) for k in kinds) * 1.15
@@ -236,8 +239,15 @@ def main():
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--out", default=str(HERE / "results" / "compare"))
-    parser.add_argument("--only", nargs="*", default=["direct", "mcp-edge", "nginx", "haproxy"])
+    parser.add_argument("--only", nargs="*", default=["direct", "mcp-edge", "nginx", "haproxy"],
+                        help="which paths to measure (default: all four)")
+    parser.add_argument("--edge", action="append", default=[], metavar="LABEL=FLAGS",
+                        help="also measure mcp-edge with these flags, e.g. 'stealing=--work-stealing true'")
     args = parser.parse_args()
+    for spec in args.edge:
+        label, _, flags = spec.partition("=")
+        EDGE_VARIANTS[label] = flags.split()
+        args.only.append(label)
     need("nginx", "nginx-light")
     need("haproxy", "haproxy")
     for binary in ("mcp-backend", "mcp-edge", "mcp-load"):
@@ -249,8 +259,9 @@ def main():
     commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
     cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    edges = "".join(f" --edge '{e}'" for e in args.edge)
     context = (f"{when}, {os.cpu_count()} cores ({cpu}), commit {commit}, "
-               f"`benches/compare --rounds {args.rounds} --seconds {args.seconds:g} --concurrency {args.concurrency}`")
+               f"`benches/compare --rounds {args.rounds} --seconds {args.seconds:g} --concurrency {args.concurrency}{edges}`")
 
     replicas, procs = [], []
     try:

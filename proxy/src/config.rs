@@ -73,9 +73,14 @@ pub struct Config {
     )]
     pub allowed_origins: Vec<String>,
 
-    /// Worker threads (0: one per core). Work stealing is off: each connection stays on its thread.
+    /// Worker threads (0: one per core).
     #[arg(long, env = "MCP_EDGE_THREADS", default_value_t = 0)]
     pub threads: usize,
+
+    /// Let idle worker threads take work from busy ones (tokio's multi-thread scheduler) instead
+    /// of pingora's one-runtime-per-thread pool.
+    #[arg(long, env = "MCP_EDGE_WORK_STEALING", default_value_t = false, action = clap::ArgAction::Set)]
+    pub work_stealing: bool,
 
     /// After SIGTERM: seconds for in-flight requests and streams to finish.
     #[arg(long, env = "MCP_EDGE_GRACE_SECONDS", default_value_t = 10)]

@@ -72,7 +72,7 @@ fn main() {
 
     let mut conf = ServerConf::default();
     conf.threads = config.threads();
-    conf.work_stealing = false;
+    conf.work_stealing = config.work_stealing;
     conf.grace_period_seconds = Some(config.grace_seconds);
     conf.graceful_shutdown_timeout_seconds = Some(1);
     let mut server = Server::new_with_opt_and_conf(None, conf);
