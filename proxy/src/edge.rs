@@ -648,12 +648,7 @@ impl Edge {
 
 /// `result.protocolVersion` of an initialize response (JSON, or the SSE event carrying it).
 fn negotiated_version(body: &[u8]) -> Option<String> {
-    let json = if body.trim_ascii_start().starts_with(b"{") {
-        Bytes::copy_from_slice(body)
-    } else {
-        mcp_backend::http::last_response(body)?
-    };
-    let v: serde_json::Value = serde_json::from_slice(&json).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&mcp::response_json(body)?).ok()?;
     v.get("result")?.get("protocolVersion")?.as_str().map(str::to_owned)
 }
 

@@ -222,6 +222,16 @@ pub fn header_mismatch(
     None
 }
 
+/// The JSON-RPC response in a replica's answer body: the body itself when it is JSON, or the last
+/// response message of an SSE stream.
+pub fn response_json(body: &[u8]) -> Option<bytes::Bytes> {
+    if body.trim_ascii_start().starts_with(b"{") {
+        Some(bytes::Bytes::copy_from_slice(body))
+    } else {
+        mcp_backend::http::last_response(body)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

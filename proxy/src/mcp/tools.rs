@@ -21,14 +21,7 @@ impl KnownTools {
     /// Learn from a `tools/list` response body (JSON, or SSE whose last message is the result).
     /// Returns how many tools it named.
     pub fn learn(&self, body: &[u8]) -> usize {
-        let json = if body.trim_ascii_start().starts_with(b"{") {
-            bytes::Bytes::copy_from_slice(body)
-        } else {
-            match mcp_backend::http::last_response(body) {
-                Some(json) => json,
-                None => return 0,
-            }
-        };
+        let Some(json) = super::response_json(body) else { return 0 };
         let Ok(response) = serde_json::from_slice::<Response>(&json) else { return 0 };
         let tools = response.result.map(|r| r.tools).unwrap_or_default();
         for tool in &tools {
