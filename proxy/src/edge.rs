@@ -1,25 +1,31 @@
-//! The pingora [`ProxyHttp`] implementation. Each phase only wires the modules together:
+//! The pingora [`ProxyHttp`] implementation: mcp-edge answers every request in
+//! `request_filter`, so pingora's upstream phases never run. Each step delegates:
 //!
 //! ```text
-//! request_filter ─ path, Origin, session token opened ─ POST: Content-Type, Accept, body (bounded),
+//! request_filter ─ path, bearer token (auth), Origin, session token opened (session::Sessions)
+//!   │              POST: Content-Type, Accept, body read whole (bounded)
 //!   │              mcp::classify ─ route::decide ─┬─ Reply: answered here, no replica sees it
 //!   │                                             └─ AnyReplica / Replica(id)
-//!   │              legacy initialize and large bodies: upstream::relay (below) instead
-//! upstream_peer ── upstream::Replicas (round robin over healthy, or the owner)
-//!   │   fail_to_connect: nothing was sent → next replica (never for a sticky target)
-//! upstream_request_filter ─ Host → replica, Mcp-Session-Id stripped (or the owner's own id),
-//!   │              MCP-Protocol-Version from the session, Last-Event-ID → replica's own id
-//! response_filter ─ X-Served-By, the client's token echoed, replica session ids never reach the
-//!   │              client, DELETE/404 in a session → revoked here and at peers, SSE: stream owner recorded
-//! response_body_filter ─ SSE event by event (mcp::sse): event ids → <replica>/<id>,
-//!   │              server→client requests recorded; initialize result → negotiated version
+//!   └─ upstream::forward ─ Edge::choose (upstream::Replicas: round robin over healthy, or the
+//!        │   owner) ─ a pooled connection of this worker thread (upstream::pool)
+//!        │   prepare_upstream_request: Host → replica, Mcp-Session-Id stripped (or the owner's
+//!        │   own id), MCP-Protocol-Version from the session, Last-Event-ID → the replica's own id
+//!        │   head and body in one write; broke before any response byte → another replica
+//!        │   when route::retry_is_safe
+//!        ├─ on_response_header ─ X-Served-By, the client's token echoed, replica session ids
+//!        │   never reach the client, DELETE/404 in a session → revoked here and at peers,
+//!        │   SSE: stream owner recorded; legacy initialize held until seal_session
+//!        └─ on_response_body ─ SSE event by event (mcp::sse): event ids → <replica>/<id>,
+//!            server→client requests recorded; tools/list → tool annotations learned
+//! fail_to_proxy ─ an error after the answer began (a stream that broke: a last error event)
 //! logging ─ stream owners released
 //! ```
 //!
-//! Bodies are read in `request_filter` (routing needs them) with pingora's retry buffering on,
-//! so pingora replays them to the replica; see [`Edge::relay`] for bodies over the 64 KiB that
-//! pingora 0.9 can replay, and for legacy `initialize`, whose response is held until the body
-//! shows the negotiated protocol version that the session token must carry.
+//! Why not pingora's upstream phases: routing needs the whole body first, pingora 0.9 replays
+//! a body read in `request_filter` only from a 64 KiB retry buffer, a legacy `initialize` must
+//! hold its headers until the body is seen, and forwarding a complete request ourselves
+//! writes it in one system call over a per-thread pool (benches/RESULTS.md has what that
+//! bought).
 
 use std::{sync::Arc, time::Duration};
 
@@ -43,6 +49,8 @@ use crate::{
 pub const SESSION_HEADER: &str = "mcp-session-id";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 const SERVED_BY: &str = "x-served-by";
+/// How long an idle connection to a replica is kept for the next request.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 
 /// Shared state of the proxy (one per process).
 pub struct Edge {
@@ -58,7 +66,7 @@ pub struct Edge {
     allowed_origins: String,
     connect_timeout: Duration,
     stream_idle: Duration,
-    pub(crate) relay: pingora::connectors::http::Connector,
+    pub(crate) pool: crate::upstream::pool::Pool,
 }
 
 impl Edge {
@@ -80,7 +88,7 @@ impl Edge {
             allowed_origins: config.allowed_origins.join(", "),
             connect_timeout: config.connect_timeout(),
             stream_idle: config.stream_idle(),
-            relay: pingora::connectors::http::Connector::new(None),
+            pool: crate::upstream::pool::Pool::new(UPSTREAM_IDLE),
         }
     }
 }
@@ -121,8 +129,6 @@ pub struct Ctx {
     /// Another replica may take this request if its connection breaks before any response
     /// byte ([`route::retry_is_safe`]).
     pub(crate) retry_safe: bool,
-    /// A response header arrived from the replica: from here on nothing is repeated.
-    pub(crate) responded: bool,
     lists_tools: bool,
     /// A `tools/list` response so far, to learn tool annotations from.
     tools_list: Option<BytesMut>,
@@ -215,7 +221,6 @@ impl Edge {
             discard(session, declared).await;
             return Ok(Err(too_large()));
         }
-        session.enable_retry_buffering();
         let mut body = BytesMut::new();
         while let Some(chunk) = session.read_request_body().await? {
             if body.len() + chunk.len() > self.body_limit {
@@ -360,93 +365,36 @@ impl ProxyHttp for Edge {
             Decision::Replica(id) => {
                 ctx.owned = ctx.session.as_ref().is_some_and(|v| v.owner.as_ref().is_some_and(|o| o.replica == id));
                 ctx.target = Some(id);
-                self.relay(session, ctx).await
+                crate::upstream::forward::forward(self, session, ctx).await
             }
-            Decision::AnyReplica => self.relay(session, ctx).await,
+            Decision::AnyReplica => crate::upstream::forward::forward(self, session, ctx).await,
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        match self.choose(ctx) {
-            Some(replica) => Ok(Box::new(self.peer(&replica))),
-            None if ctx.owned => Error::e_explain(ErrorType::HTTPStatus(404), "the session's replica is gone"),
-            None => Error::e_explain(ErrorType::HTTPStatus(503), "no healthy replica"),
-        }
-    }
-
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut Ctx, mut e: Box<Error>) -> Box<Error> {
-        self.failed(ctx);
-        // Nothing reached the replica: another one may take it, unless only this one can.
-        if ctx.target.is_none() && ctx.tried.len() < self.replicas.all().len() {
-            e.set_retry(true);
-        }
-        e
-    }
-
-    fn error_while_proxy(&self, peer: &HttpPeer, session: &mut Session, e: Box<Error>, ctx: &mut Ctx, client_reused: bool) -> Box<Error> {
-        let mut e = e.more_context(format!("replica {peer}"));
-        let replayable = !ctx.responded && !session.as_ref().retry_buffer_truncated();
-        if replayable && self.may_move(ctx, e.etype()) {
-            // Broke before any response byte, and repeating it changes nothing: another replica.
-            self.failed(ctx);
-            e.set_retry(true);
-        } else if replayable && client_reused {
-            // A pooled connection that turned out stale: pingora's rule for sending it again.
-            e.retry.decide_reuse(true);
-        } else {
-            // It may have reached the replica: not repeated.
-            e.set_retry(false);
-            self.failed(ctx);
-        }
-        e
-    }
-
-    async fn upstream_request_filter(&self, session: &mut Session, upstream: &mut RequestHeader, ctx: &mut Ctx) -> Result<()> {
-        let replica = ctx.replica.as_ref().expect("upstream_peer chose a replica");
-        self.prepare_upstream_request(upstream, replica, ctx, session.req_header().uri.query())
-    }
-
-    async fn response_filter(&self, _session: &mut Session, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        self.on_response_header(response, ctx)
-    }
-
-    fn response_body_filter(&self, _session: &mut Session, body: &mut Option<Bytes>, end: bool, ctx: &mut Ctx) -> Result<Option<Duration>> {
-        self.on_response_body(body, end, ctx);
-        Ok(None)
+    /// Never reached: `request_filter` answers every request ([`crate::upstream::forward`]).
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        Error::e_explain(ErrorType::InternalError, "requests are forwarded in request_filter")
     }
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        if e.esource() == &pingora::ErrorSource::Downstream {
+            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+        }
         let (status, message) = match e.etype() {
-            ErrorType::HTTPStatus(503) => (503, "no healthy replica is available; try again shortly".to_owned()),
-            ErrorType::HTTPStatus(code) => (*code, format!("request failed: {e}")),
-            ErrorType::ConnectTimedout | ErrorType::ConnectRefused | ErrorType::ConnectError => {
-                (502, format!("could not reach a replica: {}", e.etype().as_str()))
-            }
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => (504, "the replica did not answer in time".to_owned()),
-            _ if e.esource() == &pingora::ErrorSource::Downstream => (0, String::new()),
             _ => (502, format!("the replica failed while answering: {}; the request was not repeated", e.etype().as_str())),
         };
-        let unreachable =
-            matches!(e.etype(), ErrorType::HTTPStatus(404) | ErrorType::ConnectRefused | ErrorType::ConnectError | ErrorType::ConnectTimedout);
-        if status > 0 && session.response_written().is_some() && ctx.sse.is_some() {
+        if session.response_written().is_some() {
             // A stream broke mid-way: its last event says so, for the request it was answering.
-            if let (Some(Kind::Request), Some(id)) = (ctx.kind, ctx.id.as_deref()) {
+            if let (Some(_), Some(Kind::Request), Some(id)) = (&ctx.sse, ctx.kind, ctx.id.as_deref()) {
                 let reply = Reply::error(status, INTERNAL_ERROR, format!("the replica serving this stream failed: {message}")).with_id(Some(id));
                 if let Some(body) = reply.body() {
                     let event = [&b"event: message\ndata: "[..], &body, b"\n\n"].concat();
                     let _ = session.write_response_body(Some(Bytes::from(event)), true).await;
                 }
             }
-            return FailToProxy { error_code: status, can_reuse_downstream: false };
-        }
-        if ctx.owned && unreachable && session.response_written().is_none() {
-            // A stateful replica's sessions die with it: the client must start a new one.
-            let _ = self.reply(session, ctx, route::session_gone_reply(ctx.id.as_deref())).await;
-            return FailToProxy { error_code: 404, can_reuse_downstream: false };
-        }
-        if status > 0 && session.response_written().is_none() {
-            let reply = Reply::error(status, INTERNAL_ERROR, message).with_id(ctx.id.as_deref());
-            let _ = self.reply(session, ctx, reply).await;
+        } else {
+            let _ = self.reply(session, ctx, Reply::error(status, INTERNAL_ERROR, message).with_id(ctx.id.as_deref())).await;
         }
         FailToProxy { error_code: status, can_reuse_downstream: false }
     }
@@ -462,7 +410,7 @@ impl ProxyHttp for Edge {
     }
 }
 
-/// Steps the proxy phases and the relay ([`crate::upstream::relay`]) share.
+/// Steps of forwarding ([`crate::upstream::forward`]).
 impl Edge {
     /// The replica for this request: its sticky target if healthy, else the next healthy one
     /// not tried yet. Recorded in `ctx`.
@@ -501,7 +449,7 @@ impl Edge {
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.read_timeout = Some(self.stream_idle);
         peer.options.write_timeout = Some(self.stream_idle);
-        peer.options.idle_timeout = Some(Duration::from_secs(60));
+        peer.options.idle_timeout = Some(UPSTREAM_IDLE);
         peer
     }
 
@@ -538,7 +486,6 @@ impl Edge {
     pub(crate) fn on_response_header(&self, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
         let Some(replica) = ctx.replica.clone() else { return Ok(()) };
         self.replicas.succeeded(&replica);
-        ctx.responded = true;
         if response.headers.get(SERVED_BY).is_none() {
             response.insert_header(SERVED_BY, &*replica.id)?;
         }
@@ -650,23 +597,6 @@ impl Edge {
 fn negotiated_version(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(&mcp::response_json(body)?).ok()?;
     v.get("result")?.get("protocolVersion")?.as_str().map(str::to_owned)
-}
-
-impl Edge {
-    /// pingora 0.9 replays a request body read in `request_filter` only from its retry buffer,
-    /// which holds 64 KiB. A larger body is forwarded here, over pingora's own upstream
-    /// connector, with the same request and response handling as the proxy phases.
-    ///
-    /// A legacy initialize is relayed too: its response headers wait for the body, whose result
-    /// names the protocol version the session token must carry (pingora's phases send headers
-    /// before the body is seen).
-    async fn relay(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let large = session.as_ref().get_retry_buffer().is_none() && ctx.body.as_ref().is_some_and(|b| !b.is_empty());
-        if !large && !ctx.is_initialize {
-            return Ok(false);
-        }
-        crate::upstream::relay::forward(self, session, ctx).await
-    }
 }
 
 #[cfg(test)]

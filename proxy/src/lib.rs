@@ -3,7 +3,7 @@
 //! - [`mcp`]: protocol knowledge (classification, eras, header rules, SSE, error bodies), pure;
 //! - [`session`]: legacy sessions minted at the edge, and who serves what right now;
 //! - [`route`]: the routing decision, a pure function;
-//! - [`upstream`]: the replica set, health checks, and the relay for large bodies;
+//! - [`upstream`]: the replica set, health checks, discovery, forwarding and its connection pool;
 //! - [`edge`]: the pingora phases, wiring the above;
 //! - [`auth`]: bearer tokens; [`admin`]: /healthz, /readyz, peer revocations; [`embedded`]: the bundled replicas; [`config`]: flags.
 

@@ -8,7 +8,8 @@
 
 pub mod discover;
 pub mod health;
-pub mod relay;
+pub mod pool;
+pub mod forward;
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},
