@@ -109,7 +109,7 @@ pub struct Ctx {
     token: Option<String>,
     session: Option<SessionView>,
     /// The scope of in-flight keys: the session uid, or the client connection.
-    scope: String,
+    scope: Scope,
     /// A sticky target; `None`: round robin.
     pub(crate) target: Option<ReplicaId>,
     /// The target is the stateful replica owning the session: if it cannot be reached, the
@@ -147,18 +147,38 @@ impl Ctx {
     }
 }
 
+/// Where a JSON-RPC id is unique: a session, or else the client's connection. Turned into a
+/// key only when a stream or an answer needs one (most requests never do).
+#[derive(Clone, Copy, Default)]
+enum Scope {
+    #[default]
+    Unknown,
+    Session([u8; 16]),
+    Client(std::net::SocketAddr),
+}
+
+impl Scope {
+    fn key(&self) -> String {
+        match self {
+            Scope::Unknown => "c:".to_owned(),
+            Scope::Session(uid) => format!("s:{}", hex::encode(uid)),
+            Scope::Client(addr) => format!("c:{addr}"),
+        }
+    }
+}
+
 /// Lookups for [`route::decide`], scoped to this request.
 struct Live<'a> {
     edge: &'a Edge,
-    scope: &'a str,
+    scope: Scope,
 }
 
 impl route::Facts for Live<'_> {
     fn streaming_owner(&self, id: &str) -> Option<ReplicaId> {
-        self.edge.owners.streaming_owner(self.scope, id)
+        self.edge.owners.streaming_owner(&self.scope.key(), id)
     }
     fn answer_owner(&self, id: &str) -> Option<ReplicaId> {
-        self.edge.owners.answer_owner(self.scope, id)
+        self.edge.owners.answer_owner(&self.scope.key(), id)
     }
     fn is_alive(&self, replica: &str) -> bool {
         self.edge.replicas.is_alive(replica)
@@ -325,8 +345,8 @@ impl ProxyHttp for Edge {
         }
         let resume = header(session, "last-event-id").and_then(sse::parse_event_id);
         ctx.scope = match &state {
-            SessionState::Live(view) => format!("s:{}", hex::encode(view.uid)),
-            _ => format!("c:{}", session.client_addr().map(|a| a.to_string()).unwrap_or_default()),
+            SessionState::Live(view) => Scope::Session(view.uid),
+            _ => session.client_addr().and_then(|a| a.as_inet()).map_or(Scope::Unknown, |a| Scope::Client(*a)),
         };
         let request = route::Request {
             verb,
@@ -337,7 +357,7 @@ impl ProxyHttp for Edge {
             header_name: header(session, "mcp-name"),
             resume_from: resume.map(|(replica, _)| replica),
         };
-        let live = Live { edge: self, scope: &ctx.scope };
+        let live = Live { edge: self, scope: ctx.scope };
         let decision = route::decide(&request, &live);
 
         if let Some(m) = &message {
@@ -440,7 +460,7 @@ impl Edge {
     /// The request is over: a stream it held no longer owns its id.
     pub(crate) fn release(&self, ctx: &Ctx) {
         if let (true, Some(id)) = (ctx.streaming, &ctx.id) {
-            self.owners.stream_done(&ctx.scope, id);
+            self.owners.stream_done(&ctx.scope.key(), id);
         }
     }
 
@@ -518,7 +538,7 @@ impl Edge {
             response.remove_header("content-length");
             ctx.sse = Some(sse::Scanner::new(&replica.id));
             if let (Some(Kind::Request), Some(id)) = (ctx.kind, &ctx.id) {
-                self.owners.streaming(&ctx.scope, id, replica.id.clone());
+                self.owners.streaming(&ctx.scope.key(), id, replica.id.clone());
                 ctx.streaming = true;
             }
         }
@@ -546,7 +566,7 @@ impl Edge {
             let scanned = scanner.feed(&chunk, end);
             if let Some(replica) = &ctx.replica {
                 for id in scanned.server_requests {
-                    self.owners.asked(&ctx.scope, &id, replica.id.clone());
+                    self.owners.asked(&ctx.scope.key(), &id, replica.id.clone());
                 }
             }
             *body = Some(scanned.out);
