@@ -107,6 +107,9 @@ struct RawMeta<'a> {
 /// (`method` not a string, `id` not a string or integer) makes the message invalid.
 pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
     let text = std::str::from_utf8(body).map_err(|_| Invalid::Parse("request body is not valid UTF-8".into()))?;
+    if nests_deeper_than(body, MAX_DEPTH) {
+        return Err(Invalid::Parse(format!("malformed JSON: nested deeper than {MAX_DEPTH} levels")));
+    }
     let first = text.bytes().find(|b| !b.is_ascii_whitespace());
     if first == Some(b'[') {
         // Validate the batch as JSON without looking inside: the replica answers each message.
@@ -157,13 +160,46 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
     Ok(Message { kind, method: raw.method, id, name, cancels, init_version, meta_version })
 }
 
+/// Deepest nesting of arrays and objects accepted: serde_json's own limit when it builds a
+/// value, which the parts the classifier skips unread would otherwise not meet.
+pub const MAX_DEPTH: usize = 128;
+
+/// Whether arrays and objects nest deeper than `limit` (brackets inside strings do not count).
+fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for &b in body {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
 /// JSON-RPC ids in MCP are strings or integers (never null, fractions or structures).
 fn is_valid_id(raw: &str) -> bool {
     let raw = raw.trim();
     if raw.starts_with('"') {
         return true;
     }
-    !raw.is_empty() && raw.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-')) && raw != "-"
+    // Integers that fit 64 bits: what SDKs decode (a 5000-digit id is no id).
+    raw.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-')) && raw.parse::<i64>().is_ok()
 }
 
 /// The protocol era of a request, as the proxy routes it.
@@ -248,6 +284,18 @@ mod tests {
         assert_eq!(m.kind, Kind::Batch);
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"info://server"}}"#).unwrap();
         assert_eq!(m.name.as_deref(), Some("info://server"));
+    }
+
+    #[test]
+    fn deep_nesting_is_malformed_wherever_it_hides() {
+        let deep = |n: usize| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":{}{}}}}}"#, "[".repeat(n), "]".repeat(n));
+        assert!(classify(deep(100).as_bytes()).is_ok());
+        assert!(matches!(classify(deep(200).as_bytes()), Err(Invalid::Parse(_))), "inside skipped params");
+        let batch = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert!(matches!(classify(batch.as_bytes()), Err(Invalid::Parse(_))), "a batch");
+        // Brackets in strings are text.
+        let text = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"s":"{}\"{}"}}}}"#, "[".repeat(500), "{".repeat(500));
+        assert!(classify(text.as_bytes()).is_ok());
     }
 
     #[test]
