@@ -1,6 +1,6 @@
 //! The admin listener: `/healthz` (the process is up and its MCP listener accepts), `/readyz`
-//! (it can serve: a healthy replica exists and it is not shutting down), and `POST /sessions/revoke` (a peer's DELETE,
-//! see [`crate::session::peers`]). `/metrics` comes later. It runs beside pingora, not as one
+//! (it can serve: a healthy replica exists and it is not shutting down), `/metrics` (Prometheus,
+//! [`crate::metrics`]) and `POST /sessions/revoke` (a peer's DELETE, see [`crate::session::peers`]). It runs beside pingora, not as one
 //! of its services, so that it still answers (503) while pingora drains.
 
 use std::sync::{
@@ -20,6 +20,7 @@ use bytes::Bytes;
 use pingora::{server::ShutdownWatch, services::background::BackgroundService};
 
 use crate::{
+    metrics::{Event, Metrics},
     session::{Sessions, peers::REVOKE_PATH},
     upstream::Replicas,
 };
@@ -66,6 +67,8 @@ impl BackgroundService for LifecycleWatch {
 pub struct Admin {
     pub replicas: Arc<Replicas>,
     pub sessions: Arc<Sessions>,
+    pub metrics: Arc<Metrics>,
+    pub streams: Arc<crate::limits::Streams>,
     pub lifecycle: Lifecycle,
 }
 
@@ -83,9 +86,10 @@ impl Admin {
         let app = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
             .route(REVOKE_PATH, post(revoke))
             .fallback(|uri: Uri| async move {
-                json(404, format!(r#"{{"error":"no admin endpoint at {}: try /healthz or /readyz"}}"#, uri.path()))
+                json(404, format!(r#"{{"error":"no admin endpoint at {}: try /healthz, /readyz or /metrics"}}"#, uri.path()))
             })
             .with_state(admin);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -124,8 +128,14 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
 async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
     let token = std::str::from_utf8(&body[..body.len().min(1024)]).unwrap_or("").trim();
     if admin.sessions.revoke_token(token) {
+        admin.metrics.count(Event::SessionRevoked);
         json(200, r#"{"revoked":true}"#.to_owned())
     } else {
         json(404, r#"{"error":"not a session token of this key"}"#.to_owned())
     }
+}
+
+async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
+    let text = admin.metrics.render(&admin.replicas, admin.streams.open_now());
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

@@ -86,11 +86,38 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_GRACE_SECONDS", default_value_t = 10)]
     pub grace_seconds: u64,
 
+    /// Most request header bytes (names, values and the request line); beyond it 431.
+    #[arg(long, env = "MCP_EDGE_MAX_HEADER_BYTES", default_value_t = 32 * 1024)]
+    pub max_header_bytes: usize,
+
+    /// Most request header fields; beyond it 431. (pingora itself refuses more than 256.)
+    #[arg(long, env = "MCP_EDGE_MAX_HEADERS", default_value_t = 100)]
+    pub max_headers: usize,
+
+    /// Most SSE streams relayed at once; a response that would open one more is refused with 503
+    /// (and its replica connection closed). 0: no limit.
+    #[arg(long, env = "MCP_EDGE_MAX_STREAMS", default_value_t = 10_000)]
+    pub max_streams: usize,
+
+    /// Most SSE streams one legacy session may hold open; one more is refused with 429. 0: no limit.
+    #[arg(long, env = "MCP_EDGE_MAX_STREAMS_PER_SESSION", default_value_t = 100)]
+    pub max_streams_per_session: usize,
+
+    /// A request's headers must be complete within this many milliseconds of the connection
+    /// being ready for it (accepted, or the previous response sent); otherwise the connection is
+    /// closed. Also how long an idle keep-alive connection stays open.
+    #[arg(long, env = "MCP_EDGE_HEADER_TIMEOUT_MS", default_value_t = 30_000)]
+    pub header_timeout_ms: u64,
+
     /// Upstream TCP connect timeout, in milliseconds.
     #[arg(long, env = "MCP_EDGE_CONNECT_TIMEOUT_MS", default_value_t = 1000)]
     pub connect_timeout_ms: u64,
 
-    /// Longest silence on an upstream response (first byte, or between SSE events), in seconds.
+    /// Longest wait for a replica's response headers, in seconds (504 after it).
+    #[arg(long, env = "MCP_EDGE_FIRST_BYTE_TIMEOUT_SECONDS", default_value_t = 300)]
+    pub first_byte_timeout_seconds: u64,
+
+    /// Longest silence in an upstream response body (between SSE events), in seconds.
     #[arg(long, env = "MCP_EDGE_STREAM_IDLE_SECONDS", default_value_t = 600)]
     pub stream_idle_seconds: u64,
 
@@ -160,6 +187,15 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_AUTH_TOKENS_FILE")]
     pub auth_tokens_file: Option<std::path::PathBuf>,
 
+    /// Requests per second allowed to each caller (its bearer token with authentication on,
+    /// else its IP address); beyond it 429 with Retry-After. 0: no limit.
+    #[arg(long, env = "MCP_EDGE_RATE_LIMIT", default_value_t = 0.0)]
+    pub rate_limit: f64,
+
+    /// Requests a caller may make at once before the rate applies. 0: the rate, at least 1.
+    #[arg(long, env = "MCP_EDGE_RATE_LIMIT_BURST", default_value_t = 0)]
+    pub rate_limit_burst: u32,
+
     /// Another mcp-edge process's admin listener (host:port; repeatable, the environment variable
     /// takes a comma list). A DELETE revokes its session on every peer too. A name resolving to
     /// several addresses (Swarm's tasks.<service>) reaches each of them.
@@ -172,6 +208,19 @@ pub struct Config {
     /// fresh connection is made) as an error under load.
     #[arg(long, env = "MCP_EDGE_LOG", default_value = "info,rmcp::service=error,pingora_core::connectors=off")]
     pub log: String,
+
+    /// Access log on stdout, one line per request: json, text or off. Written by a background
+    /// thread; lines are dropped rather than slowing requests if stdout cannot keep up.
+    #[arg(long, env = "MCP_EDGE_ACCESS_LOG", value_enum, default_value_t = AccessLog::Json)]
+    pub access_log: AccessLog,
+}
+
+/// Access log format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AccessLog {
+    Json,
+    Text,
+    Off,
 }
 
 /// Subcommands (none: run the proxy).
@@ -183,6 +232,24 @@ pub enum Command {
 }
 
 impl Config {
+    pub fn rate_limit(&self) -> Option<crate::ratelimit::RateLimit> {
+        let burst = if self.rate_limit_burst > 0 { self.rate_limit_burst } else { self.rate_limit.ceil().max(1.0) as u32 };
+        crate::ratelimit::RateLimit::new(self.rate_limit, burst)
+    }
+
+    pub fn limits(&self) -> crate::limits::Limits {
+        crate::limits::Limits {
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_streams: self.max_streams,
+            max_streams_per_session: self.max_streams_per_session,
+        }
+    }
+
+    pub fn first_byte_timeout(&self) -> Duration {
+        Duration::from_secs(self.first_byte_timeout_seconds)
+    }
+
     pub fn policy(&self) -> crate::upstream::Policy {
         crate::upstream::Policy {
             eject_after: self.eject_after,

@@ -43,6 +43,7 @@ use crate::{
     mcp::{self, Kind, errors::*, sse, tools::KnownTools},
     route::{self, Decision, SessionState, Verb},
     session::{Keys, Owner, Owners, ReplicaId, SessionView, Sessions, peers::Peers},
+    metrics::{self, Event, Metrics},
     upstream::{Replica, Replicas},
 };
 
@@ -56,15 +57,20 @@ const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
 pub struct Edge {
     pub replicas: Arc<Replicas>,
     auth: Option<crate::auth::Auth>,
+    pub rate_limit: Option<Arc<crate::ratelimit::RateLimit>>,
     pub sessions: Arc<Sessions>,
     pub owners: Arc<Owners>,
     pub tools: Arc<KnownTools>,
+    pub metrics: Arc<Metrics>,
+    pub streams: Arc<crate::limits::Streams>,
+    limits: crate::limits::Limits,
     peers: Peers,
     path: String,
     body_limit: usize,
     origins: mcp_backend::http::Origins,
     allowed_origins: String,
     connect_timeout: Duration,
+    pub(crate) first_byte: Duration,
     stream_idle: Duration,
     pub(crate) pool: crate::upstream::pool::Pool,
 }
@@ -74,6 +80,7 @@ impl Edge {
         Self {
             replicas,
             auth,
+            rate_limit: config.rate_limit().map(Arc::new),
             sessions: Arc::new(Sessions::new(
                 keys,
                 Duration::from_secs(config.session_lifetime_seconds),
@@ -81,12 +88,16 @@ impl Edge {
             )),
             owners: Arc::new(Owners::default()),
             tools: Arc::new(KnownTools::default()),
+            metrics: Arc::new(Metrics::default()),
+            streams: Arc::default(),
+            limits: config.limits(),
             peers: Peers::new(&config.peers),
             path: config.path.clone(),
             body_limit: config.body_limit,
             origins: mcp_backend::http::Origins::parse(&config.allowed_origins),
             allowed_origins: config.allowed_origins.join(", "),
             connect_timeout: config.connect_timeout(),
+            first_byte: config.first_byte_timeout(),
             stream_idle: config.stream_idle(),
             pool: crate::upstream::pool::Pool::new(UPSTREAM_IDLE),
         }
@@ -96,6 +107,12 @@ impl Edge {
 /// Per-request state.
 #[derive(Default)]
 pub struct Ctx {
+    /// When the request's headers were read (metrics, access log).
+    started: Option<std::time::Instant>,
+    /// Labels for metrics and the access log.
+    method: &'static str,
+    tool: Option<String>,
+    era: &'static str,
     pub(crate) body: Option<Bytes>,
     kind: Option<Kind>,
     /// Raw JSON text of the request id.
@@ -252,6 +269,24 @@ impl Edge {
         Ok(Ok(body.freeze()))
     }
 
+    /// The caller's rate limit (its credential, else its IP address): a 429 when exhausted.
+    fn check_rate(&self, session: &Session, ctx: &Ctx) -> Option<Reply> {
+        use crate::ratelimit::Caller;
+        let limit = self.rate_limit.as_ref()?;
+        let caller = match (&ctx.identity, session.client_addr().and_then(|a| a.as_inet())) {
+            (Some(identity), _) => Caller::Credential(*identity),
+            (None, Some(addr)) => Caller::Ip(addr.ip()),
+            (None, None) => Caller::Overflow,
+        };
+        let wait = limit.check(caller, std::time::Instant::now()).err()?;
+        self.metrics.count(Event::RateLimited);
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        Some(
+            Reply::error(429, LIMITED, format!("rate limit exceeded; retry in {seconds} s"))
+                .with_header("retry-after", seconds.to_string()),
+        )
+    }
+
     /// Checks that need only headers: Content-Type and Accept of a POST.
     fn check_post_headers(&self, session: &Session) -> Option<Reply> {
         let content_type = header(session, "content-type").unwrap_or("");
@@ -276,10 +311,14 @@ impl ProxyHttp for Edge {
     type CTX = Ctx;
 
     fn new_ctx(&self) -> Ctx {
-        Ctx::default()
+        Ctx { started: Some(std::time::Instant::now()), method: "none", era: "unknown", ..Ctx::default() }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        crate::deadline::headers_read();
+        if let Some(reply) = self.limits.check_headers(session.req_header()) {
+            return self.reply(session, ctx, reply).await;
+        }
         if session.req_header().uri.path() != self.path {
             let path = session.req_header().uri.path().to_owned();
             return self.reply(session, ctx, Reply::error(404, METHOD_NOT_FOUND, format!("no endpoint at {path}: MCP is served at {}", self.path))).await;
@@ -289,6 +328,9 @@ impl ProxyHttp for Edge {
                 Ok(identity) => ctx.identity = Some(identity),
                 Err(reply) => return self.reply(session, ctx, reply).await,
             }
+        }
+        if let Some(reply) = self.check_rate(session, ctx) {
+            return self.reply(session, ctx, reply).await;
         }
         if let Some(origin) = session.req_header().headers.get("origin") {
             if !self.origins.allows(origin.as_bytes()) {
@@ -314,6 +356,9 @@ impl ProxyHttp for Edge {
             Some(t) => match self.sessions.open(t, ctx.identity()) {
                 Ok(view) => SessionState::Live(view),
                 Err(why) => {
+                    if matches!(why, crate::session::Closed::Expired | crate::session::Closed::Idle) {
+                        self.metrics.count(Event::SessionExpired);
+                    }
                     tracing::debug!(?why, "session token refused");
                     SessionState::Unknown
                 }
@@ -360,7 +405,16 @@ impl ProxyHttp for Edge {
         let live = Live { edge: self, scope: ctx.scope };
         let decision = route::decide(&request, &live);
 
+        ctx.era = if era.is_modern() { "2026-07-28" } else { "legacy" };
         if let Some(m) = &message {
+            ctx.method = match m.kind {
+                Kind::Response => "response",
+                Kind::Batch => "batch",
+                _ => metrics::method_label(m.method.as_deref()),
+            };
+            if m.is("tools/call") {
+                ctx.tool = m.name.as_deref().map(str::to_owned);
+            }
             ctx.retry_safe = decision == Decision::AnyReplica && route::retry_is_safe(m, &live);
             ctx.lists_tools = m.kind == Kind::Request && m.is("tools/list");
             ctx.kind = Some(m.kind);
@@ -425,8 +479,22 @@ impl ProxyHttp for Edge {
             && matches!(error.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError)
     }
 
-    async fn logging(&self, _session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
         self.release(ctx);
+        if ctx.sse.is_some() {
+            self.streams.close(ctx.session.as_ref().map(|v| v.uid));
+        }
+        let status = session.response_written().map(|h| h.status.as_u16()).or(ctx.reply_status).unwrap_or(0);
+        let request = metrics::Request {
+            method: ctx.method,
+            tool: ctx.tool.as_deref(),
+            era: ctx.era,
+            status,
+            replica: ctx.replica.as_ref().map(|r| &r.id),
+            elapsed: ctx.started.map_or(Duration::ZERO, |t| t.elapsed()),
+        };
+        self.metrics.request(&request);
+        crate::access::log(session, ctx.session.as_ref(), &request, e);
     }
 }
 
@@ -453,7 +521,9 @@ impl Edge {
     /// The chosen replica failed (counts towards ejection).
     pub(crate) fn failed(&self, ctx: &Ctx) {
         if let Some(replica) = &ctx.replica {
-            self.replicas.failed(replica);
+            if self.replicas.failed(replica) {
+                self.metrics.count(Event::Ejection);
+            }
         }
     }
 
@@ -503,8 +573,9 @@ impl Edge {
     }
 
     /// Response headers from a replica, before they reach the client.
-    pub(crate) fn on_response_header(&self, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
-        let Some(replica) = ctx.replica.clone() else { return Ok(()) };
+    /// `Ok(Some(reply))`: the response may not pass (a stream over the limits); answer this.
+    pub(crate) fn on_response_header(&self, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<Option<Reply>> {
+        let Some(replica) = ctx.replica.clone() else { return Ok(None) };
         self.replicas.succeeded(&replica);
         if response.headers.get(SERVED_BY).is_none() {
             response.insert_header(SERVED_BY, &*replica.id)?;
@@ -533,6 +604,9 @@ impl Edge {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if is_sse {
+            if let Err(reply) = self.streams.open(&self.limits, ctx.session.as_ref().map(|v| v.uid)) {
+                return Ok(Some(reply));
+            }
             // Event ids grow by the replica prefix: the replica's length no longer holds, so the
             // stream goes to the client chunked.
             response.remove_header("content-length");
@@ -542,7 +616,7 @@ impl Edge {
                 ctx.streaming = true;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// A chunk of response body from a replica, before it reaches the client.
@@ -597,6 +671,7 @@ impl Edge {
         let owner = init.theirs.map(|session_id| Owner { replica: replica.id.clone(), session_id });
         match self.sessions.mint(&version, owner, ctx.identity()) {
             Ok((token, _)) => {
+                self.metrics.count(Event::SessionMinted);
                 response.insert_header(SESSION_HEADER, token.as_str()).map_err(|_| Reply::error(502, INTERNAL_ERROR, "session token"))?;
                 Ok(true)
             }
@@ -608,6 +683,7 @@ impl Edge {
     fn end_session(&self, ctx: &Ctx) {
         if let (Some(token), Some(view)) = (&ctx.token, &ctx.session) {
             self.sessions.revoke(&view.uid, view.expires);
+            self.metrics.count(Event::SessionRevoked);
             self.peers.announce(token);
         }
     }

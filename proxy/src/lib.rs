@@ -4,15 +4,21 @@
 //! - [`session`]: legacy sessions minted at the edge, and who serves what right now;
 //! - [`route`]: the routing decision, a pure function;
 //! - [`upstream`]: the replica set, health checks, discovery, forwarding and its connection pool;
-//! - [`edge`]: the pingora phases, wiring the above;
-//! - [`auth`]: bearer tokens; [`admin`]: /healthz, /readyz, peer revocations; [`embedded`]: the bundled replicas; [`config`]: flags.
+//! - [`edge`]: the pingora phases, wiring the above; [`deadline`]: the request-header deadline;
+//! - [`metrics`]: Prometheus counters; [`access`]: the access log;
+//! - [`auth`]: bearer tokens; [`ratelimit`]: a token bucket per caller; [`limits`]: header and stream limits; [`admin`]: /healthz, /readyz, peer revocations; [`embedded`]: the bundled replicas; [`config`]: flags.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod deadline;
 pub mod edge;
 pub mod embedded;
+pub mod limits;
 pub mod mcp;
+pub mod metrics;
+pub mod ratelimit;
 pub mod route;
 pub mod session;
 pub mod upstream;

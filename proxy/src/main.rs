@@ -7,7 +7,8 @@ use mcp_edge::{
     edge::Edge,
     embedded::Embedded,
     session::{Keys, Sweep},
-    config::Command,
+    config::{AccessLog, Command},
+    deadline::HeaderDeadline,
     upstream::{
         Replicas,
         discover::{self, Discovery},
@@ -15,11 +16,12 @@ use mcp_edge::{
     },
 };
 use pingora::{
-    proxy::http_proxy_service,
+    proxy::http_proxy,
+    services::listening::Service,
     server::{Server, configuration::ServerConf},
     services::background::background_service,
 };
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::{EnvFilter, Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -34,6 +36,33 @@ fn fail(message: impl std::fmt::Display) -> ! {
     std::process::exit(2);
 }
 
+/// Logs on stderr (`--log`), the access log on stdout (`--access-log`, see `mcp_edge::access`).
+/// The returned guard flushes the access log when the process ends.
+fn init_logs(config: &Config) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let filter = EnvFilter::try_new(&config.log)
+        .unwrap_or_else(|e| fail(format!("bad --log filter {:?}: {e}", config.log)))
+        .add_directive(format!("{}=off", mcp_edge::access::TARGET).parse().expect("a directive"));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    let (access, guard) = match config.access_log {
+        AccessLog::Off => (None, None),
+        format => {
+            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+                .lossy(true)
+                .thread_name("mcp-edge-access-log")
+                .finish(std::io::stdout());
+            let only_access = Targets::new().with_target(mcp_edge::access::TARGET, tracing::Level::INFO);
+            let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_target(false);
+            let layer = match format {
+                AccessLog::Json => layer.json().flatten_event(true).with_current_span(false).with_span_list(false).with_filter(only_access).boxed(),
+                _ => layer.with_ansi(false).with_filter(only_access).boxed(),
+            };
+            (Some(layer), Some(guard))
+        }
+    };
+    tracing_subscriber::registry().with(logs).with(access).init();
+    guard
+}
+
 fn main() {
     let config = Config::parse();
     if let Some(Command::Health) = config.command {
@@ -43,10 +72,7 @@ fn main() {
             _ => 1,
         });
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))
-        .with_writer(std::io::stderr)
-        .init();
+    let _access_writer = init_logs(&config);
 
     // Bind errors read better from us than from a pingora panic.
     if let Err(e) = std::net::TcpListener::bind(config.listen) {
@@ -92,11 +118,19 @@ fn main() {
     let authenticated = auth.is_some();
     let edge = Edge::new(&config, replicas.clone(), keys, auth);
     let sessions = edge.sessions.clone();
-    let mut proxy = http_proxy_service(&server.configuration, edge);
+    let metrics = edge.metrics.clone();
+    let rate_limit = edge.rate_limit.clone();
+    let streams = edge.streams.clone();
+    let proxy = HeaderDeadline {
+        inner: Arc::new(http_proxy(&server.configuration, edge)),
+        limit: Duration::from_millis(config.header_timeout_ms.max(1)),
+        metrics: metrics.clone(),
+    };
+    let mut proxy = Service::new("mcp-edge".to_owned(), proxy);
     proxy.add_tcp(&config.listen.to_string());
 
     let lifecycle = Lifecycle::default();
-    Admin { replicas: replicas.clone(), sessions: sessions.clone(), lifecycle: lifecycle.clone() }
+    Admin { replicas: replicas.clone(), sessions: sessions.clone(), metrics, streams, lifecycle: lifecycle.clone() }
         .spawn(admin_listener)
         .unwrap_or_else(|e| fail(format!("cannot serve the admin listener: {e}")));
 
@@ -116,7 +150,7 @@ fn main() {
     });
 
     println!("mcp-edge {}: MCP at http://{}{}", env!("CARGO_PKG_VERSION"), config.listen, config.path);
-    println!("  admin: http://{}/healthz and /readyz", config.admin_listen);
+    println!("  admin: http://{}/healthz, /readyz and /metrics", config.admin_listen);
     let origin = if _embedded.is_some() { "bundled, in-process" } else { "configured" };
     for replica in replicas.all().iter() {
         println!("  replica {} ({origin}): http://{}{}", replica.id, replica.authority, replica.path);
@@ -127,6 +161,9 @@ fn main() {
             "  replicas: every A/AAAA record of {} (port {}, path {}), asked of {server} every {} ms",
             target.name, target.port, target.path, config.discover_interval_ms
         );
+    }
+    if config.rate_limit > 0.0 {
+        println!("  rate limit: {} requests per second per caller", config.rate_limit);
     }
     if authenticated {
         println!("  bearer authentication on: requests need Authorization: Bearer <token>");
@@ -139,6 +176,9 @@ fn main() {
         server.add_service(background_service("replica discovery", discovery));
     }
     server.add_service(background_service("session sweep", Sweep(sessions)));
+    if let Some(limit) = rate_limit {
+        server.add_service(background_service("rate limit sweep", mcp_edge::ratelimit::Sweep(limit)));
+    }
     server.add_service(background_service("lifecycle", LifecycleWatch { lifecycle, listen: config.listen }));
     server.run_forever();
 }

@@ -8,6 +8,9 @@ pub use mcp_backend::jsonrpc::{
     HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION,
 };
 
+/// JSON-RPC's implementation-defined server error, used for answers about limits (429).
+pub const LIMITED: i64 = -32000;
+
 /// An answer made at the edge, before (or instead of) any replica.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {

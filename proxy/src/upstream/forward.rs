@@ -23,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use crate::{
     edge::{Ctx, Edge},
     mcp::errors::{INTERNAL_ERROR, Reply},
+    metrics::Event,
     route::session_gone_reply,
 };
 
@@ -127,6 +128,7 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                     return edge.reply(session, ctx, reply).await;
                 }
                 stale_retry = false;
+                edge.metrics.count(Event::Retry);
                 continue;
             }
         };
@@ -137,7 +139,7 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
             let mut stream = stream;
             write_all(&mut stream, &wire, peer.options.write_timeout.unwrap_or(Duration::from_secs(3600))).await?;
             let mut upstream = HttpSession::new_with_options(stream, &peer);
-            upstream.read_timeout = peer.options.read_timeout;
+            upstream.read_timeout = Some(edge.first_byte);
             upstream.write_timeout = peer.options.write_timeout;
             // Skip informational answers (1xx) to reach the real response.
             loop {
@@ -159,20 +161,26 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
             Err(e) => {
                 if reused && !stale_retry {
                     stale_retry = true;
+                    edge.metrics.count(Event::Retry);
                     continue;
                 }
                 if edge.may_move(ctx, e.etype()) {
                     // Broke before any response byte, and repeating it changes nothing.
                     edge.failed(ctx);
                     stale_retry = false;
+                    edge.metrics.count(Event::Retry);
                     continue;
                 }
                 edge.failed(ctx);
                 return edge.reply(session, ctx, failed_before_answer(&e).with_id(ctx.id.as_deref())).await;
             }
         };
+        upstream.read_timeout = peer.options.read_timeout;
         let mut response = upstream.resp_header().expect("a response header was read").clone();
-        edge.on_response_header(&mut response, ctx)?;
+        if let Some(reply) = edge.on_response_header(&mut response, ctx)? {
+            // Refused here: dropping the replica's connection abandons the request there.
+            return edge.reply(session, ctx, reply.with_id(ctx.id.as_deref())).await;
+        }
         // An initialize result: hold the body until the session is sealed into the headers.
         let mut held = Vec::new();
         let mut end = false;

@@ -18,6 +18,8 @@ pub struct Edge {
     /// Replica id → base URL (http://host:port).
     pub replicas: Vec<(String, String)>,
     pub child: Child,
+    /// What mcp-edge printed on stdout after its banner (the access log).
+    pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Edge {
@@ -59,8 +61,14 @@ pub async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
             break;
         }
     }
-    std::thread::spawn(move || for _ in lines {});
-    let edge = Edge { url: format!("http://127.0.0.1:{port}/mcp"), admin: format!("http://127.0.0.1:{admin}"), replicas, child };
+    let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let collected = stdout.clone();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            collected.lock().unwrap().push(line);
+        }
+    });
+    let edge = Edge { url: format!("http://127.0.0.1:{port}/mcp"), admin: format!("http://127.0.0.1:{admin}"), replicas, child, stdout };
     let deadline = Instant::now() + Duration::from_secs(20);
     let healthz = format!("{}/healthz", edge.admin);
     while client().get(&healthz).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {

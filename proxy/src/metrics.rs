@@ -1,0 +1,254 @@
+//! Prometheus metrics, served as text at the admin listener's `/metrics`.
+//!
+//! Every series is bounded: methods are the MCP methods this proxy knows (others count as
+//! `other`), tool names are the first [`TOOL_LABELS`] seen (later ones count as `other`),
+//! eras and status classes are fixed sets, and replicas are the configured or discovered
+//! ones (plus `edge` for what the proxy answered itself). Counting is a sharded map update per
+//! request; nothing is formatted until a scrape.
+
+use std::{
+    fmt::Write,
+    sync::{
+        Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use dashmap::DashMap;
+
+use crate::{session::ReplicaId, upstream::Replicas};
+
+/// Distinct tool names that get their own label; later ones are counted as `other`.
+pub const TOOL_LABELS: usize = 50;
+
+/// MCP methods with their own label.
+const METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "resources/list",
+    "resources/templates/list",
+    "resources/read",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+    "server/discover",
+    "notifications/initialized",
+    "notifications/cancelled",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+];
+
+/// The method label of a request: a known method, `response` (a client's answer to a server
+/// request), `batch`, `none` (GET, DELETE) or `other`.
+pub fn method_label(method: Option<&str>) -> &'static str {
+    match method {
+        None => "none",
+        Some(m) => METHODS.iter().find(|known| **known == m).copied().unwrap_or("other"),
+    }
+}
+
+/// Latency bucket bounds, in seconds.
+const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
+
+#[derive(Default)]
+struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if let Some(i) = BUCKETS.iter().position(|bound| seconds <= *bound) {
+            self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+    }
+}
+
+/// One request, as the access log and the metrics see it.
+pub struct Request<'a> {
+    pub method: &'static str,
+    pub tool: Option<&'a str>,
+    pub era: &'static str,
+    pub status: u16,
+    pub replica: Option<&'a ReplicaId>,
+    pub elapsed: Duration,
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RequestKey {
+    method: &'static str,
+    tool: Box<str>,
+    era: &'static str,
+    class: u8,
+    replica: Box<str>,
+}
+
+/// Events counted outside requests.
+#[derive(Clone, Copy, Debug)]
+pub enum Event {
+    SessionMinted,
+    SessionRevoked,
+    SessionExpired,
+    /// A request moved to another replica (or a new connection) after its connection broke.
+    Retry,
+    Ejection,
+    RateLimited,
+    HeaderTimeout,
+}
+
+const EVENTS: [(Event, &str, &str); 7] = [
+    (Event::SessionMinted, "mcp_edge_sessions_minted_total", "Legacy sessions started (tokens sealed)."),
+    (Event::SessionRevoked, "mcp_edge_sessions_revoked_total", "Legacy sessions ended here: DELETE, their stateful owner forgot them, or a peer's revocation."),
+    (Event::SessionExpired, "mcp_edge_sessions_expired_total", "Requests with a session token past its lifetime or idle timeout."),
+    (Event::Retry, "mcp_edge_retries_total", "Requests sent again after a connection broke before any response byte."),
+    (Event::Ejection, "mcp_edge_replica_ejections_total", "Replicas taken out of rotation after consecutive failed requests."),
+    (Event::RateLimited, "mcp_edge_rate_limited_total", "Requests refused with 429 by the rate limit."),
+    (Event::HeaderTimeout, "mcp_edge_header_timeouts_total", "Connections closed because request headers were not complete in time."),
+];
+
+/// The process's metrics.
+#[derive(Default)]
+pub struct Metrics {
+    requests: DashMap<RequestKey, AtomicU64>,
+    latency: DashMap<&'static str, Histogram>,
+    events: [AtomicU64; EVENTS.len()],
+    tools: Mutex<Vec<Box<str>>>,
+}
+
+impl Metrics {
+    pub fn count(&self, event: Event) {
+        self.events[event as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The tool label: the name when it is among the first [`TOOL_LABELS`] seen, else `other`.
+    fn tool_label(&self, tool: Option<&str>) -> Box<str> {
+        let Some(tool) = tool else { return "".into() };
+        let mut tools = self.tools.lock().expect("not poisoned");
+        if tools.iter().any(|t| &**t == tool) {
+            return tool.into();
+        }
+        if tools.len() < TOOL_LABELS {
+            tools.push(tool.into());
+            return tool.into();
+        }
+        "other".into()
+    }
+
+    pub fn request(&self, r: &Request) {
+        let key = RequestKey {
+            method: r.method,
+            tool: self.tool_label(r.tool),
+            era: r.era,
+            class: (r.status / 100).min(5) as u8,
+            replica: r.replica.map_or("edge".into(), |id| (**id).into()),
+        };
+        if let Some(counter) = self.requests.get(&key) {
+            counter.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.requests.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+        }
+        match self.latency.get(r.method) {
+            Some(h) => h.observe(r.elapsed),
+            None => self.latency.entry(r.method).or_default().observe(r.elapsed),
+        }
+    }
+
+    /// The Prometheus text exposition of everything, with the replicas' state read now.
+    pub fn render(&self, replicas: &Replicas, open_streams: usize) -> String {
+        let mut out = String::with_capacity(8192);
+        out.push_str("# HELP mcp_edge_requests_total Requests answered, by MCP method, tool, protocol era, status class and replica (`edge`: answered by the proxy itself).\n");
+        out.push_str("# TYPE mcp_edge_requests_total counter\n");
+        let mut rows: Vec<_> = self.requests.iter().map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed))).collect();
+        rows.sort_by(|a, b| (a.0.method, &a.0.tool, a.0.era, a.0.class, &a.0.replica).cmp(&(b.0.method, &b.0.tool, b.0.era, b.0.class, &b.0.replica)));
+        for (k, n) in rows {
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_requests_total{{method="{}",tool="{}",era="{}",status="{}xx",replica="{}"}} {n}"#,
+                k.method,
+                escape(&k.tool),
+                k.era,
+                k.class,
+                escape(&k.replica)
+            );
+        }
+        out.push_str("# HELP mcp_edge_request_duration_seconds Time from the request's headers to the end of its answer, by MCP method.\n");
+        out.push_str("# TYPE mcp_edge_request_duration_seconds histogram\n");
+        let mut methods: Vec<_> = self.latency.iter().map(|e| *e.key()).collect();
+        methods.sort();
+        for method in methods {
+            let Some(h) = self.latency.get(method) else { continue };
+            let mut cumulative = 0;
+            for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
+                cumulative += bucket.load(Ordering::Relaxed);
+                let _ = writeln!(out, r#"mcp_edge_request_duration_seconds_bucket{{method="{method}",le="{bound}"}} {cumulative}"#);
+            }
+            let count = h.count.load(Ordering::Relaxed);
+            let _ = writeln!(out, r#"mcp_edge_request_duration_seconds_bucket{{method="{method}",le="+Inf"}} {count}"#);
+            let _ = writeln!(out, r#"mcp_edge_request_duration_seconds_sum{{method="{method}"}} {}"#, h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+            let _ = writeln!(out, r#"mcp_edge_request_duration_seconds_count{{method="{method}"}} {count}"#);
+        }
+        for (event, name, help) in EVENTS {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", self.events[event as usize].load(Ordering::Relaxed));
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mcp_edge_open_streams SSE responses being relayed now.\n# TYPE mcp_edge_open_streams gauge\nmcp_edge_open_streams {}",
+            open_streams
+        );
+        out.push_str("# HELP mcp_edge_replica_healthy 1 when the replica takes requests, 0 when it is out of rotation.\n");
+        out.push_str("# TYPE mcp_edge_replica_healthy gauge\n");
+        for replica in replicas.all().iter() {
+            let _ = writeln!(out, r#"mcp_edge_replica_healthy{{replica="{}",address="{}"}} {}"#, escape(&replica.id), replica.addr, u8::from(replica.is_healthy()));
+        }
+        out
+    }
+}
+
+/// A label value: backslash, quote and newline escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_stay_bounded() {
+        let m = Metrics::default();
+        for i in 0..TOOL_LABELS + 10 {
+            let name = format!("tool{i}");
+            m.request(&Request { method: "tools/call", tool: Some(&name), era: "legacy", status: 200, replica: None, elapsed: Duration::from_millis(1) });
+        }
+        assert_eq!(m.requests.len(), TOOL_LABELS + 1, "the first {TOOL_LABELS} tools, then other");
+        assert_eq!(method_label(Some("x/unknown")), "other");
+        assert_eq!(method_label(Some("tools/call")), "tools/call");
+    }
+
+    #[test]
+    fn the_text_format_counts_and_escapes() {
+        let m = Metrics::default();
+        let replica: ReplicaId = "r\"1".into();
+        for status in [200, 200, 404] {
+            m.request(&Request { method: "ping", tool: None, era: "2026-07-28", status, replica: Some(&replica), elapsed: Duration::from_millis(2) });
+        }
+        m.count(Event::SessionMinted);
+        let replicas = Replicas::discovered(crate::upstream::Policy::default());
+        let text = m.render(&replicas, 0);
+        assert!(text.contains(r#"mcp_edge_requests_total{method="ping",tool="",era="2026-07-28",status="2xx",replica="r\"1"} 2"#), "{text}");
+        assert!(text.contains(r#"status="4xx",replica="r\"1"} 1"#), "{text}");
+        assert!(text.contains(r#"mcp_edge_request_duration_seconds_bucket{method="ping",le="0.0025"} 3"#), "{text}");
+        assert!(text.contains(r#"mcp_edge_request_duration_seconds_count{method="ping"} 3"#), "{text}");
+        assert!(text.contains("mcp_edge_sessions_minted_total 1"), "{text}");
+    }
+}

@@ -1,0 +1,109 @@
+//! Rate limiting: a token bucket per caller — the bearer credential when authentication is on,
+//! else the client's IP address. `rate` requests per second on average, up to `burst` at once;
+//! past it a request is answered 429 with `Retry-After` and never reaches a replica.
+//!
+//! Buckets that have refilled completely carry no information and are dropped by a sweep, so
+//! memory follows the callers active in the last `burst / rate` seconds (and is capped).
+
+use std::{
+    net::IpAddr,
+    time::{Duration, Instant},
+};
+
+use dashmap::DashMap;
+
+/// Most callers tracked at once; beyond it, unknown callers share one bucket (so a flood of
+/// new addresses cannot grow memory without bound).
+const MAX_CALLERS: usize = 100_000;
+
+/// Who a bucket belongs to.
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+pub enum Caller {
+    Credential([u8; 16]),
+    Ip(IpAddr),
+    Overflow,
+}
+
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+}
+
+pub struct RateLimit {
+    rate: f64,
+    burst: f64,
+    buckets: DashMap<Caller, Bucket>,
+}
+
+impl RateLimit {
+    /// `None` when `rate` is 0 (no limit).
+    pub fn new(rate: f64, burst: u32) -> Option<Self> {
+        (rate > 0.0).then(|| Self { rate, burst: f64::from(burst.max(1)), buckets: DashMap::new() })
+    }
+
+    /// Take a token for `caller` at `now`: `Err(wait)` when none is left, with how long until one is.
+    pub fn check(&self, caller: Caller, now: Instant) -> Result<(), Duration> {
+        let caller = if self.buckets.len() >= MAX_CALLERS && !self.buckets.contains_key(&caller) { Caller::Overflow } else { caller };
+        let mut bucket = self.buckets.entry(caller).or_insert(Bucket { tokens: self.burst, at: now });
+        let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * self.rate;
+        bucket.tokens = (bucket.tokens + refill).min(self.burst);
+        bucket.at = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate))
+        }
+    }
+
+    /// Drop buckets that are full again by `now`.
+    pub fn sweep(&self, now: Instant) {
+        self.buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * self.rate < self.burst);
+    }
+
+    pub fn callers(&self) -> usize {
+        self.buckets.len()
+    }
+}
+
+/// Drops refilled buckets every few seconds.
+pub struct Sweep(pub std::sync::Arc<RateLimit>);
+
+#[async_trait::async_trait]
+impl pingora::services::background::BackgroundService for Sweep {
+    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tick.tick() => self.0.sweep(Instant::now()),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_then_the_rate() {
+        let limit = RateLimit::new(10.0, 3).unwrap();
+        let caller = Caller::Ip("127.0.0.1".parse().unwrap());
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(limit.check(caller.clone(), t0), Ok(()));
+        }
+        let wait = limit.check(caller.clone(), t0).unwrap_err();
+        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
+        // Another caller has its own bucket.
+        assert_eq!(limit.check(Caller::Ip("127.0.0.2".parse().unwrap()), t0), Ok(()));
+        // One token back after 1/rate.
+        assert_eq!(limit.check(caller.clone(), t0 + Duration::from_millis(100)), Ok(()));
+        assert!(limit.check(caller.clone(), t0 + Duration::from_millis(100)).is_err());
+        // Full again after burst/rate: swept.
+        limit.sweep(t0 + Duration::from_secs(1));
+        assert_eq!(limit.callers(), 0);
+        assert!(RateLimit::new(0.0, 10).is_none(), "rate 0 is no limit");
+    }
+}
