@@ -9,7 +9,7 @@
 use std::{
     fmt::Write,
     sync::{
-        Mutex,
+        Arc, RwLock,
         atomic::{AtomicU64, Ordering},
     },
     time::Duration,
@@ -84,13 +84,15 @@ pub struct Request<'a> {
     pub elapsed: Duration,
 }
 
+/// One series of `mcp_edge_requests_total`. Strings are shared (`Arc`): building a key
+/// allocates nothing.
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct RequestKey {
     method: &'static str,
-    tool: Box<str>,
+    tool: Option<Arc<str>>,
     era: &'static str,
     class: u8,
-    replica: Box<str>,
+    replica: Option<ReplicaId>,
 }
 
 /// Events counted outside requests.
@@ -122,7 +124,7 @@ pub struct Metrics {
     requests: DashMap<RequestKey, AtomicU64>,
     latency: DashMap<&'static str, Histogram>,
     events: [AtomicU64; EVENTS.len()],
-    tools: Mutex<Vec<Box<str>>>,
+    tools: RwLock<Vec<Arc<str>>>,
 }
 
 impl Metrics {
@@ -131,26 +133,29 @@ impl Metrics {
     }
 
     /// The tool label: the name when it is among the first [`TOOL_LABELS`] seen, else `other`.
-    fn tool_label(&self, tool: Option<&str>) -> Box<str> {
-        let Some(tool) = tool else { return "".into() };
-        let mut tools = self.tools.lock().expect("not poisoned");
-        if tools.iter().any(|t| &**t == tool) {
-            return tool.into();
+    fn tool_label(&self, tool: &str) -> Arc<str> {
+        let known = |tools: &[Arc<str>]| tools.iter().find(|t| &***t == tool).cloned();
+        if let Some(t) = known(&self.tools.read().expect("not poisoned")) {
+            return t;
         }
+        let mut tools = self.tools.write().expect("not poisoned");
+        if let Some(t) = known(&tools) {
+            return t;
+        }
+        let label: Arc<str> = if tools.len() < TOOL_LABELS { tool.into() } else { "other".into() };
         if tools.len() < TOOL_LABELS {
-            tools.push(tool.into());
-            return tool.into();
+            tools.push(label.clone());
         }
-        "other".into()
+        label
     }
 
     pub fn request(&self, r: &Request) {
         let key = RequestKey {
             method: r.method,
-            tool: self.tool_label(r.tool),
+            tool: r.tool.map(|t| self.tool_label(t)),
             era: r.era,
             class: (r.status / 100).min(5) as u8,
-            replica: r.replica.map_or("edge".into(), |id| (**id).into()),
+            replica: r.replica.cloned(),
         };
         if let Some(counter) = self.requests.get(&key) {
             counter.fetch_add(1, Ordering::Relaxed);
@@ -175,10 +180,10 @@ impl Metrics {
                 out,
                 r#"mcp_edge_requests_total{{method="{}",tool="{}",era="{}",status="{}xx",replica="{}"}} {n}"#,
                 k.method,
-                escape(&k.tool),
+                escape(k.tool.as_deref().unwrap_or("")),
                 k.era,
                 k.class,
-                escape(&k.replica)
+                escape(k.replica.as_deref().unwrap_or("edge"))
             );
         }
         out.push_str("# HELP mcp_edge_request_duration_seconds Time from the request's headers to the end of its answer, by MCP method.\n");
