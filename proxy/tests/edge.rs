@@ -331,6 +331,17 @@ fn help_documents_every_flag() {
     for flag in ["--listen", "--admin-listen", "--backend", "MCP_EDGE_BACKENDS", "--body-limit", "--allowed-origins", "--threads", "--grace-seconds", "--stream-idle-seconds", "--health-path", "--eject-after", "--session-idle-seconds", "--session-lifetime-seconds", "--session-key", "MCP_EDGE_SESSION_KEY_FILE", "--session-key-previous", "--peer"] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
+    // And the README's configuration table lists every flag --help shows.
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let flags: Vec<&str> = help
+        .split_whitespace()
+        .filter_map(|w| w.strip_prefix("--").map(|f| f.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).next().unwrap_or("")))
+        .filter(|f| f.len() > 1 && !["help", "version"].contains(f))
+        .collect();
+    assert!(flags.len() > 30, "{flags:?}");
+    for flag in flags {
+        assert!(readme.contains(&format!("`--{flag}`")), "README's configuration table lacks --{flag}");
+    }
 }
 
 /// Legacy sessions live in sealed tokens: any process with the key serves them, nothing else
