@@ -215,3 +215,52 @@ async fn hostile_requests_get_errors_and_never_reach_a_replica() {
     let ok = post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(2, "echo", json!({"message":"still here"}))).await;
     assert_eq!(ok.status, 200, "the proxy keeps serving");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_holds_at_most_its_streams() {
+    let edge = start(&["--max-streams-per-session", "1"]).await;
+    let token = open_session(&edge, "2025-06-18").await;
+    let stream = |id| {
+        client()
+            .post(&edge.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", token.as_str())
+            .body(progress(id, 3, 300))
+            .send()
+    };
+    let first = stream(1).await.unwrap();
+    assert_eq!(first.status(), 200);
+    let second = stream(2).await.unwrap();
+    assert_eq!(second.status(), 429);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!((body["id"].clone(), body["error"]["code"].clone()), (json!(2), json!(-32000)));
+    // Another session, and plain calls in this one, are not affected.
+    let other = open_session(&edge, "2025-06-18").await;
+    assert_eq!(
+        client()
+            .post(&edge.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", other.as_str())
+            .body(progress(3, 1, 10))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(4, "echo", json!({"message":"m"}))).await.status, 200);
+    assert_eq!(events(first).await.len(), 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_slower_than_the_first_byte_timeout_gets_504() {
+    let edge = start(&["--first-byte-timeout-seconds", "1"]).await;
+    let started = Instant::now();
+    let slow = post(&edge.url, &[JSON, BOTH], call(1, "sleep", json!({"ms": 3000}))).await;
+    assert_eq!(slow.status, 504, "{}", slow.body);
+    assert_eq!((slow.json()["id"].clone(), slow.error_code()), (json!(1), -32603));
+    assert!(started.elapsed() < Duration::from_millis(2900), "answered after {:?}", started.elapsed());
+    assert_eq!(post(&edge.url, &[JSON, BOTH], call(2, "sleep", json!({"ms": 100}))).await.status, 200, "within the timeout");
+}
