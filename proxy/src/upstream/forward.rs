@@ -101,8 +101,10 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
     let body = ctx.body.take().unwrap_or_default();
     let query = session.req_header().uri.query().map(str::to_owned);
     session.downstream_session.set_abort_on_close(true);
-    // A pooled connection may turn out closed by the replica; the request is buffered, so one
-    // try on a new connection is safe.
+    // A pooled connection may turn out closed by the replica (it broke, not timed out): the
+    // request is buffered, so it is tried once more on a new connection to the same replica —
+    // pingora's rule for reused connections. If that replica cannot be reached any more, only a
+    // request safe to repeat moves on.
     let mut stale_retry = false;
     loop {
         let Some(replica) = (if stale_retry { ctx.replica.clone() } else { edge.choose(ctx) }) else {
@@ -123,8 +125,10 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                     // A stateful replica's sessions die with it: the client must start a new one.
                     return edge.reply(session, ctx, session_gone_reply(ctx.id.as_deref())).await;
                 }
-                if ctx.target.is_some() {
-                    let reply = Reply::error(502, INTERNAL_ERROR, format!("could not reach the replica: {e}")).with_id(ctx.id.as_deref());
+                if ctx.target.is_some() || (stale_retry && !ctx.retry_safe) {
+                    // Pinned, or the broken pooled connection may have delivered it already.
+                    let reply = Reply::error(502, INTERNAL_ERROR, format!("could not reach the replica: {e}; the request was not repeated"))
+                        .with_id(ctx.id.as_deref());
                     return edge.reply(session, ctx, reply).await;
                 }
                 stale_retry = false;
@@ -159,7 +163,8 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
         let mut upstream = match answered {
             Ok(upstream) => upstream,
             Err(e) => {
-                if reused && !stale_retry {
+                let timed_out = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
+                if reused && !stale_retry && !timed_out {
                     stale_retry = true;
                     edge.metrics.count(Event::Retry);
                     continue;
