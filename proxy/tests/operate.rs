@@ -16,6 +16,15 @@ fn progress(id: u64, steps: u64, interval_ms: u64) -> String {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"progress","arguments":{"steps":steps,"interval_ms":interval_ms},"_meta":{"progressToken":id}}}).to_string()
 }
 
+/// POST `body` accepting SSE, in `session` if given; the response as it starts.
+async fn open_stream(edge: &Edge, body: String, session: Option<&str>) -> reqwest::Response {
+    let mut request = client().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream");
+    if let Some(token) = session {
+        request = request.header("mcp-session-id", token);
+    }
+    request.body(body).send().await.unwrap()
+}
+
 /// The value of one series in a Prometheus text scrape (0 when absent).
 async fn metric(edge: &Edge, series: &str) -> f64 {
     let text = client().get(format!("{}/metrics", edge.admin)).send().await.unwrap().text().await.unwrap();
@@ -30,11 +39,13 @@ async fn metrics_move_as_traffic_flows() {
     for id in 0..6 {
         assert_eq!(post(&edge.url, &[JSON, BOTH], call(id, "echo", json!({"message":"m"}))).await.status, 200);
     }
-    assert_eq!(metric(&edge, calls).await - before, 2.0, "round robin: 2 of 6 calls on r1");
+    // A request is counted when it is logged, just after its answer is written: wait for it.
+    wait_for(5, "2 of 6 calls counted on r1 (round robin)", || async { metric(&edge, calls).await - before == 2.0 }).await;
     let not_found = r#"mcp_edge_requests_total{method="none",tool="",era="unknown",status="4xx",replica="edge"}"#;
     post(&edge.url.replace("/mcp", "/nope"), &[JSON], "{}").await;
-    assert_eq!(metric(&edge, not_found).await, 1.0, "answered by the edge itself");
-    assert!(metric(&edge, r#"mcp_edge_request_duration_seconds_count{method="tools/call"}"#).await >= 6.0);
+    wait_for(5, "the edge's own 404 counted", || async { metric(&edge, not_found).await == 1.0 }).await;
+    let timed = r#"mcp_edge_request_duration_seconds_count{method="tools/call"}"#;
+    wait_for(5, "6 call latencies", || async { metric(&edge, timed).await == 6.0 }).await;
 
     let token = open_session(&edge, "2025-06-18").await;
     assert_eq!(metric(&edge, "mcp_edge_sessions_minted_total").await, 1.0);
@@ -45,14 +56,7 @@ async fn metrics_move_as_traffic_flows() {
     assert_eq!(text.lines().filter(|l| l.starts_with("mcp_edge_replica_healthy{") && l.ends_with(" 1")).count(), 3, "{text}");
 
     // An open stream shows, then goes.
-    let stream = client()
-        .post(&edge.url)
-        .header("content-type", "application/json")
-        .header("accept", "application/json, text/event-stream")
-        .body(progress(50, 3, 200))
-        .send()
-        .await
-        .unwrap();
+    let stream = open_stream(&edge, progress(50, 3, 200), None).await;
     wait_for(5, "the stream in the gauge", || async { metric(&edge, "mcp_edge_open_streams").await == 1.0 }).await;
     events(stream).await;
     wait_for(5, "the stream to leave the gauge", || async { metric(&edge, "mcp_edge_open_streams").await == 0.0 }).await;
@@ -153,22 +157,14 @@ async fn a_client_trickling_its_headers_is_cut_off() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_beyond_the_limits_are_refused() {
     let edge = start(&["--max-streams", "1"]).await;
-    let progress = |id| {
-        client()
-            .post(&edge.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(progress(id, 3, 300))
-            .send()
-    };
-    let first = progress(1).await.unwrap();
+    let first = open_stream(&edge, progress(1, 3, 300), None).await;
     assert_eq!(first.status(), 200);
-    let second = progress(2).await.unwrap();
+    let second = open_stream(&edge, progress(2, 3, 300), None).await;
     assert_eq!(second.status(), 503);
     let body: Value = second.json().await.unwrap();
     assert_eq!((body["id"].clone(), body["error"]["code"].clone()), (json!(2), json!(-32000)));
     assert_eq!(events(first).await.len(), 4, "the first stream is untouched: 3 progress events and the result");
-    wait_for(5, "room for a stream again", || async { progress(3).await.unwrap().status() == 200 }).await;
+    wait_for(5, "room for a stream again", || async { open_stream(&edge, progress(3, 1, 10), None).await.status() == 200 }).await;
 }
 
 /// Hostile requests: each gets its documented status and a JSON-RPC error, no replica sees
@@ -220,36 +216,15 @@ async fn hostile_requests_get_errors_and_never_reach_a_replica() {
 async fn a_session_holds_at_most_its_streams() {
     let edge = start(&["--max-streams-per-session", "1"]).await;
     let token = open_session(&edge, "2025-06-18").await;
-    let stream = |id| {
-        client()
-            .post(&edge.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", token.as_str())
-            .body(progress(id, 3, 300))
-            .send()
-    };
-    let first = stream(1).await.unwrap();
+    let first = open_stream(&edge, progress(1, 3, 300), Some(&token)).await;
     assert_eq!(first.status(), 200);
-    let second = stream(2).await.unwrap();
+    let second = open_stream(&edge, progress(2, 3, 300), Some(&token)).await;
     assert_eq!(second.status(), 429);
     let body: Value = second.json().await.unwrap();
     assert_eq!((body["id"].clone(), body["error"]["code"].clone()), (json!(2), json!(-32000)));
     // Another session, and plain calls in this one, are not affected.
     let other = open_session(&edge, "2025-06-18").await;
-    assert_eq!(
-        client()
-            .post(&edge.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", other.as_str())
-            .body(progress(3, 1, 10))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(open_stream(&edge, progress(3, 1, 10), Some(&other)).await.status(), 200);
     assert_eq!(post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(4, "echo", json!({"message":"m"}))).await.status, 200);
     assert_eq!(events(first).await.len(), 4);
 }
