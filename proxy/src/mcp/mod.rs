@@ -196,7 +196,8 @@ fn nests_deeper_than(body: &[u8], limit: usize) -> bool {
 fn is_valid_id(raw: &str) -> bool {
     let raw = raw.trim();
     if raw.starts_with('"') {
-        return true;
+        // A string whose escapes decode (no lone surrogate halves such as "\udda0").
+        return !raw.contains('\\') || serde_json::from_str::<String>(raw).is_ok();
     }
     // Integers that fit 64 bits: what SDKs decode (a 5000-digit id is no id).
     raw.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-')) && raw.parse::<i64>().is_ok()
@@ -284,6 +285,17 @@ mod tests {
         assert_eq!(m.kind, Kind::Batch);
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"info://server"}}"#).unwrap();
         assert_eq!(m.name.as_deref(), Some("info://server"));
+    }
+
+    #[test]
+    fn ids_must_decode() {
+        // Found by the classify fuzz target: a string id with lone surrogate escapes.
+        let lone = br#"{"jsonrpc":"2.0","id":"ta08\udda0\uda88","method":"ping"}"#;
+        assert!(matches!(classify(lone), Err(Invalid::NotJsonRpc(_))));
+        let paired = br#"{"jsonrpc":"2.0","id":"a\ud83d\ude00\n","method":"ping"}"#;
+        assert_eq!(classify(paired).unwrap().id, Some(r#""a\ud83d\ude00\n""#));
+        let cancel = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"\udd0d"}}"#;
+        assert_eq!(classify(cancel).unwrap().cancels, None);
     }
 
     #[test]
