@@ -539,7 +539,6 @@ impl Edge {
         peer.options.connection_timeout = Some(self.connect_timeout);
         peer.options.read_timeout = Some(self.stream_idle);
         peer.options.write_timeout = Some(self.stream_idle);
-        peer.options.idle_timeout = Some(UPSTREAM_IDLE);
         peer
     }
 
