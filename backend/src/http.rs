@@ -250,7 +250,7 @@ async fn mcp(State(app): State<App>, request: Request) -> Response {
 }
 
 /// What the client's `Accept` header allows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Accepts {
     pub json: bool,
     pub sse: bool,
@@ -258,14 +258,19 @@ pub struct Accepts {
 
 /// Parse `Accept`: a missing header or `*/*` accepts both; q=0 excludes a range.
 pub fn accepts(headers: &HeaderMap) -> Accepts {
+    accepts_values(headers.get_all(header::ACCEPT))
+}
+
+/// [`accepts`] over the values of every `Accept` field of a request.
+pub fn accepts_values<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Accepts {
     let mut seen = false;
     let mut out = Accepts { json: false, sse: false };
-    for value in headers.get_all(header::ACCEPT) {
+    for value in values {
         let Ok(value) = value.to_str() else { continue };
         for range in value.split(',') {
             seen = true;
             let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+            let media = parts.next().unwrap_or("").trim();
             let refused = parts.any(|p| {
                 let p = p.trim();
                 p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
@@ -273,11 +278,13 @@ pub fn accepts(headers: &HeaderMap) -> Accepts {
             if refused {
                 continue;
             }
-            match media.as_str() {
-                "*/*" => out = Accepts { json: true, sse: true },
-                "application/*" | JSON => out.json = true,
-                "text/*" | SSE => out.sse = true,
-                _ => {}
+            let is = |name: &str| media.eq_ignore_ascii_case(name);
+            if is("*/*") {
+                out = Accepts { json: true, sse: true };
+            } else if is("application/*") || is(JSON) {
+                out.json = true;
+            } else if is("text/*") || is(SSE) {
+                out.sse = true;
             }
         }
     }
@@ -589,6 +596,8 @@ mod tests {
             accepts(&headers(&["application/json;q=0, text/event-stream"])),
             Accepts { json: false, sse: true }
         );
+        // Media types are case-insensitive; several Accept fields add up.
+        assert_eq!(accepts(&headers(&["Application/JSON", "TEXT/Event-Stream"])), Accepts { json: true, sse: true });
     }
 
     #[test]
