@@ -65,14 +65,23 @@ pub enum Invalid {
     NotJsonRpc(String),
 }
 
+/// A JSON string borrowed from the body when it has no escapes. (serde borrows a `Cow<str>`
+/// only as a field of its own: inside an `Option` it would always allocate.)
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+
+fn cow(t: Option<Text<'_>>) -> Option<Cow<'_, str>> {
+    t.map(|t| t.0)
+}
+
 #[derive(Deserialize)]
 struct RawMessage<'a> {
     #[serde(borrow, default)]
-    jsonrpc: Option<Cow<'a, str>>,
+    jsonrpc: Option<Text<'a>>,
     #[serde(borrow, default)]
     id: Option<&'a RawValue>,
     #[serde(borrow, default)]
-    method: Option<Cow<'a, str>>,
+    method: Option<Text<'a>>,
     #[serde(borrow, default)]
     params: Option<RawParams<'a>>,
     #[serde(borrow, default)]
@@ -84,11 +93,11 @@ struct RawMessage<'a> {
 #[derive(Deserialize)]
 struct RawParams<'a> {
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Text<'a>>,
     #[serde(borrow, default)]
-    uri: Option<Cow<'a, str>>,
+    uri: Option<Text<'a>>,
     #[serde(borrow, default, rename = "protocolVersion")]
-    protocol_version: Option<Cow<'a, str>>,
+    protocol_version: Option<Text<'a>>,
     #[serde(borrow, default, rename = "requestId")]
     request_id: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "_meta")]
@@ -98,7 +107,7 @@ struct RawParams<'a> {
 #[derive(Deserialize)]
 struct RawMeta<'a> {
     #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
-    version: Option<Cow<'a, str>>,
+    version: Option<Text<'a>>,
 }
 
 /// Classify a POST body without building a JSON tree.
@@ -131,7 +140,7 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
             Invalid::Parse(format!("malformed JSON: {e}"))
         }
     })?;
-    if raw.jsonrpc.as_deref() != Some("2.0") {
+    if raw.jsonrpc.as_ref().map(|t| &*t.0) != Some("2.0") {
         return Err(Invalid::NotJsonRpc("\"jsonrpc\" must be \"2.0\"".into()));
     }
     let id = match raw.id {
@@ -150,14 +159,14 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
     let params = raw.params;
     let (name, init_version, meta_version, cancels) = match params {
         Some(p) => (
-            p.name.or(p.uri),
-            p.protocol_version,
-            p.meta.and_then(|m| m.version),
+            cow(p.name.or(p.uri)),
+            cow(p.protocol_version),
+            cow(p.meta.and_then(|m| m.version)),
             p.request_id.map(RawValue::get).filter(|r| is_valid_id(r)),
         ),
         None => (None, None, None, None),
     };
-    Ok(Message { kind, method: raw.method, id, name, cancels, init_version, meta_version })
+    Ok(Message { kind, method: cow(raw.method), id, name, cancels, init_version, meta_version })
 }
 
 /// Deepest nesting of arrays and objects accepted: serde_json's own limit when it builds a
@@ -285,6 +294,16 @@ mod tests {
         assert_eq!(m.kind, Kind::Batch);
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"info://server"}}"#).unwrap();
         assert_eq!(m.name.as_deref(), Some("info://server"));
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed_from_the_body() {
+        let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","name":"x"}}"#).unwrap();
+        for field in [&m.method, &m.name, &m.init_version] {
+            assert!(matches!(field, Some(Cow::Borrowed(_))), "{field:?}");
+        }
+        let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call"}"#).unwrap();
+        assert_eq!(m.method.as_deref(), Some("tools/call"), "escapes still decode");
     }
 
     #[test]
