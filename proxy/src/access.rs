@@ -4,7 +4,7 @@
 //! text lines (or none); they go to stdout through a non-blocking writer, so the request never
 //! waits for the write (lines are dropped, and counted, if the writer falls behind).
 
-use pingora::{Error, proxy::Session};
+use pingora::{Error, protocols::http::ServerSession as Session};
 use sha2::{Digest, Sha256};
 
 use crate::{metrics::Request, session::SessionView};

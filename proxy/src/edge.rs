@@ -1,15 +1,17 @@
-//! The pingora [`ProxyHttp`] implementation: mcp-edge answers every request in
-//! `request_filter`, so pingora's upstream phases never run. Each step delegates:
+//! One request's steps, from its headers to its answer ([`crate::front`] calls them for each
+//! request pingora's HTTP server reads). Each step delegates:
 //!
 //! ```text
-//! request_filter ─ path, bearer token (auth), Origin, session token opened (session::Sessions)
-//!   │              POST: Content-Type, Accept, body read whole (bounded)
-//!   │              mcp::classify ─ route::decide ─┬─ Reply: answered here, no replica sees it
-//!   │                                             └─ AnyReplica / Replica(id)
+//! handle
+//!   ├─ admit ─ one pass over the header fields (heads::Heads): header limits, path, bearer
+//!   │          token (auth), rate limit, Origin; POST: Content-Type, Accept
+//!   ├─ session token opened (session::Sessions); POST: body read whole (bounded)
+//!   ├─ mcp::classify ─ route::decide ─┬─ Reply: answered here, no replica sees it
+//!   │                                 └─ AnyReplica / Replica(id)
 //!   └─ upstream::forward ─ Edge::choose (upstream::Replicas: round robin over healthy, or the
 //!        │   owner) ─ a pooled connection of this worker thread (upstream::pool)
-//!        │   prepare_upstream_request: Host → replica, Mcp-Session-Id stripped (or the owner's
-//!        │   own id), MCP-Protocol-Version from the session, Last-Event-ID → the replica's own id
+//!        │   Edge::rewrite: Host → replica, Mcp-Session-Id stripped (or the owner's own id),
+//!        │   MCP-Protocol-Version from the session, Last-Event-ID → the replica's own id;
 //!        │   head and body in one write; broke before any response byte → another replica
 //!        │   when route::retry_is_safe
 //!        ├─ on_response_header ─ X-Served-By, the client's token echoed, replica session ids
@@ -17,34 +19,34 @@
 //!        │   SSE: stream owner recorded; legacy initialize held until seal_session
 //!        └─ on_response_body ─ SSE event by event (mcp::sse): event ids → <replica>/<id>,
 //!            server→client requests recorded; tools/list → tool annotations learned
-//! fail_to_proxy ─ an error after the answer began (a stream that broke: a last error event)
-//! logging ─ stream owners released
+//! fail ─ an error: 502/504, or after the answer began (a stream that broke) a last error event
+//! logging ─ metrics, access log, stream owners released
 //! ```
 //!
-//! Why not pingora's upstream phases: routing needs the whole body first, pingora 0.9 replays
-//! a body read in `request_filter` only from a 64 KiB retry buffer, a legacy `initialize` must
-//! hold its headers until the body is seen, and forwarding a complete request ourselves
-//! writes it in one system call over a per-thread pool (benches/RESULTS.md has what that
-//! bought).
+//! Why not pingora-proxy's phases: routing needs the whole body first, pingora 0.9 replays a
+//! body read early only from a 64 KiB retry buffer, a legacy `initialize` must hold its headers
+//! until the body is seen, and forwarding a complete request ourselves writes it in one system
+//! call over a per-thread pool; with every request answered here, the phases were only cost
+//! (benches/RESULTS.md has what each change bought).
 
 use std::{sync::Arc, time::Duration};
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora::{
     Error, ErrorType, Result,
-    http::{RequestHeader, ResponseHeader},
-    proxy::{FailToProxy, ProxyHttp, Session},
+    http::ResponseHeader,
+    protocols::http::ServerSession as Session,
     upstreams::peer::HttpPeer,
 };
 
 use crate::{
     config::Config,
+    heads::Heads,
     mcp::{self, Kind, errors::*, sse, tools::KnownTools},
     route::{self, Decision, SessionState, Verb},
     session::{Keys, Owner, Owners, ReplicaId, SessionView, Sessions, peers::Peers},
     metrics::{self, Event, Metrics},
-    upstream::{Replica, Replicas},
+    upstream::{Replica, Replicas, forward::Rewrite},
 };
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -217,13 +219,18 @@ async fn discard(session: &mut Session, declared: Option<usize>) {
     let _ = session.drain_request_body().await;
 }
 
-fn header<'a>(session: &'a Session, name: &str) -> Option<&'a str> {
-    session.req_header().headers.get(name).and_then(|v| v.to_str().ok())
+/// What the header checks let through ([`Edge::admit`]).
+struct Admitted {
+    verb: Verb,
+    /// `Content-Length`, when it is a number.
+    declared: Option<usize>,
+    /// The session token the client sent.
+    token: Option<String>,
 }
 
 impl Edge {
     /// Write the proxy's own answer and end the request.
-    pub(crate) async fn reply(&self, session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<bool> {
+    pub(crate) async fn reply(&self, session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<()> {
         let body = reply.body();
         let mut header = ResponseHeader::build(reply.status, Some(4))?;
         if let Some(body) = &body {
@@ -240,20 +247,16 @@ impl Edge {
         if !session.is_body_done() {
             session.set_keepalive(None);
         }
-        session.write_response_header(Box::new(header), body.is_none()).await?;
-        if let Some(body) = body {
-            session.write_response_body(Some(body), true).await?;
-        }
-        Ok(true)
+        session.write_response_header(Box::new(header)).await?;
+        session.write_response_body(body.unwrap_or_default(), true).await
     }
 
     /// Read the whole request body, bounded by the limit. `Err(reply)` when it is too large.
     ///
     /// An oversized body is read and discarded (up to [`DISCARD_LIMIT`], for a few seconds) so
     /// that a client still sending it can read the 413; beyond that the connection is closed.
-    async fn read_body(&self, session: &mut Session) -> Result<std::result::Result<Bytes, Reply>> {
+    async fn read_body(&self, session: &mut Session, declared: Option<usize>) -> Result<std::result::Result<Bytes, Reply>> {
         let too_large = || Reply::error(413, INVALID_REQUEST, format!("request body exceeds the limit of {} bytes", self.body_limit));
-        let declared = header(session, "content-length").and_then(|v| v.trim().parse::<usize>().ok());
         if declared.is_some_and(|length| length > self.body_limit) {
             discard(session, declared).await;
             return Ok(Err(too_large()));
@@ -288,8 +291,8 @@ impl Edge {
     }
 
     /// Checks that need only headers: Content-Type and Accept of a POST.
-    fn check_post_headers(&self, session: &Session) -> Option<Reply> {
-        let content_type = header(session, "content-type").unwrap_or("");
+    fn check_post_headers(&self, heads: &Heads) -> Option<Reply> {
+        let content_type = heads.content_type.unwrap_or("");
         let essence = content_type.split(';').next().unwrap_or("").trim();
         if !essence.eq_ignore_ascii_case("application/json") {
             return Some(Reply::error(
@@ -298,59 +301,67 @@ impl Edge {
                 format!("Content-Type must be application/json, got {}", if content_type.is_empty() { "none" } else { content_type }),
             ));
         }
-        let accepts = mcp_backend::http::accepts(&session.req_header().headers);
-        if !accepts.json && !accepts.sse {
+        if !heads.accept.json && !heads.accept.sse {
             return Some(Reply::error(406, INVALID_REQUEST, "Accept must allow application/json or text/event-stream"));
         }
         None
     }
 }
 
-#[async_trait]
-impl ProxyHttp for Edge {
-    type CTX = Ctx;
-
-    fn new_ctx(&self) -> Ctx {
+/// The request's steps, called by [`crate::front`].
+impl Edge {
+    pub(crate) fn new_ctx(&self) -> Ctx {
         Ctx { started: Some(std::time::Instant::now()), method: "none", era: "unknown", ..Ctx::default() }
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        crate::deadline::headers_read();
-        if let Some(reply) = self.limits.check_headers(session.req_header()) {
-            return self.reply(session, ctx, reply).await;
+    /// Checks on the request's headers alone, before its body is read: size, path, credential,
+    /// rate, Origin, and a POST's Content-Type and Accept. `Err`: the answer instead.
+    fn admit(&self, session: &Session, ctx: &mut Ctx) -> std::result::Result<Admitted, Reply> {
+        let request = session.req_header();
+        let heads = Heads::of(request);
+        if let Some(reply) = self.limits.check_headers(heads.count, heads.bytes) {
+            return Err(reply);
         }
-        if session.req_header().uri.path() != self.path {
-            let path = session.req_header().uri.path().to_owned();
-            return self.reply(session, ctx, Reply::error(404, METHOD_NOT_FOUND, format!("no endpoint at {path}: MCP is served at {}", self.path))).await;
+        if request.uri.path() != self.path {
+            return Err(Reply::error(404, METHOD_NOT_FOUND, format!("no endpoint at {}: MCP is served at {}", request.uri.path(), self.path)));
         }
         if let Some(auth) = &self.auth {
-            match auth.check(session.req_header().headers.get("authorization").map(|v| v.as_bytes())) {
-                Ok(identity) => ctx.identity = Some(identity),
-                Err(reply) => return self.reply(session, ctx, reply).await,
-            }
+            ctx.identity = Some(auth.check(heads.authorization)?);
         }
         if let Some(reply) = self.check_rate(session, ctx) {
-            return self.reply(session, ctx, reply).await;
+            return Err(reply);
         }
-        if let Some(origin) = session.req_header().headers.get("origin") {
-            if !self.origins.allows(origin.as_bytes()) {
-                let message = format!(
-                    "Origin {} is not allowed (allowed: {})",
-                    String::from_utf8_lossy(origin.as_bytes()),
-                    self.allowed_origins
-                );
-                return self.reply(session, ctx, Reply::error(403, INVALID_REQUEST, message)).await;
+        if let Some(origin) = heads.origin {
+            if !self.origins.allows(origin) {
+                let message = format!("Origin {} is not allowed (allowed: {})", String::from_utf8_lossy(origin), self.allowed_origins);
+                return Err(Reply::error(403, INVALID_REQUEST, message));
             }
         }
-        let verb = match session.req_header().method.as_str() {
+        let verb = match request.method.as_str() {
             "POST" => Verb::Post,
             "GET" => Verb::Get,
             "DELETE" => Verb::Delete,
             _ => Verb::Other,
         };
-        ctx.verb = Some(verb);
+        if verb == Verb::Post {
+            if let Some(reply) = self.check_post_headers(&heads) {
+                return Err(reply);
+            }
+        }
+        Ok(Admitted {
+            verb,
+            declared: heads.content_length.and_then(|v| v.trim().parse::<usize>().ok()),
+            token: heads.session.map(str::to_owned),
+        })
+    }
 
-        let token = header(session, SESSION_HEADER).map(str::to_owned);
+    /// Check, classify and route one request, and answer it: here, or from a replica.
+    pub(crate) async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let Admitted { verb, declared, token } = match self.admit(session, ctx) {
+            Ok(admitted) => admitted,
+            Err(reply) => return self.reply(session, ctx, reply).await,
+        };
+        ctx.verb = Some(verb);
         let mut state = match &token {
             None => SessionState::None,
             Some(t) => match self.sessions.open(t, ctx.identity()) {
@@ -366,10 +377,7 @@ impl ProxyHttp for Edge {
         };
 
         let body = if verb == Verb::Post {
-            if let Some(reply) = self.check_post_headers(session) {
-                return self.reply(session, ctx, reply).await;
-            }
-            match self.read_body(session).await? {
+            match self.read_body(session, declared).await? {
                 Ok(body) => Some(body),
                 Err(reply) => return self.reply(session, ctx, reply).await,
             }
@@ -382,13 +390,14 @@ impl ProxyHttp for Edge {
             Some(Ok(m)) => Some(m),
             None => None,
         };
-        let header_version = header(session, VERSION_HEADER);
+        let heads = Heads::of(session.req_header());
+        let header_version = heads.version;
         let era = mcp::era(message.as_ref(), header_version);
         if era.is_modern() {
             // 2026-07-28 has no sessions: an incoming id is ignored, never looked up.
             state = SessionState::None;
         }
-        let resume = header(session, "last-event-id").and_then(sse::parse_event_id);
+        let resume = heads.last_event_id.and_then(sse::parse_event_id);
         ctx.scope = match &state {
             SessionState::Live(view) => Scope::Session(view.uid),
             _ => session.client_addr().and_then(|a| a.as_inet()).map_or(Scope::Unknown, |a| Scope::Client(*a)),
@@ -398,8 +407,8 @@ impl ProxyHttp for Edge {
             message: message.as_ref(),
             session: &state,
             header_version,
-            header_method: header(session, "mcp-method"),
-            header_name: header(session, "mcp-name"),
+            header_method: heads.mcp_method,
+            header_name: heads.mcp_name,
             resume_from: resume.map(|(replica, _)| replica),
         };
         let live = Live { edge: self, scope: ctx.scope };
@@ -445,15 +454,17 @@ impl ProxyHttp for Edge {
         }
     }
 
-    /// Never reached: `request_filter` answers every request ([`crate::upstream::forward`]).
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
-        Error::e_explain(ErrorType::InternalError, "requests are forwarded in request_filter")
-    }
-
-    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+    /// The client's answer when handling failed: a 502/504 if nothing was written yet, a last
+    /// error event if a stream broke. A client that went away gets nothing (it is not there),
+    /// and is not logged as a failure: in 2026-07-28 it is how a client cancels.
+    pub(crate) async fn fail(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) {
         if e.esource() == &pingora::ErrorSource::Downstream {
-            return FailToProxy { error_code: 0, can_reuse_downstream: false };
+            if !matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError) {
+                tracing::error!("client connection failed: {e}");
+            }
+            return;
         }
+        tracing::error!("request failed: {e}");
         let (status, message) = match e.etype() {
             ErrorType::ReadTimedout | ErrorType::WriteTimedout => (504, "the replica did not answer in time".to_owned()),
             _ => (502, format!("the replica failed while answering: {}; the request was not repeated", e.etype().as_str())),
@@ -464,22 +475,17 @@ impl ProxyHttp for Edge {
                 let reply = Reply::error(status, INTERNAL_ERROR, format!("the replica serving this stream failed: {message}")).with_id(Some(id));
                 if let Some(body) = reply.body() {
                     let event = [&b"event: message\ndata: "[..], &body, b"\n\n"].concat();
-                    let _ = session.write_response_body(Some(Bytes::from(event)), true).await;
+                    let _ = session.write_response_body(Bytes::from(event), true).await;
                 }
             }
         } else {
-            let _ = self.reply(session, ctx, Reply::error(status, INTERNAL_ERROR, message).with_id(ctx.id.as_deref())).await;
+            let reply = Reply::error(status, INTERNAL_ERROR, message).with_id(ctx.id.as_deref());
+            let _ = self.reply(session, ctx, reply).await;
         }
-        FailToProxy { error_code: status, can_reuse_downstream: false }
     }
 
-    /// A client that went away is not a proxy failure (in 2026-07-28 it is how a client cancels).
-    fn suppress_error_log(&self, _session: &Session, _ctx: &Ctx, error: &Error) -> bool {
-        error.esource() == &pingora::ErrorSource::Downstream
-            && matches!(error.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError)
-    }
-
-    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut Ctx) {
+    /// After the request, however it ended: metrics, the access log, in-flight keys released.
+    pub(crate) fn logging(&self, session: &Session, e: Option<&Error>, ctx: &mut Ctx) {
         self.release(ctx);
         if ctx.sse.is_some() {
             self.streams.close(ctx.session.as_ref().map(|v| v.uid));
@@ -542,33 +548,16 @@ impl Edge {
         peer
     }
 
-    /// The request as the replica must see it.
-    pub(crate) fn prepare_upstream_request(&self, upstream: &mut RequestHeader, replica: &Replica, ctx: &Ctx, query: Option<&str>) -> Result<()> {
-        upstream.insert_header("host", replica.authority.as_str())?;
-        let path = match query {
-            Some(q) => format!("{}?{q}", replica.path),
-            None => replica.path.clone(),
-        };
-        if upstream.uri.path() != replica.path {
-            upstream.set_uri(path.parse().map_err(|_| Error::explain(ErrorType::InternalError, "bad replica path"))?);
+    /// How the request must change for this replica ([`crate::upstream::forward`] writes it).
+    pub(crate) fn rewrite<'a>(&self, replica: &'a Replica, ctx: &'a Ctx) -> Rewrite<'a> {
+        Rewrite {
+            authority: &replica.authority,
+            path: &replica.path,
+            session_id: ctx.session.as_ref().and_then(|view| view.owner.as_ref()).map(|owner| owner.session_id.as_str()),
+            version: ctx.session.as_ref().map(|view| view.version.as_str()),
+            last_event_id: ctx.resume_id.as_deref(),
+            drop_authorization: self.auth.is_some(),
         }
-        upstream.remove_header(SESSION_HEADER);
-        if self.auth.is_some() {
-            // The edge's credential is the edge's business.
-            upstream.remove_header("authorization");
-        }
-        if let Some(view) = &ctx.session {
-            if let Some(owner) = &view.owner {
-                upstream.insert_header(SESSION_HEADER, owner.session_id.as_str())?;
-            }
-            if upstream.headers.get(VERSION_HEADER).is_none() {
-                upstream.insert_header(VERSION_HEADER, view.version.as_str())?;
-            }
-        }
-        if let Some(original) = &ctx.resume_id {
-            upstream.insert_header("last-event-id", original.as_str())?;
-        }
-        Ok(())
     }
 
     /// Response headers from a replica, before they reach the client.

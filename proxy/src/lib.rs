@@ -4,7 +4,8 @@
 //! - [`session`]: legacy sessions minted at the edge, and who serves what right now;
 //! - [`route`]: the routing decision, a pure function;
 //! - [`upstream`]: the replica set, health checks, discovery, forwarding and its connection pool;
-//! - [`edge`]: the pingora phases, wiring the above; [`deadline`]: the request-header deadline;
+//! - [`front`]: each request from pingora's HTTP server (header deadline, failures, logging);
+//! - [`edge`]: one request's steps, wiring the above; [`heads`]: the request fields it reads;
 //! - [`metrics`]: Prometheus counters; [`access`]: the access log;
 //! - [`auth`]: bearer tokens; [`ratelimit`]: a token bucket per caller; [`limits`]: header and stream limits; [`admin`]: /healthz, /readyz, peer revocations; [`embedded`]: the bundled replicas; [`config`]: flags.
 
@@ -12,9 +13,10 @@ pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;
-pub mod deadline;
 pub mod edge;
 pub mod embedded;
+pub mod front;
+pub mod heads;
 pub mod limits;
 pub mod mcp;
 pub mod metrics;

@@ -8,7 +8,6 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use dashmap::DashMap;
-use pingora::http::RequestHeader;
 
 use crate::mcp::errors::{INVALID_REQUEST, LIMITED, Reply};
 
@@ -23,13 +22,12 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// 431 when the request's headers exceed the limits.
-    pub fn check_headers(&self, request: &RequestHeader) -> Option<Reply> {
-        let count = request.headers.len();
+    /// 431 when the request's headers exceed the limits: `count` fields of `bytes` in all
+    /// (the target, and each field's name and value plus 4; [`crate::heads::Heads`]).
+    pub fn check_headers(&self, count: usize, bytes: usize) -> Option<Reply> {
         if count > self.max_headers {
             return Some(Reply::error(431, INVALID_REQUEST, format!("{count} header fields; at most {} are accepted", self.max_headers)));
         }
-        let bytes = request.raw_path().len() + request.headers.iter().map(|(n, v)| n.as_str().len() + v.len() + 4).sum::<usize>();
         (bytes > self.max_header_bytes)
             .then(|| Reply::error(431, INVALID_REQUEST, format!("request headers of {bytes} bytes; at most {} are accepted", self.max_header_bytes)))
     }
@@ -89,16 +87,21 @@ mod tests {
 
     #[test]
     fn header_count_and_size() {
+        use pingora::http::RequestHeader;
+        let check = |r: &RequestHeader| {
+            let heads = crate::heads::Heads::of(r);
+            LIMITS.check_headers(heads.count, heads.bytes)
+        };
         let mut r = RequestHeader::build("POST", b"/mcp", None).unwrap();
         r.insert_header("a", "1").unwrap();
-        assert_eq!(LIMITS.check_headers(&r), None);
+        assert_eq!(check(&r), None);
         r.insert_header("b", "x".repeat(300)).unwrap();
-        assert_eq!(LIMITS.check_headers(&r).unwrap().status, 431);
+        assert_eq!(check(&r).unwrap().status, 431);
         let mut many = RequestHeader::build("POST", b"/mcp", None).unwrap();
         for name in ["a", "b", "c", "d"] {
             many.insert_header(name, "1").unwrap();
         }
-        assert_eq!(LIMITS.check_headers(&many).unwrap().status, 431);
+        assert_eq!(check(&many).unwrap().status, 431);
     }
 
     #[test]

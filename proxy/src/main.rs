@@ -8,7 +8,7 @@ use mcp_edge::{
     embedded::Embedded,
     session::{Keys, Sweep},
     config::{AccessLog, Command},
-    deadline::HeaderDeadline,
+    front::Front,
     upstream::{
         Replicas,
         discover::{self, Discovery},
@@ -16,7 +16,6 @@ use mcp_edge::{
     },
 };
 use pingora::{
-    proxy::http_proxy,
     services::listening::Service,
     server::{Server, configuration::ServerConf},
     services::background::background_service,
@@ -121,11 +120,7 @@ fn main() {
     let metrics = edge.metrics.clone();
     let rate_limit = edge.rate_limit.clone();
     let streams = edge.streams.clone();
-    let proxy = HeaderDeadline {
-        inner: Arc::new(http_proxy(&server.configuration, edge)),
-        limit: Duration::from_millis(config.header_timeout_ms.max(1)),
-        metrics: metrics.clone(),
-    };
+    let proxy = Front::new(edge, Duration::from_millis(config.header_timeout_ms.max(1)));
     let mut proxy = Service::new("mcp-edge".to_owned(), proxy);
     proxy.add_tcp(&config.listen.to_string());
 

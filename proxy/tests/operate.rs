@@ -128,29 +128,50 @@ async fn the_rate_limit_refuses_then_recovers() {
 async fn a_client_trickling_its_headers_is_cut_off() {
     let edge = start(&["--header-timeout-ms", "300"]).await;
     let addr = edge.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
-    let cut = tokio::task::spawn_blocking(move || {
-        let mut s = std::net::TcpStream::connect(addr).unwrap();
-        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-        s.write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n").unwrap();
-        let start = Instant::now();
-        // One header line every 50 ms, for at most 5 s: the proxy must close first.
-        while start.elapsed() < Duration::from_secs(5) {
-            if s.write_all(b"x-slow: 1\r\n").is_err() {
-                return Some(start.elapsed());
+    // `after_a_request`: the slow headers are the second request's on a kept-alive connection.
+    let trickle = |after_a_request: bool| {
+        let addr = addr.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            if after_a_request {
+                let body = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+                let request = format!(
+                    "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                s.write_all(request.as_bytes()).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let mut got = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !got.ends_with(b"}") {
+                    let n = s.read(&mut buf).unwrap();
+                    assert!(n > 0, "closed before the first answer");
+                    got.extend_from_slice(&buf[..n]);
+                }
+                assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
             }
-            match s.read(&mut [0u8; 64]) {
-                Ok(0) | Err(_) if s.peer_addr().is_err() => return Some(start.elapsed()),
-                Ok(0) => return Some(start.elapsed()),
-                _ => {}
+            s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            s.write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n").unwrap();
+            let start = Instant::now();
+            // One header line every 50 ms, for at most 5 s: the proxy must close first.
+            while start.elapsed() < Duration::from_secs(5) {
+                if s.write_all(b"x-slow: 1\r\n").is_err() {
+                    return Some(start.elapsed());
+                }
+                match s.read(&mut [0u8; 64]) {
+                    Ok(0) | Err(_) if s.peer_addr().is_err() => return Some(start.elapsed()),
+                    Ok(0) => return Some(start.elapsed()),
+                    _ => {}
+                }
             }
-        }
-        None
-    })
-    .await
-    .unwrap();
-    let after = cut.expect("the connection was still open after 5 s");
-    assert!(after < Duration::from_secs(3), "cut after {after:?}");
-    assert_eq!(metric(&edge, "mcp_edge_header_timeouts_total").await, 1.0);
+            None
+        })
+    };
+    for (after_a_request, timeouts) in [(false, 1.0), (true, 2.0)] {
+        let after = trickle(after_a_request).await.unwrap().expect("the connection was still open after 5 s");
+        assert!(after < Duration::from_secs(3), "cut after {after:?} (after a request: {after_a_request})");
+        assert_eq!(metric(&edge, "mcp_edge_header_timeouts_total").await, timeouts);
+    }
     assert_eq!(post(&edge.url, &[JSON, BOTH], call(1, "echo", json!({"message":"m"}))).await.status, 200, "others are served");
 }
 

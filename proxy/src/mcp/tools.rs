@@ -10,7 +10,7 @@ pub const LIST_LIMIT: usize = 4 << 20;
 
 #[derive(Default)]
 pub struct KnownTools {
-    safe: DashMap<Box<str>, bool>,
+    safe: DashMap<Box<str>, bool, foldhash::fast::RandomState>,
 }
 
 impl KnownTools {

@@ -15,38 +15,84 @@ use bytes::{BufMut, Bytes, BytesMut};
 use pingora::{
     Error, ErrorType, Result,
     http::RequestHeader,
-    protocols::{Stream, http::v1::client::HttpSession},
-    proxy::Session,
+    protocols::{
+        Stream,
+        http::{ServerSession as Session, v1::client::HttpSession},
+    },
 };
 use tokio::io::AsyncWriteExt;
 
 use crate::{
-    edge::{Ctx, Edge},
+    edge::{Ctx, Edge, SESSION_HEADER, VERSION_HEADER},
     mcp::errors::{INTERNAL_ERROR, Reply},
     metrics::Event,
     route::session_gone_reply,
 };
 
-/// Hop-by-hop headers: they describe the client's connection, not the request.
-const HOP_BY_HOP: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade"];
+/// How the request a replica sees differs from the client's.
+pub(crate) struct Rewrite<'a> {
+    /// `Host`: the replica's own authority.
+    pub authority: &'a str,
+    /// The replica's path (the client's query string is kept).
+    pub path: &'a str,
+    /// `Mcp-Session-Id`: the client's never passes; a stateful owner gets its own id here.
+    pub session_id: Option<&'a str>,
+    /// `MCP-Protocol-Version`, added when the client sent none (a legacy session's version).
+    pub version: Option<&'a str>,
+    /// `Last-Event-ID`, replacing the client's (the replica's own event id).
+    pub last_event_id: Option<&'a str>,
+    /// Whether `Authorization` stays here (it was the edge's own credential).
+    pub drop_authorization: bool,
+}
 
-/// The request as bytes on the wire: head, then the whole body.
-fn request_to_wire(mut request: RequestHeader, body: &[u8]) -> Result<BytesMut> {
-    for name in HOP_BY_HOP {
-        request.remove_header(name);
+/// The replica's request as bytes on the wire, head then the whole body, written straight from
+/// the client's header: hop-by-hop fields (they describe the client's connection), `Expect`
+/// (the body is already here) and the client's framing are dropped, `Content-Length` is the
+/// body's.
+fn request_to_wire(request: &RequestHeader, rewrite: &Rewrite, body: &[u8]) -> BytesMut {
+    fn field(wire: &mut BytesMut, name: &str, value: &[u8]) {
+        wire.put_slice(name.as_bytes());
+        wire.put_slice(b": ");
+        wire.put_slice(value);
+        wire.put_slice(b"\r\n");
     }
-    // The body is already here: nothing to wait for.
-    request.remove_header("expect");
-    request.set_version(http::Version::HTTP_11);
+    let mut wire = BytesMut::with_capacity(512 + body.len());
+    wire.put_slice(request.method.as_str().as_bytes());
+    wire.put_u8(b' ');
+    wire.put_slice(rewrite.path.as_bytes());
+    if let Some(query) = request.uri.query() {
+        wire.put_u8(b'?');
+        wire.put_slice(query.as_bytes());
+    }
+    wire.put_slice(b" HTTP/1.1\r\n");
+    field(&mut wire, "host", rewrite.authority.as_bytes());
+    let mut has_version = false;
+    for (name, value) in &request.headers {
+        match name.as_str() {
+            "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade" => continue,
+            "host" | "expect" | "content-length" | SESSION_HEADER => continue,
+            "authorization" if rewrite.drop_authorization => continue,
+            "last-event-id" if rewrite.last_event_id.is_some() => continue,
+            VERSION_HEADER => has_version = true,
+            _ => {}
+        }
+        field(&mut wire, name.as_str(), value.as_bytes());
+    }
+    if let Some(id) = rewrite.session_id {
+        field(&mut wire, SESSION_HEADER, id.as_bytes());
+    }
+    if let (Some(version), false) = (rewrite.version, has_version) {
+        field(&mut wire, VERSION_HEADER, version.as_bytes());
+    }
+    if let Some(id) = rewrite.last_event_id {
+        field(&mut wire, "last-event-id", id.as_bytes());
+    }
     if !body.is_empty() || request.method == http::Method::POST {
-        request.insert_header("content-length", body.len().to_string())?;
-    } else {
-        request.remove_header("content-length");
+        field(&mut wire, "content-length", itoa::Buffer::new().format(body.len()).as_bytes());
     }
-    let mut wire = pingora::protocols::http::v1::client::http_req_header_to_wire(&request)
-        .ok_or_else(|| Error::explain(ErrorType::InvalidHTTPHeader, "request line cannot be sent"))?;
+    wire.put_slice(b"\r\n");
     wire.put_slice(body);
-    Ok(wire)
+    wire
 }
 
 async fn write_all(stream: &mut Stream, wire: &[u8], timeout: Duration) -> Result<()> {
@@ -54,7 +100,13 @@ async fn write_all(stream: &mut Stream, wire: &[u8], timeout: Duration) -> Resul
         stream.write_all(wire).await?;
         stream.flush().await
     };
-    match pingora_timeout::fast_timeout::fast_timeout(timeout, write).await {
+    tokio::pin!(write);
+    // A request fits the socket's buffer almost always: then no timer is needed.
+    let written = match futures::FutureExt::now_or_never(&mut write) {
+        Some(written) => Ok(written),
+        None => pingora_timeout::fast_timeout::fast_timeout(timeout, write).await,
+    };
+    match written {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Error::e_because(ErrorType::WriteError, "while writing the request", e),
         Err(_) => Error::e_explain(ErrorType::WriteTimedout, "while writing the request"),
@@ -81,7 +133,7 @@ async fn next_chunk(edge: &Edge, upstream: &mut HttpSession, ctx: &mut Ctx) -> R
 /// Resolves when the client closes its connection (never while it stays open).
 async fn client_gone(session: &mut Session) -> Box<Error> {
     loop {
-        match session.downstream_session.read_body_or_idle(true).await {
+        match session.read_body_or_idle(true).await {
             Err(e) => return e.into_down(),
             Ok(_) => continue,
         }
@@ -96,11 +148,10 @@ fn failed_before_answer(e: &Error) -> Reply {
     }
 }
 
-/// Forward the buffered request; always answers the client (`Ok(true)`: the request is done).
-pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+/// Forward the buffered request; always answers the client.
+pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
     let body = ctx.body.take().unwrap_or_default();
-    let query = session.req_header().uri.query().map(str::to_owned);
-    session.downstream_session.set_abort_on_close(true);
+    session.set_abort_on_close(true);
     // A pooled connection may turn out closed by the replica (it broke, not timed out): the
     // request is buffered, so it is tried once more on a new connection to the same replica —
     // pingora's rule for reused connections. If that replica cannot be reached any more, only a
@@ -136,9 +187,7 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                 continue;
             }
         };
-        let mut request = session.req_header().clone();
-        edge.prepare_upstream_request(&mut request, &replica, ctx, query.as_deref())?;
-        let wire = request_to_wire(request, &body)?;
+        let wire = request_to_wire(session.req_header(), &edge.rewrite(&replica, ctx), &body);
         let exchange = async {
             let mut stream = stream;
             write_all(&mut stream, &wire, peer.options.write_timeout.unwrap_or(Duration::from_secs(3600))).await?;
@@ -202,13 +251,13 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                 }
             }
         }
-        session.write_response_header(Box::new(response), false).await.map_err(|e| e.into_down())?;
+        session.write_response_header(Box::new(response)).await.map_err(|e| e.into_down())?;
         let held_last = held.len();
         for (i, chunk) in held.into_iter().enumerate() {
-            session.write_response_body(Some(chunk), end && i + 1 == held_last).await.map_err(|e| e.into_down())?;
+            session.write_response_body(chunk, end && i + 1 == held_last).await.map_err(|e| e.into_down())?;
         }
         if end && held_last == 0 {
-            session.write_response_body(None, true).await.map_err(|e| e.into_down())?;
+            session.write_response_body(Bytes::new(), true).await.map_err(|e| e.into_down())?;
         }
         while !end {
             let (data, last) = tokio::select! {
@@ -219,14 +268,16 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                 }
             };
             end = last;
-            session.write_response_body(data, end).await.map_err(|e| e.into_down())?;
+            if data.is_some() || end {
+                session.write_response_body(data.unwrap_or_default(), end).await.map_err(|e| e.into_down())?;
+            }
         }
         edge.release(ctx);
         upstream.respect_keepalive();
         if let Some(stream) = upstream.reuse().await {
             edge.pool.put(replica.addr, stream);
         }
-        return Ok(true);
+        return Ok(());
     }
 }
 
@@ -234,24 +285,69 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
 mod tests {
     use super::*;
 
+    const PLAIN: Rewrite = Rewrite {
+        authority: "10.0.0.7:8000",
+        path: "/mcp",
+        session_id: None,
+        version: None,
+        last_event_id: None,
+        drop_authorization: false,
+    };
+
+    fn text(wire: &[u8]) -> String {
+        String::from_utf8(wire.to_vec()).unwrap()
+    }
+
     #[test]
     fn the_request_leaves_in_one_piece_without_hop_by_hop_headers() {
-        let mut request = RequestHeader::build("POST", b"/mcp", None).unwrap();
+        let mut request = RequestHeader::build("POST", b"http://edge.example/api?x=1", None).unwrap();
         request.set_version(http::Version::HTTP_10);
-        for (name, value) in [("Connection", "close"), ("Transfer-Encoding", "chunked"), ("Expect", "100-continue"), ("Accept", "application/json")] {
-            request.insert_header(name, value).unwrap();
+        for (name, value) in [
+            ("Host", "edge.example"),
+            ("Connection", "close"),
+            ("Transfer-Encoding", "chunked"),
+            ("Expect", "100-continue"),
+            ("Content-Length", "999"),
+            ("Mcp-Session-Id", "client-token"),
+            ("Accept", "application/json"),
+            ("Accept", "text/event-stream"),
+        ] {
+            request.append_header(name, value).unwrap();
         }
-        let wire = request_to_wire(request, br#"{"jsonrpc":"2.0"}"#).unwrap();
-        let text = std::str::from_utf8(&wire).unwrap();
-        assert!(text.starts_with("POST /mcp HTTP/1.1\r\n"), "{text}");
-        assert!(text.ends_with("\r\n\r\n{\"jsonrpc\":\"2.0\"}"), "{text}");
-        let lower = text.to_ascii_lowercase();
-        assert!(lower.contains("content-length: 17\r\n") && lower.contains("accept: application/json"), "{text}");
-        for gone in ["connection:", "transfer-encoding:", "expect:"] {
-            assert!(!lower.contains(gone), "{gone} in {text}");
+        let wire = text(&request_to_wire(&request, &PLAIN, br#"{"jsonrpc":"2.0"}"#));
+        assert!(wire.starts_with("POST /mcp?x=1 HTTP/1.1\r\nhost: 10.0.0.7:8000\r\n"), "{wire}");
+        assert!(wire.ends_with("content-length: 17\r\n\r\n{\"jsonrpc\":\"2.0\"}"), "{wire}");
+        assert!(wire.contains("accept: application/json\r\naccept: text/event-stream\r\n"), "{wire}");
+        for gone in ["connection:", "transfer-encoding:", "expect:", "mcp-session-id:", "edge.example", "999"] {
+            assert!(!wire.contains(gone), "{gone} in {wire}");
         }
 
-        let get = request_to_wire(RequestHeader::build("GET", b"/mcp", None).unwrap(), b"").unwrap();
-        assert!(!std::str::from_utf8(&get).unwrap().to_ascii_lowercase().contains("content-length"));
+        let get = text(&request_to_wire(&RequestHeader::build("GET", b"/mcp", None).unwrap(), &PLAIN, b""));
+        assert_eq!(get, "GET /mcp HTTP/1.1\r\nhost: 10.0.0.7:8000\r\n\r\n");
+    }
+
+    #[test]
+    fn session_fields_are_the_replicas_own() {
+        let mut request = RequestHeader::build("GET", b"/mcp", None).unwrap();
+        for (name, value) in [("Mcp-Session-Id", "client-token"), ("Last-Event-ID", "r2/41"), ("Authorization", "Bearer edge-secret")] {
+            request.append_header(name, value).unwrap();
+        }
+        let rewrite = Rewrite {
+            session_id: Some("replica-session"),
+            version: Some("2025-06-18"),
+            last_event_id: Some("41"),
+            drop_authorization: true,
+            ..PLAIN
+        };
+        let wire = text(&request_to_wire(&request, &rewrite, b""));
+        assert!(wire.contains("mcp-session-id: replica-session\r\n") && !wire.contains("client-token"), "{wire}");
+        assert!(wire.contains("mcp-protocol-version: 2025-06-18\r\n"), "{wire}");
+        assert!(wire.contains("last-event-id: 41\r\n") && !wire.contains("r2/41"), "{wire}");
+        assert!(!wire.contains("edge-secret"), "{wire}");
+
+        // A version the client sent is the one the replica gets.
+        request.append_header("MCP-Protocol-Version", "2025-03-26").unwrap();
+        let wire = text(&request_to_wire(&request, &rewrite, b""));
+        assert!(wire.contains("mcp-protocol-version: 2025-03-26\r\n") && !wire.contains("2025-06-18"), "{wire}");
     }
 }

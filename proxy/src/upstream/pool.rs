@@ -31,7 +31,7 @@ struct Idle {
 
 #[derive(Default)]
 struct ThreadPool {
-    idle: HashMap<SocketAddr, Vec<Idle>>,
+    idle: HashMap<SocketAddr, Vec<Idle>, foldhash::fast::RandomState>,
     last_sweep: Option<Instant>,
     sweeper: bool,
 }

@@ -1,0 +1,106 @@
+//! The client side of the proxy: pingora's HTTP server hands each request on a connection
+//! here, one at a time (HTTP/1 keep-alive, or an HTTP/2 stream).
+//!
+//! ```text
+//! read_head ─ the request's headers, within --header-timeout-ms of the connection being ready
+//!   │          for it (accepted, or the previous response sent); else the connection closes
+//!   │          (also how an idle keep-alive connection ends); a malformed head → pingora's 400
+//! Edge::handle ─ everything the edge decides and forwards (edge.rs)
+//!   └─ Err ─ Edge::fail: the client's answer when the request broke (502/504, or a stream's
+//!            last error event); a client that went away is not logged as a failure
+//! Edge::logging ─ metrics, the access log, in-flight keys released
+//! finish ─ the connection is kept for the next request when the exchange ended cleanly
+//! ```
+//!
+//! mcp-edge answers every request itself (its own forwarding, `upstream::forward`), so it needs
+//! pingora's server, listeners and HTTP sessions but none of pingora-proxy's phases; this is
+//! the whole request loop.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
+
+use async_trait::async_trait;
+use pingora::{
+    ErrorType,
+    apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream},
+    protocols::http::ServerSession,
+    server::ShutdownWatch,
+};
+use tokio::sync::Notify;
+
+use crate::{edge::Edge, metrics::Event};
+
+/// The proxy as pingora's HTTP application.
+pub struct Front {
+    edge: Edge,
+    header_deadline: Duration,
+    /// Set when the service stops accepting: keep-alive connections waiting for a request close.
+    closing: AtomicBool,
+    closed: Notify,
+}
+
+impl Front {
+    pub fn new(edge: Edge, header_deadline: Duration) -> Self {
+        Self { edge, header_deadline, closing: AtomicBool::new(false), closed: Notify::new() }
+    }
+
+    /// Read the next request's headers. `false`: there is none (closed, timed out, malformed,
+    /// or the service is stopping) and the connection ends.
+    async fn read_head(&self, session: &mut ServerSession) -> bool {
+        let read = tokio::select! {
+            biased;
+            read = pingora_timeout::fast_timeout::fast_timeout(self.header_deadline, session.read_request()) => read,
+            () = self.closed.notified() => return false,
+        };
+        match read {
+            Ok(Ok(request)) => request,
+            Ok(Err(e)) => {
+                if e.etype() == &ErrorType::InvalidHTTPHeader {
+                    let _ = session.respond_error(400).await;
+                }
+                tracing::debug!("bad request head: {e}");
+                session.shutdown().await;
+                false
+            }
+            Err(_) => {
+                self.edge.metrics.count(Event::HeaderTimeout);
+                false
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl HttpServerApp for Front {
+    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, _shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        if !self.read_head(&mut session).await {
+            return None;
+        }
+        if self.closing.load(Ordering::Acquire) {
+            session.set_keepalive(None);
+        }
+        let edge = &self.edge;
+        let mut ctx = edge.new_ctx();
+        let error = edge.handle(&mut session, &mut ctx).await.err();
+        if let Some(e) = &error {
+            edge.fail(&mut session, e, &mut ctx).await;
+        }
+        edge.logging(&session, error.as_deref(), &mut ctx);
+        if let Some(e) = error {
+            session.on_proxy_failure(e);
+            return None;
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
+        session.finish().await.ok().flatten().map(|stream| ReusedHttpStream::from_reusable_stream(stream, settings))
+    }
+
+    async fn http_cleanup(&self) {
+        self.closing.store(true, Ordering::Release);
+        self.closed.notify_waiters();
+    }
+}
