@@ -10,6 +10,7 @@
 //!            last error event); a client that went away is not logged as a failure
 //! Edge::logging ─ metrics, the access log, in-flight keys released
 //! finish ─ the connection is kept for the next request when the exchange ended cleanly
+//!          (with any bytes of it that arrived early: pipelined requests are answered in order)
 //! ```
 //!
 //! mcp-edge answers every request itself (its own forwarding, `upstream::forward`), so it needs
@@ -78,6 +79,10 @@ impl Front {
 #[async_trait]
 impl HttpServerApp for Front {
     async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, _shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        // A client may send its next request before this one's answer ends (pipelining, or
+        // simply right after a bodiless answer such as a 202): those bytes are kept for the
+        // next request instead of being taken for a client that broke the protocol.
+        session.set_pipelining_enabled(true);
         if !self.read_head(&mut session).await {
             return None;
         }

@@ -105,6 +105,39 @@ async fn modern_requests_pass_untouched_and_never_get_a_session() {
     assert_eq!(seen.len(), 3);
 }
 
+/// Requests sent back to back on one connection, before the answers (HTTP/1.1 pipelining, and
+/// what a fast client does right after a bodiless 202): each is answered, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_requests_are_answered_in_order() {
+    use std::io::{Read, Write};
+    let edge = start(&[]).await;
+    let addr = edge.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
+    let request = |body: &str| {
+        format!("POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+    };
+    let notification = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let wire = [request(&call(1, "echo", json!({"message":"a"}))), request(notification), request(&call(2, "echo", json!({"message":"b"})))].concat();
+    let answers = tokio::task::spawn_blocking(move || {
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(wire.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains(r#""id":2"#) {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    })
+    .await
+    .unwrap();
+    let statuses: Vec<&str> = answers.match_indices("HTTP/1.1 ").map(|(i, _)| &answers[i + 9..i + 12]).collect();
+    assert_eq!(statuses, ["200", "202", "200"], "{answers}");
+    assert!(answers.find(r#""id":1"#) < answers.find(r#""id":2"#), "{answers}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bodies_beyond_pingoras_replay_buffer_arrive_intact() {
     let edge = start(&[]).await;
