@@ -21,6 +21,10 @@ use report::Stats;
 use scenario::{Expect, Outcome, Scenario};
 use serde_json::json;
 
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Drive an MCP endpoint and report what came back. Every answer that is not the expected
 /// JSON-RPC result counts as an error, by kind.
 #[derive(Debug, Clone, Parser)]
@@ -78,9 +82,67 @@ impl Budget {
     }
 }
 
+/// Where requests go: one TCP connection per client, opened again after it breaks.
+struct Target {
+    addr: String,
+    authority: http::HeaderValue,
+    path: http::Uri,
+    timeout: Duration,
+}
+
+impl Target {
+    fn parse(url: &str, timeout: Duration) -> Result<Self, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("bad --url {url:?}: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!("--url must be http:// (got {url:?})"));
+        }
+        let authority = uri.authority().ok_or_else(|| format!("--url {url:?} has no host"))?;
+        // An IPv6 host keeps its brackets: "[::1]:8150".
+        let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+        let path = uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|e| format!("bad path: {e}"))?;
+        Ok(Target { addr, authority: http::HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?, path, timeout })
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
+
+/// Open a connection to the target (the connection's driver runs as its own task).
+async fn connect(target: &Target) -> std::io::Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(&target.addr).await?;
+    stream.set_nodelay(true)?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+    tokio::spawn(connection);
+    Ok(sender)
+}
+
+/// One request and its whole response body; `Err(timed out)`.
+async fn send(connection: &mut Option<Sender>, target: &Target, request: http::Request<http_body_util::Full<bytes::Bytes>>) -> Result<(u16, http::HeaderMap, bytes::Bytes), bool> {
+    use http_body_util::BodyExt;
+    let exchange = async {
+        if connection.as_ref().is_none_or(|c| c.is_closed()) {
+            *connection = Some(connect(target).await.map_err(|_| false)?);
+        }
+        let sender = connection.as_mut().expect("connected");
+        sender.ready().await.map_err(|_| false)?;
+        let response = sender.send_request(request).await.map_err(|_| false)?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|_| false)?.to_bytes();
+        Ok((parts.status.as_u16(), parts.headers, body))
+    };
+    let result = match tokio::time::timeout(target.timeout, exchange).await {
+        Ok(result) => result,
+        Err(_) => Err(true),
+    };
+    if result.is_err() {
+        // A broken or timed-out exchange leaves the connection unusable.
+        *connection = None;
+    }
+    result
+}
+
 struct Client {
-    http: reqwest::Client,
-    url: String,
+    target: Arc<Target>,
+    connection: Option<Sender>,
     budget: Arc<Budget>,
     stats: Stats,
     /// Open loop: the interval between this client's requests and when the next one is due.
@@ -92,7 +154,7 @@ struct Client {
 
 impl Client {
     /// Send one request (if the budget allows) and record it; `None` when the run is over.
-    async fn exchange(&mut self, method: reqwest::Method, body: Option<String>, headers: &[(&str, &str)], accept: &str, expect: Expect) -> Option<(Outcome, reqwest::header::HeaderMap)> {
+    async fn exchange(&mut self, method: http::Method, body: Option<String>, headers: &[(&str, &str)], accept: &str, expect: Expect) -> Option<(Outcome, http::HeaderMap)> {
         if !self.budget.take() {
             return None;
         }
@@ -105,25 +167,22 @@ impl Client {
             }
             None => Instant::now(),
         };
-        let mut request = self.http.request(method, &self.url).header("accept", accept);
-        if let Some(body) = body {
-            request = request.header("content-type", "application/json").body(body);
+        let mut request = http::Request::builder()
+            .method(method)
+            .uri(self.target.path.clone())
+            .header("host", self.target.authority.clone())
+            .header("accept", accept);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let (outcome, response_headers) = match request.send().await {
-            Ok(response) => {
-                let status = response.status().as_u16();
-                let headers = response.headers().clone();
-                match response.bytes().await {
-                    Ok(body) => (scenario::judge(status, &body, expect), headers),
-                    Err(e) if e.is_timeout() => (Outcome::Timeout, headers),
-                    Err(_) => (Outcome::Connection, headers),
-                }
-            }
-            Err(e) if e.is_timeout() => (Outcome::Timeout, Default::default()),
-            Err(_) => (Outcome::Connection, Default::default()),
+        let request = request.body(http_body_util::Full::new(body.map(bytes::Bytes::from).unwrap_or_default())).expect("a valid request");
+        let (outcome, response_headers) = match send(&mut self.connection, &self.target, request).await {
+            Ok((status, headers, body)) => (scenario::judge(status, &body, expect), headers),
+            Err(true) => (Outcome::Timeout, Default::default()),
+            Err(false) => (Outcome::Connection, Default::default()),
         };
         let served_by = response_headers.get("x-served-by").and_then(|v| v.to_str().ok());
         self.stats.record(start.elapsed(), outcome.clone(), served_by);
@@ -140,30 +199,30 @@ impl Client {
 
     async fn stateless(&mut self) -> Option<()> {
         let body = scenario::echo(self.id());
-        self.exchange(reqwest::Method::POST, Some(body), &[], "application/json", Expect::Result).await.map(|_| ())
+        self.exchange(http::Method::POST, Some(body), &[], "application/json", Expect::Result).await.map(|_| ())
     }
 
     async fn modern(&mut self) -> Option<()> {
         let body = scenario::modern_echo(self.id());
-        self.exchange(reqwest::Method::POST, Some(body), scenario::MODERN_HEADERS, "application/json, text/event-stream", Expect::Result).await.map(|_| ())
+        self.exchange(http::Method::POST, Some(body), scenario::MODERN_HEADERS, "application/json, text/event-stream", Expect::Result).await.map(|_| ())
     }
 
     async fn stream(&mut self) -> Option<()> {
         let body = scenario::progress(self.id());
-        self.exchange(reqwest::Method::POST, Some(body), &[], "application/json, text/event-stream", Expect::Result).await.map(|_| ())
+        self.exchange(http::Method::POST, Some(body), &[], "application/json, text/event-stream", Expect::Result).await.map(|_| ())
     }
 
     /// initialize → the session id (`None` when the run ended or no session came back).
     async fn open_session(&mut self) -> Option<Option<String>> {
         let (outcome, headers) =
-            self.exchange(reqwest::Method::POST, Some(scenario::initialize()), &[], "application/json, text/event-stream", Expect::Result).await?;
+            self.exchange(http::Method::POST, Some(scenario::initialize()), &[], "application/json, text/event-stream", Expect::Result).await?;
         let session = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         if outcome != Outcome::Ok {
             return Some(None);
         }
         let with = [("mcp-session-id", session.as_deref().unwrap_or("")), ("mcp-protocol-version", "2025-06-18")];
         let headers: &[(&str, &str)] = if session.is_some() { &with } else { &with[1..] };
-        self.exchange(reqwest::Method::POST, Some(scenario::INITIALIZED.into()), headers, "application/json, text/event-stream", Expect::Status(202)).await?;
+        self.exchange(http::Method::POST, Some(scenario::INITIALIZED.into()), headers, "application/json, text/event-stream", Expect::Status(202)).await?;
         Some(session)
     }
 
@@ -171,7 +230,7 @@ impl Client {
         let body = scenario::echo(self.id());
         let with = [("mcp-session-id", session.unwrap_or("")), ("mcp-protocol-version", "2025-06-18")];
         let headers: &[(&str, &str)] = if session.is_some() { &with } else { &with[1..] };
-        self.exchange(reqwest::Method::POST, Some(body), headers, "application/json, text/event-stream", Expect::Result).await.map(|_| ())
+        self.exchange(http::Method::POST, Some(body), headers, "application/json, text/event-stream", Expect::Result).await.map(|_| ())
     }
 
     async fn legacy_session(&mut self, calls: u64) -> Option<()> {
@@ -180,7 +239,7 @@ impl Client {
             self.call_in_session(session.as_deref()).await?;
         }
         if let Some(id) = session {
-            self.exchange(reqwest::Method::DELETE, None, &[("mcp-session-id", &id)], "application/json", Expect::Status(200)).await?;
+            self.exchange(http::Method::DELETE, None, &[("mcp-session-id", &id)], "application/json", Expect::Status(200)).await?;
         }
         Some(())
     }
@@ -254,16 +313,18 @@ async fn main() {
     let started = Instant::now();
     let budget = Arc::new(Budget { until: started + total, max: args.requests, sent: AtomicU64::new(0), errors: AtomicU64::new(0), stop: AtomicBool::new(false) });
     let pace = args.rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate.max(0.001)));
+    let target = match Target::parse(&args.url, Duration::from_secs_f64(args.timeout)) {
+        Ok(target) => Arc::new(target),
+        Err(e) => {
+            eprintln!("mcp-load: {e}");
+            std::process::exit(2);
+        }
+    };
     let mut clients = Vec::with_capacity(concurrency);
     for n in 0..concurrency {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs_f64(args.timeout))
-            .pool_max_idle_per_host(1)
-            .build()
-            .expect("an HTTP client");
         // Open loop: the clients' schedules are staggered evenly over one interval.
         let pace = pace.map(|interval| (interval, started + interval.mul_f64(n as f64 / concurrency as f64)));
-        let client = Client { http, url: args.url.clone(), budget: budget.clone(), stats: Stats::default(), pace, next_id: 0, session: None };
+        let client = Client { target: target.clone(), connection: None, budget: budget.clone(), stats: Stats::default(), pace, next_id: 0, session: None };
         clients.push(tokio::spawn(client.run(args.scenario, args.calls_per_session)));
     }
     let bar = tokio::spawn(progress(budget.clone(), started, total));
