@@ -17,6 +17,7 @@ import argparse
 import datetime
 import json
 import os
+import resource
 import shutil
 import socket
 import subprocess
@@ -183,14 +184,21 @@ def load(url: str, concurrency: int, seconds: float) -> dict:
     return json.loads(out.stdout)
 
 
-def measure(kind, replicas, workdir, concurrency, seconds):
+def children_cpu_seconds() -> float:
+    """CPU of the waited-for children so far: here, the mcp-load runs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def measure(kind, replicas, replica_pids, workdir, concurrency, seconds):
     url, proc = start_proxy(kind, replicas, workdir)
     try:
         load(url, concurrency, min(2.0, seconds))  # warm up: connections, pools
         pids = children(proc.p.pid) if proc else []
-        before = ticks(pids)
+        before, replicas_before, load_before = ticks(pids), ticks(replica_pids), children_cpu_seconds()
         report = load(url, concurrency, seconds)
         used = ticks(pids) - before
+        replicas_used, load_used = ticks(replica_pids) - replicas_before, children_cpu_seconds() - load_before
         single = load(url, 1, min(seconds, 5.0))
     finally:
         if proc:
@@ -199,6 +207,7 @@ def measure(kind, replicas, workdir, concurrency, seconds):
     return {
         "rps": report["ok_rps"], "p50": report["latency_us"]["p50"], "p99": report["latency_us"]["p99"],
         "errors": report["errors"], "cpu_us": used / HZ * 1e6 / ok if proc else None,
+        "replicas_cpu_us": replicas_used / HZ * 1e6 / ok, "load_cpu_us": load_used * 1e6 / ok,
         "single_p50": single["latency_us"]["p50"], "single_p99": single["latency_us"]["p99"],
         "single_errors": single["errors"],
     }
@@ -276,7 +285,7 @@ def main():
                 for kind in args.only:
                     workdir = Path(tmp) / f"{kind}-{round_}"
                     workdir.mkdir()
-                    m = measure(kind, replicas, workdir, args.concurrency, args.seconds)
+                    m = measure(kind, replicas, [p.p.pid for p in procs], workdir, args.concurrency, args.seconds)
                     samples[kind].append(m)
                     cpu_text = f", CPU {m['cpu_us']:.1f} µs/req" if m["cpu_us"] else ""
                     print(f"round {round_} {kind}: {m['rps']:.0f} req/s, p50 {m['p50']} µs{cpu_text}, "
@@ -301,6 +310,12 @@ def main():
         errors = sum(s["errors"] + s["single_errors"] for s in samples[k])
         lines.append(f"| {k} | {r['rps']:.0f} | {r['p50'] / 1000:.2f} ms | {r['p99'] / 1000:.2f} ms | {cpu_text} | {vs_nginx} | "
                      f"{vs_direct} | {r['single_p50']:.0f} µs | {added} | {errors} |")
+    lines += ["", f"Where the {os.cpu_count()} cores go, CPU per request at {args.concurrency} clients (the same runs):", "",
+              "| path | mcp-load | 3 replicas | proxy | sum |", "|---|---|---|---|---|"]
+    for k, r in rows.items():
+        proxy = r["cpu_us"] or 0.0
+        lines.append(f"| {k} | {r['load_cpu_us']:.1f} µs | {r['replicas_cpu_us']:.1f} µs | "
+                     f"{f'{proxy:.1f} µs' if r['cpu_us'] else '—'} | {r['load_cpu_us'] + r['replicas_cpu_us'] + proxy:.1f} µs |")
     table = "\n".join(lines)
     print(table)
     (out / "table.md").write_text(table + "\n")
