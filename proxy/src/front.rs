@@ -1,5 +1,5 @@
 //! The client side of the proxy: pingora's HTTP server hands each request on a connection
-//! here, one at a time (HTTP/1 keep-alive, or an HTTP/2 stream).
+//! here, one at a time (HTTP/1.1 keep-alive; pipelined requests in order).
 //!
 //! ```text
 //! read_head ─ the request's headers, within --header-timeout-ms of the connection being ready

@@ -115,7 +115,7 @@ const EVENTS: [(Event, &str, &str); 7] = [
     (Event::Retry, "mcp_edge_retries_total", "Requests sent again after a connection broke before any response byte."),
     (Event::Ejection, "mcp_edge_replica_ejections_total", "Replicas taken out of rotation after consecutive failed requests."),
     (Event::RateLimited, "mcp_edge_rate_limited_total", "Requests refused with 429 by the rate limit."),
-    (Event::HeaderTimeout, "mcp_edge_header_timeouts_total", "Connections closed because request headers were not complete in time."),
+    (Event::HeaderTimeout, "mcp_edge_header_timeouts_total", "Connections closed by the header deadline: a request's headers incomplete, or a kept-alive connection idle, for --header-timeout-ms."),
 ];
 
 /// The process's metrics.
