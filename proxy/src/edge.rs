@@ -465,9 +465,10 @@ impl Edge {
             return;
         }
         tracing::error!("request failed: {e}");
-        let (status, message) = match e.etype() {
-            ErrorType::ReadTimedout | ErrorType::WriteTimedout => (504, "the replica did not answer in time".to_owned()),
-            _ => (502, format!("the replica failed while answering: {}; the request was not repeated", e.etype().as_str())),
+        let (status, message) = if crate::upstream::forward::is_timeout(e.etype()) {
+            (504, "the replica did not answer in time".to_owned())
+        } else {
+            (502, format!("the replica failed while answering: {}; the request was not repeated", e.etype().as_str()))
         };
         if session.response_written().is_some() {
             // A stream broke mid-way: its last event says so, for the request it was answering.
@@ -521,7 +522,7 @@ impl Edge {
     /// Whether a request that broke before any response byte may go to another replica: safe
     /// to repeat, not pinned, and the replica broke rather than being slow.
     pub(crate) fn may_move(&self, ctx: &Ctx, error: &ErrorType) -> bool {
-        ctx.retry_safe && ctx.target.is_none() && !matches!(error, ErrorType::ReadTimedout | ErrorType::WriteTimedout)
+        ctx.retry_safe && ctx.target.is_none() && !crate::upstream::forward::is_timeout(error)
     }
 
     /// The chosen replica failed (counts towards ejection).

@@ -140,11 +140,17 @@ async fn client_gone(session: &mut Session) -> Box<Error> {
     }
 }
 
+/// Whether the replica was too slow, rather than broken (504, and never repeated).
+pub(crate) fn is_timeout(etype: &ErrorType) -> bool {
+    matches!(etype, ErrorType::ReadTimedout | ErrorType::WriteTimedout)
+}
+
 /// What the client gets when the replica failed before its response began.
 fn failed_before_answer(e: &Error) -> Reply {
-    match e.etype() {
-        ErrorType::ReadTimedout | ErrorType::WriteTimedout => Reply::error(504, INTERNAL_ERROR, "the replica did not answer in time"),
-        _ => Reply::error(502, INTERNAL_ERROR, format!("the replica failed before answering: {e}; the request was not repeated")),
+    if is_timeout(e.etype()) {
+        Reply::error(504, INTERNAL_ERROR, "the replica did not answer in time")
+    } else {
+        Reply::error(502, INTERNAL_ERROR, format!("the replica failed before answering: {e}; the request was not repeated"))
     }
 }
 
@@ -212,8 +218,7 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
         let mut upstream = match answered {
             Ok(upstream) => upstream,
             Err(e) => {
-                let timed_out = matches!(e.etype(), ErrorType::ReadTimedout | ErrorType::WriteTimedout);
-                if reused && !stale_retry && !timed_out {
+                if reused && !stale_retry && !is_timeout(e.etype()) {
                     stale_retry = true;
                     edge.metrics.count(Event::Retry);
                     continue;
@@ -268,9 +273,8 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                 }
             };
             end = last;
-            if data.is_some() || end {
-                session.write_response_body(data.unwrap_or_default(), end).await.map_err(|e| e.into_down())?;
-            }
+            // An empty chunk that does not end the body writes nothing (pingora's rule).
+            session.write_response_body(data.unwrap_or_default(), end).await.map_err(|e| e.into_down())?;
         }
         edge.release(ctx);
         upstream.respect_keepalive();
