@@ -20,13 +20,40 @@ pub struct Edge {
     pub child: Child,
     /// What mcp-edge printed on stdout after its banner (the access log).
     pub stdout: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// What mcp-edge prints on stderr (its log), shown when a test fails.
+    stderr: Option<Collected>,
 }
 
 impl Drop for Edge {
     fn drop(&mut self) {
+        // A failing test says whether mcp-edge had exited, and what it logged.
+        let exited = self.child.try_wait().ok().flatten();
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let (true, Some(stderr)) = (std::thread::panicking(), self.stderr.take()) {
+            let _ = stderr.reader.join();
+            let log = stderr.lines.lock().unwrap();
+            let tail = &log[log.len().saturating_sub(40)..];
+            eprintln!("mcp-edge {}; last lines of its log:\n{}", exited.map_or("was still running".to_owned(), |s| format!("had exited: {s}")), tail.join("\n"));
+        }
     }
+}
+
+/// A child's output lines, read in the background until it closes.
+struct Collected {
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+fn collect(lines: impl Iterator<Item = std::io::Result<String>> + Send + 'static) -> Collected {
+    let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let into = collected.clone();
+    let reader = std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            into.lock().unwrap().push(line);
+        }
+    });
+    Collected { lines: collected, reader }
 }
 
 pub fn free_port() -> u16 {
@@ -41,11 +68,11 @@ pub async fn start(args: &[&str]) -> Edge {
 /// [`start`] on given ports (MCP, admin).
 pub async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}"), "--log", "error"])
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}"), "--log", "warn"])
         .args(["--health-interval-ms", "200", "--grace-seconds", "1"])
         .args(args)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let mut replicas = Vec::new();
@@ -61,14 +88,9 @@ pub async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
             break;
         }
     }
-    let stdout = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let collected = stdout.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            collected.lock().unwrap().push(line);
-        }
-    });
-    let edge = Edge { url: format!("http://127.0.0.1:{port}/mcp"), admin: format!("http://127.0.0.1:{admin}"), replicas, child, stdout };
+    let stdout = collect(lines).lines;
+    let stderr = Some(collect(BufReader::new(child.stderr.take().unwrap()).lines()));
+    let edge = Edge { url: format!("http://127.0.0.1:{port}/mcp"), admin: format!("http://127.0.0.1:{admin}"), replicas, child, stdout, stderr };
     let deadline = Instant::now() + Duration::from_secs(20);
     let healthz = format!("{}/healthz", edge.admin);
     while client().get(&healthz).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
