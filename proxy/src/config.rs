@@ -78,7 +78,7 @@ pub struct Config {
     pub threads: usize,
 
     /// Let idle worker threads take work from busy ones (tokio's multi-thread scheduler) instead
-    /// of pingora's one-runtime-per-thread pool.
+    /// of one runtime per thread, each serving the connections its own listening socket accepted.
     #[arg(long, env = "MCP_EDGE_WORK_STEALING", default_value_t = false, action = clap::ArgAction::Set)]
     pub work_stealing: bool,
 

@@ -1,5 +1,6 @@
-//! The client side of the proxy: pingora's HTTP server hands each request on a connection
-//! here, one at a time (HTTP/1.1 keep-alive; pipelined requests in order).
+//! The client side of the proxy: pingora's HTTP/1 session code hands each request on a
+//! connection (accepted by `listen`) here, one at a time (HTTP/1.1 keep-alive; pipelined
+//! requests in order).
 //!
 //! ```text
 //! read_head ─ the request's headers, within --header-timeout-ms of the connection being ready
@@ -14,8 +15,8 @@
 //! ```
 //!
 //! mcp-edge answers every request itself (its own forwarding, `upstream::forward`), so it needs
-//! pingora's server, listeners and HTTP sessions but none of pingora-proxy's phases; this is
-//! the whole request loop.
+//! pingora's server and HTTP sessions but none of pingora-proxy's phases; this is the whole
+//! request loop.
 
 use std::{
     sync::{

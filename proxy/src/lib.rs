@@ -18,6 +18,7 @@ pub mod embedded;
 pub mod front;
 pub mod heads;
 pub mod limits;
+pub mod listen;
 pub mod mcp;
 pub mod metrics;
 pub mod ratelimit;

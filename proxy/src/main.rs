@@ -9,6 +9,7 @@ use mcp_edge::{
     session::{Keys, Sweep},
     config::{AccessLog, Command},
     front::Front,
+    listen::Listen,
     upstream::{
         Replicas,
         discover::{self, Discovery},
@@ -16,7 +17,6 @@ use mcp_edge::{
     },
 };
 use pingora::{
-    services::listening::Service,
     server::{Server, configuration::ServerConf},
     services::background::background_service,
 };
@@ -121,8 +121,8 @@ fn main() {
     let rate_limit = edge.rate_limit.clone();
     let streams = edge.streams.clone();
     let proxy = Front::new(edge, Duration::from_millis(config.header_timeout_ms.max(1)));
-    let mut proxy = Service::new("mcp-edge".to_owned(), proxy);
-    proxy.add_tcp(&config.listen.to_string());
+    let proxy = Listen::bind(proxy, config.listen, config.threads(), config.work_stealing)
+        .unwrap_or_else(|e| fail(format!("cannot listen on {} (--listen): {e}", config.listen)));
 
     let lifecycle = Lifecycle::default();
     Admin { replicas: replicas.clone(), sessions: sessions.clone(), metrics, streams, lifecycle: lifecycle.clone() }
