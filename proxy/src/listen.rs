@@ -127,8 +127,9 @@ async fn accept(socket: std::net::TcpListener, front: Arc<Front>, mut shutdown: 
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => {
-                if *shutdown.borrow() {
+            changed = shutdown.changed() => {
+                // Shutting down, or the server that would say so is gone.
+                if changed.is_err() || *shutdown.borrow() {
                     return;
                 }
                 continue;
