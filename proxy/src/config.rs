@@ -209,8 +209,9 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_LOG", default_value = "info,rmcp::service=error,pingora_core::connectors=off")]
     pub log: String,
 
-    /// Access log on stdout, one line per request: json, text or off. Written by a background
-    /// thread; lines are dropped rather than slowing requests if stdout cannot keep up.
+    /// Access log on stdout, one line per request: json, text or off. Written in batches by a
+    /// background thread (within 50 ms); if stdout cannot keep up, lines are dropped, and
+    /// counted on stderr, rather than slowing requests.
     #[arg(long, env = "MCP_EDGE_ACCESS_LOG", value_enum, default_value_t = AccessLog::Json)]
     pub access_log: AccessLog,
 }

@@ -3,6 +3,7 @@ use std::{sync::Arc, time::Duration};
 use clap::Parser;
 use mcp_edge::{
     Config,
+    access::{Batched, LineWriter},
     admin::{Admin, Lifecycle, LifecycleWatch},
     edge::Edge,
     embedded::Embedded,
@@ -36,30 +37,26 @@ fn fail(message: impl std::fmt::Display) -> ! {
 }
 
 /// Logs on stderr (`--log`), the access log on stdout (`--access-log`, see `mcp_edge::access`).
-/// The returned guard flushes the access log when the process ends.
-fn init_logs(config: &Config) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+fn init_logs(config: &Config) {
     let filter = EnvFilter::try_new(&config.log)
         .unwrap_or_else(|e| fail(format!("bad --log filter {:?}: {e}", config.log)))
         .add_directive(format!("{}=off", mcp_edge::access::TARGET).parse().expect("a directive"));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
-    let (access, guard) = match config.access_log {
-        AccessLog::Off => (None, None),
+    let access = match config.access_log {
+        AccessLog::Off => None,
         format => {
-            let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-                .lossy(true)
-                .thread_name("mcp-edge-access-log")
-                .finish(std::io::stdout());
+            let batched = Batched::start(std::io::stdout()).unwrap_or_else(|e| fail(format!("cannot start the access log writer: {e}")));
+            let writer = LineWriter(batched);
             let only_access = Targets::new().with_target(mcp_edge::access::TARGET, tracing::Level::INFO);
             let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_target(false);
             let layer = match format {
                 AccessLog::Json => layer.json().flatten_event(true).with_current_span(false).with_span_list(false).with_filter(only_access).boxed(),
                 _ => layer.with_ansi(false).with_filter(only_access).boxed(),
             };
-            (Some(layer), Some(guard))
+            Some(layer)
         }
     };
     tracing_subscriber::registry().with(logs).with(access).init();
-    guard
 }
 
 fn main() {
@@ -71,7 +68,7 @@ fn main() {
             _ => 1,
         });
     }
-    let _access_writer = init_logs(&config);
+    init_logs(&config);
 
     // Bind errors read better from us than from a pingora panic.
     if let Err(e) = std::net::TcpListener::bind(config.listen) {
