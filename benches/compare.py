@@ -9,7 +9,10 @@ all three (nginx: round robin, upstream keepalive, proxy_buffering off; HAProxy:
 http-reuse always; mcp-edge: its defaults). mcp-load drives the template's request shape
 (stateless tools/call echo) closed loop, then one connection alone for the latency each hop
 adds. A proxy's CPU per request is its processes' user + system time from /proc over the run,
-divided by the requests answered. Prints a markdown table and writes it, the raw figures (JSON)
+divided by the requests answered. The table gives each figure's median over the rounds (a busy
+neighbour on a shared machine only ever adds cost, so one bad round must not move the result),
+the CPU range over the rounds, and the ratio to nginx as the median of each round's own ratio
+(the two ran back to back). Prints a markdown table and writes it, the raw figures (JSON)
 and a chart (SVG) to --out (default: results/compare). Loopback only; every run is bounded.
 """
 
@@ -213,9 +216,12 @@ def measure(kind, replicas, replica_pids, workdir, concurrency, seconds):
     }
 
 
-def mean(xs):
-    xs = [x for x in xs if x is not None]
-    return sum(xs) / len(xs) if xs else None
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    if not xs:
+        return None
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
 
 
 def svg(rows, path: Path, caption: str):
@@ -294,19 +300,23 @@ def main():
         for p in procs:
             p.stop()
 
-    rows = {k: {f: mean([s[f] for s in v]) for f in v[0]} for k, v in samples.items()}
-    direct = rows.get("direct")
+    rows = {k: {f: median([s[f] for s in v]) for f in v[0]} for k, v in samples.items()}
+    direct, nginx = samples.get("direct"), samples.get("nginx")
     for k, r in rows.items():
-        r["added_us"] = r["single_p50"] - direct["single_p50"] if direct else None
-    nginx = rows.get("nginx")
-    lines = [f"Measured {context}; means of the rounds.", "",
-             "| path | req/s | p50 | p99 | proxy CPU per request | CPU vs nginx | req/s vs direct | 1 connection p50 | added by the hop | errors |",
+        # Per round, against the run beside it; then the median.
+        r["added_us"] = median([s["single_p50"] - d["single_p50"] for s, d in zip(samples[k], direct)]) if direct else None
+        r["rps_vs_direct"] = median([s["rps"] / d["rps"] for s, d in zip(samples[k], direct)]) if direct else None
+        r["cpu_vs_nginx"] = median([s["cpu_us"] / n["cpu_us"] for s, n in zip(samples[k], nginx) if s["cpu_us"] and n["cpu_us"]]) if nginx else None
+        cpus = [s["cpu_us"] for s in samples[k] if s["cpu_us"]]
+        r["cpu_range"] = (min(cpus), max(cpus)) if cpus else None
+    lines = [f"Measured {context}; medians of the rounds, ratios the median of each round's ratio.", "",
+             "| path | req/s | p50 | p99 | proxy CPU per request (range) | CPU vs nginx | req/s vs direct | 1 connection p50 | added by the hop | errors |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for k, r in rows.items():
-        cpu_text = f"{r['cpu_us']:.1f} µs" if r["cpu_us"] else "—"
-        vs_nginx = f"{r['cpu_us'] / nginx['cpu_us']:.2f}×" if r["cpu_us"] and nginx and nginx["cpu_us"] else "—"
-        vs_direct = f"{r['rps'] / direct['rps']:.2f}×" if direct else "—"
-        added = f"+{r['added_us']:.0f} µs" if k != "direct" and r["added_us"] is not None else "—"
+        cpu_text = f"{r['cpu_us']:.1f} µs ({r['cpu_range'][0]:.0f}–{r['cpu_range'][1]:.0f})" if r["cpu_us"] else "—"
+        vs_nginx = f"{r['cpu_vs_nginx']:.2f}×" if r["cpu_vs_nginx"] else "—"
+        vs_direct = f"{r['rps_vs_direct']:.2f}×" if r["rps_vs_direct"] else "—"
+        added = f"{r['added_us']:+.0f} µs" if k != "direct" and r["added_us"] is not None else "—"
         errors = sum(s["errors"] + s["single_errors"] for s in samples[k])
         lines.append(f"| {k} | {r['rps']:.0f} | {r['p50'] / 1000:.2f} ms | {r['p99'] / 1000:.2f} ms | {cpu_text} | {vs_nginx} | "
                      f"{vs_direct} | {r['single_p50']:.0f} µs | {added} | {errors} |")
@@ -319,7 +329,7 @@ def main():
     table = "\n".join(lines)
     print(table)
     (out / "table.md").write_text(table + "\n")
-    (out / "raw.json").write_text(json.dumps({"context": context, "samples": samples, "means": rows}, indent=1))
+    (out / "raw.json").write_text(json.dumps({"context": context, "samples": samples, "medians": rows}, indent=1))
     if all(k in rows for k in ("direct", "mcp-edge", "nginx", "haproxy")):
         svg(rows, out / "chart.svg", f"3 mcp-backend replicas, mcp-load stateless -c {args.concurrency}; {when}, commit {commit}")
     print(f"\nwritten: {out}/table.md, raw.json, chart.svg", file=sys.stderr)

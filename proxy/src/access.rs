@@ -1,49 +1,233 @@
-//! The access log: one line per request, as a `tracing` event with target `access` at INFO —
-//! time, MCP method, tool, protocol era, session (a short hash of its uid, never the token),
-//! replica, status, latency, bytes in and out, client and error. `--access-log` picks JSON or
-//! text lines (or none). Lines are collected in memory and a background thread writes them to
-//! stdout in batches ([`Batched`]), so a request never waits for the write and the log costs
-//! no system call per request; if stdout falls behind, lines are dropped (and the drop is
-//! reported on stderr) rather than slowing traffic.
+//! The access log: one line per request — time, MCP method, tool, protocol era, session (a
+//! short hash of its uid, never the token), replica, status, latency, bytes in and out, client
+//! and error — as JSON or as `key=value` text (`--access-log`). A line is formatted straight
+//! into a reused buffer ([`Entry::json`], [`Entry::text`]: no `serde_json`, no per-field
+//! dispatch) and appended to a batch in memory; a background thread writes the batches to
+//! stdout ([`Batched`]), so a request never waits for the write and the log costs no system
+//! call per request. If stdout falls behind, lines are dropped (and the drop is reported on
+//! stderr) rather than slowing traffic.
 
 use std::{
+    cell::RefCell,
     io::Write,
     sync::{Arc, Condvar, Mutex, OnceLock},
-    time::Duration,
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use pingora::{Error, protocols::http::ServerSession as Session};
 use sha2::{Digest, Sha256};
 
-use crate::{metrics::Request, session::SessionView};
+use crate::{config::AccessLog as Format, metrics::Request, session::SessionView};
 
-pub const TARGET: &str = "access";
-
-/// A short, stable name for a session in logs: 8 hex digits of SHA-256 of its uid.
-pub fn session_tag(view: &SessionView) -> String {
-    hex::encode(&Sha256::digest(view.uid)[..4])
+/// Where access log lines go, and in which format.
+pub struct AccessLog {
+    json: bool,
+    out: Arc<Batched>,
 }
 
-pub fn log(session: &Session, view: Option<&SessionView>, r: &Request, error: Option<&Error>) {
-    if !tracing::enabled!(target: TARGET, tracing::Level::INFO) {
-        return;
+thread_local! {
+    /// Each worker thread formats its lines in one buffer, reused.
+    static LINE: RefCell<Vec<u8>> = RefCell::new(Vec::with_capacity(512));
+}
+
+impl AccessLog {
+    /// The access log in `format`, written to `out`; `None` for `--access-log off`.
+    pub fn start(format: Format, out: impl Write + Send + 'static) -> std::io::Result<Option<Self>> {
+        Ok(match format {
+            Format::Off => None,
+            Format::Json | Format::Text => Some(Self { json: format == Format::Json, out: Batched::start(out)? }),
+        })
     }
-    let session_tag = view.map(session_tag);
-    let client = session.client_addr().map(|a| a.to_string());
-    tracing::info!(
-        target: TARGET,
-        method = r.method,
-        tool = r.tool,
-        era = r.era,
-        session = session_tag.as_deref(),
-        replica = r.replica.map(|id| &**id),
-        status = r.status,
-        latency_us = r.elapsed.as_micros() as u64,
-        bytes_in = session.body_bytes_read(),
-        bytes_out = session.body_bytes_sent(),
-        client = client.as_deref(),
-        error = error.map(|e| e.to_string()).as_deref(),
-    );
+
+    /// Log one finished request.
+    pub fn log(&self, session: &Session, view: Option<&SessionView>, r: &Request, error: Option<&Error>) {
+        // A short, stable name for the session: 8 hex digits of SHA-256 of its uid.
+        let tag = view.map(|v| {
+            let mut tag = [0u8; 8];
+            hex::encode_to_slice(&Sha256::digest(v.uid)[..4], &mut tag).expect("8 hex digits");
+            tag
+        });
+        let error = error.map(|e| e.to_string());
+        let entry = Entry {
+            time: SystemTime::now(),
+            method: r.method,
+            tool: r.tool,
+            era: r.era,
+            session: tag.as_ref().map(|t| std::str::from_utf8(t).expect("hex")),
+            replica: r.replica.map(|id| &**id),
+            status: r.status,
+            latency_us: r.elapsed.as_micros() as u64,
+            bytes_in: session.body_bytes_read() as u64,
+            bytes_out: session.body_bytes_sent() as u64,
+            client: session.client_addr(),
+            error: error.as_deref(),
+        };
+        LINE.with_borrow_mut(|line| {
+            line.clear();
+            if self.json { entry.json(line) } else { entry.text(line) }
+            self.out.append(line);
+        });
+    }
+}
+
+/// One access log line's fields.
+pub struct Entry<'a, C> {
+    pub time: SystemTime,
+    pub method: &'a str,
+    pub tool: Option<&'a str>,
+    pub era: &'a str,
+    pub session: Option<&'a str>,
+    pub replica: Option<&'a str>,
+    pub status: u16,
+    pub latency_us: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub client: Option<C>,
+    pub error: Option<&'a str>,
+}
+
+impl<C: std::fmt::Display> Entry<'_, C> {
+    /// `{"timestamp":"…","method":"…",…}` and a newline; absent fields are left out.
+    pub fn json(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(b"{\"timestamp\":\"");
+        rfc3339(self.time, out);
+        out.push(b'"');
+        let text = |out: &mut Vec<u8>, key: &str, value: Option<&str>| {
+            if let Some(value) = value {
+                out.extend_from_slice(b",\"");
+                out.extend_from_slice(key.as_bytes());
+                out.extend_from_slice(b"\":\"");
+                json_escaped(value, out);
+                out.push(b'"');
+            }
+        };
+        let number = |out: &mut Vec<u8>, key: &str, value: u64| {
+            out.extend_from_slice(b",\"");
+            out.extend_from_slice(key.as_bytes());
+            out.extend_from_slice(b"\":");
+            out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        };
+        text(out, "method", Some(self.method));
+        text(out, "tool", self.tool);
+        text(out, "era", Some(self.era));
+        text(out, "session", self.session);
+        text(out, "replica", self.replica);
+        number(out, "status", self.status.into());
+        number(out, "latency_us", self.latency_us);
+        number(out, "bytes_in", self.bytes_in);
+        number(out, "bytes_out", self.bytes_out);
+        if let Some(client) = &self.client {
+            text(out, "client", Some(&client.to_string()));
+        }
+        text(out, "error", self.error);
+        out.extend_from_slice(b"}\n");
+    }
+
+    /// `timestamp key=value …` (logfmt) and a newline; values with spaces, quotes, `=` or
+    /// control characters are quoted; absent fields are left out.
+    pub fn text(&self, out: &mut Vec<u8>) {
+        rfc3339(self.time, out);
+        let text = |out: &mut Vec<u8>, key: &str, value: Option<&str>| {
+            if let Some(value) = value {
+                out.push(b' ');
+                out.extend_from_slice(key.as_bytes());
+                out.push(b'=');
+                if value.is_empty() || value.bytes().any(|b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\') {
+                    out.push(b'"');
+                    json_escaped(value, out);
+                    out.push(b'"');
+                } else {
+                    out.extend_from_slice(value.as_bytes());
+                }
+            }
+        };
+        let number = |out: &mut Vec<u8>, key: &str, value: u64| {
+            out.push(b' ');
+            out.extend_from_slice(key.as_bytes());
+            out.push(b'=');
+            out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        };
+        text(out, "method", Some(self.method));
+        text(out, "tool", self.tool);
+        text(out, "era", Some(self.era));
+        text(out, "session", self.session);
+        text(out, "replica", self.replica);
+        number(out, "status", self.status.into());
+        number(out, "latency_us", self.latency_us);
+        number(out, "bytes_in", self.bytes_in);
+        number(out, "bytes_out", self.bytes_out);
+        if let Some(client) = &self.client {
+            text(out, "client", Some(&client.to_string()));
+        }
+        text(out, "error", self.error);
+        out.push(b'\n');
+    }
+}
+
+/// `s` as the inside of a JSON string.
+fn json_escaped(s: &str, out: &mut Vec<u8>) {
+    let mut from = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&s.as_bytes()[from..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.extend_from_slice(escape);
+        }
+        from = i + 1;
+    }
+    out.extend_from_slice(&s.as_bytes()[from..]);
+}
+
+/// `2026-11-24T16:36:00.123456Z` (UTC, microseconds).
+fn rfc3339(time: SystemTime, out: &mut Vec<u8>) {
+    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let digits = |out: &mut Vec<u8>, value: u64, width: usize| {
+        let mut buf = itoa::Buffer::new();
+        let text = buf.format(value);
+        out.extend(std::iter::repeat_n(b'0', width.saturating_sub(text.len())));
+        out.extend_from_slice(text.as_bytes());
+    };
+    digits(out, year as u64, 4);
+    out.push(b'-');
+    digits(out, month, 2);
+    out.push(b'-');
+    digits(out, day, 2);
+    out.push(b'T');
+    digits(out, rest / 3600, 2);
+    out.push(b':');
+    digits(out, rest / 60 % 60, 2);
+    out.push(b':');
+    digits(out, rest % 60, 2);
+    out.push(b'.');
+    digits(out, since.subsec_micros().into(), 6);
+    out.push(b'Z');
+}
+
+/// The proleptic Gregorian (year, month, day) of a count of days since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, u64, u64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097) as u64;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe as i64 + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// A batch is written this long after its first line (or sooner, when it reaches [`FLUSH_AT`]).
@@ -53,7 +237,7 @@ const FLUSH_AT: usize = 64 * 1024;
 const HELD_AT_MOST: usize = 8 << 20;
 
 /// Access log lines waiting for the writer thread.
-pub struct Batched {
+struct Batched {
     pending: Mutex<Pending>,
     wake: Condvar,
 }
@@ -70,7 +254,7 @@ static AT_EXIT: OnceLock<(Arc<Batched>, Mutex<Box<dyn Write + Send>>)> = OnceLoc
 impl Batched {
     /// Start the writer thread for `out`; the lines still held when the process exits are
     /// written then.
-    pub fn start(out: impl Write + Send + 'static) -> std::io::Result<Arc<Self>> {
+    fn start(out: impl Write + Send + 'static) -> std::io::Result<Arc<Self>> {
         let batched = Arc::new(Self { pending: Mutex::default(), wake: Condvar::new() });
         let _ = AT_EXIT.set((batched.clone(), Mutex::new(Box::new(out))));
         extern "C" fn flush_at_exit() {
@@ -129,27 +313,6 @@ impl Batched {
     }
 }
 
-/// What `tracing`'s formatter writes each line into.
-#[derive(Clone)]
-pub struct LineWriter(pub Arc<Batched>);
-
-impl Write for LineWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.append(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LineWriter {
-    type Writer = LineWriter;
-    fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -167,5 +330,71 @@ mod tests {
         batched.append(&big);
         batched.append(b"three\n");
         assert_eq!(batched.pending.lock().unwrap().dropped, 1);
+    }
+
+    fn entry<'a>(tool: Option<&'a str>, error: Option<&'a str>) -> Entry<'a, &'static str> {
+        Entry {
+            time: UNIX_EPOCH + Duration::from_micros(1_795_536_000_000_042),
+            method: "tools/call",
+            tool,
+            era: "legacy",
+            session: Some("0a1b2c3d"),
+            replica: Some("r1"),
+            status: 200,
+            latency_us: 1234,
+            bytes_in: 90,
+            bytes_out: 120,
+            client: Some("127.0.0.1:5000"),
+            error,
+        }
+    }
+
+    #[test]
+    fn a_json_line_is_one_object_with_the_fields_present() {
+        let mut out = Vec::new();
+        entry(Some("echo"), None).json(&mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "{\"timestamp\":\"2026-11-24T16:00:00.000042Z\",\"method\":\"tools/call\",\"tool\":\"echo\",\"era\":\"legacy\",\
+             \"session\":\"0a1b2c3d\",\"replica\":\"r1\",\"status\":200,\"latency_us\":1234,\"bytes_in\":90,\"bytes_out\":120,\
+             \"client\":\"127.0.0.1:5000\"}\n"
+        );
+    }
+
+    #[test]
+    fn hostile_values_stay_inside_their_json_string() {
+        let tool = "a\"b\\c\nd\u{1}é";
+        let mut out = Vec::new();
+        entry(Some(tool), Some("boom \"x\"")).json(&mut out);
+        assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
+        let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!((line["tool"].as_str(), line["error"].as_str()), (Some(tool), Some("boom \"x\"")));
+    }
+
+    #[test]
+    fn a_text_line_quotes_only_what_needs_it() {
+        let mut out = Vec::new();
+        entry(Some("echo"), Some("connect refused")).text(&mut out);
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap(),
+            "2026-11-24T16:00:00.000042Z method=tools/call tool=echo era=legacy session=0a1b2c3d replica=r1 status=200 \
+             latency_us=1234 bytes_in=90 bytes_out=120 client=127.0.0.1:5000 error=\"connect refused\"\n"
+        );
+        out.clear();
+        entry(Some("x=1\ny"), None).text(&mut out);
+        assert!(std::str::from_utf8(&out).unwrap().contains(" tool=\"x=1\\ny\" "));
+    }
+
+    #[test]
+    fn timestamps_are_utc_dates_across_leap_years() {
+        for (secs, date) in [
+            (0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, "2000-02-29T00:00:00.000000Z"),
+            (4_107_542_399, "2100-02-28T23:59:59.000000Z"),
+        ] {
+            let mut out = Vec::new();
+            rfc3339(UNIX_EPOCH + Duration::from_secs(secs), &mut out);
+            assert_eq!(std::str::from_utf8(&out).unwrap(), date);
+        }
     }
 }

@@ -75,6 +75,8 @@ pub struct Edge {
     pub(crate) first_byte: Duration,
     stream_idle: Duration,
     pub(crate) pool: crate::upstream::pool::Pool,
+    /// `None` with `--access-log off`.
+    pub access: Option<crate::access::AccessLog>,
 }
 
 impl Edge {
@@ -102,6 +104,7 @@ impl Edge {
             first_byte: config.first_byte_timeout(),
             stream_idle: config.stream_idle(),
             pool: crate::upstream::pool::Pool::new(UPSTREAM_IDLE),
+            access: None,
         }
     }
 }
@@ -501,7 +504,9 @@ impl Edge {
             elapsed: ctx.started.map_or(Duration::ZERO, |t| t.elapsed()),
         };
         self.metrics.request(&request);
-        crate::access::log(session, ctx.session.as_ref(), &request, e);
+        if let Some(access) = &self.access {
+            access.log(session, ctx.session.as_ref(), &request, e);
+        }
     }
 }
 

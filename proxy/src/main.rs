@@ -3,12 +3,12 @@ use std::{sync::Arc, time::Duration};
 use clap::Parser;
 use mcp_edge::{
     Config,
-    access::{Batched, LineWriter},
+    access::AccessLog,
     admin::{Admin, Lifecycle, LifecycleWatch},
     edge::Edge,
     embedded::Embedded,
     session::{Keys, Sweep},
-    config::{AccessLog, Command},
+    config::Command,
     front::Front,
     listen::Listen,
     upstream::{
@@ -21,7 +21,7 @@ use pingora::{
     server::{Server, configuration::ServerConf},
     services::background::background_service,
 };
-use tracing_subscriber::{EnvFilter, Layer, filter::Targets, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
 
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
@@ -36,27 +36,11 @@ fn fail(message: impl std::fmt::Display) -> ! {
     std::process::exit(2);
 }
 
-/// Logs on stderr (`--log`), the access log on stdout (`--access-log`, see `mcp_edge::access`).
+/// Logs on stderr (`--log`); the access log is not a `tracing` layer (see `mcp_edge::access`).
 fn init_logs(config: &Config) {
-    let filter = EnvFilter::try_new(&config.log)
-        .unwrap_or_else(|e| fail(format!("bad --log filter {:?}: {e}", config.log)))
-        .add_directive(format!("{}=off", mcp_edge::access::TARGET).parse().expect("a directive"));
+    let filter = EnvFilter::try_new(&config.log).unwrap_or_else(|e| fail(format!("bad --log filter {:?}: {e}", config.log)));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
-    let access = match config.access_log {
-        AccessLog::Off => None,
-        format => {
-            let batched = Batched::start(std::io::stdout()).unwrap_or_else(|e| fail(format!("cannot start the access log writer: {e}")));
-            let writer = LineWriter(batched);
-            let only_access = Targets::new().with_target(mcp_edge::access::TARGET, tracing::Level::INFO);
-            let layer = tracing_subscriber::fmt::layer().with_writer(writer).with_target(false);
-            let layer = match format {
-                AccessLog::Json => layer.json().flatten_event(true).with_current_span(false).with_span_list(false).with_filter(only_access).boxed(),
-                _ => layer.with_ansi(false).with_filter(only_access).boxed(),
-            };
-            Some(layer)
-        }
-    };
-    tracing_subscriber::registry().with(logs).with(access).init();
+    tracing_subscriber::registry().with(logs).init();
 }
 
 fn main() {
@@ -112,7 +96,9 @@ fn main() {
     };
     let auth = config.auth().unwrap_or_else(|e| fail(e));
     let authenticated = auth.is_some();
-    let edge = Edge::new(&config, replicas.clone(), keys, auth);
+    let mut edge = Edge::new(&config, replicas.clone(), keys, auth);
+    edge.access = AccessLog::start(config.access_log, std::io::stdout())
+        .unwrap_or_else(|e| fail(format!("cannot start the access log writer: {e}")));
     let sessions = edge.sessions.clone();
     let metrics = edge.metrics.clone();
     let rate_limit = edge.rate_limit.clone();
