@@ -48,6 +48,10 @@ impl AccessLog {
             tag
         });
         let error = error.map(|e| e.to_string());
+        let client = session.client_addr().map(|addr| match addr.as_inet() {
+            Some(std::net::SocketAddr::V4(v4)) => ipv4_text(v4),
+            _ => addr.to_string(),
+        });
         let entry = Entry {
             time: SystemTime::now(),
             method: r.method,
@@ -59,7 +63,7 @@ impl AccessLog {
             latency_us: r.elapsed.as_micros() as u64,
             bytes_in: session.body_bytes_read() as u64,
             bytes_out: session.body_bytes_sent() as u64,
-            client: session.client_addr(),
+            client: client.as_deref(),
             error: error.as_deref(),
         };
         LINE.with_borrow_mut(|line| {
@@ -71,7 +75,7 @@ impl AccessLog {
 }
 
 /// One access log line's fields.
-pub struct Entry<'a, C> {
+pub struct Entry<'a> {
     pub time: SystemTime,
     pub method: &'a str,
     pub tool: Option<&'a str>,
@@ -82,11 +86,11 @@ pub struct Entry<'a, C> {
     pub latency_us: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    pub client: Option<C>,
+    pub client: Option<&'a str>,
     pub error: Option<&'a str>,
 }
 
-impl<C: std::fmt::Display> Entry<'_, C> {
+impl Entry<'_> {
     /// `{"timestamp":"…","method":"…",…}` and a newline; absent fields are left out.
     pub fn json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"timestamp\":\"");
@@ -116,9 +120,7 @@ impl<C: std::fmt::Display> Entry<'_, C> {
         number(out, "latency_us", self.latency_us);
         number(out, "bytes_in", self.bytes_in);
         number(out, "bytes_out", self.bytes_out);
-        if let Some(client) = &self.client {
-            text(out, "client", Some(&client.to_string()));
-        }
+        text(out, "client", self.client);
         text(out, "error", self.error);
         out.extend_from_slice(b"}\n");
     }
@@ -156,12 +158,25 @@ impl<C: std::fmt::Display> Entry<'_, C> {
         number(out, "latency_us", self.latency_us);
         number(out, "bytes_in", self.bytes_in);
         number(out, "bytes_out", self.bytes_out);
-        if let Some(client) = &self.client {
-            text(out, "client", Some(&client.to_string()));
-        }
+        text(out, "client", self.client);
         text(out, "error", self.error);
         out.push(b'\n');
     }
+}
+
+/// `a.b.c.d:port`, as `Display` writes it at a tenth of the instructions.
+fn ipv4_text(addr: &std::net::SocketAddrV4) -> String {
+    let mut text = String::with_capacity(21);
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in addr.ip().octets().into_iter().enumerate() {
+        if i > 0 {
+            text.push('.');
+        }
+        text.push_str(digits.format(octet));
+    }
+    text.push(':');
+    text.push_str(digits.format(addr.port()));
+    text
 }
 
 /// `s` as the inside of a JSON string.
@@ -332,7 +347,7 @@ mod tests {
         assert_eq!(batched.pending.lock().unwrap().dropped, 1);
     }
 
-    fn entry<'a>(tool: Option<&'a str>, error: Option<&'a str>) -> Entry<'a, &'static str> {
+    fn entry<'a>(tool: Option<&'a str>, error: Option<&'a str>) -> Entry<'a> {
         Entry {
             time: UNIX_EPOCH + Duration::from_micros(1_795_536_000_000_042),
             method: "tools/call",
@@ -383,6 +398,13 @@ mod tests {
         out.clear();
         entry(Some("x=1\ny"), None).text(&mut out);
         assert!(std::str::from_utf8(&out).unwrap().contains(" tool=\"x=1\\ny\" "));
+    }
+
+    #[test]
+    fn client_addresses_read_as_display_writes_them() {
+        for addr in ["127.0.0.1:5000", "10.200.3.45:65535", "0.0.0.0:0"] {
+            assert_eq!(ipv4_text(&addr.parse().unwrap()), addr);
+        }
     }
 
     #[test]
