@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """What routing costs: the same MCP load, side by side in one run, direct to one replica,
-through mcp-edge, through nginx and through HAProxy, in interleaved rounds.
+through mcp-edge, through nginx and through HAProxy, in interleaved rounds (each round
+starting one path later, so that none always runs first or last).
 
-    benches/compare [--rounds 3] [--seconds 8] [--concurrency 50] [--out DIR]
+    benches/compare [--rounds 5] [--seconds 8] [--concurrency 50] [--out DIR]
 
 Three bundled mcp-backend replicas run as their own processes on loopback; every proxy fronts
 all three (nginx: round robin, upstream keepalive, proxy_buffering off; HAProxy: roundrobin,
@@ -250,7 +251,7 @@ def svg(rows, path: Path, caption: str):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=8)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--out", default=str(HERE / "results" / "compare"))
@@ -288,7 +289,9 @@ def main():
         samples = {k: [] for k in args.only}
         with tempfile.TemporaryDirectory() as tmp:
             for round_ in range(1, args.rounds + 1):
-                for kind in args.only:
+                # Each round starts one path later: no path always runs first or last.
+                shift = (round_ - 1) % len(args.only)
+                for kind in args.only[shift:] + args.only[:shift]:
                     workdir = Path(tmp) / f"{kind}-{round_}"
                     workdir.mkdir()
                     m = measure(kind, replicas, [p.p.pid for p in procs], workdir, args.concurrency, args.seconds)
