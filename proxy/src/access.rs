@@ -1,8 +1,8 @@
 //! The access log: one line per request — time, MCP method, tool, protocol era, session (a
 //! short hash of its uid, never the token), replica, status, latency, bytes in and out, client
 //! and error — as JSON or as `key=value` text (`--access-log`). A line is formatted straight
-//! into a reused buffer ([`Entry::json`], [`Entry::text`]: no `serde_json`, no per-field
-//! dispatch) and appended to a batch in memory; a background thread writes the batches to
+//! into a reused buffer ([`Entry::json`], [`Entry::text`]: no `serde_json`, no `dyn` visitor per
+//! field, as tracing's JSON layer had) and appended to a batch in memory; a background thread writes the batches to
 //! stdout ([`Batched`]), so a request never waits for the write and the log costs no system
 //! call per request. If stdout falls behind, lines are dropped (and the drop is reported on
 //! stderr) rather than slowing traffic.
