@@ -24,6 +24,7 @@ import os
 import resource
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -218,11 +219,9 @@ def measure(kind, replicas, replica_pids, workdir, concurrency, seconds):
 
 
 def median(xs):
-    xs = sorted(x for x in xs if x is not None)
-    if not xs:
-        return None
-    mid = len(xs) // 2
-    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+    """The median of the figures that were measured (None when none was)."""
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
 
 
 def svg(rows, path: Path, caption: str):
