@@ -296,7 +296,10 @@ impl Batched {
     fn write_out(&self, out: &mut impl Write) {
         let (lines, dropped) = {
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            (std::mem::take(&mut pending.lines), std::mem::take(&mut pending.dropped))
+            // The next batch starts at a full batch's size: appends on the request path do not
+            // grow it again.
+            let lines = std::mem::replace(&mut pending.lines, Vec::with_capacity(FLUSH_AT + 4096));
+            (lines, std::mem::take(&mut pending.dropped))
         };
         if dropped > 0 {
             tracing::warn!("access log: {dropped} lines dropped, stdout did not keep up");
