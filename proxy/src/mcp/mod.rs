@@ -121,8 +121,25 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
     }
     let first = text.bytes().find(|b| !b.is_ascii_whitespace());
     if first == Some(b'[') {
-        // Validate the batch as JSON without looking inside: the replica answers each message.
-        serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(|e| Invalid::Parse(format!("malformed JSON: {e}")))?;
+        // Every element must be a JSON-RPC message the edge would accept on its own; the
+        // replica answers each one.
+        let elements: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| Invalid::Parse(format!("malformed JSON: {e}")))?;
+        if elements.is_empty() {
+            return Err(Invalid::NotJsonRpc("an empty JSON-RPC batch".into()));
+        }
+        for (i, element) in elements.iter().enumerate() {
+            let element = element.get();
+            if element.starts_with('[') {
+                return Err(Invalid::NotJsonRpc(format!("batch element {i} is itself a batch")));
+            }
+            if !element.starts_with('{') {
+                return Err(Invalid::NotJsonRpc(format!("batch element {i} is not a JSON-RPC message (an object): {element:.40}")));
+            }
+            classify(element.as_bytes()).map_err(|why| {
+                let (Invalid::Parse(m) | Invalid::NotJsonRpc(m)) = why;
+                Invalid::NotJsonRpc(format!("batch element {i}: {m}"))
+            })?;
+        }
         return Ok(Message {
             kind: Kind::Batch,
             method: None,
@@ -294,6 +311,24 @@ mod tests {
         assert_eq!(m.kind, Kind::Batch);
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"info://server"}}"#).unwrap();
         assert_eq!(m.name.as_deref(), Some("info://server"));
+    }
+
+    #[test]
+    fn a_batch_is_refused_unless_every_element_is_a_json_rpc_message() {
+        let not_messages = |body: &[u8]| match classify(body) {
+            Err(Invalid::NotJsonRpc(m)) => m,
+            other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
+        };
+        assert_eq!(not_messages(b"[1,2,3]"), "batch element 0 is not a JSON-RPC message (an object): 1");
+        assert_eq!(not_messages(b"[]"), "an empty JSON-RPC batch");
+        assert_eq!(not_messages(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},[]]"#), "batch element 1 is itself a batch");
+        let m = not_messages(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"1.0","id":2,"method":"ping"}]"#);
+        assert!(m.starts_with("batch element 1:"), "{m}");
+        let m = not_messages(br#"[{"jsonrpc":"2.0","id":{},"method":"ping"}]"#);
+        assert!(m.contains("\"id\" must be a string or an integer"), "{m}");
+        assert!(matches!(classify(b"[1,"), Err(Invalid::Parse(_))), "malformed JSON stays a parse error");
+        let m = classify(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#).unwrap();
+        assert_eq!(m.kind, Kind::Batch);
     }
 
     #[test]
