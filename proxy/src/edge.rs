@@ -50,6 +50,9 @@ use crate::{
 };
 
 pub const SESSION_HEADER: &str = "mcp-session-id";
+/// The replicas' build and identity (mcp-backend's `GET /version`): forwarded round robin, so
+/// that `curl …/version` shows which replica answered, as it does in front of one replica.
+pub const VERSION_PATH: &str = "/version";
 pub const VERSION_HEADER: &str = "mcp-protocol-version";
 const SERVED_BY: &str = "x-served-by";
 /// How long an idle connection to a replica is kept for the next request.
@@ -154,6 +157,8 @@ pub struct Ctx {
     lists_tools: bool,
     /// A `tools/list` response so far, to learn tool annotations from.
     tools_list: Option<BytesMut>,
+    /// The replica's path for a request that is not MCP (`GET /version`); `None`: its MCP path.
+    upstream_path: Option<&'static str>,
 }
 
 #[derive(Default)]
@@ -229,6 +234,8 @@ struct Admitted {
     declared: Option<usize>,
     /// The session token the client sent.
     token: Option<String>,
+    /// `GET /version`, not MCP.
+    version_path: bool,
 }
 
 impl Edge {
@@ -325,8 +332,13 @@ impl Edge {
         if let Some(reply) = self.limits.check_headers(heads.count, heads.bytes) {
             return Err(reply);
         }
-        if request.uri.path() != self.path {
-            return Err(Reply::error(404, METHOD_NOT_FOUND, format!("no endpoint at {}: MCP is served at {}", request.uri.path(), self.path)));
+        let version_path = request.uri.path() == VERSION_PATH && self.path != VERSION_PATH;
+        if request.uri.path() != self.path && !version_path {
+            return Err(Reply::error(
+                404,
+                METHOD_NOT_FOUND,
+                format!("no endpoint at {}: MCP is served at {} (and the replicas' {VERSION_PATH})", request.uri.path(), self.path),
+            ));
         }
         if let Some(auth) = &self.auth {
             ctx.identity = Some(auth.check(heads.authorization)?);
@@ -346,6 +358,12 @@ impl Edge {
             "DELETE" => Verb::Delete,
             _ => Verb::Other,
         };
+        if version_path {
+            if verb != Verb::Get {
+                return Err(Reply::error(405, INVALID_REQUEST, format!("{VERSION_PATH} takes GET")).with_header("allow", "GET"));
+            }
+            return Ok(Admitted { verb, declared: None, token: None, version_path });
+        }
         if verb == Verb::Post {
             if let Some(reply) = self.check_post_headers(&heads) {
                 return Err(reply);
@@ -355,16 +373,23 @@ impl Edge {
             verb,
             declared: heads.content_length.and_then(|v| v.trim().parse::<usize>().ok()),
             token: heads.session.map(str::to_owned),
+            version_path,
         })
     }
 
     /// Check, classify and route one request, and answer it: here, or from a replica.
     pub(crate) async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let Admitted { verb, declared, token } = match self.admit(session, ctx) {
+        let Admitted { verb, declared, token, version_path } = match self.admit(session, ctx) {
             Ok(admitted) => admitted,
             Err(reply) => return self.reply(session, ctx, reply).await,
         };
         ctx.verb = Some(verb);
+        if version_path {
+            // Not MCP: no session, no body; any replica may answer, and another if it broke.
+            ctx.upstream_path = Some(VERSION_PATH);
+            ctx.retry_safe = true;
+            return crate::upstream::forward::forward(self, session, ctx).await;
+        }
         let mut state = match &token {
             None => SessionState::None,
             Some(t) => match self.sessions.open(t, ctx.identity()) {
@@ -558,7 +583,7 @@ impl Edge {
     pub(crate) fn rewrite<'a>(&self, replica: &'a Replica, ctx: &'a Ctx) -> Rewrite<'a> {
         Rewrite {
             authority: &replica.authority,
-            path: &replica.path,
+            path: ctx.upstream_path.unwrap_or(&replica.path),
             session_id: ctx.session.as_ref().and_then(|view| view.owner.as_ref()).map(|owner| owner.session_id.as_str()),
             version: ctx.session.as_ref().map(|view| view.version.as_str()),
             last_event_id: ctx.resume_id.as_deref(),

@@ -81,6 +81,25 @@ async fn every_rejection_is_answered_at_the_edge() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_version_is_answered_by_the_replicas_in_turn() {
+    let edge = start(&[]).await;
+    let version = edge.url.replace("/mcp", "/version");
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let a = send(reqwest::Method::GET, &version, &[], "").await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(a.json()["name"], "mcp-backend");
+        assert_eq!(a.json()["replica_id"], a.served_by(), "X-Served-By names the replica that answered");
+        seen.push(a.served_by());
+    }
+    seen.sort();
+    assert_eq!(seen, ["r1", "r2", "r3"], "round robin, as every request");
+    let post = send(reqwest::Method::POST, &version, &[JSON], "{}").await;
+    assert_eq!((post.status, post.headers["allow"].to_str().unwrap()), (405, "GET"));
+    assert_eq!(post.error_code(), -32600);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn modern_requests_pass_untouched_and_never_get_a_session() {
     let edge = start(&[]).await;
     let meta = json!({"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{}});
