@@ -40,10 +40,13 @@ impl Lifecycle {
 }
 
 /// Drives [`Lifecycle`]: waits (up to a minute) for the MCP listener to accept a connection,
-/// then for pingora's shutdown broadcast.
+/// then for pingora's shutdown broadcast; then ends the process as soon as no request or
+/// stream is left ([`crate::drain`]), or when the grace period is over.
 pub struct LifecycleWatch {
     pub lifecycle: Lifecycle,
     pub listen: std::net::SocketAddr,
+    pub drain: Arc<crate::drain::Drain>,
+    pub grace: std::time::Duration,
 }
 
 #[async_trait]
@@ -60,7 +63,15 @@ impl BackgroundService for LifecycleWatch {
         self.lifecycle.0[0].store(true, Ordering::SeqCst);
         let _ = shutdown.changed().await;
         self.lifecycle.0[1].store(true, Ordering::SeqCst);
-        tracing::info!("shutdown: readiness now 503, in-flight requests may finish");
+        tracing::info!(busy = self.drain.busy(), "shutdown: readiness now 503, in-flight requests may finish");
+        let started = std::time::Instant::now();
+        if self.drain.wait_idle(self.grace).await {
+            tracing::info!(after = ?started.elapsed(), "shutdown: nothing left in flight, exiting");
+        } else {
+            tracing::warn!(busy = self.drain.busy(), "shutdown: grace period over, exiting with requests still in flight");
+        }
+        // pingora would sleep out the whole grace period; the access log is flushed at exit.
+        std::process::exit(0);
     }
 }
 

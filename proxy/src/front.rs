@@ -35,29 +35,38 @@ use pingora::{
 };
 use tokio::sync::Notify;
 
-use crate::{edge::Edge, metrics::Event};
+use crate::{drain::Drain, edge::Edge, metrics::Event};
 
 /// The proxy as pingora's HTTP application.
 pub struct Front {
     edge: Edge,
     header_deadline: Duration,
+    /// Connections waiting for or answering a request (the shutdown waits for them).
+    drain: Arc<Drain>,
     /// Set when the service stops accepting: keep-alive connections waiting for a request close.
     closing: AtomicBool,
     closed: Notify,
 }
 
 impl Front {
-    pub fn new(edge: Edge, header_deadline: Duration) -> Self {
-        Self { edge, header_deadline, closing: AtomicBool::new(false), closed: Notify::new() }
+    pub fn new(edge: Edge, header_deadline: Duration, drain: Arc<Drain>) -> Self {
+        Self { edge, header_deadline, drain, closing: AtomicBool::new(false), closed: Notify::new() }
     }
 
     /// Read the next request's headers. `false`: there is none (closed, timed out, malformed,
     /// or the service is stopping) and the connection ends.
     async fn read_head(&self, session: &mut ServerSession) -> bool {
+        // Registered before the flag is read: a shutdown in between still ends the wait.
+        let closed = self.closed.notified();
+        tokio::pin!(closed);
+        closed.as_mut().enable();
+        if self.closing.load(Ordering::Acquire) {
+            return false;
+        }
         let read = tokio::select! {
             biased;
             read = pingora_timeout::fast_timeout::fast_timeout(self.header_deadline, session.read_request()) => read,
-            () = self.closed.notified() => return false,
+            () = closed => return false,
         };
         match read {
             Ok(Ok(request)) => request,
@@ -84,6 +93,7 @@ impl HttpServerApp for Front {
         // simply right after a bodiless answer such as a 202): those bytes are kept for the
         // next request instead of being taken for a client that broke the protocol.
         session.set_pipelining_enabled(true);
+        let _busy = self.drain.enter();
         if !self.read_head(&mut session).await {
             return None;
         }

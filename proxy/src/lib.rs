@@ -7,12 +7,13 @@
 //! - [`front`]: each request from pingora's HTTP server (header deadline, failures, logging);
 //! - [`edge`]: one request's steps, wiring the above; [`heads`]: the request fields it reads;
 //! - [`metrics`]: Prometheus counters; [`access`]: the access log;
-//! - [`auth`]: bearer tokens; [`ratelimit`]: a token bucket per caller; [`limits`]: header and stream limits; [`admin`]: /healthz, /readyz, peer revocations; [`embedded`]: the bundled replicas; [`config`]: flags.
+//! - [`auth`]: bearer tokens; [`ratelimit`]: a token bucket per caller; [`limits`]: header and stream limits; [`admin`]: /healthz, /readyz, peer revocations; [`drain`]: shutdown as soon as nothing is in flight; [`embedded`]: the bundled replicas; [`config`]: flags.
 
 pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod config;
+pub mod drain;
 pub mod edge;
 pub mod embedded;
 pub mod front;

@@ -9,6 +9,7 @@ use mcp_edge::{
     embedded::Embedded,
     session::{Keys, Sweep},
     config::Command,
+    drain::Drain,
     front::Front,
     listen::Listen,
     upstream::{
@@ -103,7 +104,9 @@ fn main() {
     let metrics = edge.metrics.clone();
     let rate_limit = edge.rate_limit.clone();
     let streams = edge.streams.clone();
-    let proxy = Front::new(edge, Duration::from_millis(config.header_timeout_ms.max(1)));
+    let tools = edge.tools.clone();
+    let drain = Arc::new(Drain::default());
+    let proxy = Front::new(edge, Duration::from_millis(config.header_timeout_ms.max(1)), drain.clone());
     let proxy = Listen::bind(proxy, config.listen, config.threads(), config.work_stealing)
         .unwrap_or_else(|e| fail(format!("cannot listen on {} (--listen): {e}", config.listen)));
 
@@ -117,6 +120,7 @@ fn main() {
         path: config.health_path.clone(),
         interval: Duration::from_millis(config.health_interval_ms.max(100)),
         timeout: Duration::from_millis(config.health_timeout_ms.max(1)),
+        tools,
     };
     let discovery = discovery_target.as_ref().map(|target| Discovery {
         target: target.clone(),
@@ -157,6 +161,7 @@ fn main() {
     if let Some(limit) = rate_limit {
         server.add_service(background_service("rate limit sweep", mcp_edge::ratelimit::Sweep(limit)));
     }
-    server.add_service(background_service("lifecycle", LifecycleWatch { lifecycle, listen: config.listen }));
+    let grace = Duration::from_secs(config.grace_seconds);
+    server.add_service(background_service("lifecycle", LifecycleWatch { lifecycle, listen: config.listen, drain, grace }));
     server.run_forever();
 }

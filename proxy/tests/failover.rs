@@ -215,9 +215,8 @@ async fn discovery_follows_dns_records() {
 /// Load from `tasks` clients until `until`: half stateless, half in legacy sessions. Returns
 /// (requests, failures with what went wrong).
 async fn load(edge: &Edge, tasks: usize, until: Instant) -> (u64, Vec<String>) {
-    // A client lists tools before calling them; that is how mcp-edge learns `echo` is safe to repeat.
-    let list = post(&edge.url, &[JSON, BOTH], r#"{"jsonrpc":"2.0","id":0,"method":"tools/list"}"#).await;
-    assert_eq!(list.status, 200);
+    // No client lists tools here: mcp-edge read each replica's tools/list at its first passing
+    // health check, so it knows `echo` (read-only, idempotent) may move to another replica.
     let sent = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
@@ -328,6 +327,25 @@ async fn a_stream_on_a_killed_replica_ends_with_an_error() {
     let last: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {rest}"));
     assert_eq!(last["id"], "s-1", "{rest}");
     assert!(last["error"]["message"].as_str().unwrap().contains("failed"), "{last}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_nothing_in_flight_exits_without_waiting_out_the_grace_period() {
+    let mut edge = start(&["--grace-seconds", "60"]).await;
+    // A kept-alive connection that is waiting for its next request does not hold the exit.
+    let kept = reqwest::Client::new();
+    let a = kept.post(&edge.url).header("content-type", "application/json").body(call(1, "echo", json!({"message":"x"}))).send().await.unwrap();
+    assert_eq!(a.status(), 200);
+    unsafe { libc::kill(edge.child.id() as i32, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = edge.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "mcp-edge still running 30 s after SIGTERM with nothing in flight (grace 60 s)");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "mcp-edge exited with {status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

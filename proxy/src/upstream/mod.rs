@@ -257,12 +257,15 @@ impl Replicas {
     }
 
     /// An active check's verdict: `pass_after` passes in a row (re)admit a replica once its
-    /// ejection backoff is over; `fail_after` failures in a row take it out.
-    pub fn checked(&self, replica: &Replica, passed: bool) {
+    /// ejection backoff is over; `fail_after` failures in a row take it out. `true`: the first
+    /// pass after a start or a failure (a replica that may be new, or may have changed).
+    pub fn checked(&self, replica: &Replica, passed: bool) -> bool {
         let was = replica.is_healthy();
+        let mut first_pass = false;
         let now = if passed {
             replica.fails.store(0, Ordering::Relaxed);
             let passes = replica.passes.fetch_add(1, Ordering::Relaxed) + 1;
+            first_pass = passes == 1;
             let backoff_over = self.now_ms() >= replica.ejected_until.load(Ordering::Relaxed);
             was || (passes >= self.policy.pass_after && backoff_over)
         } else {
@@ -277,6 +280,7 @@ impl Replicas {
             replica.healthy.store(now, Ordering::Relaxed);
             tracing::info!(replica = %replica.id, healthy = now, "replica health changed");
         }
+        first_pass
     }
 }
 
