@@ -56,6 +56,30 @@ struct Args {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// A header sent with every request, `Name: value` (repeatable), e.g. `Authorization: Bearer …`.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = parse_header)]
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// Resolve the URL's host before every connection and spread the clients over all of its
+    /// addresses (client i takes address i mod n), as DNS round robin spreads real clients.
+    /// Without it, each connection takes the first address that accepts.
+    #[arg(long)]
+    spread: bool,
+    /// Send a request again, on a new connection, when its connection failed before any
+    /// response arrived (refused, reset, or closed while idle), up to this many times. Such
+    /// requests count once, as what their last try got; the report counts the retries.
+    #[arg(long, default_value_t = 0)]
+    retries: u32,
+    /// Print a progress line (JSON: elapsed_s, sent, errors, replicas seen) on stderr every this many seconds,
+    /// also when stderr is not a terminal (a terminal gets a progress bar anyway).
+    #[arg(long, value_name = "SECONDS")]
+    progress_interval: Option<f64>,
+}
+
+fn parse_header(text: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
+    let (name, value) = text.split_once(':').ok_or_else(|| format!("{text:?} is not `Name: value`"))?;
+    let name = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| format!("header name {name:?}: {e}"))?;
+    let value = http::HeaderValue::from_str(value.trim()).map_err(|e| format!("header value: {e}"))?;
+    Ok((name, value))
 }
 
 /// Shared by the clients: when to stop, and how many requests went out.
@@ -65,6 +89,8 @@ struct Budget {
     sent: AtomicU64,
     errors: AtomicU64,
     stop: AtomicBool,
+    /// Every replica that has answered so far (for the progress lines).
+    replicas: std::sync::Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Budget {
@@ -84,10 +110,14 @@ impl Budget {
 
 /// Where requests go: one TCP connection per client, opened again after it breaks.
 struct Target {
-    addr: String,
+    host: String,
+    port: u16,
     authority: http::HeaderValue,
     path: http::Uri,
     timeout: Duration,
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    spread: bool,
+    retries: u32,
 }
 
 impl Target {
@@ -97,41 +127,66 @@ impl Target {
             return Err(format!("--url must be http:// (got {url:?})"));
         }
         let authority = uri.authority().ok_or_else(|| format!("--url {url:?} has no host"))?;
-        // An IPv6 host keeps its brackets: "[::1]:8150".
-        let addr = format!("{}:{}", authority.host(), authority.port_u16().unwrap_or(80));
+        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let port = authority.port_u16().unwrap_or(80);
         let path = uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|e| format!("bad path: {e}"))?;
-        Ok(Target { addr, authority: http::HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?, path, timeout })
+        let authority = http::HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        Ok(Target { host, port, authority, path, timeout, headers: Vec::new(), spread: false, retries: 0 })
     }
 }
 
 type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>;
 
-/// Open a connection to the target (the connection's driver runs as its own task).
-async fn connect(target: &Target) -> std::io::Result<Sender> {
-    let stream = tokio::net::TcpStream::connect(&target.addr).await?;
+/// Open a connection to the target (the connection's driver runs as its own task). With
+/// `--spread`, to address `(client + attempt) mod n` of the host's addresses, looked up anew.
+async fn connect(target: &Target, client: usize, attempt: u32) -> std::io::Result<Sender> {
+    let stream = if target.spread {
+        let mut addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port)).await?.collect();
+        addrs.sort();
+        let addr = addrs.get((client + attempt as usize) % addrs.len().max(1)).copied();
+        tokio::net::TcpStream::connect(addr.ok_or_else(|| std::io::Error::other("the host has no address"))?).await?
+    } else {
+        tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?
+    };
     stream.set_nodelay(true)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
     tokio::spawn(connection);
     Ok(sender)
 }
 
-/// One request and its whole response body; `Err(timed out)`.
-async fn send(connection: &mut Option<Sender>, target: &Target, request: http::Request<http_body_util::Full<bytes::Bytes>>) -> Result<(u16, http::HeaderMap, bytes::Bytes), bool> {
+/// How an exchange failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failed {
+    Timeout,
+    /// The connection failed before any response arrived: safe to send again (`--retries`).
+    BeforeResponse,
+    /// The response began and then broke.
+    Broken,
+}
+
+/// One request and its whole response body.
+async fn send(
+    connection: &mut Option<Sender>,
+    target: &Target,
+    client: usize,
+    attempt: u32,
+    request: http::Request<http_body_util::Full<bytes::Bytes>>,
+) -> Result<(u16, http::HeaderMap, bytes::Bytes), Failed> {
     use http_body_util::BodyExt;
     let exchange = async {
         if connection.as_ref().is_none_or(|c| c.is_closed()) {
-            *connection = Some(connect(target).await.map_err(|_| false)?);
+            *connection = Some(connect(target, client, attempt).await.map_err(|_| Failed::BeforeResponse)?);
         }
         let sender = connection.as_mut().expect("connected");
-        sender.ready().await.map_err(|_| false)?;
-        let response = sender.send_request(request).await.map_err(|_| false)?;
+        sender.ready().await.map_err(|_| Failed::BeforeResponse)?;
+        let response = sender.send_request(request).await.map_err(|_| Failed::BeforeResponse)?;
         let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|_| false)?.to_bytes();
+        let body = body.collect().await.map_err(|_| Failed::Broken)?.to_bytes();
         Ok((parts.status.as_u16(), parts.headers, body))
     };
     let result = match tokio::time::timeout(target.timeout, exchange).await {
         Ok(result) => result,
-        Err(_) => Err(true),
+        Err(_) => Err(Failed::Timeout),
     };
     if result.is_err() {
         // A broken or timed-out exchange leaves the connection unusable.
@@ -141,6 +196,8 @@ async fn send(connection: &mut Option<Sender>, target: &Target, request: http::R
 }
 
 struct Client {
+    /// This client's number (which address it takes with `--spread`).
+    n: usize,
     target: Arc<Target>,
     connection: Option<Sender>,
     budget: Arc<Budget>,
@@ -150,15 +207,32 @@ struct Client {
     next_id: u64,
     /// A standing legacy session (mixed scenario).
     session: Option<String>,
+    /// Added to the client's number when it picks an address (`--spread`): the revoke scenario
+    /// moves to the next address.
+    offset: usize,
 }
 
 impl Client {
     /// Send one request (if the budget allows) and record it; `None` when the run is over.
     async fn exchange(&mut self, method: http::Method, body: Option<String>, headers: &[(&str, &str)], accept: &str, expect: Expect) -> Option<(Outcome, http::HeaderMap)> {
+        let start = self.start().await?;
+        let sent = self.attempt(method, body, headers, accept).await;
+        let (outcome, response_headers) = match sent {
+            Ok((status, headers, body)) => (scenario::judge(status, &body, expect), headers),
+            Err(Failed::Timeout) => (Outcome::Timeout, Default::default()),
+            Err(Failed::BeforeResponse | Failed::Broken) => (Outcome::Connection, Default::default()),
+        };
+        let served_by = response_headers.get("x-served-by").and_then(|v| v.to_str().ok());
+        self.record(start, outcome.clone(), served_by);
+        Some((outcome, response_headers))
+    }
+
+    /// Take a request from the budget and wait for its turn (open loop); `None`: the run is over.
+    async fn start(&mut self) -> Option<Instant> {
         if !self.budget.take() {
             return None;
         }
-        let start = match &mut self.pace {
+        Some(match &mut self.pace {
             Some((interval, due)) => {
                 tokio::time::sleep_until((*due).into()).await;
                 let start = *due;
@@ -166,30 +240,48 @@ impl Client {
                 start
             }
             None => Instant::now(),
-        };
-        let mut request = http::Request::builder()
-            .method(method)
-            .uri(self.target.path.clone())
-            .header("host", self.target.authority.clone())
-            .header("accept", accept);
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request = request.body(http_body_util::Full::new(body.map(bytes::Bytes::from).unwrap_or_default())).expect("a valid request");
-        let (outcome, response_headers) = match send(&mut self.connection, &self.target, request).await {
-            Ok((status, headers, body)) => (scenario::judge(status, &body, expect), headers),
-            Err(true) => (Outcome::Timeout, Default::default()),
-            Err(false) => (Outcome::Connection, Default::default()),
-        };
-        let served_by = response_headers.get("x-served-by").and_then(|v| v.to_str().ok());
-        self.stats.record(start.elapsed(), outcome.clone(), served_by);
+        })
+    }
+
+    fn record(&mut self, start: Instant, outcome: Outcome, served_by: Option<&str>) {
         if outcome != Outcome::Ok {
             self.budget.errors.fetch_add(1, Ordering::Relaxed);
         }
-        Some((outcome, response_headers))
+        if let Some(replica) = served_by.filter(|r| !self.stats.served_by.contains_key(*r)) {
+            self.budget.replicas.lock().expect("not poisoned").insert(replica.to_owned());
+        }
+        self.stats.record(start.elapsed(), outcome, served_by);
+    }
+
+    /// One request on this client's connection, sent again after a connection that failed
+    /// before any response (up to `--retries`).
+    async fn attempt(&mut self, method: http::Method, body: Option<String>, headers: &[(&str, &str)], accept: &str) -> Result<(u16, http::HeaderMap, bytes::Bytes), Failed> {
+        let body = body.map(bytes::Bytes::from).unwrap_or_default();
+        let mut attempt = 0;
+        loop {
+            let mut request = http::Request::builder()
+                .method(method.clone())
+                .uri(self.target.path.clone())
+                .header("host", self.target.authority.clone())
+                .header("accept", accept);
+            if !body.is_empty() {
+                request = request.header("content-type", "application/json");
+            }
+            for (name, value) in &self.target.headers {
+                request = request.header(name, value);
+            }
+            for (name, value) in headers {
+                request = request.header(*name, *value);
+            }
+            let request = request.body(http_body_util::Full::new(body.clone())).expect("a valid request");
+            match send(&mut self.connection, &self.target, self.n + self.offset, attempt, request).await {
+                Err(Failed::BeforeResponse) if attempt < self.target.retries => {
+                    attempt += 1;
+                    self.stats.retried += 1;
+                }
+                sent => return sent,
+            }
+        }
     }
 
     fn id(&mut self) -> u64 {
@@ -244,6 +336,39 @@ impl Client {
         Some(())
     }
 
+    /// A session opened and DELETEd at one address, then used at the next one until that
+    /// mcp-edge refuses it (404): recorded as one request whose latency is how long the DELETE
+    /// took to reach the other process (`--spread` over several mcp-edge processes).
+    async fn revoke(&mut self) -> Option<()> {
+        self.offset = 0;
+        self.connection = None;
+        let Some(session) = self.open_session().await? else { return Some(()) };
+        let (deleted, _) = self.exchange(http::Method::DELETE, None, &[("mcp-session-id", &session)], "application/json", Expect::Status(200)).await?;
+        if deleted != Outcome::Ok {
+            return Some(());
+        }
+        let start = self.start().await?;
+        self.offset = 1;
+        self.connection = None;
+        let deadline = Instant::now() + REVOKE_DEADLINE;
+        let headers = [("mcp-session-id", session.as_str()), ("mcp-protocol-version", "2025-06-18")];
+        let outcome = loop {
+            let id = self.id();
+            let outcome = match self.attempt(http::Method::POST, Some(scenario::echo(id)), &headers, "application/json, text/event-stream").await {
+                Ok((404, _, _)) => break Outcome::Ok,
+                Ok((status, _, _)) => Outcome::Http(status),
+                Err(Failed::Timeout) => Outcome::Timeout,
+                Err(_) => Outcome::Connection,
+            };
+            if Instant::now() >= deadline {
+                break outcome;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        self.record(start, outcome, None);
+        Some(())
+    }
+
     async fn mixed(&mut self, i: u64) -> Option<()> {
         match i % 20 {
             0..14 => self.stateless().await,
@@ -269,12 +394,40 @@ impl Client {
                 Scenario::Stream => self.stream().await,
                 Scenario::LegacySession => self.legacy_session(calls).await,
                 Scenario::Mixed => self.mixed(i).await,
+                Scenario::Revoke => self.revoke().await,
             };
             if more.is_none() {
                 return self.stats;
             }
         }
     }
+}
+
+/// How long the revoke scenario waits for the other process to refuse a DELETEd session.
+const REVOKE_DEADLINE: Duration = Duration::from_secs(5);
+
+/// `--progress-interval`: a JSON line on stderr every `interval`, until the run ends.
+async fn progress_lines(budget: Arc<Budget>, started: Instant, interval: Duration) {
+    loop {
+        tokio::time::sleep(interval).await;
+        let replicas: Vec<String> = budget.replicas.lock().expect("not poisoned").iter().cloned().collect();
+        let line = json!({"elapsed_s": started.elapsed().as_secs_f64(), "sent": budget.sent.load(Ordering::Relaxed), "errors": budget.errors.load(Ordering::Relaxed), "replicas": replicas});
+        eprintln!("{line}");
+        if budget.stop.load(Ordering::Relaxed) || Instant::now() >= budget.until {
+            return;
+        }
+    }
+}
+
+/// SIGTERM or Ctrl-C ends the run early: no new request, the ones in flight finish, the report
+/// is printed.
+async fn stop_on_signal(budget: Arc<Budget>) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    budget.stop.store(true, Ordering::Relaxed);
 }
 
 /// A progress line on a terminal, twice a second, until the run ends.
@@ -311,10 +464,10 @@ async fn main() {
     let concurrency = args.concurrency.max(1);
     let total = Duration::from_secs_f64(args.duration.max(0.001));
     let started = Instant::now();
-    let budget = Arc::new(Budget { until: started + total, max: args.requests, sent: AtomicU64::new(0), errors: AtomicU64::new(0), stop: AtomicBool::new(false) });
+    let budget = Arc::new(Budget { until: started + total, max: args.requests, sent: AtomicU64::new(0), errors: AtomicU64::new(0), stop: AtomicBool::new(false), replicas: Default::default() });
     let pace = args.rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate.max(0.001)));
     let target = match Target::parse(&args.url, Duration::from_secs_f64(args.timeout)) {
-        Ok(target) => Arc::new(target),
+        Ok(target) => Arc::new(Target { headers: args.headers.clone(), spread: args.spread, retries: args.retries, ..target }),
         Err(e) => {
             eprintln!("mcp-load: {e}");
             std::process::exit(2);
@@ -324,10 +477,12 @@ async fn main() {
     for n in 0..concurrency {
         // Open loop: the clients' schedules are staggered evenly over one interval.
         let pace = pace.map(|interval| (interval, started + interval.mul_f64(n as f64 / concurrency as f64)));
-        let client = Client { target: target.clone(), connection: None, budget: budget.clone(), stats: Stats::default(), pace, next_id: 0, session: None };
+        let client = Client { n, target: target.clone(), connection: None, budget: budget.clone(), stats: Stats::default(), pace, next_id: 0, session: None, offset: 0 };
         clients.push(tokio::spawn(client.run(args.scenario, args.calls_per_session)));
     }
     let bar = tokio::spawn(progress(budget.clone(), started, total));
+    let lines = args.progress_interval.map(|s| tokio::spawn(progress_lines(budget.clone(), started, Duration::from_secs_f64(s.max(0.05)))));
+    tokio::spawn(stop_on_signal(budget.clone()));
     let mut stats = Stats::default();
     for client in clients {
         stats.merge(&client.await.expect("a client task"));
@@ -335,6 +490,9 @@ async fn main() {
     let elapsed = started.elapsed();
     budget.stop.store(true, Ordering::Relaxed);
     let _ = bar.await;
+    if let Some(lines) = lines {
+        lines.abort();
+    }
     let run = json!({
         "scenario": clap::ValueEnum::to_possible_value(&args.scenario).map(|v| v.get_name().to_owned()),
         "url": args.url,
@@ -342,6 +500,8 @@ async fn main() {
         "rate": args.rate,
         "duration_s": args.duration,
         "requests_max": args.requests,
+        "spread": args.spread,
+        "retries_max": args.retries,
     });
     let report = stats.to_json(run, elapsed);
     if args.json {

@@ -12,12 +12,27 @@ pub struct Stats {
     pub latency: Histogram<u64>,
     pub outcomes: BTreeMap<Outcome, u64>,
     pub served_by: BTreeMap<String, u64>,
+    /// When each replica answered first and last (UNIX time, seconds): how soon a new replica
+    /// took traffic, and when a removed one stopped.
+    pub seen: BTreeMap<String, (f64, f64)>,
+    /// Tries sent again after a connection failed before any response (`--retries`).
+    pub retried: u64,
 }
 
 impl Default for Stats {
     fn default() -> Self {
-        Self { latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"), outcomes: BTreeMap::new(), served_by: BTreeMap::new() }
+        Self {
+            latency: Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid bounds"),
+            outcomes: BTreeMap::new(),
+            served_by: BTreeMap::new(),
+            seen: BTreeMap::new(),
+            retried: 0,
+        }
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Stats {
@@ -25,7 +40,17 @@ impl Stats {
         let _ = self.latency.record((latency.as_micros() as u64).max(1));
         *self.outcomes.entry(outcome).or_default() += 1;
         if let Some(replica) = served_by {
-            *self.served_by.entry(replica.to_owned()).or_default() += 1;
+            let now = unix_now();
+            match self.served_by.get_mut(replica) {
+                Some(count) => {
+                    *count += 1;
+                    self.seen.get_mut(replica).expect("seen with its count").1 = now;
+                }
+                None => {
+                    self.served_by.insert(replica.to_owned(), 1);
+                    self.seen.insert(replica.to_owned(), (now, now));
+                }
+            }
         }
     }
 
@@ -37,6 +62,11 @@ impl Stats {
         for (k, v) in &other.served_by {
             *self.served_by.entry(k.clone()).or_default() += v;
         }
+        for (k, &(first, last)) in &other.seen {
+            let seen = self.seen.entry(k.clone()).or_insert((first, last));
+            *seen = (seen.0.min(first), seen.1.max(last));
+        }
+        self.retried += other.retried;
     }
 
     pub fn requests(&self) -> u64 {
@@ -72,6 +102,9 @@ impl Stats {
                 "mean": h.mean(),
             },
             "served_by": self.served_by,
+            "first_seen_unix_s": self.seen.iter().map(|(k, v)| (k.clone(), v.0)).collect::<BTreeMap<_, _>>(),
+            "last_seen_unix_s": self.seen.iter().map(|(k, v)| (k.clone(), v.1)).collect::<BTreeMap<_, _>>(),
+            "retried": self.retried,
         })
     }
 }
@@ -103,6 +136,9 @@ pub fn text(report: &Value) -> String {
         let list: Vec<String> = errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push_str(&format!("errors   {}\n", list.join(", ")));
     }
+    if let Some(retried) = report["retried"].as_u64().filter(|&r| r > 0) {
+        out.push_str(&format!("retried  {retried} tries after a connection failed before any response\n"));
+    }
     if let Some(served) = report["served_by"].as_object().filter(|s| !s.is_empty()) {
         let total: u64 = served.values().filter_map(Value::as_u64).sum();
         let list: Vec<String> = served
@@ -128,6 +164,8 @@ mod tests {
         assert_eq!((r["requests"].as_u64(), r["ok"].as_u64(), r["errors"].as_u64()), (Some(3), Some(1), Some(2)));
         assert_eq!(r["errors_by_kind"]["jsonrpc_-32602"], 1);
         assert_eq!(r["served_by"]["r1"], 1);
+        assert!(r["first_seen_unix_s"]["r1"].as_f64().unwrap() <= r["last_seen_unix_s"]["r1"].as_f64().unwrap());
+        assert_eq!(r["retried"], 0);
         assert!(text(&r).contains("errors   jsonrpc_-32602 1, timeout 1"), "{}", text(&r));
     }
 }

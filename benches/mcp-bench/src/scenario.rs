@@ -16,6 +16,9 @@ pub enum Scenario {
     Stream,
     /// 70 % stateless, 15 % modern, 10 % calls in a legacy session, 5 % stream.
     Mixed,
+    /// A legacy session DELETEd at one address, then used at the next until refused (404):
+    /// how long a DELETE takes to reach the other mcp-edge processes (with `--spread`).
+    Revoke,
 }
 
 /// How one exchange ended.
