@@ -5,11 +5,16 @@
 #   docker run --rm --entrypoint /usr/local/bin/mcp-backend mcp-edge:latest    # the backend alone
 #
 # The entrypoint is mcp-edge; stack.yml runs the backend service with the other entrypoint.
+# It needs BuildKit (the default builder since Docker 23; with Debian's docker.io 20.10, set
+# DOCKER_BUILDKIT=1). The two base images are build arguments, so that a machine with no
+# registry can build it from local stand-ins (scripts/swarm does): BUILD_IMAGE must have a Rust
+# toolchain on PATH and apt-get; RUNTIME_IMAGE must have glibc, libgcc and the user 65532.
 
-ARG RUST_VERSION=1.95
+ARG BUILD_IMAGE=rust:1.95-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 # ---- build: an official Rust image, with cmake for pingora's build
-FROM rust:${RUST_VERSION}-bookworm AS build
+FROM ${BUILD_IMAGE} AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends cmake \
  && rm -rf /var/lib/apt/lists/*
@@ -22,7 +27,7 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && cp target/release/mcp-edge target/release/mcp-backend /out/
 
 # ---- runtime: glibc and libgcc only, no shell, no package manager, no curl
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 ARG VERSION=0.1.0
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="mcp-edge" \
