@@ -111,7 +111,9 @@ impl Config {
     }
 }
 
-fn hostname() -> String {
+/// The machine's host name (a container's is its id): the default replica id, and `/version`'s
+/// `hostname`.
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .map(|s| s.trim().to_owned())

@@ -140,6 +140,8 @@ async fn version(State(app): State<App>) -> impl IntoResponse {
         "name": SERVER_NAME,
         "version": env!("CARGO_PKG_VERSION"),
         "replica_id": app.options.replica_id,
+        // What the seed template's quick start reads (`curl …/version | jq .hostname`).
+        "hostname": crate::config::hostname(),
         "protocol_versions": PROTOCOL_VERSIONS,
     }))
 }
@@ -191,6 +193,8 @@ async fn stats(State(app): State<App>) -> impl IntoResponse {
     let s = &app.stats;
     axum::Json(json!({
         "replica_id": app.options.replica_id,
+        // What the seed template's quick start reads (`curl …/version | jq .hostname`).
+        "hostname": crate::config::hostname(),
         "mcp_requests": s.mcp_requests.load(Ordering::Relaxed),
         "with_session_header": s.with_session_header.load(Ordering::Relaxed),
         "without_version_header": s.without_version_header.load(Ordering::Relaxed),

@@ -90,6 +90,7 @@ async fn get_version_is_answered_by_the_replicas_in_turn() {
         assert_eq!(a.status, 200, "{}", a.body);
         assert_eq!(a.json()["name"], "mcp-backend");
         assert_eq!(a.json()["replica_id"], a.served_by(), "X-Served-By names the replica that answered");
+        assert!(!a.json()["hostname"].as_str().unwrap().is_empty(), "the template's quick start reads .hostname");
         seen.push(a.served_by());
     }
     seen.sort();
