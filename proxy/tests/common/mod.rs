@@ -158,8 +158,18 @@ pub async fn stats(edge: &Edge) -> HashMap<String, Value> {
     out
 }
 
+/// MCP requests the replicas have served, once each has served the `tools/list` mcp-edge sends
+/// it at its first passing health check (so that a count taken before and after a step sees
+/// only the step's requests).
 pub async fn total_requests(edge: &Edge) -> u64 {
-    stats(edge).await.values().map(|s| s["mcp_requests"].as_u64().unwrap()).sum()
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let counts: Vec<u64> = stats(edge).await.values().map(|s| s["mcp_requests"].as_u64().unwrap()).collect();
+        if counts.iter().all(|&n| n > 0) || Instant::now() > deadline {
+            return counts.iter().sum();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 pub async fn open_session(edge: &Edge, version: &str) -> String {
