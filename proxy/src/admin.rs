@@ -80,6 +80,7 @@ pub struct Admin {
     pub sessions: Arc<Sessions>,
     pub metrics: Arc<Metrics>,
     pub streams: Arc<crate::limits::Streams>,
+    pub tools: Arc<crate::mcp::tools::KnownTools>,
     pub lifecycle: Lifecycle,
 }
 
@@ -147,6 +148,6 @@ async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
 }
 
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
-    let text = admin.metrics.render(&admin.replicas, admin.streams.open_now());
+    let text = admin.metrics.render(&admin.replicas, admin.streams.open_now(), admin.tools.len());
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
 }

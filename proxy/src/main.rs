@@ -111,7 +111,7 @@ fn main() {
         .unwrap_or_else(|e| fail(format!("cannot listen on {} (--listen): {e}", config.listen)));
 
     let lifecycle = Lifecycle::default();
-    Admin { replicas: replicas.clone(), sessions: sessions.clone(), metrics, streams, lifecycle: lifecycle.clone() }
+    Admin { replicas: replicas.clone(), sessions: sessions.clone(), metrics, streams, tools: tools.clone(), lifecycle: lifecycle.clone() }
         .spawn(admin_listener)
         .unwrap_or_else(|e| fail(format!("cannot serve the admin listener: {e}")));
 

@@ -170,7 +170,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition of everything, with the replicas' state read now.
-    pub fn render(&self, replicas: &Replicas, open_streams: usize) -> String {
+    pub fn render(&self, replicas: &Replicas, open_streams: usize, tools_known: usize) -> String {
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP mcp_edge_requests_total Requests answered, by MCP method, tool, protocol era, status class and replica (`edge`: answered by the proxy itself).\n");
         out.push_str("# TYPE mcp_edge_requests_total counter\n");
@@ -211,6 +211,10 @@ impl Metrics {
             "# HELP mcp_edge_open_streams SSE responses being relayed now.\n# TYPE mcp_edge_open_streams gauge\nmcp_edge_open_streams {}",
             open_streams
         );
+        let _ = writeln!(
+            out,
+            "# HELP mcp_edge_tools_known Tools whose annotations this process has read (safe to repeat or not).\n# TYPE mcp_edge_tools_known gauge\nmcp_edge_tools_known {tools_known}"
+        );
         out.push_str("# HELP mcp_edge_replica_healthy 1 when the replica takes requests, 0 when it is out of rotation.\n");
         out.push_str("# TYPE mcp_edge_replica_healthy gauge\n");
         for replica in replicas.all().iter() {
@@ -250,7 +254,7 @@ mod tests {
         }
         m.count(Event::SessionMinted);
         let replicas = Replicas::discovered(crate::upstream::Policy::default());
-        let text = m.render(&replicas, 0);
+        let text = m.render(&replicas, 0, 0);
         assert!(text.contains(r#"mcp_edge_requests_total{method="ping",tool="",era="2026-07-28",status="2xx",replica="r\"1"} 2"#), "{text}");
         assert!(text.contains(r#"status="4xx",replica="r\"1"} 1"#), "{text}");
         assert!(text.contains(r#"mcp_edge_request_duration_seconds_bucket{method="ping",le="0.0025"} 3"#), "{text}");

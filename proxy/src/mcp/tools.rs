@@ -14,6 +14,15 @@ pub struct KnownTools {
 }
 
 impl KnownTools {
+    /// How many tools' annotations are known.
+    pub fn len(&self) -> usize {
+        self.safe.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.safe.is_empty()
+    }
+
     pub fn is_safe(&self, name: &str) -> bool {
         self.safe.get(name).is_some_and(|safe| *safe)
     }
