@@ -97,6 +97,7 @@ pub async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
         assert!(Instant::now() < deadline, "mcp-edge did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    health_reads_done(&edge.replicas).await;
     edge
 }
 
@@ -158,17 +159,26 @@ pub async fn stats(edge: &Edge) -> HashMap<String, Value> {
     out
 }
 
-/// MCP requests the replicas have served, once each has served the `tools/list` mcp-edge sends
-/// it at its first passing health check (so that a count taken before and after a step sees
-/// only the step's requests).
 pub async fn total_requests(edge: &Edge) -> u64 {
+    stats(edge).await.values().map(|s| s["mcp_requests"].as_u64().unwrap()).sum()
+}
+
+/// Until every replica that answers `/stats` has served the `tools/list` mcp-edge sends it at
+/// its first passing health check (no client has sent anything yet), so that request counts
+/// taken later see only the test's requests. A replica that does not answer is not waited for.
+async fn health_reads_done(replicas: &[(String, String)]) {
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let counts: Vec<u64> = stats(edge).await.values().map(|s| s["mcp_requests"].as_u64().unwrap()).collect();
-        if counts.iter().all(|&n| n > 0) || Instant::now() > deadline {
-            return counts.iter().sum();
+    for (_, base) in replicas {
+        loop {
+            let served = match client().get(format!("{base}/stats")).send().await {
+                Ok(r) => r.json::<Value>().await.ok().and_then(|v| v["mcp_requests"].as_u64()),
+                Err(_) => break,
+            };
+            if served.is_none_or(|n| n > 0) || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
