@@ -5,8 +5,7 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Parser;
 
 /// The default Origin allow-list: browsers on this machine, any port (mcp-edge uses it too).
-pub const LOOPBACK_ORIGINS: &str =
-    "http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*";
+pub const LOOPBACK_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*";
 
 /// Protocol revisions this backend serves, oldest first.
 pub const PROTOCOL_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
@@ -52,7 +51,12 @@ pub struct Config {
     /// Key (hex, at least 32 bytes) that signs multi round-trip `requestState`. Every replica
     /// behind one address needs the same key, or a retry that lands on another replica is
     /// rejected. Default: a random key (state then opens only on this process).
-    #[arg(long, env = "MCP_BACKEND_STATE_KEY", hide_env_values = true, conflicts_with = "state_key_file")]
+    #[arg(
+        long,
+        env = "MCP_BACKEND_STATE_KEY",
+        hide_env_values = true,
+        conflicts_with = "state_key_file"
+    )]
     pub state_key: Option<String>,
 
     /// A file holding the request-state key as hex (a Docker/Swarm secret).
@@ -61,7 +65,11 @@ pub struct Config {
 
     /// Log filter (tracing syntax). rmcp logs every JSON-RPC error answer (a client calling an
     /// unknown tool) as a warning; the default keeps those out of the operator's log.
-    #[arg(long, env = "MCP_BACKEND_LOG", default_value = "info,rmcp::service=error")]
+    #[arg(
+        long,
+        env = "MCP_BACKEND_LOG",
+        default_value = "info,rmcp::service=error"
+    )]
     pub log: String,
 }
 
@@ -139,7 +147,11 @@ mod tests {
     fn short_state_key_is_rejected_with_reason() {
         let mut c = Config::embedded("r1");
         c.state_key = Some("abcd".into());
-        assert!(c.state_key_bytes().unwrap_err().contains("at least 32 bytes"));
+        assert!(
+            c.state_key_bytes()
+                .unwrap_err()
+                .contains("at least 32 bytes")
+        );
         c.state_key = Some("zz".into());
         assert!(c.state_key_bytes().unwrap_err().contains("not hex"));
         c.state_key = Some("00".repeat(32));

@@ -96,11 +96,13 @@ pub fn elicit(message: &str, property: &str, ty: &str) -> InputRequest {
         "required": [property]
     }))
     .expect("a literal elicitation schema is valid");
-    InputRequest::Elicitation(ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
-        meta: None,
-        message: message.to_owned(),
-        requested_schema: schema,
-    }))
+    InputRequest::Elicitation(ElicitRequest::new(
+        ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: message.to_owned(),
+            requested_schema: schema,
+        },
+    ))
 }
 
 pub fn sample(prompt: &str, max_tokens: u32) -> InputRequest {
@@ -111,11 +113,17 @@ pub fn sample(prompt: &str, max_tokens: u32) -> InputRequest {
 }
 
 pub fn list_roots() -> InputRequest {
-    InputRequest::ListRoots(ListRootsRequest { method: Default::default(), extensions: Default::default() })
+    InputRequest::ListRoots(ListRootsRequest {
+        method: Default::default(),
+        extensions: Default::default(),
+    })
 }
 
 fn input_required(requests: Vec<(&str, InputRequest)>, state: Option<String>) -> CallToolResponse {
-    let map: InputRequests = requests.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    let map: InputRequests = requests
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
     InputRequiredResult::new(Some(map), state).into()
 }
 
@@ -127,7 +135,10 @@ struct RoundState {
 }
 
 /// The client's answer for `key`, checked to be a JSON object; `Err` for a malformed answer.
-fn answer<'a>(responses: Option<&'a InputResponses>, key: &str) -> Result<Option<&'a JsonObject>, ErrorData> {
+fn answer<'a>(
+    responses: Option<&'a InputResponses>,
+    key: &str,
+) -> Result<Option<&'a JsonObject>, ErrorData> {
     match responses.and_then(|r| r.get(key)) {
         None => Ok(None),
         Some(Value::Object(o)) => Ok(Some(o)),
@@ -144,10 +155,22 @@ fn elicited(answer: &JsonObject, field: &str) -> Result<String, ErrorData> {
         Some("accept") => answer
             .get("content")
             .and_then(|c| c.get(field))
-            .map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string()))
-            .ok_or_else(|| ErrorData::invalid_params(format!("accepted elicitation lacks content.{field}"), None)),
+            .map(|v| {
+                v.as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string())
+            })
+            .ok_or_else(|| {
+                ErrorData::invalid_params(
+                    format!("accepted elicitation lacks content.{field}"),
+                    None,
+                )
+            }),
         Some(action @ ("decline" | "cancel")) => Ok(format!("({action}d)")),
-        _ => Err(ErrorData::invalid_params("elicitation answer needs an action of accept, decline or cancel", None)),
+        _ => Err(ErrorData::invalid_params(
+            "elicitation answer needs an action of accept, decline or cancel",
+            None,
+        )),
     }
 }
 
@@ -173,7 +196,8 @@ async fn log(ctx: &RequestContext<RoleServer>, level: LoggingLevel, message: &st
             _ => return,
         }
     }
-    let note = LoggingMessageNotificationParam::new(level, json!(message)).with_logger("mcp-backend");
+    let note =
+        LoggingMessageNotificationParam::new(level, json!(message)).with_logger("mcp-backend");
     let _ = ctx.peer.notify_logging_message(note).await;
 }
 
@@ -217,17 +241,22 @@ impl Backend {
 
     #[tool(description = "Returns audio content", input_schema = no_args())]
     async fn test_audio_content(&self) -> CallToolResult {
-        CallToolResult::success(vec![ContentBlock::Audio(AudioContent::new(WAV, "audio/wav"))])
+        CallToolResult::success(vec![ContentBlock::Audio(AudioContent::new(
+            WAV,
+            "audio/wav",
+        ))])
     }
 
     #[tool(description = "Returns an embedded resource", input_schema = no_args())]
     async fn test_embedded_resource(&self) -> CallToolResult {
-        CallToolResult::success(vec![ContentBlock::resource(ResourceContents::TextResourceContents {
-            uri: "test://embedded-resource".into(),
-            mime_type: Some("text/plain".into()),
-            text: "This is an embedded resource content.".into(),
-            meta: None,
-        })])
+        CallToolResult::success(vec![ContentBlock::resource(
+            ResourceContents::TextResourceContents {
+                uri: "test://embedded-resource".into(),
+                mime_type: Some("text/plain".into()),
+                text: "This is an embedded resource content.".into(),
+                meta: None,
+            },
+        )])
     }
 
     #[tool(description = "Returns text, image and resource content", input_schema = no_args())]
@@ -246,9 +275,13 @@ impl Backend {
 
     #[tool(description = "Sends three info log notifications 50 ms apart", input_schema = no_args())]
     async fn test_tool_with_logging(&self, ctx: RequestContext<RoleServer>) -> CallToolResult {
-        for (i, message) in ["Tool execution started", "Tool processing data", "Tool execution completed"]
-            .into_iter()
-            .enumerate()
+        for (i, message) in [
+            "Tool execution started",
+            "Tool processing data",
+            "Tool execution completed",
+        ]
+        .into_iter()
+        .enumerate()
         {
             if i > 0 {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -286,27 +319,37 @@ impl Backend {
 
     #[tool(description = "Always fails", input_schema = no_args())]
     async fn test_error_handling(&self) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text("This tool intentionally returns an error for testing")])
+        CallToolResult::error(vec![ContentBlock::text(
+            "This tool intentionally returns an error for testing",
+        )])
     }
 
     #[tool(description = "Asks the client's model (legacy server-to-client request)")]
     async fn test_sampling(&self, Parameters(_args): Parameters<PromptArg>) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text(format!("test_sampling: {STATELESS_NOTE}"))])
+        CallToolResult::error(vec![ContentBlock::text(format!(
+            "test_sampling: {STATELESS_NOTE}"
+        ))])
     }
 
     #[tool(description = "Asks the user for input (legacy server-to-client request)")]
     async fn test_elicitation(&self, Parameters(_args): Parameters<MessageArg>) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text(format!("test_elicitation: {STATELESS_NOTE}"))])
+        CallToolResult::error(vec![ContentBlock::text(format!(
+            "test_elicitation: {STATELESS_NOTE}"
+        ))])
     }
 
     #[tool(description = "Elicitation with defaults (legacy server-to-client request)", input_schema = no_args())]
     async fn test_elicitation_sep1034_defaults(&self) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text(format!("elicitation: {STATELESS_NOTE}"))])
+        CallToolResult::error(vec![ContentBlock::text(format!(
+            "elicitation: {STATELESS_NOTE}"
+        ))])
     }
 
     #[tool(description = "Elicitation with enums (legacy server-to-client request)", input_schema = no_args())]
     async fn test_elicitation_sep1330_enums(&self) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text(format!("elicitation: {STATELESS_NOTE}"))])
+        CallToolResult::error(vec![ContentBlock::text(format!(
+            "elicitation: {STATELESS_NOTE}"
+        ))])
     }
 
     #[tool(description = "Answers after 100 ms (SSE reconnection scenario)", input_schema = no_args())]
@@ -323,29 +366,44 @@ impl Backend {
 
     #[tool(description = "Echoes its x-mcp-header parameter (SEP-2243 custom headers)", input_schema = custom_headers_schema())]
     async fn test_custom_headers(&self, args: JsonObject) -> CallToolResult {
-        text(format!("region={}", args.get("region").and_then(Value::as_str).unwrap_or("")))
+        text(format!(
+            "region={}",
+            args.get("region").and_then(Value::as_str).unwrap_or("")
+        ))
     }
 
     // ----- 2026-07-28: stateless lifecycle diagnostics ---------------------------------------
 
     #[tool(description = "Needs the sampling client capability; without it answers -32021", input_schema = no_args())]
-    async fn test_missing_capability(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+    async fn test_missing_capability(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         if client_capabilities(&ctx).sampling.is_none() {
             let mut required = ClientCapabilities::default();
             required.sampling = Some(Default::default());
             return Err(ErrorData::missing_required_client_capability(required));
         }
-        Ok(input_required(vec![("answer", sample("Say hello", 20))], None))
+        Ok(input_required(
+            vec![("answer", sample("Say hello", 20))],
+            None,
+        ))
     }
 
     #[tool(description = "Asks for input mid-call as an input_required result, never as a request", input_schema = no_args())]
-    async fn test_streaming_elicitation(&self, ctx: RequestContext<RoleServer>) -> Result<CallToolResponse, ErrorData> {
+    async fn test_streaming_elicitation(
+        &self,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
         if client_capabilities(&ctx).elicitation.is_none() {
             let mut required = ClientCapabilities::default();
             required.elicitation = Some(Default::default());
             return Err(ErrorData::missing_required_client_capability(required));
         }
-        Ok(input_required(vec![("name", elicit("What is your name?", "name", "string"))], None))
+        Ok(input_required(
+            vec![("name", elicit("What is your name?", "name", "string"))],
+            None,
+        ))
     }
 
     #[tool(description = "Announces a tool-list change to this replica's listen streams", input_schema = no_args())]
@@ -363,30 +421,54 @@ impl Backend {
     // ----- 2026-07-28: multi round-trip requests (SEP-2322) -----------------------------------
 
     #[tool(description = "MRTR: one elicitation, then a greeting", input_schema = no_args())]
-    async fn test_input_required_result_elicitation(&self, InputResponsesArg(r): InputResponsesArg) -> Result<CallToolResponse, ErrorData> {
+    async fn test_input_required_result_elicitation(
+        &self,
+        InputResponsesArg(r): InputResponsesArg,
+    ) -> Result<CallToolResponse, ErrorData> {
         match answer(r.as_ref(), "user_name")? {
-            None => Ok(input_required(vec![("user_name", elicit("What is your name?", "name", "string"))], None)),
+            None => Ok(input_required(
+                vec![("user_name", elicit("What is your name?", "name", "string"))],
+                None,
+            )),
             Some(a) => Ok(text(format!("Hello, {}!", elicited(a, "name")?)).into()),
         }
     }
 
     #[tool(description = "MRTR: one sampling request", input_schema = no_args())]
-    async fn test_input_required_result_sampling(&self, InputResponsesArg(r): InputResponsesArg) -> Result<CallToolResponse, ErrorData> {
+    async fn test_input_required_result_sampling(
+        &self,
+        InputResponsesArg(r): InputResponsesArg,
+    ) -> Result<CallToolResponse, ErrorData> {
         match answer(r.as_ref(), "capital_question")? {
-            None => Ok(input_required(vec![("capital_question", sample("What is the capital of France?", 100))], None)),
+            None => Ok(input_required(
+                vec![(
+                    "capital_question",
+                    sample("What is the capital of France?", 100),
+                )],
+                None,
+            )),
             Some(a) => Ok(text(format!("Model said: {}", sampled_text(a))).into()),
         }
     }
 
     #[tool(description = "MRTR: one roots/list request", input_schema = no_args())]
-    async fn test_input_required_result_list_roots(&self, InputResponsesArg(r): InputResponsesArg) -> Result<CallToolResponse, ErrorData> {
+    async fn test_input_required_result_list_roots(
+        &self,
+        InputResponsesArg(r): InputResponsesArg,
+    ) -> Result<CallToolResponse, ErrorData> {
         match answer(r.as_ref(), "client_roots")? {
             None => Ok(input_required(vec![("client_roots", list_roots())], None)),
             Some(a) => {
                 let roots = a.get("roots").and_then(Value::as_array).ok_or_else(|| {
-                    ErrorData::invalid_params("client_roots must be a ListRootsResult with a roots array", None)
+                    ErrorData::invalid_params(
+                        "client_roots must be a ListRootsResult with a roots array",
+                        None,
+                    )
                 })?;
-                let uris: Vec<&str> = roots.iter().filter_map(|r| r.get("uri").and_then(Value::as_str)).collect();
+                let uris: Vec<&str> = roots
+                    .iter()
+                    .filter_map(|r| r.get("uri").and_then(Value::as_str))
+                    .collect();
                 Ok(text(format!("Roots: {}", uris.join(", "))).into())
             }
         }
@@ -431,7 +513,11 @@ impl Backend {
         if missing.is_empty() && state.is_some() {
             return Ok(text("Every input answered; the call is complete.").into());
         }
-        let wanted = if state.is_none() { vec!["user_name", "greeting", "client_roots"] } else { missing };
+        let wanted = if state.is_none() {
+            vec!["user_name", "greeting", "client_roots"]
+        } else {
+            missing
+        };
         let requests = wanted
             .into_iter()
             .map(|key| match key {
@@ -460,16 +546,26 @@ impl Backend {
                     let name = elicited(a, "name")?;
                     let _ = name;
                     Ok(input_required(
-                        vec![("step2", elicit("Step 2: What is your favorite color?", "color", "string"))],
+                        vec![(
+                            "step2",
+                            elicit("Step 2: What is your favorite color?", "color", "string"),
+                        )],
                         Some(self.seal_round(TOOL, 2)?),
                     ))
                 }
                 None => Ok(self.multi_round_start()?),
             },
             2 => match answer(r.as_ref(), "step2")? {
-                Some(a) => Ok(text(format!("Both rounds answered (color {}); the call is complete.", elicited(a, "color")?)).into()),
+                Some(a) => Ok(text(format!(
+                    "Both rounds answered (color {}); the call is complete.",
+                    elicited(a, "color")?
+                ))
+                .into()),
                 None => Ok(input_required(
-                    vec![("step2", elicit("Step 2: What is your favorite color?", "color", "string"))],
+                    vec![(
+                        "step2",
+                        elicit("Step 2: What is your favorite color?", "color", "string"),
+                    )],
                     Some(self.seal_round(TOOL, 2)?),
                 )),
             },
@@ -537,27 +633,39 @@ pub use rmcp::handler::server::tool::InputResponses as InputResponsesArg;
 impl Backend {
     fn multi_round_start(&self) -> Result<CallToolResponse, ErrorData> {
         Ok(input_required(
-            vec![("step1", elicit("Step 1: What is your name?", "name", "string"))],
+            vec![(
+                "step1",
+                elicit("Step 1: What is your name?", "name", "string"),
+            )],
             Some(self.seal_round("multi_round", 1)?),
         ))
     }
 
     fn seal_round(&self, tool: &str, round: u32) -> Result<String, ErrorData> {
-        self.seal(&RoundState { tool: tool.to_owned(), round })
+        self.seal(&RoundState {
+            tool: tool.to_owned(),
+            round,
+        })
     }
 
     /// The round sealed in `state` for `tool`; a tampered or foreign state is -32602.
     fn open_state(&self, state: &str, tool: &str) -> Result<u32, ErrorData> {
         let opened: RoundState = self.open(state)?;
         if opened.tool != tool {
-            return Err(ErrorData::invalid_params("requestState belongs to another tool", None));
+            return Err(ErrorData::invalid_params(
+                "requestState belongs to another tool",
+                None,
+            ));
         }
         Ok(opened.round)
     }
 
     fn open_round(&self, state: &str, tool: &str, round: u32) -> Result<(), ErrorData> {
         if self.open_state(state, tool)? != round {
-            return Err(ErrorData::invalid_params("requestState is for another round", None));
+            return Err(ErrorData::invalid_params(
+                "requestState is for another round",
+                None,
+            ));
         }
         Ok(())
     }
@@ -596,7 +704,10 @@ pub fn read(uri: &str) -> Option<ResourceContents> {
         meta: None,
     };
     match uri {
-        "test://static-text" => Some(text("text/plain", "This is the content of the static text resource.".into())),
+        "test://static-text" => Some(text(
+            "text/plain",
+            "This is the content of the static text resource.".into(),
+        )),
         "test://watched-resource" => Some(text("text/plain", "Watched resource content".into())),
         "test://static-binary" => Some(ResourceContents::BlobResourceContents {
             uri: uri.to_owned(),
@@ -605,11 +716,14 @@ pub fn read(uri: &str) -> Option<ResourceContents> {
             meta: None,
         }),
         _ => {
-            let id = uri.strip_prefix("test://template/")?.strip_suffix("/data")?;
+            let id = uri
+                .strip_prefix("test://template/")?
+                .strip_suffix("/data")?;
             if id.is_empty() || id.contains('/') {
                 return None;
             }
-            let body = json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") });
+            let body =
+                json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") });
             Some(text("application/json", body.to_string()))
         }
     }
@@ -619,27 +733,46 @@ pub fn read(uri: &str) -> Option<ResourceContents> {
 
 pub fn prompts() -> Vec<Prompt> {
     let arg = |name: &str, description: &str| {
-        PromptArgument::new(name).with_description(description).with_required(true)
+        PromptArgument::new(name)
+            .with_description(description)
+            .with_required(true)
     };
     vec![
-        Prompt::new("test_simple_prompt", Some("A simple prompt without arguments"), None),
+        Prompt::new(
+            "test_simple_prompt",
+            Some("A simple prompt without arguments"),
+            None,
+        ),
         Prompt::new(
             "test_prompt_with_arguments",
             Some("A prompt with required arguments"),
-            Some(vec![arg("arg1", "First test argument"), arg("arg2", "Second test argument")]),
+            Some(vec![
+                arg("arg1", "First test argument"),
+                arg("arg2", "Second test argument"),
+            ]),
         ),
         Prompt::new(
             "test_prompt_with_embedded_resource",
             Some("A prompt with an embedded resource"),
             Some(vec![arg("resourceUri", "URI of the resource to embed")]),
         ),
-        Prompt::new("test_prompt_with_image", Some("A prompt with image content"), None),
-        Prompt::new("test_input_required_result_prompt", Some("MRTR: asks for context before rendering"), None),
+        Prompt::new(
+            "test_prompt_with_image",
+            Some("A prompt with image content"),
+            None,
+        ),
+        Prompt::new(
+            "test_input_required_result_prompt",
+            Some("MRTR: asks for context before rendering"),
+            None,
+        ),
     ]
 }
 
 /// A conformance prompt, `None` when `name` is not one.
-pub fn get_prompt(request: &GetPromptRequestParams) -> Option<Result<GetPromptResponse, ErrorData>> {
+pub fn get_prompt(
+    request: &GetPromptRequestParams,
+) -> Option<Result<GetPromptResponse, ErrorData>> {
     let arg = |key: &str| {
         request
             .arguments
@@ -649,12 +782,21 @@ pub fn get_prompt(request: &GetPromptRequestParams) -> Option<Result<GetPromptRe
             .unwrap_or("")
             .to_owned()
     };
-    let done = |messages: Vec<PromptMessage>| Ok(GetPromptResponse::Complete(GetPromptResult::new(messages)));
+    let done = |messages: Vec<PromptMessage>| {
+        Ok(GetPromptResponse::Complete(GetPromptResult::new(messages)))
+    };
     Some(match request.name.as_str() {
-        "test_simple_prompt" => done(vec![PromptMessage::new_text(Role::User, "This is a simple prompt for testing.")]),
+        "test_simple_prompt" => done(vec![PromptMessage::new_text(
+            Role::User,
+            "This is a simple prompt for testing.",
+        )]),
         "test_prompt_with_arguments" => done(vec![PromptMessage::new_text(
             Role::User,
-            format!("Prompt with arguments: arg1='{}', arg2='{}'", arg("arg1"), arg("arg2")),
+            format!(
+                "Prompt with arguments: arg1='{}', arg2='{}'",
+                arg("arg1"),
+                arg("arg2")
+            ),
         )]),
         "test_prompt_with_embedded_resource" => done(vec![
             PromptMessage::new(
@@ -672,20 +814,28 @@ pub fn get_prompt(request: &GetPromptRequestParams) -> Option<Result<GetPromptRe
             PromptMessage::new(Role::User, ContentBlock::image(PNG, "image/png")),
             PromptMessage::new_text(Role::User, "Please analyze the image above."),
         ]),
-        "test_input_required_result_prompt" => match answer(request.input_responses.as_ref(), "user_context") {
-            Err(e) => Err(e),
-            Ok(None) => {
-                let mut map = InputRequests::new();
-                map.insert(
-                    "user_context".into(),
-                    elicit("What context should the prompt use?", "context", "string"),
-                );
-                Ok(GetPromptResponse::InputRequired(InputRequiredResult::new(Some(map), None)))
+        "test_input_required_result_prompt" => {
+            match answer(request.input_responses.as_ref(), "user_context") {
+                Err(e) => Err(e),
+                Ok(None) => {
+                    let mut map = InputRequests::new();
+                    map.insert(
+                        "user_context".into(),
+                        elicit("What context should the prompt use?", "context", "string"),
+                    );
+                    Ok(GetPromptResponse::InputRequired(InputRequiredResult::new(
+                        Some(map),
+                        None,
+                    )))
+                }
+                Ok(Some(a)) => elicited(a, "context").and_then(|context| {
+                    done(vec![PromptMessage::new_text(
+                        Role::User,
+                        format!("Use this context: {context}"),
+                    )])
+                }),
             }
-            Ok(Some(a)) => elicited(a, "context").and_then(|context| {
-                done(vec![PromptMessage::new_text(Role::User, format!("Use this context: {context}"))])
-            }),
-        },
+        }
         _ => return None,
     })
 }
@@ -696,10 +846,15 @@ mod tests {
 
     #[test]
     fn template_resource_substitutes_id() {
-        let Some(ResourceContents::TextResourceContents { text, .. }) = read("test://template/123/data") else {
+        let Some(ResourceContents::TextResourceContents { text, .. }) =
+            read("test://template/123/data")
+        else {
             panic!("template resource not served");
         };
-        assert_eq!(text, r#"{"data":"Data for ID: 123","id":"123","templateTest":true}"#);
+        assert_eq!(
+            text,
+            r#"{"data":"Data for ID: 123","id":"123","templateTest":true}"#
+        );
         assert!(read("test://template//data").is_none());
         assert!(read("test://nonexistent").is_none());
     }

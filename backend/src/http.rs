@@ -96,7 +96,8 @@ pub fn router(backend: Backend, options: HttpOptions) -> Router {
         .with_sse_keep_alive(Some(Duration::from_secs(15)))
         .with_sse_retry(None)
         .with_cancellation_token(options.streams.clone());
-    let service = StreamableHttpService::new(move || Ok(backend.clone()), Default::default(), config);
+    let service =
+        StreamableHttpService::new(move || Ok(backend.clone()), Default::default(), config);
     let served_by = HeaderValue::from_str(&options.replica_id)
         .unwrap_or_else(|_| HeaderValue::from_static("invalid-replica-id"));
     let app = App {
@@ -113,12 +114,17 @@ pub fn router(backend: Backend, options: HttpOptions) -> Router {
         .route("/version", get(version))
         .route("/stats", get(stats))
         .fallback(not_found)
-        .layer(axum::middleware::map_response_with_state(app.clone(), stamp))
+        .layer(axum::middleware::map_response_with_state(
+            app.clone(),
+            stamp,
+        ))
         .with_state(app)
 }
 
 async fn stamp(State(app): State<App>, mut response: Response) -> Response {
-    response.headers_mut().insert("x-served-by", app.served_by.clone());
+    response
+        .headers_mut()
+        .insert("x-served-by", app.served_by.clone());
     response
 }
 
@@ -128,7 +134,11 @@ async fn healthz() -> impl IntoResponse {
 
 async fn readyz(State(app): State<App>) -> Response {
     if app.options.readiness.is_draining() {
-        (StatusCode::SERVICE_UNAVAILABLE, [(header::CONTENT_TYPE, JSON)], r#"{"status":"draining"}"#)
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, JSON)],
+            r#"{"status":"draining"}"#,
+        )
             .into_response()
     } else {
         ([(header::CONTENT_TYPE, JSON)], r#"{"status":"ready"}"#).into_response()
@@ -206,7 +216,10 @@ async fn not_found(request: Request) -> Response {
     HttpError::new(
         StatusCode::NOT_FOUND,
         jsonrpc::METHOD_NOT_FOUND,
-        format!("no endpoint at {}: MCP is served at POST /mcp", request.uri().path()),
+        format!(
+            "no endpoint at {}: MCP is served at POST /mcp",
+            request.uri().path()
+        ),
     )
     .into_response()
 }
@@ -214,10 +227,14 @@ async fn not_found(request: Request) -> Response {
 async fn mcp(State(app): State<App>, request: Request) -> Response {
     app.stats.mcp_requests.fetch_add(1, Ordering::Relaxed);
     if request.headers().contains_key("mcp-session-id") {
-        app.stats.with_session_header.fetch_add(1, Ordering::Relaxed);
+        app.stats
+            .with_session_header
+            .fetch_add(1, Ordering::Relaxed);
     }
     if request.method() == Method::POST && !request.headers().contains_key("mcp-protocol-version") {
-        app.stats.without_version_header.fetch_add(1, Ordering::Relaxed);
+        app.stats
+            .without_version_header
+            .fetch_add(1, Ordering::Relaxed);
     }
     if let Some(origin) = request.headers().get(header::ORIGIN) {
         if !app.origins.allows(origin.as_bytes()) {
@@ -244,7 +261,9 @@ async fn mcp(State(app): State<App>, request: Request) -> Response {
             ),
         )
         .into_response();
-        response.headers_mut().insert(header::ALLOW, HeaderValue::from_static("POST"));
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
     match post(&app, request).await {
@@ -268,7 +287,10 @@ pub fn accepts(headers: &HeaderMap) -> Accepts {
 /// [`accepts`] over the values of every `Accept` field of a request.
 pub fn accepts_values<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Accepts {
     let mut seen = false;
-    let mut out = Accepts { json: false, sse: false };
+    let mut out = Accepts {
+        json: false,
+        sse: false,
+    };
     for value in values {
         let Ok(value) = value.to_str() else { continue };
         for range in value.split(',') {
@@ -277,14 +299,18 @@ pub fn accepts_values<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> 
             let media = parts.next().unwrap_or("").trim();
             let refused = parts.any(|p| {
                 let p = p.trim();
-                p.strip_prefix("q=").is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
+                p.strip_prefix("q=")
+                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
             });
             if refused {
                 continue;
             }
             let is = |name: &str| media.eq_ignore_ascii_case(name);
             if is("*/*") {
-                out = Accepts { json: true, sse: true };
+                out = Accepts {
+                    json: true,
+                    sse: true,
+                };
             } else if is("application/*") || is(JSON) {
                 out.json = true;
             } else if is("text/*") || is(SSE) {
@@ -293,7 +319,10 @@ pub fn accepts_values<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> 
         }
     }
     if !seen {
-        return Accepts { json: true, sse: true };
+        return Accepts {
+            json: true,
+            sse: true,
+        };
     }
     out
 }
@@ -325,7 +354,11 @@ fn request_id(peek: &Peek<'_>) -> Option<Value> {
 
 async fn post(app: &App, request: Request) -> Result<Response, Response> {
     let (mut parts, body) = request.into_parts();
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case(JSON) {
         return Err(HttpError::new(
@@ -333,7 +366,11 @@ async fn post(app: &App, request: Request) -> Result<Response, Response> {
             jsonrpc::INVALID_REQUEST,
             format!(
                 "Content-Type must be application/json, got {}",
-                if content_type.is_empty() { "none" } else { content_type }
+                if content_type.is_empty() {
+                    "none"
+                } else {
+                    content_type
+                }
             ),
         )
         .into_response());
@@ -367,7 +404,10 @@ async fn post(app: &App, request: Request) -> Result<Response, Response> {
             .into_response());
         }
     };
-    let header_version = parts.headers.get("mcp-protocol-version").map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let header_version = parts
+        .headers
+        .get("mcp-protocol-version")
+        .map(|v| v.to_str().unwrap_or("\u{fffd}"));
 
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
         let version = header_version.unwrap_or(DEFAULT_VERSION).to_owned();
@@ -375,7 +415,11 @@ async fn post(app: &App, request: Request) -> Result<Response, Response> {
     }
     let peek: Peek<'_> = serde_json::from_slice(&bytes).map_err(|e| parse_error(&bytes, e))?;
     let id = request_id(&peek);
-    let meta_version = peek.params.as_ref().and_then(|p| p.meta.as_ref()).and_then(|m| m.version);
+    let meta_version = peek
+        .params
+        .as_ref()
+        .and_then(|p| p.meta.as_ref())
+        .and_then(|m| m.version);
     if let (Some(requested), None) = (header_version, meta_version) {
         if !PROTOCOL_VERSIONS.contains(&requested) {
             return Err(HttpError::new(
@@ -389,7 +433,10 @@ async fn post(app: &App, request: Request) -> Result<Response, Response> {
         }
     }
     parts.headers.insert(header::ACCEPT, BOTH);
-    let response = app.mcp.handle(Request::from_parts(parts, Full::new(bytes))).await;
+    let response = app
+        .mcp
+        .handle(Request::from_parts(parts, Full::new(bytes)))
+        .await;
     Ok(finish(response, accept, id.as_ref()).await)
 }
 
@@ -411,21 +458,31 @@ fn parse_error(bytes: &[u8], e: serde_json::Error) -> Response {
 /// one JSON response for a client that does not accept SSE.
 async fn finish(response: Response<McpBody>, accept: Accepts, id: Option<&Value>) -> Response {
     let (parts, body) = response.into_parts();
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let content_type = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let is_json = content_type.starts_with(JSON);
     let is_sse = content_type.starts_with(SSE);
     if parts.status.is_client_error() || parts.status.is_server_error() {
         if !is_json {
             let text = collect(body).await;
             let message = String::from_utf8_lossy(&text).trim().to_owned();
-            return HttpError::new(parts.status, jsonrpc::code_for_status(parts.status), message)
-                .with_id(id)
-                .into_response();
+            return HttpError::new(
+                parts.status,
+                jsonrpc::code_for_status(parts.status),
+                message,
+            )
+            .with_id(id)
+            .into_response();
         }
     } else if is_sse && !accept.sse {
         let text = collect(body).await;
         return match last_response(&text) {
-            Some(message) => (parts.status, [(header::CONTENT_TYPE, JSON)], message).into_response(),
+            Some(message) => {
+                (parts.status, [(header::CONTENT_TYPE, JSON)], message).into_response()
+            }
             None => HttpError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 jsonrpc::INTERNAL_ERROR,
@@ -484,12 +541,18 @@ async fn batch(app: &App, parts: http::request::Parts, bytes: &[u8], version: &s
         Err(e) => return parse_error(bytes, e),
     };
     if elements.is_empty() {
-        return HttpError::new(StatusCode::BAD_REQUEST, jsonrpc::INVALID_REQUEST, "empty JSON-RPC batch")
-            .into_response();
+        return HttpError::new(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::INVALID_REQUEST,
+            "empty JSON-RPC batch",
+        )
+        .into_response();
     }
     let mut answers: Vec<Box<RawValue>> = Vec::new();
     for element in elements {
-        let mut request = Request::builder().method(Method::POST).uri(parts.uri.clone());
+        let mut request = Request::builder()
+            .method(Method::POST)
+            .uri(parts.uri.clone());
         for (name, value) in &parts.headers {
             if name != header::CONTENT_LENGTH {
                 request = request.header(name, value);
@@ -500,8 +563,18 @@ async fn batch(app: &App, parts: http::request::Parts, bytes: &[u8], version: &s
             .body(Full::new(Bytes::copy_from_slice(element.get().as_bytes())))
             .expect("a request built from valid parts");
         let response = app.mcp.handle(request).await;
-        let id = serde_json::from_str::<Peek<'_>>(element.get()).ok().and_then(|p| request_id(&p));
-        let response = finish(response, Accepts { json: true, sse: false }, id.as_ref()).await;
+        let id = serde_json::from_str::<Peek<'_>>(element.get())
+            .ok()
+            .and_then(|p| request_id(&p));
+        let response = finish(
+            response,
+            Accepts {
+                json: true,
+                sse: false,
+            },
+            id.as_ref(),
+        )
+        .await;
         if response.status() == StatusCode::ACCEPTED {
             continue;
         }
@@ -548,9 +621,13 @@ impl Origins {
         if self.any {
             return true;
         }
-        let Ok(origin) = std::str::from_utf8(origin) else { return false };
+        let Ok(origin) = std::str::from_utf8(origin) else {
+            return false;
+        };
         let (base, port) = split_origin(origin.trim());
-        self.entries.iter().any(|(b, p)| *b == base && p.as_ref().is_none_or(|p| *p == port))
+        self.entries
+            .iter()
+            .any(|(b, p)| *b == base && p.as_ref().is_none_or(|p| *p == port))
     }
 }
 
@@ -560,14 +637,22 @@ fn split_origin(origin: &str) -> (String, String) {
     let scheme_end = origin.find("://").map(|i| i + 3).unwrap_or(0);
     let rest = &origin[scheme_end..];
     // An IPv6 host is bracketed; the port follows the closing bracket.
-    let host_end = if rest.starts_with('[') { rest.find(']').map(|i| i + 1).unwrap_or(rest.len()) } else { 0 };
+    let host_end = if rest.starts_with('[') {
+        rest.find(']').map(|i| i + 1).unwrap_or(rest.len())
+    } else {
+        0
+    };
     match rest[host_end..].rfind(':') {
         Some(i) => {
             let split = scheme_end + host_end + i;
             (origin[..split].to_owned(), origin[split + 1..].to_owned())
         }
         None => {
-            let port = if origin.starts_with("https://") { "443" } else { "80" };
+            let port = if origin.starts_with("https://") {
+                "443"
+            } else {
+                "80"
+            };
             (origin.clone(), port.to_owned())
         }
     }
@@ -587,26 +672,72 @@ mod tests {
 
     #[test]
     fn accept_rules() {
-        assert_eq!(accepts(&headers(&[])), Accepts { json: true, sse: true });
-        assert_eq!(accepts(&headers(&["*/*"])), Accepts { json: true, sse: true });
-        assert_eq!(accepts(&headers(&["application/json"])), Accepts { json: true, sse: false });
-        assert_eq!(accepts(&headers(&["text/event-stream"])), Accepts { json: false, sse: true });
+        assert_eq!(
+            accepts(&headers(&[])),
+            Accepts {
+                json: true,
+                sse: true
+            }
+        );
+        assert_eq!(
+            accepts(&headers(&["*/*"])),
+            Accepts {
+                json: true,
+                sse: true
+            }
+        );
+        assert_eq!(
+            accepts(&headers(&["application/json"])),
+            Accepts {
+                json: true,
+                sse: false
+            }
+        );
+        assert_eq!(
+            accepts(&headers(&["text/event-stream"])),
+            Accepts {
+                json: false,
+                sse: true
+            }
+        );
         assert_eq!(
             accepts(&headers(&["application/json, text/event-stream"])),
-            Accepts { json: true, sse: true }
+            Accepts {
+                json: true,
+                sse: true
+            }
         );
-        assert_eq!(accepts(&headers(&["text/html"])), Accepts { json: false, sse: false });
+        assert_eq!(
+            accepts(&headers(&["text/html"])),
+            Accepts {
+                json: false,
+                sse: false
+            }
+        );
         assert_eq!(
             accepts(&headers(&["application/json;q=0, text/event-stream"])),
-            Accepts { json: false, sse: true }
+            Accepts {
+                json: false,
+                sse: true
+            }
         );
         // Media types are case-insensitive; several Accept fields add up.
-        assert_eq!(accepts(&headers(&["Application/JSON", "TEXT/Event-Stream"])), Accepts { json: true, sse: true });
+        assert_eq!(
+            accepts(&headers(&["Application/JSON", "TEXT/Event-Stream"])),
+            Accepts {
+                json: true,
+                sse: true
+            }
+        );
     }
 
     #[test]
     fn origins_match_scheme_host_and_port() {
-        let o = Origins::parse(&["http://localhost:*".into(), "https://app.example.com".into(), "http://[::1]:*".into()]);
+        let o = Origins::parse(&[
+            "http://localhost:*".into(),
+            "https://app.example.com".into(),
+            "http://[::1]:*".into(),
+        ]);
         assert!(o.allows(b"http://localhost:3000"));
         assert!(o.allows(b"http://localhost"));
         assert!(o.allows(b"https://app.example.com"));
@@ -623,7 +754,10 @@ mod tests {
         let sse = b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n\
                     data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"ok\":true}}\n\n";
         let last = last_response(sse).unwrap();
-        assert_eq!(&last[..], br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#);
+        assert_eq!(
+            &last[..],
+            br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#
+        );
         assert!(last_response(b": keep-alive\n\n").is_none());
     }
 }

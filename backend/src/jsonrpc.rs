@@ -23,7 +23,13 @@ pub struct HttpError {
 
 impl HttpError {
     pub fn new(status: StatusCode, code: i64, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), id: Value::Null, data: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            id: Value::Null,
+            data: None,
+        }
     }
 
     pub fn with_id(mut self, id: Option<&Value>) -> Self {
@@ -50,7 +56,12 @@ impl HttpError {
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.body()).expect("a JSON value serialises");
-        (self.status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        (
+            self.status,
+            [(header::CONTENT_TYPE, "application/json")],
+            body,
+        )
+            .into_response()
     }
 }
 

@@ -125,13 +125,18 @@ impl Backend {
 
 /// Whether results should carry 2026-07-28 caching hints.
 fn modern(ctx: &RequestContext<RoleServer>) -> bool {
-    ctx.protocol_version().is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
+    ctx.protocol_version()
+        .is_some_and(|v| v >= ProtocolVersion::V_2026_07_28)
 }
 
 macro_rules! with_cache_hints {
     ($result:expr, $ctx:expr) => {{
         let result = $result;
-        if modern($ctx) { result.with_ttl_ms(0).with_cache_scope(CacheScope::Public) } else { result }
+        if modern($ctx) {
+            result.with_ttl_ms(0).with_cache_scope(CacheScope::Public)
+        } else {
+            result
+        }
     }};
 }
 
@@ -152,7 +157,9 @@ impl ServerHandler for Backend {
             .build();
         let mut config = ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
-            .with_instructions("Stateless MCP server bundled with mcp-edge. Tool `echo` is the template.");
+            .with_instructions(
+                "Stateless MCP server bundled with mcp-edge. Tool `echo` is the template.",
+            );
         config.protocol_version = ProtocolVersion::V_2025_11_25;
         config
     }
@@ -168,7 +175,10 @@ impl ServerHandler for Backend {
     ) -> Result<ListResourcesResult, ErrorData> {
         let mut all = vec![self.info_resource()];
         all.extend(conformance::resources());
-        Ok(with_cache_hints!(ListResourcesResult::with_all_items(all), &ctx))
+        Ok(with_cache_hints!(
+            ListResourcesResult::with_all_items(all),
+            &ctx
+        ))
     }
 
     async fn list_resource_templates(
@@ -177,7 +187,10 @@ impl ServerHandler for Backend {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         let templates = conformance::resource_templates();
-        Ok(with_cache_hints!(ListResourceTemplatesResult::with_all_items(templates), &ctx))
+        Ok(with_cache_hints!(
+            ListResourceTemplatesResult::with_all_items(templates),
+            &ctx
+        ))
     }
 
     async fn read_resource(
@@ -196,7 +209,10 @@ impl ServerHandler for Backend {
                 Some(json!({ "uri": uri })),
             ));
         };
-        Ok(ReadResourceResponse::Complete(with_cache_hints!(ReadResourceResult::new(vec![contents]), &ctx)))
+        Ok(ReadResourceResponse::Complete(with_cache_hints!(
+            ReadResourceResult::new(vec![contents]),
+            &ctx
+        )))
     }
 
     #[allow(deprecated)]
@@ -225,7 +241,10 @@ impl ServerHandler for Backend {
     ) -> Result<ListPromptsResult, ErrorData> {
         let mut all = vec![Self::code_review_prompt()];
         all.extend(conformance::prompts());
-        Ok(with_cache_hints!(ListPromptsResult::with_all_items(all), &ctx))
+        Ok(with_cache_hints!(
+            ListPromptsResult::with_all_items(all),
+            &ctx
+        ))
     }
 
     async fn get_prompt(
@@ -268,7 +287,11 @@ impl ServerHandler for Backend {
             _ => &[],
         };
         let prefix = request.argument.value.as_str();
-        let values = candidates.iter().filter(|c| c.starts_with(prefix)).map(|c| c.to_string()).collect();
+        let values = candidates
+            .iter()
+            .filter(|c| c.starts_with(prefix))
+            .map(|c| c.to_string())
+            .collect();
         let info = CompletionInfo::new(values).map_err(|e| ErrorData::internal_error(e, None))?;
         Ok(CompleteResult::new(info))
     }
@@ -282,7 +305,10 @@ impl ServerHandler for Backend {
         Ok(())
     }
 
-    fn accepted_subscription_filter(&self, requested: &SubscriptionFilter) -> Option<SubscriptionFilter> {
+    fn accepted_subscription_filter(
+        &self,
+        requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
         let mut accepted = requested.clone();
         accepted.resource_subscriptions = None;
         Some(accepted)
@@ -296,14 +322,22 @@ impl ServerHandler for Backend {
                 change = changes.recv() => change,
             };
             let notification = match change {
-                Ok(ListChange::Tools) => ServerNotification::ToolListChangedNotification(Default::default()),
-                Ok(ListChange::Prompts) => ServerNotification::PromptListChangedNotification(Default::default()),
-                Ok(ListChange::Resources) => ServerNotification::ResourceListChangedNotification(Default::default()),
+                Ok(ListChange::Tools) => {
+                    ServerNotification::ToolListChangedNotification(Default::default())
+                }
+                Ok(ListChange::Prompts) => {
+                    ServerNotification::PromptListChangedNotification(Default::default())
+                }
+                Ok(ListChange::Resources) => {
+                    ServerNotification::ResourceListChangedNotification(Default::default())
+                }
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             };
             // The sink drops what the client did not ask for; a closed stream ends the loop.
-            if let Err(rmcp::service::SubscriptionSendError::SubscriptionClosed) = ctx.sink().send(notification).await {
+            if let Err(rmcp::service::SubscriptionSendError::SubscriptionClosed) =
+                ctx.sink().send(notification).await
+            {
                 return Ok(());
             }
         }
@@ -340,17 +374,39 @@ mod tests {
         let tampered = String::from_utf8(tampered).unwrap();
         assert!(backend.open::<serde_json::Value>(&tampered).is_err());
         let other = Backend::new("r2", Some(vec![8u8; 32]));
-        assert!(other.open::<serde_json::Value>(&sealed).is_err(), "foreign key must not open");
+        assert!(
+            other.open::<serde_json::Value>(&sealed).is_err(),
+            "foreign key must not open"
+        );
         let same_key = Backend::new("r3", Some(vec![7u8; 32]));
-        assert!(same_key.open::<serde_json::Value>(&sealed).is_ok(), "replicas sharing a key open each other's state");
+        assert!(
+            same_key.open::<serde_json::Value>(&sealed).is_ok(),
+            "replicas sharing a key open each other's state"
+        );
     }
 
     #[test]
     fn every_template_tool_is_listed() {
         let backend = Backend::new("r1", None);
-        let names: Vec<String> = backend.shared.tools.list_all().into_iter().map(|t| t.name.to_string()).collect();
-        for name in ["echo", "sleep", "progress", "payload", "test_simple_text", "test_input_required_result_elicitation"] {
-            assert!(names.iter().any(|n| n == name), "{name} missing from {names:?}");
+        let names: Vec<String> = backend
+            .shared
+            .tools
+            .list_all()
+            .into_iter()
+            .map(|t| t.name.to_string())
+            .collect();
+        for name in [
+            "echo",
+            "sleep",
+            "progress",
+            "payload",
+            "test_simple_text",
+            "test_input_required_result_elicitation",
+        ] {
+            assert!(
+                names.iter().any(|n| n == name),
+                "{name} missing from {names:?}"
+            );
         }
         let echo = backend.shared.tools.get("echo").unwrap();
         let annotations = echo.annotations.as_ref().unwrap();

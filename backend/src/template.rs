@@ -68,7 +68,10 @@ pub fn echo_text(args: &EchoArgs) -> Result<String, String> {
         return Err("message must not be empty".to_owned());
     }
     if !(1..=10).contains(&args.repeat) {
-        return Err(format!("repeat must be between 1 and 10, got {}", args.repeat));
+        return Err(format!(
+            "repeat must be between 1 and 10, got {}",
+            args.repeat
+        ));
     }
     let n = args.repeat as usize;
     let mut out = String::with_capacity(n * (args.message.len() + 1));
@@ -84,7 +87,9 @@ pub fn echo_text(args: &EchoArgs) -> Result<String, String> {
 /// `bytes` bytes of printable text: a repeating alphabet, so corruption is visible.
 pub fn payload_text(bytes: usize) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..bytes).map(|i| ALPHABET[i % ALPHABET.len()] as char).collect()
+    (0..bytes)
+        .map(|i| ALPHABET[i % ALPHABET.len()] as char)
+        .collect()
 }
 
 fn tool_error(message: impl Into<String>) -> CallToolResult {
@@ -99,7 +104,12 @@ fn text(message: impl Into<String>) -> CallToolResult {
 impl Backend {
     #[tool(
         description = "Echo a message back, repeated `repeat` times (1-10) joined by newlines.",
-        annotations(title = "Echo", read_only_hint = true, idempotent_hint = true, open_world_hint = false)
+        annotations(
+            title = "Echo",
+            read_only_hint = true,
+            idempotent_hint = true,
+            open_world_hint = false
+        )
     )]
     async fn echo(&self, Parameters(args): Parameters<EchoArgs>) -> CallToolResult {
         match echo_text(&args) {
@@ -114,7 +124,10 @@ impl Backend {
     )]
     async fn sleep(&self, Parameters(args): Parameters<SleepArgs>) -> CallToolResult {
         if args.ms > MAX_SLEEP_MS {
-            return tool_error(format!("ms must be at most {MAX_SLEEP_MS}, got {}", args.ms));
+            return tool_error(format!(
+                "ms must be at most {MAX_SLEEP_MS}, got {}",
+                args.ms
+            ));
         }
         tokio::time::sleep(Duration::from_millis(args.ms)).await;
         text(format!("slept {} ms", args.ms))
@@ -131,7 +144,10 @@ impl Backend {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         if !(1..=1000).contains(&args.steps) {
-            return Ok(tool_error(format!("steps must be between 1 and 1000, got {}", args.steps)));
+            return Ok(tool_error(format!(
+                "steps must be between 1 and 1000, got {}",
+                args.steps
+            )));
         }
         if args.interval_ms.saturating_mul(args.steps as u64) > MAX_SLEEP_MS {
             return Ok(tool_error(format!(
@@ -162,7 +178,10 @@ impl Backend {
     )]
     async fn payload(&self, Parameters(args): Parameters<PayloadArgs>) -> CallToolResult {
         if args.bytes > MAX_PAYLOAD {
-            return tool_error(format!("bytes must be at most {MAX_PAYLOAD}, got {}", args.bytes));
+            return tool_error(format!(
+                "bytes must be at most {MAX_PAYLOAD}, got {}",
+                args.bytes
+            ));
         }
         text(payload_text(args.bytes))
     }
@@ -173,7 +192,10 @@ mod tests {
     use super::*;
 
     fn echo(message: &str, repeat: i64) -> Result<String, String> {
-        echo_text(&EchoArgs { message: message.into(), repeat })
+        echo_text(&EchoArgs {
+            message: message.into(),
+            repeat,
+        })
     }
 
     #[test]
@@ -185,7 +207,11 @@ mod tests {
     #[test]
     fn echo_rejects_empty_and_out_of_range() {
         assert_eq!(echo("", 1).unwrap_err(), "message must not be empty");
-        assert!(echo("x", 0).unwrap_err().contains("between 1 and 10, got 0"));
+        assert!(
+            echo("x", 0)
+                .unwrap_err()
+                .contains("between 1 and 10, got 0")
+        );
         assert!(echo("x", 11).unwrap_err().contains("got 11"));
     }
 

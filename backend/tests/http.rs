@@ -22,14 +22,26 @@ async fn replica(id: &str) -> Replica {
     config.grace_seconds = 5.0;
     let stop = CancellationToken::new();
     let (addr, handle) = mcp_backend::spawn(config, stop.clone()).await.unwrap();
-    Replica { url: format!("http://{addr}/mcp"), base: format!("http://{addr}"), stop, handle }
+    Replica {
+        url: format!("http://{addr}/mcp"),
+        base: format!("http://{addr}"),
+        stop,
+        handle,
+    }
 }
 
 fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
 }
 
-async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> (u16, reqwest::header::HeaderMap, String) {
+async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> (u16, reqwest::header::HeaderMap, String) {
     let mut request = client().post(url).body(body);
     for (k, v) in headers {
         request = request.header(*k, *v);
@@ -51,7 +63,13 @@ fn echo_call(id: u64) -> String {
 fn error_of(body: &str) -> (i64, String, Value) {
     let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
     assert_eq!(v["jsonrpc"], "2.0", "{body}");
-    (v["error"]["code"].as_i64().unwrap_or_else(|| panic!("no error code: {body}")), v["error"]["message"].as_str().unwrap().to_owned(), v["id"].clone())
+    (
+        v["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no error code: {body}")),
+        v["error"]["message"].as_str().unwrap().to_owned(),
+        v["id"].clone(),
+    )
 }
 
 #[tokio::test]
@@ -66,7 +84,10 @@ async fn seed_request_shape_gets_json() {
     assert_eq!(v["id"], 1);
     assert_eq!(v["result"]["content"][0]["text"], "hello\nhello");
     assert_eq!(v["result"]["isError"], false);
-    assert!(headers.get("mcp-session-id").is_none(), "a stateless server never mints a session");
+    assert!(
+        headers.get("mcp-session-id").is_none(),
+        "a stateless server never mints a session"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +103,13 @@ async fn echo_tool_errors_are_results_with_is_error() {
         assert_eq!(status, 200);
         let v: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["result"]["isError"], true, "{text}");
-        assert!(v["result"]["content"][0]["text"].as_str().unwrap().contains(needle), "{text}");
+        assert!(
+            v["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains(needle),
+            "{text}"
+        );
     }
 }
 
@@ -97,7 +124,12 @@ async fn legacy_initialize_is_answered_but_not_required() {
     assert_eq!(v["result"]["protocolVersion"], "2025-06-18");
     assert_eq!(v["result"]["serverInfo"]["name"], "mcp-backend");
     // No initialize first: a call with a legacy version header still works.
-    let (status, _, body) = post(&r.url, &[JSON, ACCEPT_BOTH, ("mcp-protocol-version", "2025-11-25")], echo_call(2)).await;
+    let (status, _, body) = post(
+        &r.url,
+        &[JSON, ACCEPT_BOTH, ("mcp-protocol-version", "2025-11-25")],
+        echo_call(2),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     // The initialized notification is accepted with 202 and no body.
     let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
@@ -118,18 +150,47 @@ fn modern(method: &str, params: Value) -> String {
 async fn modern_discover_and_call() {
     let r = replica("r").await;
     let v26 = ("mcp-protocol-version", "2026-07-28");
-    let (status, _, body) =
-        post(&r.url, &[JSON, ACCEPT_BOTH, v26, ("mcp-method", "server/discover")], modern("server/discover", json!({}))).await;
+    let (status, _, body) = post(
+        &r.url,
+        &[JSON, ACCEPT_BOTH, v26, ("mcp-method", "server/discover")],
+        modern("server/discover", json!({})),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();
     let versions = v["result"]["supportedVersions"].as_array().unwrap();
     assert!(versions.contains(&json!("2026-07-28")) && versions.contains(&json!("2025-03-26")));
-    let call = modern("tools/call", json!({"name":"echo","arguments":{"message":"m"}}));
-    let (status, _, body) = post(&r.url, &[JSON, ACCEPT_BOTH, v26, ("mcp-method", "tools/call"), ("mcp-name", "echo")], call.clone()).await;
+    let call = modern(
+        "tools/call",
+        json!({"name":"echo","arguments":{"message":"m"}}),
+    );
+    let (status, _, body) = post(
+        &r.url,
+        &[
+            JSON,
+            ACCEPT_BOTH,
+            v26,
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
+        call.clone(),
+    )
+    .await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains(r#""text":"m""#), "{body}");
     // Header and body disagree: 400 / -32020 before the tool runs.
-    let (status, _, body) = post(&r.url, &[JSON, ACCEPT_BOTH, v26, ("mcp-method", "tools/call"), ("mcp-name", "other")], call).await;
+    let (status, _, body) = post(
+        &r.url,
+        &[
+            JSON,
+            ACCEPT_BOTH,
+            v26,
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "other"),
+        ],
+        call,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(error_of(&body).0, -32020);
 }
@@ -157,31 +218,64 @@ async fn every_bad_input_gets_its_status_and_a_jsonrpc_error() {
     assert_eq!(status, 406);
     error_of(&body);
     // Unsupported protocol version → 400 / -32022 with data.supported, id kept.
-    let (status, _, body) = post(&r.url, &[JSON, ("mcp-protocol-version", "1999-01-01")], echo_call(41)).await;
+    let (status, _, body) = post(
+        &r.url,
+        &[JSON, ("mcp-protocol-version", "1999-01-01")],
+        echo_call(41),
+    )
+    .await;
     assert_eq!(status, 400);
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["error"]["code"], -32022);
     assert_eq!(v["id"], 41);
     assert_eq!(v["error"]["data"]["requested"], "1999-01-01");
-    assert!(v["error"]["data"]["supported"].as_array().unwrap().contains(&json!("2025-06-18")));
+    assert!(
+        v["error"]["data"]["supported"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("2025-06-18"))
+    );
     // Body over the limit (4 MiB default) → 413.
-    let big = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}", "a".repeat(4 * 1024 * 1024));
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\",\"params\":{{\"pad\":\"{}\"}}}}",
+        "a".repeat(4 * 1024 * 1024)
+    );
     let (status, _, body) = post(&r.url, &[JSON], big).await;
     assert_eq!(status, 413);
     assert!(error_of(&body).1.contains("4194304"));
     // Origin not allowed → 403.
-    let (status, _, body) = post(&r.url, &[JSON, ("origin", "http://evil.example.com")], echo_call(1)).await;
+    let (status, _, body) = post(
+        &r.url,
+        &[JSON, ("origin", "http://evil.example.com")],
+        echo_call(1),
+    )
+    .await;
     assert_eq!(status, 403);
     assert!(error_of(&body).1.contains("evil.example.com"));
     // A loopback origin is fine.
-    let (status, _, _) = post(&r.url, &[JSON, ("origin", "http://localhost:3000")], echo_call(1)).await;
+    let (status, _, _) = post(
+        &r.url,
+        &[JSON, ("origin", "http://localhost:3000")],
+        echo_call(1),
+    )
+    .await;
     assert_eq!(status, 200);
     // Unknown method → a JSON-RPC error, not a crash.
-    let (status, _, body) = post(&r.url, &[JSON, ACCEPT_BOTH], r#"{"jsonrpc":"2.0","id":5,"method":"no/such"}"#).await;
+    let (status, _, body) = post(
+        &r.url,
+        &[JSON, ACCEPT_BOTH],
+        r#"{"jsonrpc":"2.0","id":5,"method":"no/such"}"#,
+    )
+    .await;
     assert!(status == 200 || status == 404, "{status} {body}");
     assert_eq!(error_of(&body).0, -32601);
     // A batch outside 2025-03-26 → 400.
-    let (status, _, body) = post(&r.url, &[JSON, ("mcp-protocol-version", "2025-06-18")], format!("[{}]", echo_call(1))).await;
+    let (status, _, body) = post(
+        &r.url,
+        &[JSON, ("mcp-protocol-version", "2025-06-18")],
+        format!("[{}]", echo_call(1)),
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(error_of(&body).1.contains("2025-03-26"));
 }
@@ -189,7 +283,12 @@ async fn every_bad_input_gets_its_status_and_a_jsonrpc_error() {
 #[tokio::test]
 async fn batches_are_answered_in_2025_03_26() {
     let r = replica("r").await;
-    let batch = format!("[{},{},{}]", echo_call(1), r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#, echo_call(2));
+    let batch = format!(
+        "[{},{},{}]",
+        echo_call(1),
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        echo_call(2)
+    );
     let (status, _, body) = post(&r.url, &[JSON, ACCEPT_JSON], batch).await;
     assert_eq!(status, 200, "{body}");
     let answers: Vec<Value> = serde_json::from_str(&body).unwrap();
@@ -204,7 +303,11 @@ async fn batches_are_answered_in_2025_03_26() {
 async fn get_and_delete_are_405_with_allow() {
     let r = replica("r").await;
     for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
-        let response = client().request(method.clone(), &r.url).send().await.unwrap();
+        let response = client()
+            .request(method.clone(), &r.url)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 405, "{method}");
         assert_eq!(response.headers()["allow"], "POST");
         assert_eq!(response.headers()["x-served-by"], "r");
@@ -218,7 +321,12 @@ async fn progress_streams_over_sse_and_collapses_for_json_only_clients() {
     let call = json!({"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"progress","arguments":{"steps":3,"interval_ms":5},"_meta":{"progressToken":"p"}}}).to_string();
     let (status, headers, body) = post(&r.url, &[JSON, ACCEPT_BOTH], call.clone()).await;
     assert_eq!(status, 200);
-    assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     assert_eq!(body.matches("notifications/progress").count(), 3, "{body}");
     assert!(body.contains("completed 3 steps"));
     let (status, headers, body) = post(&r.url, &[JSON, ACCEPT_JSON], call).await;
@@ -234,26 +342,65 @@ async fn payload_returns_exact_size() {
     let call = json!({"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"payload","arguments":{"bytes":100000}}}).to_string();
     let (_, _, body) = post(&r.url, &[JSON, ACCEPT_JSON], call).await;
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["result"]["content"][0]["text"].as_str().unwrap().len(), 100_000);
+    assert_eq!(
+        v["result"]["content"][0]["text"].as_str().unwrap().len(),
+        100_000
+    );
 }
 
 #[tokio::test]
 async fn operations_endpoints() {
     let r = replica("ops").await;
-    let health = client().get(format!("{}/healthz", r.base)).send().await.unwrap();
+    let health = client()
+        .get(format!("{}/healthz", r.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status(), 200);
-    let ready = client().get(format!("{}/readyz", r.base)).send().await.unwrap();
+    let ready = client()
+        .get(format!("{}/readyz", r.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
-    let version: Value = client().get(format!("{}/version", r.base)).send().await.unwrap().json().await.unwrap();
+    let version: Value = client()
+        .get(format!("{}/version", r.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(version["name"], "mcp-backend");
     assert_eq!(version["replica_id"], "ops");
-    assert_eq!(version["protocol_versions"], json!(["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"]));
-    let stats: Value = client().get(format!("{}/stats", r.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(
+        version["protocol_versions"],
+        json!(["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"])
+    );
+    let stats: Value = client()
+        .get(format!("{}/stats", r.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["mcp_requests"], 0);
     post(&r.url, &[JSON, ACCEPT_JSON], echo_call(1)).await;
-    let stats: Value = client().get(format!("{}/stats", r.base)).send().await.unwrap().json().await.unwrap();
+    let stats: Value = client()
+        .get(format!("{}/stats", r.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(stats["mcp_requests"], 1);
-    let missing = client().get(format!("{}/nope", r.base)).send().await.unwrap();
+    let missing = client()
+        .get(format!("{}/nope", r.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 }
 
@@ -264,12 +411,23 @@ async fn request_state_opens_on_another_replica_with_the_same_key() {
     for id in ["a", "b"] {
         let mut config = Config::embedded(id);
         config.state_key = Some(key.clone());
-        let (addr, _) = mcp_backend::spawn(config, CancellationToken::new()).await.unwrap();
+        let (addr, _) = mcp_backend::spawn(config, CancellationToken::new())
+            .await
+            .unwrap();
         urls.push(format!("http://{addr}/mcp"));
     }
     let v26 = ("mcp-protocol-version", "2026-07-28");
-    let hdrs = [JSON, ACCEPT_BOTH, v26, ("mcp-method", "tools/call"), ("mcp-name", "test_input_required_result_request_state")];
-    let first = modern("tools/call", json!({"name":"test_input_required_result_request_state","arguments":{}}));
+    let hdrs = [
+        JSON,
+        ACCEPT_BOTH,
+        v26,
+        ("mcp-method", "tools/call"),
+        ("mcp-name", "test_input_required_result_request_state"),
+    ];
+    let first = modern(
+        "tools/call",
+        json!({"name":"test_input_required_result_request_state","arguments":{}}),
+    );
     let (_, _, body) = post(&urls[0], &hdrs, first).await;
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["result"]["resultType"], "input_required", "{body}");
@@ -280,7 +438,10 @@ async fn request_state_opens_on_another_replica_with_the_same_key() {
                "inputResponses":{"confirm":{"action":"accept","content":{"ok":true}}},"requestState":state}),
     );
     let (_, _, body) = post(&urls[1], &hdrs, retry).await;
-    assert!(body.contains("state-ok"), "retry on the other replica failed: {body}");
+    assert!(
+        body.contains("state-ok"),
+        "retry on the other replica failed: {body}"
+    );
 }
 
 /// Start a `progress` call over SSE and return once its first event arrived: from then on the
@@ -320,13 +481,22 @@ async fn drain_finishes_in_flight_requests_and_refuses_new_connections() {
     loop {
         match tokio::net::TcpStream::connect(&addr).await {
             Err(_) => break,
-            Ok(_) if Instant::now() > refused_deadline => panic!("listener still accepting after stop"),
+            Ok(_) if Instant::now() > refused_deadline => {
+                panic!("listener still accepting after stop")
+            }
             Ok(_) => tokio::task::yield_now().await,
         }
     }
     let rest = rest_of(stream).await;
-    assert!(rest.contains("completed 5 steps"), "in-flight stream must finish: {rest}");
-    tokio::time::timeout(Duration::from_secs(5), r.handle).await.unwrap().unwrap().unwrap();
+    assert!(
+        rest.contains("completed 5 steps"),
+        "in-flight stream must finish: {rest}"
+    );
+    tokio::time::timeout(Duration::from_secs(5), r.handle)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }
 
 #[tokio::test]
@@ -343,7 +513,11 @@ async fn draining_replica_reports_not_ready() {
             streams: CancellationToken::new(),
         },
     );
-    let get = || http::Request::get("/readyz").body(axum::body::Body::empty()).unwrap();
+    let get = || {
+        http::Request::get("/readyz")
+            .body(axum::body::Body::empty())
+            .unwrap()
+    };
     assert_eq!(app.clone().oneshot(get()).await.unwrap().status(), 200);
     readiness.drain();
     assert_eq!(app.oneshot(get()).await.unwrap().status(), 503);
@@ -351,18 +525,38 @@ async fn draining_replica_reports_not_ready() {
 
 #[test]
 fn binary_help_documents_every_flag() {
-    let out = Command::new(env!("CARGO_BIN_EXE_mcp-backend")).arg("--help").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_mcp-backend"))
+        .arg("--help")
+        .output()
+        .unwrap();
     let help = String::from_utf8(out.stdout).unwrap();
-    for flag in ["--listen", "--replica-id", "--body-limit", "--grace-seconds", "--allowed-origins", "--state-key", "MCP_BACKEND_LISTEN"] {
+    for flag in [
+        "--listen",
+        "--replica-id",
+        "--body-limit",
+        "--grace-seconds",
+        "--allowed-origins",
+        "--state-key",
+        "MCP_BACKEND_LISTEN",
+    ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }
 }
 
 #[test]
 fn binary_exits_zero_on_sigterm_after_finishing_in_flight_work() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-backend"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--replica-id", "term"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--replica-id",
+            "term",
+        ])
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -370,22 +564,36 @@ fn binary_exits_zero_on_sigterm_after_finishing_in_flight_work() {
     let url = format!("http://127.0.0.1:{port}/mcp");
     rt.block_on(async {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while client().get(format!("http://127.0.0.1:{port}/healthz")).send().await.is_err() {
+        while client()
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "backend did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let stream = start_streaming_call(&url).await;
-        let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
         assert!(killed.success());
         let rest = rest_of(stream).await;
-        assert!(rest.contains("completed 5 steps"), "in-flight stream must finish: {rest}");
+        assert!(
+            rest.contains("completed 5 steps"),
+            "in-flight stream must finish: {rest}"
+        );
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "backend did not exit after SIGTERM");
+        assert!(
+            Instant::now() < deadline,
+            "backend did not exit after SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "exit status {status}");

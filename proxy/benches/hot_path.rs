@@ -36,8 +36,12 @@ const MODERN: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params"
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("hot path");
     group.measurement_time(Duration::from_secs(3));
-    group.bench_function("classify tools/call", |b| b.iter(|| mcp::classify(black_box(ECHO)).unwrap()));
-    group.bench_function("classify 2026-07-28 tools/call", |b| b.iter(|| mcp::classify(black_box(MODERN)).unwrap()));
+    group.bench_function("classify tools/call", |b| {
+        b.iter(|| mcp::classify(black_box(ECHO)).unwrap())
+    });
+    group.bench_function("classify 2026-07-28 tools/call", |b| {
+        b.iter(|| mcp::classify(black_box(MODERN)).unwrap())
+    });
     let message = mcp::classify(ECHO).unwrap();
     let none = SessionState::None;
     group.bench_function("route::decide + retry_is_safe", |b| {
@@ -51,12 +55,21 @@ fn bench(c: &mut Criterion) {
                 header_name: None,
                 resume_from: None,
             };
-            (route::decide(&request, &Quiet), route::retry_is_safe(&message, &Quiet))
+            (
+                route::decide(&request, &Quiet),
+                route::retry_is_safe(&message, &Quiet),
+            )
         })
     });
-    let sessions = Sessions::new(Keys::new(&[7; 32], None), Duration::from_secs(3600), Duration::from_secs(3600));
+    let sessions = Sessions::new(
+        Keys::new(&[7; 32], None),
+        Duration::from_secs(3600),
+        Duration::from_secs(3600),
+    );
     let (token, _) = sessions.mint("2025-06-18", None, b"").unwrap();
-    group.bench_function("open a session token (with idle tracking)", |b| b.iter(|| sessions.open(black_box(&token), b"").unwrap()));
+    group.bench_function("open a session token (with idle tracking)", |b| {
+        b.iter(|| sessions.open(black_box(&token), b"").unwrap())
+    });
     group.finish();
 }
 

@@ -32,15 +32,27 @@ thread_local! {
 
 impl AccessLog {
     /// The access log in `format`, written to `out`; `None` for `--access-log off`.
-    pub fn start(format: Format, out: impl Write + Send + 'static) -> std::io::Result<Option<Self>> {
+    pub fn start(
+        format: Format,
+        out: impl Write + Send + 'static,
+    ) -> std::io::Result<Option<Self>> {
         Ok(match format {
             Format::Off => None,
-            Format::Json | Format::Text => Some(Self { json: format == Format::Json, out: Batched::start(out)? }),
+            Format::Json | Format::Text => Some(Self {
+                json: format == Format::Json,
+                out: Batched::start(out)?,
+            }),
         })
     }
 
     /// Log one finished request.
-    pub fn log(&self, session: &Session, view: Option<&SessionView>, r: &Request, error: Option<&Error>) {
+    pub fn log(
+        &self,
+        session: &Session,
+        view: Option<&SessionView>,
+        r: &Request,
+        error: Option<&Error>,
+    ) {
         // A short, stable name for the session: 8 hex digits of SHA-256 of its uid.
         let tag = view.map(|v| {
             let mut tag = [0u8; 8];
@@ -68,7 +80,11 @@ impl AccessLog {
         };
         LINE.with_borrow_mut(|line| {
             line.clear();
-            if self.json { entry.json(line) } else { entry.text(line) }
+            if self.json {
+                entry.json(line)
+            } else {
+                entry.text(line)
+            }
             self.out.append(line);
         });
     }
@@ -137,7 +153,12 @@ impl Entry<'_> {
             out.extend_from_slice(key.as_bytes());
             out.push(b'=');
             match value {
-                Value::Text(text) if text.is_empty() || text.bytes().any(|b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\') => {
+                Value::Text(text)
+                    if text.is_empty()
+                        || text
+                            .bytes()
+                            .any(|b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\') =>
+                {
                     quoted(text, out)
                 }
                 Value::Text(text) => out.extend_from_slice(text.as_bytes()),
@@ -263,7 +284,10 @@ impl Batched {
     /// Start the writer thread for `out`; the lines still held when the process exits are
     /// written then.
     fn start(out: impl Write + Send + 'static) -> std::io::Result<Arc<Self>> {
-        let batched = Arc::new(Self { pending: Mutex::default(), wake: Condvar::new() });
+        let batched = Arc::new(Self {
+            pending: Mutex::default(),
+            wake: Condvar::new(),
+        });
         let _ = AT_EXIT.set((batched.clone(), Mutex::new(Box::new(out))));
         extern "C" fn flush_at_exit() {
             // Not behind a writer thread stuck on a full stdout: exiting must not hang.
@@ -276,17 +300,26 @@ impl Batched {
         // SAFETY: registers a plain function with the C runtime, called once at exit.
         unsafe { libc::atexit(flush_at_exit) };
         let writer = batched.clone();
-        std::thread::Builder::new().name("mcp-edge-access-log".into()).spawn(move || writer.run())?;
+        std::thread::Builder::new()
+            .name("mcp-edge-access-log".into())
+            .spawn(move || writer.run())?;
         Ok(batched)
     }
 
     fn run(&self) {
-        let Some((_, out)) = AT_EXIT.get() else { return };
+        let Some((_, out)) = AT_EXIT.get() else {
+            return;
+        };
         loop {
             let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let pending = self.wake.wait_while(pending, |p| p.lines.is_empty()).unwrap_or_else(|e| e.into_inner());
-            let (pending, _) =
-                self.wake.wait_timeout_while(pending, FLUSH_EVERY, |p| p.lines.len() < FLUSH_AT).unwrap_or_else(|e| e.into_inner());
+            let pending = self
+                .wake
+                .wait_while(pending, |p| p.lines.is_empty())
+                .unwrap_or_else(|e| e.into_inner());
+            let (pending, _) = self
+                .wake
+                .wait_timeout_while(pending, FLUSH_EVERY, |p| p.lines.len() < FLUSH_AT)
+                .unwrap_or_else(|e| e.into_inner());
             drop(pending);
             self.write_out(&mut *out.lock().unwrap_or_else(|e| e.into_inner()));
         }
@@ -330,7 +363,10 @@ mod tests {
 
     #[test]
     fn lines_are_held_until_the_writer_takes_them_and_drop_beyond_the_limit() {
-        let batched = Batched { pending: Mutex::default(), wake: Condvar::new() };
+        let batched = Batched {
+            pending: Mutex::default(),
+            wake: Condvar::new(),
+        };
         batched.append(b"one\n");
         batched.append(b"two\n");
         let mut out = Vec::new();
@@ -379,7 +415,10 @@ mod tests {
         entry(Some(tool), Some("boom \"x\"")).json(&mut out);
         assert_eq!(out.iter().filter(|&&b| b == b'\n').count(), 1, "one line");
         let line: serde_json::Value = serde_json::from_slice(&out).unwrap();
-        assert_eq!((line["tool"].as_str(), line["error"].as_str()), (Some(tool), Some("boom \"x\"")));
+        assert_eq!(
+            (line["tool"].as_str(), line["error"].as_str()),
+            (Some(tool), Some("boom \"x\""))
+        );
     }
 
     #[test]
@@ -393,7 +432,11 @@ mod tests {
         );
         out.clear();
         entry(Some("x=1\ny"), None).text(&mut out);
-        assert!(std::str::from_utf8(&out).unwrap().contains(" tool=\"x=1\\ny\" "));
+        assert!(
+            std::str::from_utf8(&out)
+                .unwrap()
+                .contains(" tool=\"x=1\\ny\" ")
+        );
     }
 
     #[test]

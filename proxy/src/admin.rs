@@ -54,21 +54,33 @@ impl BackgroundService for LifecycleWatch {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut probe = self.listen;
         if probe.ip().is_unspecified() {
-            probe.set_ip(if probe.is_ipv4() { std::net::Ipv4Addr::LOCALHOST.into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+            probe.set_ip(if probe.is_ipv4() {
+                std::net::Ipv4Addr::LOCALHOST.into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
         }
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        while tokio::net::TcpStream::connect(probe).await.is_err() && tokio::time::Instant::now() < deadline {
+        while tokio::net::TcpStream::connect(probe).await.is_err()
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
         self.lifecycle.0[0].store(true, Ordering::SeqCst);
         let _ = shutdown.changed().await;
         self.lifecycle.0[1].store(true, Ordering::SeqCst);
-        tracing::info!(busy = self.drain.busy(), "shutdown: readiness now 503, in-flight requests may finish");
+        tracing::info!(
+            busy = self.drain.busy(),
+            "shutdown: readiness now 503, in-flight requests may finish"
+        );
         let started = std::time::Instant::now();
         if self.drain.wait_idle(self.grace).await {
             tracing::info!(after = ?started.elapsed(), "shutdown: nothing left in flight, exiting");
         } else {
-            tracing::warn!(busy = self.drain.busy(), "shutdown: grace period over, exiting with requests still in flight");
+            tracing::warn!(
+                busy = self.drain.busy(),
+                "shutdown: grace period over, exiting with requests still in flight"
+            );
         }
         // pingora would sleep out the whole grace period; the access log is flushed at exit.
         std::process::exit(0);
@@ -85,7 +97,12 @@ pub struct Admin {
 }
 
 fn json(status: u16, body: String) -> Response {
-    (StatusCode::from_u16(status).expect("a valid status"), [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    (
+        StatusCode::from_u16(status).expect("a valid status"),
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }
 
 impl Admin {
@@ -104,21 +121,30 @@ impl Admin {
                 json(404, format!(r#"{{"error":"no admin endpoint at {}: try /healthz, /readyz or /metrics"}}"#, uri.path()))
             })
             .with_state(admin);
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        std::thread::Builder::new().name("mcp-edge-admin".into()).spawn(move || {
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "admin listener failed");
-                }
-            })
-        })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("mcp-edge-admin".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener =
+                        tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                    if let Err(e) = axum::serve(listener, app).await {
+                        tracing::error!(error = %e, "admin listener failed");
+                    }
+                })
+            })?;
         Ok(())
     }
 }
 
 async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
-    if admin.lifecycle.is_serving() { json(200, r#"{"status":"ok"}"#.to_owned()) } else { json(503, r#"{"status":"starting"}"#.to_owned()) }
+    if admin.lifecycle.is_serving() {
+        json(200, r#"{"status":"ok"}"#.to_owned())
+    } else {
+        json(503, r#"{"status":"starting"}"#.to_owned())
+    }
 }
 
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
@@ -133,21 +159,39 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
     } else {
         (200, "ready")
     };
-    json(status, format!(r#"{{"status":"{state}","healthy_replicas":{healthy},"replicas":{total}}}"#))
+    json(
+        status,
+        format!(r#"{{"status":"{state}","healthy_replicas":{healthy},"replicas":{total}}}"#),
+    )
 }
 
 /// A peer's DELETE: the body is the session's token (at most 256 characters).
 async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
-    let token = std::str::from_utf8(&body[..body.len().min(1024)]).unwrap_or("").trim();
+    let token = std::str::from_utf8(&body[..body.len().min(1024)])
+        .unwrap_or("")
+        .trim();
     if admin.sessions.revoke_token(token) {
         admin.metrics.count(Event::SessionRevoked);
         json(200, r#"{"revoked":true}"#.to_owned())
     } else {
-        json(404, r#"{"error":"not a session token of this key"}"#.to_owned())
+        json(
+            404,
+            r#"{"error":"not a session token of this key"}"#.to_owned(),
+        )
     }
 }
 
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
-    let text = admin.metrics.render(&admin.replicas, admin.streams.open_now(), admin.tools.len());
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response()
+    let text = admin
+        .metrics
+        .render(&admin.replicas, admin.streams.open_now(), admin.tools.len());
+    (
+        StatusCode::OK,
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
 }

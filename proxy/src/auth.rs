@@ -43,15 +43,20 @@ impl Auth {
             None => "Bearer realm=\"mcp-edge\"".to_owned(),
         };
         let Some(header) = authorization else {
-            return Err(Reply::error(401, INVALID_REQUEST, "authentication required: send Authorization: Bearer <token>")
-                .with_header("WWW-Authenticate", &challenge(None)));
+            return Err(Reply::error(
+                401,
+                INVALID_REQUEST,
+                "authentication required: send Authorization: Bearer <token>",
+            )
+            .with_header("WWW-Authenticate", &challenge(None)));
         };
         let presented = header
             .strip_prefix(b"Bearer ")
             .or_else(|| header.strip_prefix(b"bearer "))
             .map(<[u8]>::trim_ascii);
         let invalid = || {
-            Reply::error(401, INVALID_REQUEST, "the bearer token is not valid").with_header("WWW-Authenticate", &challenge(Some("invalid_token")))
+            Reply::error(401, INVALID_REQUEST, "the bearer token is not valid")
+                .with_header("WWW-Authenticate", &challenge(Some("invalid_token")))
         };
         let presented = presented.ok_or_else(invalid)?;
         // Every token is compared, equal or not, so timing says nothing about which one matched.
@@ -85,8 +90,18 @@ mod tests {
         assert_ne!(a, b, "each credential has its own identity");
         let missing = auth.check(None).unwrap_err();
         assert_eq!(missing.status, 401);
-        assert!(missing.headers.iter().any(|(n, v)| *n == "WWW-Authenticate" && v == "Bearer realm=\"mcp-edge\""));
-        for wrong in ["Bearer nope-nope-nope-nope", "Basic dXNlcjpwYXNz", A, "Bearer token-a-0123456789abcde"] {
+        assert!(
+            missing
+                .headers
+                .iter()
+                .any(|(n, v)| *n == "WWW-Authenticate" && v == "Bearer realm=\"mcp-edge\"")
+        );
+        for wrong in [
+            "Bearer nope-nope-nope-nope",
+            "Basic dXNlcjpwYXNz",
+            A,
+            "Bearer token-a-0123456789abcde",
+        ] {
             let e = auth.check(Some(wrong.as_bytes())).unwrap_err();
             assert_eq!(e.status, 401, "{wrong}");
             assert!(e.headers.iter().any(|(_, v)| v.contains("invalid_token")));
@@ -97,6 +112,9 @@ mod tests {
     #[test]
     fn token_lists() {
         assert_eq!(parse_tokens(" a , b,,", ','), ["a", "b"]);
-        assert_eq!(parse_tokens("# ops\nfirst\n\nsecond\n", '\n'), ["first", "second"]);
+        assert_eq!(
+            parse_tokens("# ops\nfirst\n\nsecond\n", '\n'),
+            ["first", "second"]
+        );
     }
 }

@@ -20,7 +20,13 @@ use crate::{
 /// three bundled mcp-backend replicas start in-process (ids r1, r2, r3). Every flag can also be
 /// set through the environment variable named in brackets.
 #[derive(Debug, Clone, Parser)]
-#[command(name = "mcp-edge", version, about, long_about, args_override_self = true)]
+#[command(
+    name = "mcp-edge",
+    version,
+    about,
+    long_about,
+    args_override_self = true
+)]
 pub struct Config {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -35,7 +41,12 @@ pub struct Config {
 
     /// A replica to front, as http://host:port/path (repeatable; the environment variable takes
     /// a comma list). None: start the bundled replicas in-process.
-    #[arg(long = "backend", env = "MCP_EDGE_BACKENDS", value_delimiter = ',', conflicts_with = "discover")]
+    #[arg(
+        long = "backend",
+        env = "MCP_EDGE_BACKENDS",
+        value_delimiter = ',',
+        conflicts_with = "discover"
+    )]
     pub backends: Vec<String>,
 
     /// Discover replicas in DNS: dns://name:port/path, every A/AAAA record of `name` is a replica
@@ -114,7 +125,11 @@ pub struct Config {
     pub connect_timeout_ms: u64,
 
     /// Longest wait for a replica's response headers, in seconds (504 after it).
-    #[arg(long, env = "MCP_EDGE_FIRST_BYTE_TIMEOUT_SECONDS", default_value_t = 300)]
+    #[arg(
+        long,
+        env = "MCP_EDGE_FIRST_BYTE_TIMEOUT_SECONDS",
+        default_value_t = 300
+    )]
     pub first_byte_timeout_seconds: u64,
 
     /// Longest silence in an upstream response body (between SSE events), in seconds.
@@ -162,7 +177,12 @@ pub struct Config {
     /// process with the same key serves the same sessions, across restarts. Prefer the
     /// environment or --session-key-file to a flag (flags show in `ps`). None: a random key,
     /// and sessions end with the process.
-    #[arg(long, env = "MCP_EDGE_SESSION_KEY", hide_env_values = true, conflicts_with = "session_key_file")]
+    #[arg(
+        long,
+        env = "MCP_EDGE_SESSION_KEY",
+        hide_env_values = true,
+        conflicts_with = "session_key_file"
+    )]
     pub session_key: Option<String>,
 
     /// A file holding the session key as hex (a Docker/Swarm secret, e.g. /run/secrets/session_key).
@@ -170,7 +190,12 @@ pub struct Config {
     pub session_key_file: Option<std::path::PathBuf>,
 
     /// The key before a rotation: tokens it sealed still open (new ones use the current key).
-    #[arg(long, env = "MCP_EDGE_SESSION_KEY_PREVIOUS", hide_env_values = true, conflicts_with = "session_key_previous_file")]
+    #[arg(
+        long,
+        env = "MCP_EDGE_SESSION_KEY_PREVIOUS",
+        hide_env_values = true,
+        conflicts_with = "session_key_previous_file"
+    )]
     pub session_key_previous: Option<String>,
 
     /// A file holding the previous session key as hex.
@@ -180,7 +205,13 @@ pub struct Config {
     /// Bearer tokens accepted on the MCP listener (comma list). Set: every request needs
     /// `Authorization: Bearer <one of them>` (401 otherwise), sessions are bound to the token
     /// that opened them, and the header is not passed to replicas. None: no authentication.
-    #[arg(long, env = "MCP_EDGE_AUTH_TOKENS", hide_env_values = true, value_delimiter = ',', conflicts_with = "auth_tokens_file")]
+    #[arg(
+        long,
+        env = "MCP_EDGE_AUTH_TOKENS",
+        hide_env_values = true,
+        value_delimiter = ',',
+        conflicts_with = "auth_tokens_file"
+    )]
     pub auth_tokens: Vec<String>,
 
     /// A file of bearer tokens, one per line (a Docker/Swarm secret); `#` starts a comment.
@@ -206,7 +237,11 @@ pub struct Config {
     /// JSON-RPC error answer (a client calling an unknown tool) as a warning, and pingora's
     /// connection pool logging a harmless reuse race ("failed to acquire reusable stream", a
     /// fresh connection is made) as an error under load.
-    #[arg(long, env = "MCP_EDGE_LOG", default_value = "info,rmcp::service=error,pingora_core::connectors=off")]
+    #[arg(
+        long,
+        env = "MCP_EDGE_LOG",
+        default_value = "info,rmcp::service=error,pingora_core::connectors=off"
+    )]
     pub log: String,
 
     /// Access log on stdout, one line per request: json, text or off. Written in batches by a
@@ -234,7 +269,11 @@ pub enum Command {
 
 impl Config {
     pub fn rate_limit(&self) -> Option<crate::ratelimit::RateLimit> {
-        let burst = if self.rate_limit_burst > 0 { self.rate_limit_burst } else { self.rate_limit.ceil().max(1.0) as u32 };
+        let burst = if self.rate_limit_burst > 0 {
+            self.rate_limit_burst
+        } else {
+            self.rate_limit.ceil().max(1.0) as u32
+        };
         crate::ratelimit::RateLimit::new(self.rate_limit, burst)
     }
 
@@ -261,7 +300,11 @@ impl Config {
     }
 
     pub fn threads(&self) -> usize {
-        if self.threads > 0 { self.threads } else { std::thread::available_parallelism().map_or(1, |n| n.get()) }
+        if self.threads > 0 {
+            self.threads
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
     }
 
     pub fn connect_timeout(&self) -> Duration {
@@ -274,18 +317,32 @@ impl Config {
 
     /// The session keys (current, previous) from flags, environment or files; `None`: none configured.
     pub fn session_keys(&self) -> Result<Option<(Key, Option<Key>)>, String> {
-        fn one(value: &Option<String>, file: &Option<std::path::PathBuf>, what: &str) -> Result<Option<Key>, String> {
+        fn one(
+            value: &Option<String>,
+            file: &Option<std::path::PathBuf>,
+            what: &str,
+        ) -> Result<Option<Key>, String> {
             let text = match (value, file) {
                 (Some(v), _) => v.clone(),
-                (None, Some(path)) => std::fs::read_to_string(path).map_err(|e| format!("{what} file {}: {e}", path.display()))?,
+                (None, Some(path)) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("{what} file {}: {e}", path.display()))?,
                 (None, None) => return Ok(None),
             };
-            parse_key(&text).map(Some).map_err(|e| format!("{what}: {e}"))
+            parse_key(&text)
+                .map(Some)
+                .map_err(|e| format!("{what}: {e}"))
         }
         let current = one(&self.session_key, &self.session_key_file, "session key")?;
-        let previous = one(&self.session_key_previous, &self.session_key_previous_file, "previous session key")?;
+        let previous = one(
+            &self.session_key_previous,
+            &self.session_key_previous_file,
+            "previous session key",
+        )?;
         match (current, previous) {
-            (None, Some(_)) => Err("a previous session key is set without a current one (MCP_EDGE_SESSION_KEY[_FILE])".into()),
+            (None, Some(_)) => Err(
+                "a previous session key is set without a current one (MCP_EDGE_SESSION_KEY[_FILE])"
+                    .into(),
+            ),
             (None, None) => Ok(None),
             (Some(current), previous) => Ok(Some((current, previous))),
         }
@@ -295,10 +352,15 @@ impl Config {
     pub fn auth(&self) -> Result<Option<crate::auth::Auth>, String> {
         let tokens = match &self.auth_tokens_file {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| format!("auth tokens file {}: {e}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("auth tokens file {}: {e}", path.display()))?;
                 crate::auth::parse_tokens(&text, '\n')
             }
-            None => self.auth_tokens.iter().flat_map(|t| crate::auth::parse_tokens(t, ',')).collect(),
+            None => self
+                .auth_tokens
+                .iter()
+                .flat_map(|t| crate::auth::parse_tokens(t, ','))
+                .collect(),
         };
         if tokens.is_empty() {
             if self.auth_tokens_file.is_some() {
@@ -315,7 +377,10 @@ impl Config {
             .iter()
             .map(|b| b.trim())
             .filter(|b| !b.is_empty())
-            .map(|url| ReplicaSpec { id: None, url: url.to_owned() })
+            .map(|url| ReplicaSpec {
+                id: None,
+                url: url.to_owned(),
+            })
             .collect()
     }
 }
@@ -341,18 +406,50 @@ mod tests {
         assert_eq!(c.session_keys().unwrap(), Some(([0x11; 32], None)));
         let file = std::env::temp_dir().join(format!("mcp-edge-key-{}", std::process::id()));
         std::fs::write(&file, format!("{}\n", "22".repeat(32))).unwrap();
-        let c = Config::parse_from(["mcp-edge", "--session-key", &key, "--session-key-previous-file", file.to_str().unwrap()]);
-        assert_eq!(c.session_keys().unwrap(), Some(([0x11; 32], Some([0x22; 32]))));
+        let c = Config::parse_from([
+            "mcp-edge",
+            "--session-key",
+            &key,
+            "--session-key-previous-file",
+            file.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            c.session_keys().unwrap(),
+            Some(([0x11; 32], Some([0x22; 32])))
+        );
         std::fs::remove_file(&file).unwrap();
-        assert_eq!(Config::parse_from(["mcp-edge"]).session_keys().unwrap(), None);
-        assert!(Config::parse_from(["mcp-edge", "--session-key", "abc"]).session_keys().unwrap_err().contains("session key"));
-        assert!(Config::parse_from(["mcp-edge", "--session-key-file", "/nonexistent/key"]).session_keys().unwrap_err().contains("/nonexistent/key"));
-        assert!(Config::parse_from(["mcp-edge", "--session-key-previous", &key]).session_keys().is_err());
+        assert_eq!(
+            Config::parse_from(["mcp-edge"]).session_keys().unwrap(),
+            None
+        );
+        assert!(
+            Config::parse_from(["mcp-edge", "--session-key", "abc"])
+                .session_keys()
+                .unwrap_err()
+                .contains("session key")
+        );
+        assert!(
+            Config::parse_from(["mcp-edge", "--session-key-file", "/nonexistent/key"])
+                .session_keys()
+                .unwrap_err()
+                .contains("/nonexistent/key")
+        );
+        assert!(
+            Config::parse_from(["mcp-edge", "--session-key-previous", &key])
+                .session_keys()
+                .is_err()
+        );
     }
 
     #[test]
     fn backends_repeat() {
-        let c = Config::parse_from(["mcp-edge", "--backend", "http://127.0.0.1:1/mcp", "--backend", "http://127.0.0.1:2/mcp"]);
+        let c = Config::parse_from([
+            "mcp-edge",
+            "--backend",
+            "http://127.0.0.1:1/mcp",
+            "--backend",
+            "http://127.0.0.1:2/mcp",
+        ]);
         assert_eq!(c.replica_specs().len(), 2);
     }
 }

@@ -70,10 +70,16 @@ mod tests {
     #[tokio::test]
     async fn waiting_ends_when_the_last_busy_connection_is_done() {
         let drain = Arc::new(Drain::default());
-        assert!(drain.wait_idle(Duration::ZERO).await, "nothing busy: idle at once");
+        assert!(
+            drain.wait_idle(Duration::ZERO).await,
+            "nothing busy: idle at once"
+        );
         let (a, b) = (drain.enter(), drain.enter());
         assert_eq!(drain.busy(), 2);
-        assert!(!drain.wait_idle(Duration::from_millis(10)).await, "still busy when the limit passes");
+        assert!(
+            !drain.wait_idle(Duration::from_millis(10)).await,
+            "still busy when the limit passes"
+        );
         let waiter = tokio::spawn({
             let drain = drain.clone();
             async move { drain.wait_idle(Duration::from_secs(30)).await }

@@ -33,9 +33,7 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use pingora::{
-    Error, ErrorType, Result,
-    http::ResponseHeader,
-    protocols::http::ServerSession as Session,
+    Error, ErrorType, Result, http::ResponseHeader, protocols::http::ServerSession as Session,
     upstreams::peer::HttpPeer,
 };
 
@@ -43,9 +41,9 @@ use crate::{
     config::Config,
     heads::Heads,
     mcp::{self, Kind, errors::*, sse, tools::KnownTools},
+    metrics::{self, Event, Metrics},
     route::{self, Decision, SessionState, Verb},
     session::{Keys, Owner, Owners, ReplicaId, SessionView, Sessions, peers::Peers},
-    metrics::{self, Event, Metrics},
     upstream::{Replica, Replicas, forward::Rewrite},
 };
 
@@ -83,7 +81,12 @@ pub struct Edge {
 }
 
 impl Edge {
-    pub fn new(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<crate::auth::Auth>) -> Self {
+    pub fn new(
+        config: &Config,
+        replicas: Arc<Replicas>,
+        keys: Keys,
+        auth: Option<crate::auth::Auth>,
+    ) -> Self {
         Self {
             replicas,
             auth,
@@ -240,7 +243,12 @@ struct Admitted {
 
 impl Edge {
     /// Write the proxy's own answer and end the request.
-    pub(crate) async fn reply(&self, session: &mut Session, ctx: &mut Ctx, reply: Reply) -> Result<()> {
+    pub(crate) async fn reply(
+        &self,
+        session: &mut Session,
+        ctx: &mut Ctx,
+        reply: Reply,
+    ) -> Result<()> {
         let body = reply.body();
         let mut header = ResponseHeader::build(reply.status, Some(4))?;
         if let Some(body) = &body {
@@ -258,15 +266,30 @@ impl Edge {
             session.set_keepalive(None);
         }
         session.write_response_header(Box::new(header)).await?;
-        session.write_response_body(body.unwrap_or_default(), true).await
+        session
+            .write_response_body(body.unwrap_or_default(), true)
+            .await
     }
 
     /// Read the whole request body, bounded by the limit. `Err(reply)` when it is too large.
     ///
     /// An oversized body is read and discarded (up to [`DISCARD_LIMIT`], for a few seconds) so
     /// that a client still sending it can read the 413; beyond that the connection is closed.
-    async fn read_body(&self, session: &mut Session, declared: Option<usize>) -> Result<std::result::Result<Bytes, Reply>> {
-        let too_large = || Reply::error(413, INVALID_REQUEST, format!("request body exceeds the limit of {} bytes", self.body_limit));
+    async fn read_body(
+        &self,
+        session: &mut Session,
+        declared: Option<usize>,
+    ) -> Result<std::result::Result<Bytes, Reply>> {
+        let too_large = || {
+            Reply::error(
+                413,
+                INVALID_REQUEST,
+                format!(
+                    "request body exceeds the limit of {} bytes",
+                    self.body_limit
+                ),
+            )
+        };
         if declared.is_some_and(|length| length > self.body_limit) {
             discard(session, declared).await;
             return Ok(Err(too_large()));
@@ -286,7 +309,10 @@ impl Edge {
     fn check_rate(&self, session: &Session, ctx: &Ctx) -> Option<Reply> {
         use crate::ratelimit::Caller;
         let limit = self.rate_limit.as_ref()?;
-        let caller = match (&ctx.identity, session.client_addr().and_then(|a| a.as_inet())) {
+        let caller = match (
+            &ctx.identity,
+            session.client_addr().and_then(|a| a.as_inet()),
+        ) {
             (Some(identity), _) => Caller::Credential(*identity),
             (None, Some(addr)) => Caller::Ip(addr.ip()),
             (None, None) => Caller::Overflow,
@@ -295,8 +321,12 @@ impl Edge {
         self.metrics.count(Event::RateLimited);
         let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
         Some(
-            Reply::error(429, LIMITED, format!("rate limit exceeded; retry in {seconds} s"))
-                .with_header("retry-after", seconds.to_string()),
+            Reply::error(
+                429,
+                LIMITED,
+                format!("rate limit exceeded; retry in {seconds} s"),
+            )
+            .with_header("retry-after", seconds.to_string()),
         )
     }
 
@@ -308,11 +338,22 @@ impl Edge {
             return Some(Reply::error(
                 415,
                 INVALID_REQUEST,
-                format!("Content-Type must be application/json, got {}", if content_type.is_empty() { "none" } else { content_type }),
+                format!(
+                    "Content-Type must be application/json, got {}",
+                    if content_type.is_empty() {
+                        "none"
+                    } else {
+                        content_type
+                    }
+                ),
             ));
         }
         if !heads.accept.json && !heads.accept.sse {
-            return Some(Reply::error(406, INVALID_REQUEST, "Accept must allow application/json or text/event-stream"));
+            return Some(Reply::error(
+                406,
+                INVALID_REQUEST,
+                "Accept must allow application/json or text/event-stream",
+            ));
         }
         None
     }
@@ -321,7 +362,12 @@ impl Edge {
 /// The request's steps, called by [`crate::front`].
 impl Edge {
     pub(crate) fn new_ctx(&self) -> Ctx {
-        Ctx { started: Some(std::time::Instant::now()), method: "none", era: "unknown", ..Ctx::default() }
+        Ctx {
+            started: Some(std::time::Instant::now()),
+            method: "none",
+            era: "unknown",
+            ..Ctx::default()
+        }
     }
 
     /// Checks on the request's headers alone, before its body is read: size, path, credential,
@@ -337,7 +383,11 @@ impl Edge {
             return Err(Reply::error(
                 404,
                 METHOD_NOT_FOUND,
-                format!("no endpoint at {}: MCP is served at {} (and the replicas' {VERSION_PATH})", request.uri.path(), self.path),
+                format!(
+                    "no endpoint at {}: MCP is served at {} (and the replicas' {VERSION_PATH})",
+                    request.uri.path(),
+                    self.path
+                ),
             ));
         }
         if let Some(auth) = &self.auth {
@@ -348,7 +398,11 @@ impl Edge {
         }
         if let Some(origin) = heads.origin {
             if !self.origins.allows(origin) {
-                let message = format!("Origin {} is not allowed (allowed: {})", String::from_utf8_lossy(origin), self.allowed_origins);
+                let message = format!(
+                    "Origin {} is not allowed (allowed: {})",
+                    String::from_utf8_lossy(origin),
+                    self.allowed_origins
+                );
                 return Err(Reply::error(403, INVALID_REQUEST, message));
             }
         }
@@ -360,9 +414,19 @@ impl Edge {
         };
         if version_path {
             if verb != Verb::Get {
-                return Err(Reply::error(405, INVALID_REQUEST, format!("{VERSION_PATH} takes GET")).with_header("allow", "GET"));
+                return Err(Reply::error(
+                    405,
+                    INVALID_REQUEST,
+                    format!("{VERSION_PATH} takes GET"),
+                )
+                .with_header("allow", "GET"));
             }
-            return Ok(Admitted { verb, declared: None, token: None, version_path });
+            return Ok(Admitted {
+                verb,
+                declared: None,
+                token: None,
+                version_path,
+            });
         }
         if verb == Verb::Post {
             if let Some(reply) = self.check_post_headers(&heads) {
@@ -371,7 +435,9 @@ impl Edge {
         }
         Ok(Admitted {
             verb,
-            declared: heads.content_length.and_then(|v| v.trim().parse::<usize>().ok()),
+            declared: heads
+                .content_length
+                .and_then(|v| v.trim().parse::<usize>().ok()),
             token: heads.session.map(str::to_owned),
             version_path,
         })
@@ -379,7 +445,12 @@ impl Edge {
 
     /// Check, classify and route one request, and answer it: here, or from a replica.
     pub(crate) async fn handle(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let Admitted { verb, declared, token, version_path } = match self.admit(session, ctx) {
+        let Admitted {
+            verb,
+            declared,
+            token,
+            version_path,
+        } = match self.admit(session, ctx) {
             Ok(admitted) => admitted,
             Err(reply) => return self.reply(session, ctx, reply).await,
         };
@@ -395,7 +466,10 @@ impl Edge {
             Some(t) => match self.sessions.open(t, ctx.identity()) {
                 Ok(view) => SessionState::Live(view),
                 Err(why) => {
-                    if matches!(why, crate::session::Closed::Expired | crate::session::Closed::Idle) {
+                    if matches!(
+                        why,
+                        crate::session::Closed::Expired | crate::session::Closed::Idle
+                    ) {
                         self.metrics.count(Event::SessionExpired);
                     }
                     tracing::debug!(?why, "session token refused");
@@ -413,8 +487,16 @@ impl Edge {
             None
         };
         let message = match body.as_deref().map(mcp::classify) {
-            Some(Err(mcp::Invalid::Parse(m))) => return self.reply(session, ctx, Reply::error(400, PARSE_ERROR, m)).await,
-            Some(Err(mcp::Invalid::NotJsonRpc(m))) => return self.reply(session, ctx, Reply::error(400, INVALID_REQUEST, m)).await,
+            Some(Err(mcp::Invalid::Parse(m))) => {
+                return self
+                    .reply(session, ctx, Reply::error(400, PARSE_ERROR, m))
+                    .await;
+            }
+            Some(Err(mcp::Invalid::NotJsonRpc(m))) => {
+                return self
+                    .reply(session, ctx, Reply::error(400, INVALID_REQUEST, m))
+                    .await;
+            }
             Some(Ok(m)) => Some(m),
             None => None,
         };
@@ -428,7 +510,10 @@ impl Edge {
         let resume = heads.last_event_id.and_then(sse::parse_event_id);
         ctx.scope = match &state {
             SessionState::Live(view) => Scope::Session(view.uid),
-            _ => session.client_addr().and_then(|a| a.as_inet()).map_or(Scope::Unknown, |a| Scope::Client(*a)),
+            _ => session
+                .client_addr()
+                .and_then(|a| a.as_inet())
+                .map_or(Scope::Unknown, |a| Scope::Client(*a)),
         };
         let request = route::Request {
             verb,
@@ -439,10 +524,17 @@ impl Edge {
             header_name: heads.mcp_name,
             resume_from: resume.map(|(replica, _)| replica),
         };
-        let live = Live { edge: self, scope: ctx.scope };
+        let live = Live {
+            edge: self,
+            scope: ctx.scope,
+        };
         let decision = route::decide(&request, &live);
 
-        ctx.era = if era.is_modern() { "2026-07-28" } else { "legacy" };
+        ctx.era = if era.is_modern() {
+            "2026-07-28"
+        } else {
+            "legacy"
+        };
         if let Some(m) = &message {
             ctx.method = match m.kind {
                 Kind::Response => "response",
@@ -467,14 +559,21 @@ impl Edge {
         ctx.body = body;
         match decision {
             Decision::Reply(reply) => {
-                let reply = if reply.id.is_none() { reply.with_id(ctx.id.as_deref()) } else { reply };
+                let reply = if reply.id.is_none() {
+                    reply.with_id(ctx.id.as_deref())
+                } else {
+                    reply
+                };
                 if verb == Verb::Delete && reply.status == 200 {
                     self.end_session(ctx);
                 }
                 self.reply(session, ctx, reply).await
             }
             Decision::Replica(id) => {
-                ctx.owned = ctx.session.as_ref().is_some_and(|v| v.owner.as_ref().is_some_and(|o| o.replica == id));
+                ctx.owned = ctx
+                    .session
+                    .as_ref()
+                    .is_some_and(|v| v.owner.as_ref().is_some_and(|o| o.replica == id));
                 ctx.target = Some(id);
                 crate::upstream::forward::forward(self, session, ctx).await
             }
@@ -487,7 +586,10 @@ impl Edge {
     /// and is not logged as a failure: in 2026-07-28 it is how a client cancels.
     pub(crate) async fn fail(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) {
         if e.esource() == &pingora::ErrorSource::Downstream {
-            if !matches!(e.etype(), ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError) {
+            if !matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            ) {
                 tracing::error!("client connection failed: {e}");
             }
             return;
@@ -496,12 +598,25 @@ impl Edge {
         let (status, message) = if crate::upstream::forward::is_timeout(e.etype()) {
             (504, "the replica did not answer in time".to_owned())
         } else {
-            (502, format!("the replica failed while answering: {}; the request was not repeated", e.etype().as_str()))
+            (
+                502,
+                format!(
+                    "the replica failed while answering: {}; the request was not repeated",
+                    e.etype().as_str()
+                ),
+            )
         };
         if session.response_written().is_some() {
             // A stream broke mid-way: its last event says so, for the request it was answering.
-            if let (Some(_), Some(Kind::Request), Some(id)) = (&ctx.sse, ctx.kind, ctx.id.as_deref()) {
-                let reply = Reply::error(status, INTERNAL_ERROR, format!("the replica serving this stream failed: {message}")).with_id(Some(id));
+            if let (Some(_), Some(Kind::Request), Some(id)) =
+                (&ctx.sse, ctx.kind, ctx.id.as_deref())
+            {
+                let reply = Reply::error(
+                    status,
+                    INTERNAL_ERROR,
+                    format!("the replica serving this stream failed: {message}"),
+                )
+                .with_id(Some(id));
                 if let Some(body) = reply.body() {
                     let event = [&b"event: message\ndata: "[..], &body, b"\n\n"].concat();
                     let _ = session.write_response_body(Bytes::from(event), true).await;
@@ -519,7 +634,11 @@ impl Edge {
         if ctx.sse.is_some() {
             self.streams.close(ctx.session.as_ref().map(|v| v.uid));
         }
-        let status = session.response_written().map(|h| h.status.as_u16()).or(ctx.reply_status).unwrap_or(0);
+        let status = session
+            .response_written()
+            .map(|h| h.status.as_u16())
+            .or(ctx.reply_status)
+            .unwrap_or(0);
         let request = metrics::Request {
             method: ctx.method,
             tool: ctx.tool.as_deref(),
@@ -584,7 +703,11 @@ impl Edge {
         Rewrite {
             authority: &replica.authority,
             path: ctx.upstream_path.unwrap_or(&replica.path),
-            session_id: ctx.session.as_ref().and_then(|view| view.owner.as_ref()).map(|owner| owner.session_id.as_str()),
+            session_id: ctx
+                .session
+                .as_ref()
+                .and_then(|view| view.owner.as_ref())
+                .map(|owner| owner.session_id.as_str()),
             version: ctx.session.as_ref().map(|view| view.version.as_str()),
             last_event_id: ctx.resume_id.as_deref(),
             drop_authorization: self.auth.is_some(),
@@ -593,13 +716,23 @@ impl Edge {
 
     /// Response headers from a replica, before they reach the client.
     /// `Ok(Some(reply))`: the response may not pass (a stream over the limits); answer this.
-    pub(crate) fn on_response_header(&self, response: &mut ResponseHeader, ctx: &mut Ctx) -> Result<Option<Reply>> {
-        let Some(replica) = ctx.replica.clone() else { return Ok(None) };
+    pub(crate) fn on_response_header(
+        &self,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Reply>> {
+        let Some(replica) = ctx.replica.clone() else {
+            return Ok(None);
+        };
         self.replicas.succeeded(&replica);
         if response.headers.get(SERVED_BY).is_none() {
             response.insert_header(SERVED_BY, &*replica.id)?;
         }
-        let theirs = response.headers.get(SESSION_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let theirs = response
+            .headers
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         response.remove_header(SESSION_HEADER);
         let ok = response.status.is_success();
         if ctx.lists_tools && ok {
@@ -607,7 +740,10 @@ impl Edge {
         }
         if ctx.is_initialize && ok {
             // The token is sealed once the body shows the negotiated version (seal_session).
-            ctx.init = Some(InitHold { raw: BytesMut::new(), theirs });
+            ctx.init = Some(InitHold {
+                raw: BytesMut::new(),
+                theirs,
+            });
         } else if let (Some(token), false) = (&ctx.token, ctx.modern) {
             // Legacy requests in a session: the client keeps seeing its own id.
             response.insert_header(SESSION_HEADER, token.as_str())?;
@@ -623,7 +759,10 @@ impl Edge {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|ct| ct.starts_with("text/event-stream"));
         if is_sse {
-            if let Err(reply) = self.streams.open(&self.limits, ctx.session.as_ref().map(|v| v.uid)) {
+            if let Err(reply) = self
+                .streams
+                .open(&self.limits, ctx.session.as_ref().map(|v| v.uid))
+            {
                 return Ok(Some(reply));
             }
             // Event ids grow by the replica prefix: the replica's length no longer holds, so the
@@ -631,7 +770,8 @@ impl Edge {
             response.remove_header("content-length");
             ctx.sse = Some(sse::Scanner::new(&replica.id));
             if let (Some(Kind::Request), Some(id)) = (ctx.kind, &ctx.id) {
-                self.owners.streaming(&ctx.scope.key(), id, replica.id.clone());
+                self.owners
+                    .streaming(&ctx.scope.key(), id, replica.id.clone());
                 ctx.streaming = true;
             }
         }
@@ -675,26 +815,46 @@ impl Edge {
     /// Seal the session of a held initialize response once its body shows the negotiated
     /// protocol version; the token goes into `response`. `Ok(false)`: keep holding. At the end
     /// of a body without an InitializeResult (an error answer) nothing is sealed.
-    pub(crate) fn seal_session(&self, response: &mut ResponseHeader, ctx: &mut Ctx, end: bool) -> std::result::Result<bool, Reply> {
-        let Some(init) = &ctx.init else { return Ok(true) };
+    pub(crate) fn seal_session(
+        &self,
+        response: &mut ResponseHeader,
+        ctx: &mut Ctx,
+        end: bool,
+    ) -> std::result::Result<bool, Reply> {
+        let Some(init) = &ctx.init else {
+            return Ok(true);
+        };
         let Some(version) = negotiated_version(&init.raw) else {
             if end {
                 ctx.init = None;
             } else if init.raw.len() > INIT_HOLD_LIMIT {
-                return Err(Reply::error(502, INTERNAL_ERROR, "the replica's initialize response is too large"));
+                return Err(Reply::error(
+                    502,
+                    INTERNAL_ERROR,
+                    "the replica's initialize response is too large",
+                ));
             }
             return Ok(end);
         };
         let init = ctx.init.take().expect("checked above");
         let replica = ctx.replica.as_ref().expect("a replica answered");
-        let owner = init.theirs.map(|session_id| Owner { replica: replica.id.clone(), session_id });
+        let owner = init.theirs.map(|session_id| Owner {
+            replica: replica.id.clone(),
+            session_id,
+        });
         match self.sessions.mint(&version, owner, ctx.identity()) {
             Ok((token, _)) => {
                 self.metrics.count(Event::SessionMinted);
-                response.insert_header(SESSION_HEADER, token.as_str()).map_err(|_| Reply::error(502, INTERNAL_ERROR, "session token"))?;
+                response
+                    .insert_header(SESSION_HEADER, token.as_str())
+                    .map_err(|_| Reply::error(502, INTERNAL_ERROR, "session token"))?;
                 Ok(true)
             }
-            Err(e) => Err(Reply::error(502, INTERNAL_ERROR, format!("cannot start the session: {e}"))),
+            Err(e) => Err(Reply::error(
+                502,
+                INTERNAL_ERROR,
+                format!("cannot start the session: {e}"),
+            )),
         }
     }
 
@@ -711,7 +871,10 @@ impl Edge {
 /// `result.protocolVersion` of an initialize response (JSON, or the SSE event carrying it).
 fn negotiated_version(body: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(&mcp::response_json(body)?).ok()?;
-    v.get("result")?.get("protocolVersion")?.as_str().map(str::to_owned)
+    v.get("result")?
+        .get("protocolVersion")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 #[cfg(test)]
@@ -720,7 +883,13 @@ mod tests {
 
     #[test]
     fn negotiated_version_from_json_and_sse() {
-        assert_eq!(negotiated_version(br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}"#).as_deref(), Some("2025-06-18"));
+        assert_eq!(
+            negotiated_version(
+                br#"{"jsonrpc":"2.0","id":1,"result":{"protocolVersion":"2025-06-18"}}"#
+            )
+            .as_deref(),
+            Some("2025-06-18")
+        );
         assert_eq!(
             negotiated_version(b"data: {\"jsonrpc\":\"2.0\",\"id\":1,\"result\":{\"protocolVersion\":\"2025-11-25\"}}\n\n").as_deref(),
             Some("2025-11-25")

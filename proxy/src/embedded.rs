@@ -38,7 +38,10 @@ impl Embedded {
                 config.allowed_origins = vec!["*".into()];
                 config.grace_seconds = 1.0;
                 let (addr, _handle) = mcp_backend::spawn(config, stop.clone()).await?;
-                replicas.push(ReplicaSpec { id: Some(id), url: format!("http://{addr}/mcp") });
+                replicas.push(ReplicaSpec {
+                    id: Some(id),
+                    url: format!("http://{addr}/mcp"),
+                });
             }
             Ok::<_, std::io::Error>(replicas)
         })?;
@@ -46,7 +49,11 @@ impl Embedded {
         let thread = std::thread::Builder::new()
             .name("mcp-backend".into())
             .spawn(move || runtime.block_on(keep.cancelled()))?;
-        Ok(Self { replicas, stop, thread: Some(thread) })
+        Ok(Self {
+            replicas,
+            stop,
+            thread: Some(thread),
+        })
     }
 }
 

@@ -50,7 +50,13 @@ pub struct Front {
 
 impl Front {
     pub fn new(edge: Edge, header_deadline: Duration, drain: Arc<Drain>) -> Self {
-        Self { edge, header_deadline, drain, closing: AtomicBool::new(false), closed: Notify::new() }
+        Self {
+            edge,
+            header_deadline,
+            drain,
+            closing: AtomicBool::new(false),
+            closed: Notify::new(),
+        }
     }
 
     /// Read the next request's headers. `false`: there is none (closed, timed out, malformed,
@@ -88,7 +94,11 @@ impl Front {
 
 #[async_trait]
 impl HttpServerApp for Front {
-    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, _shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        _shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         // A client may send its next request before this one's answer ends (pipelining, or
         // simply right after a bodiless answer such as a 202): those bytes are kept for the
         // next request instead of being taken for a client that broke the protocol.
@@ -112,7 +122,12 @@ impl HttpServerApp for Front {
             return None;
         }
         let settings = HttpPersistentSettings::for_session(&session);
-        session.finish().await.ok().flatten().map(|stream| ReusedHttpStream::from_reusable_stream(stream, settings))
+        session
+            .finish()
+            .await
+            .ok()
+            .flatten()
+            .map(|stream| ReusedHttpStream::from_reusable_stream(stream, settings))
     }
 
     async fn http_cleanup(&self) {

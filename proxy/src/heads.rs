@@ -30,9 +30,19 @@ pub struct Heads<'a> {
 
 impl<'a> Heads<'a> {
     pub fn of(request: &'a RequestHeader) -> Self {
-        let mut heads = Heads { bytes: request.raw_path().len(), ..Heads::default() };
-        let [mut content_type, mut content_length, mut session, mut version, mut last_event_id, mut mcp_method, mut mcp_name] =
-            [None::<&HeaderValue>; 7];
+        let mut heads = Heads {
+            bytes: request.raw_path().len(),
+            ..Heads::default()
+        };
+        let [
+            mut content_type,
+            mut content_length,
+            mut session,
+            mut version,
+            mut last_event_id,
+            mut mcp_method,
+            mut mcp_name,
+        ] = [None::<&HeaderValue>; 7];
         let (mut accept, mut accepts) = (None, 0);
         for (name, value) in &request.headers {
             heads.count += 1;
@@ -85,7 +95,12 @@ mod tests {
     fn request(fields: &[(&str, &[u8])]) -> RequestHeader {
         let mut request = RequestHeader::build("POST", b"/mcp", None).unwrap();
         for (name, value) in fields {
-            request.append_header(name.to_string(), http::HeaderValue::from_bytes(value).unwrap()).unwrap();
+            request
+                .append_header(
+                    name.to_string(),
+                    http::HeaderValue::from_bytes(value).unwrap(),
+                )
+                .unwrap();
         }
         request
     }
@@ -124,6 +139,9 @@ mod tests {
         let request = request(&[("mcp-name", b"caf\xc3\xa9"), ("mcp-name", b"plain")]);
         assert_eq!(Heads::of(&request).mcp_name, None);
         let no_accept = Heads::of(&request).accept;
-        assert!(no_accept.json && no_accept.sse, "no Accept field accepts both");
+        assert!(
+            no_accept.json && no_accept.sse,
+            "no Accept field accepts both"
+        );
     }
 }

@@ -26,10 +26,25 @@ impl Limits {
     /// (the target, and each field's name and value plus 4; [`crate::heads::Heads`]).
     pub fn check_headers(&self, count: usize, bytes: usize) -> Option<Reply> {
         if count > self.max_headers {
-            return Some(Reply::error(431, INVALID_REQUEST, format!("{count} header fields; at most {} are accepted", self.max_headers)));
+            return Some(Reply::error(
+                431,
+                INVALID_REQUEST,
+                format!(
+                    "{count} header fields; at most {} are accepted",
+                    self.max_headers
+                ),
+            ));
         }
-        (bytes > self.max_header_bytes)
-            .then(|| Reply::error(431, INVALID_REQUEST, format!("request headers of {bytes} bytes; at most {} are accepted", self.max_header_bytes)))
+        (bytes > self.max_header_bytes).then(|| {
+            Reply::error(
+                431,
+                INVALID_REQUEST,
+                format!(
+                    "request headers of {bytes} bytes; at most {} are accepted",
+                    self.max_header_bytes
+                ),
+            )
+        })
     }
 }
 
@@ -46,7 +61,14 @@ impl Streams {
         let now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         if limits.max_streams > 0 && now > limits.max_streams {
             self.open.fetch_sub(1, Ordering::Relaxed);
-            return Err(Reply::error(503, LIMITED, format!("too many open streams at this proxy (limit {}); try again shortly", limits.max_streams)));
+            return Err(Reply::error(
+                503,
+                LIMITED,
+                format!(
+                    "too many open streams at this proxy (limit {}); try again shortly",
+                    limits.max_streams
+                ),
+            ));
         }
         if let Some(uid) = session {
             let mut held = self.by_session.entry(uid).or_insert(0);
@@ -56,7 +78,10 @@ impl Streams {
                 return Err(Reply::error(
                     429,
                     LIMITED,
-                    format!("this session already holds {} open streams (the limit)", limits.max_streams_per_session),
+                    format!(
+                        "this session already holds {} open streams (the limit)",
+                        limits.max_streams_per_session
+                    ),
                 ));
             }
             *held += 1;
@@ -83,7 +108,12 @@ impl Streams {
 mod tests {
     use super::*;
 
-    const LIMITS: Limits = Limits { max_header_bytes: 200, max_headers: 3, max_streams: 3, max_streams_per_session: 2 };
+    const LIMITS: Limits = Limits {
+        max_header_bytes: 200,
+        max_headers: 3,
+        max_streams: 3,
+        max_streams_per_session: 2,
+    };
 
     #[test]
     fn header_count_and_size() {
@@ -110,9 +140,17 @@ mod tests {
         let a = Some([1u8; 16]);
         assert!(s.open(&LIMITS, a).is_ok());
         assert!(s.open(&LIMITS, a).is_ok());
-        assert_eq!(s.open(&LIMITS, a).unwrap_err().status, 429, "the session's third");
+        assert_eq!(
+            s.open(&LIMITS, a).unwrap_err().status,
+            429,
+            "the session's third"
+        );
         assert!(s.open(&LIMITS, None).is_ok());
-        assert_eq!(s.open(&LIMITS, None).unwrap_err().status, 503, "the fourth overall");
+        assert_eq!(
+            s.open(&LIMITS, None).unwrap_err().status,
+            503,
+            "the fourth overall"
+        );
         s.close(a);
         assert!(s.open(&LIMITS, a).is_ok(), "room again after a close");
         s.close(a);

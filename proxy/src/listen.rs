@@ -27,8 +27,8 @@ use pingora::{
     apps::{HttpServerApp, ServerApp},
     listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
     protocols::{
-        GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, TimingDigest, UniqueID,
-        UniqueIDType,
+        GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
+        TimingDigest, UniqueID, UniqueIDType,
         l4::{listener::Listener, stream::Stream as L4Stream},
         raw_connect::ProxyDigest,
     },
@@ -52,9 +52,20 @@ pub struct Listen {
 
 impl Listen {
     /// Bind `threads` sockets to `addr` (one per worker thread).
-    pub fn bind(front: Front, addr: SocketAddr, threads: usize, work_stealing: bool) -> io::Result<Self> {
-        let sockets = (0..threads.max(1)).map(|_| socket(addr)).collect::<io::Result<_>>()?;
-        Ok(Self { front: Arc::new(front), sockets, work_stealing })
+    pub fn bind(
+        front: Front,
+        addr: SocketAddr,
+        threads: usize,
+        work_stealing: bool,
+    ) -> io::Result<Self> {
+        let sockets = (0..threads.max(1))
+            .map(|_| socket(addr))
+            .collect::<io::Result<_>>()?;
+        Ok(Self {
+            front: Arc::new(front),
+            sockets,
+            work_stealing,
+        })
     }
 }
 
@@ -70,11 +81,20 @@ fn socket(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
 
 #[async_trait]
 impl Service for Listen {
-    async fn start_service(&mut self, _fds: Option<ListenFds>, mut shutdown: ShutdownWatch, _listeners_per_fd: usize) {
+    async fn start_service(
+        &mut self,
+        _fds: Option<ListenFds>,
+        mut shutdown: ShutdownWatch,
+        _listeners_per_fd: usize,
+    ) {
         let sockets = std::mem::take(&mut self.sockets);
         let threads = sockets.len();
         if self.work_stealing {
-            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(threads).thread_name("mcp-edge").enable_all().build();
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads)
+                .thread_name("mcp-edge")
+                .enable_all()
+                .build();
             let runtime = runtime.expect("a runtime for the worker threads");
             for socket in sockets {
                 runtime.spawn(accept(socket, self.front.clone(), shutdown.clone()));
@@ -87,12 +107,16 @@ impl Service for Listen {
                 std::thread::Builder::new()
                     .name(format!("mcp-edge-{i}"))
                     .spawn(move || {
-                        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
-                        runtime.expect("a runtime for a worker thread").block_on(async {
-                            accept(socket, front, shutdown).await;
-                            // Connections accepted here are served until the process ends.
-                            std::future::pending::<()>().await;
-                        });
+                        let runtime = tokio::runtime::Builder::new_current_thread()
+                            .enable_all()
+                            .build();
+                        runtime
+                            .expect("a runtime for a worker thread")
+                            .block_on(async {
+                                accept(socket, front, shutdown).await;
+                                // Connections accepted here are served until the process ends.
+                                std::future::pending::<()>().await;
+                            });
                     })
                     .expect("a worker thread");
             }
@@ -142,7 +166,10 @@ async fn accept(socket: std::net::TcpListener, front: Arc<Front>, mut shutdown: 
                 }
                 let (front, shutdown) = (front.clone(), shutdown.clone());
                 tokio::spawn(async move {
-                    let mut next = Some(Box::new(Connection(BufWriter::with_capacity(DEFAULT_L4_WRITE_BUFFER_SIZE, stream))) as pingora::protocols::Stream);
+                    let mut next = Some(Box::new(Connection(BufWriter::with_capacity(
+                        DEFAULT_L4_WRITE_BUFFER_SIZE,
+                        stream,
+                    ))) as pingora::protocols::Stream);
                     while let Some(stream) = next {
                         next = front.process_new(stream, &shutdown).await;
                     }
@@ -166,13 +193,21 @@ async fn accept(socket: std::net::TcpListener, front: Arc<Front>, mut shutdown: 
 struct Connection(BufWriter<L4Stream>);
 
 impl AsyncRead for Connection {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for Connection {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

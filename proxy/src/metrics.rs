@@ -49,12 +49,18 @@ const METHODS: &[&str] = &[
 pub fn method_label(method: Option<&str>) -> &'static str {
     match method {
         None => "none",
-        Some(m) => METHODS.iter().find(|known| **known == m).copied().unwrap_or("other"),
+        Some(m) => METHODS
+            .iter()
+            .find(|known| **known == m)
+            .copied()
+            .unwrap_or("other"),
     }
 }
 
 /// Latency bucket bounds, in seconds.
-const BUCKETS: [f64; 14] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0];
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
 
 #[derive(Default)]
 struct Histogram {
@@ -70,7 +76,8 @@ impl Histogram {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
+        self.sum_micros
+            .fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
     }
 }
 
@@ -109,13 +116,41 @@ pub enum Event {
 }
 
 const EVENTS: [(Event, &str, &str); 7] = [
-    (Event::SessionMinted, "mcp_edge_sessions_minted_total", "Legacy sessions started (tokens sealed)."),
-    (Event::SessionRevoked, "mcp_edge_sessions_revoked_total", "Legacy sessions ended here: DELETE, their stateful owner forgot them, or a peer's revocation."),
-    (Event::SessionExpired, "mcp_edge_sessions_expired_total", "Requests with a session token past its lifetime or idle timeout."),
-    (Event::Retry, "mcp_edge_retries_total", "Requests sent again after a connection broke before any response byte."),
-    (Event::Ejection, "mcp_edge_replica_ejections_total", "Replicas taken out of rotation after consecutive failed requests."),
-    (Event::RateLimited, "mcp_edge_rate_limited_total", "Requests refused with 429 by the rate limit."),
-    (Event::HeaderTimeout, "mcp_edge_header_timeouts_total", "Connections closed by the header deadline: a request's headers incomplete, or a kept-alive connection idle, for --header-timeout-ms."),
+    (
+        Event::SessionMinted,
+        "mcp_edge_sessions_minted_total",
+        "Legacy sessions started (tokens sealed).",
+    ),
+    (
+        Event::SessionRevoked,
+        "mcp_edge_sessions_revoked_total",
+        "Legacy sessions ended here: DELETE, their stateful owner forgot them, or a peer's revocation.",
+    ),
+    (
+        Event::SessionExpired,
+        "mcp_edge_sessions_expired_total",
+        "Requests with a session token past its lifetime or idle timeout.",
+    ),
+    (
+        Event::Retry,
+        "mcp_edge_retries_total",
+        "Requests sent again after a connection broke before any response byte.",
+    ),
+    (
+        Event::Ejection,
+        "mcp_edge_replica_ejections_total",
+        "Replicas taken out of rotation after consecutive failed requests.",
+    ),
+    (
+        Event::RateLimited,
+        "mcp_edge_rate_limited_total",
+        "Requests refused with 429 by the rate limit.",
+    ),
+    (
+        Event::HeaderTimeout,
+        "mcp_edge_header_timeouts_total",
+        "Connections closed by the header deadline: a request's headers incomplete, or a kept-alive connection idle, for --header-timeout-ms.",
+    ),
 ];
 
 /// The process's metrics.
@@ -143,7 +178,11 @@ impl Metrics {
         if let Some(t) = known(&tools) {
             return t;
         }
-        let label: Arc<str> = if tools.len() < TOOL_LABELS { tool.into() } else { "other".into() };
+        let label: Arc<str> = if tools.len() < TOOL_LABELS {
+            tool.into()
+        } else {
+            "other".into()
+        };
         if tools.len() < TOOL_LABELS {
             tools.push(label.clone());
         }
@@ -161,7 +200,10 @@ impl Metrics {
         if let Some(counter) = self.requests.get(&key) {
             counter.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.requests.entry(key).or_default().fetch_add(1, Ordering::Relaxed);
+            self.requests
+                .entry(key)
+                .or_default()
+                .fetch_add(1, Ordering::Relaxed);
         }
         match self.latency.get(r.method) {
             Some(h) => h.observe(r.elapsed),
@@ -174,8 +216,20 @@ impl Metrics {
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP mcp_edge_requests_total Requests answered, by MCP method, tool, protocol era, status class and replica (`edge`: answered by the proxy itself).\n");
         out.push_str("# TYPE mcp_edge_requests_total counter\n");
-        let mut rows: Vec<_> = self.requests.iter().map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed))).collect();
-        rows.sort_by(|a, b| (a.0.method, &a.0.tool, a.0.era, a.0.class, &a.0.replica).cmp(&(b.0.method, &b.0.tool, b.0.era, b.0.class, &b.0.replica)));
+        let mut rows: Vec<_> = self
+            .requests
+            .iter()
+            .map(|e| (e.key().clone(), e.value().load(Ordering::Relaxed)))
+            .collect();
+        rows.sort_by(|a, b| {
+            (a.0.method, &a.0.tool, a.0.era, a.0.class, &a.0.replica).cmp(&(
+                b.0.method,
+                &b.0.tool,
+                b.0.era,
+                b.0.class,
+                &b.0.replica,
+            ))
+        });
         for (k, n) in rows {
             let _ = writeln!(
                 out,
@@ -192,19 +246,38 @@ impl Metrics {
         let mut methods: Vec<_> = self.latency.iter().map(|e| *e.key()).collect();
         methods.sort();
         for method in methods {
-            let Some(h) = self.latency.get(method) else { continue };
+            let Some(h) = self.latency.get(method) else {
+                continue;
+            };
             let mut cumulative = 0;
             for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
                 cumulative += bucket.load(Ordering::Relaxed);
-                let _ = writeln!(out, r#"mcp_edge_request_duration_seconds_bucket{{method="{method}",le="{bound}"}} {cumulative}"#);
+                let _ = writeln!(
+                    out,
+                    r#"mcp_edge_request_duration_seconds_bucket{{method="{method}",le="{bound}"}} {cumulative}"#
+                );
             }
             let count = h.count.load(Ordering::Relaxed);
-            let _ = writeln!(out, r#"mcp_edge_request_duration_seconds_bucket{{method="{method}",le="+Inf"}} {count}"#);
-            let _ = writeln!(out, r#"mcp_edge_request_duration_seconds_sum{{method="{method}"}} {}"#, h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
-            let _ = writeln!(out, r#"mcp_edge_request_duration_seconds_count{{method="{method}"}} {count}"#);
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_request_duration_seconds_bucket{{method="{method}",le="+Inf"}} {count}"#
+            );
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_request_duration_seconds_sum{{method="{method}"}} {}"#,
+                h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
+            );
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_request_duration_seconds_count{{method="{method}"}} {count}"#
+            );
         }
         for (event, name, help) in EVENTS {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}", self.events[event as usize].load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                self.events[event as usize].load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(
             out,
@@ -218,7 +291,13 @@ impl Metrics {
         out.push_str("# HELP mcp_edge_replica_healthy 1 when the replica takes requests, 0 when it is out of rotation.\n");
         out.push_str("# TYPE mcp_edge_replica_healthy gauge\n");
         for replica in replicas.all().iter() {
-            let _ = writeln!(out, r#"mcp_edge_replica_healthy{{replica="{}",address="{}"}} {}"#, escape(&replica.id), replica.addr, u8::from(replica.is_healthy()));
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_replica_healthy{{replica="{}",address="{}"}} {}"#,
+                escape(&replica.id),
+                replica.addr,
+                u8::from(replica.is_healthy())
+            );
         }
         out
     }
@@ -226,7 +305,10 @@ impl Metrics {
 
 /// A label value: backslash, quote and newline escaped.
 fn escape(value: &str) -> String {
-    value.replace('\\', r"\\").replace('"', "\\\"").replace('\n', r"\n")
+    value
+        .replace('\\', r"\\")
+        .replace('"', "\\\"")
+        .replace('\n', r"\n")
 }
 
 #[cfg(test)]
@@ -238,9 +320,20 @@ mod tests {
         let m = Metrics::default();
         for i in 0..TOOL_LABELS + 10 {
             let name = format!("tool{i}");
-            m.request(&Request { method: "tools/call", tool: Some(&name), era: "legacy", status: 200, replica: None, elapsed: Duration::from_millis(1) });
+            m.request(&Request {
+                method: "tools/call",
+                tool: Some(&name),
+                era: "legacy",
+                status: 200,
+                replica: None,
+                elapsed: Duration::from_millis(1),
+            });
         }
-        assert_eq!(m.requests.len(), TOOL_LABELS + 1, "the first {TOOL_LABELS} tools, then other");
+        assert_eq!(
+            m.requests.len(),
+            TOOL_LABELS + 1,
+            "the first {TOOL_LABELS} tools, then other"
+        );
         assert_eq!(method_label(Some("x/unknown")), "other");
         assert_eq!(method_label(Some("tools/call")), "tools/call");
     }
@@ -250,15 +343,30 @@ mod tests {
         let m = Metrics::default();
         let replica: ReplicaId = "r\"1".into();
         for status in [200, 200, 404] {
-            m.request(&Request { method: "ping", tool: None, era: "2026-07-28", status, replica: Some(&replica), elapsed: Duration::from_millis(2) });
+            m.request(&Request {
+                method: "ping",
+                tool: None,
+                era: "2026-07-28",
+                status,
+                replica: Some(&replica),
+                elapsed: Duration::from_millis(2),
+            });
         }
         m.count(Event::SessionMinted);
         let replicas = Replicas::discovered(crate::upstream::Policy::default());
         let text = m.render(&replicas, 0, 0);
         assert!(text.contains(r#"mcp_edge_requests_total{method="ping",tool="",era="2026-07-28",status="2xx",replica="r\"1"} 2"#), "{text}");
         assert!(text.contains(r#"status="4xx",replica="r\"1"} 1"#), "{text}");
-        assert!(text.contains(r#"mcp_edge_request_duration_seconds_bucket{method="ping",le="0.0025"} 3"#), "{text}");
-        assert!(text.contains(r#"mcp_edge_request_duration_seconds_count{method="ping"} 3"#), "{text}");
+        assert!(
+            text.contains(
+                r#"mcp_edge_request_duration_seconds_bucket{method="ping",le="0.0025"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"mcp_edge_request_duration_seconds_count{method="ping"} 3"#),
+            "{text}"
+        );
         assert!(text.contains("mcp_edge_sessions_minted_total 1"), "{text}");
     }
 }

@@ -38,13 +38,24 @@ pub struct RateLimit {
 impl RateLimit {
     /// `None` when `rate` is 0 (no limit).
     pub fn new(rate: f64, burst: u32) -> Option<Self> {
-        (rate > 0.0).then(|| Self { rate, burst: f64::from(burst.max(1)), buckets: DashMap::new() })
+        (rate > 0.0).then(|| Self {
+            rate,
+            burst: f64::from(burst.max(1)),
+            buckets: DashMap::new(),
+        })
     }
 
     /// Take a token for `caller` at `now`: `Err(wait)` when none is left, with how long until one is.
     pub fn check(&self, caller: Caller, now: Instant) -> Result<(), Duration> {
-        let caller = if self.buckets.len() >= MAX_CALLERS && !self.buckets.contains_key(&caller) { Caller::Overflow } else { caller };
-        let mut bucket = self.buckets.entry(caller).or_insert(Bucket { tokens: self.burst, at: now });
+        let caller = if self.buckets.len() >= MAX_CALLERS && !self.buckets.contains_key(&caller) {
+            Caller::Overflow
+        } else {
+            caller
+        };
+        let mut bucket = self.buckets.entry(caller).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+        });
         let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * self.rate;
         bucket.tokens = (bucket.tokens + refill).min(self.burst);
         bucket.at = now;
@@ -58,7 +69,9 @@ impl RateLimit {
 
     /// Drop buckets that are full again by `now`.
     pub fn sweep(&self, now: Instant) {
-        self.buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * self.rate < self.burst);
+        self.buckets.retain(|_, b| {
+            b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * self.rate < self.burst
+        });
     }
 
     pub fn callers(&self) -> usize {
@@ -95,12 +108,25 @@ mod tests {
             assert_eq!(limit.check(caller.clone(), t0), Ok(()));
         }
         let wait = limit.check(caller.clone(), t0).unwrap_err();
-        assert!(wait > Duration::from_millis(90) && wait <= Duration::from_millis(100), "{wait:?}");
+        assert!(
+            wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
+            "{wait:?}"
+        );
         // Another caller has its own bucket.
-        assert_eq!(limit.check(Caller::Ip("127.0.0.2".parse().unwrap()), t0), Ok(()));
+        assert_eq!(
+            limit.check(Caller::Ip("127.0.0.2".parse().unwrap()), t0),
+            Ok(())
+        );
         // One token back after 1/rate.
-        assert_eq!(limit.check(caller.clone(), t0 + Duration::from_millis(100)), Ok(()));
-        assert!(limit.check(caller.clone(), t0 + Duration::from_millis(100)).is_err());
+        assert_eq!(
+            limit.check(caller.clone(), t0 + Duration::from_millis(100)),
+            Ok(())
+        );
+        assert!(
+            limit
+                .check(caller.clone(), t0 + Duration::from_millis(100))
+                .is_err()
+        );
         // Full again after burst/rate: swept.
         limit.sweep(t0 + Duration::from_secs(1));
         assert_eq!(limit.callers(), 0);

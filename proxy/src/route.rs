@@ -96,7 +96,10 @@ pub fn retry_is_safe(message: &Message<'_>, facts: &dyn Facts) -> bool {
         return false;
     }
     match message.method.as_deref() {
-        Some("tools/call") => message.name.as_deref().is_some_and(|tool| facts.tool_is_safe(tool)),
+        Some("tools/call") => message
+            .name
+            .as_deref()
+            .is_some_and(|tool| facts.tool_is_safe(tool)),
         Some(method) => SAFE_METHODS.contains(&method),
         None => false,
     }
@@ -130,28 +133,49 @@ pub fn decide(request: &Request<'_>, facts: &dyn Facts) -> Decision {
         Verb::Get => resume(request, facts),
         Verb::Delete => delete(request),
         Verb::Other => Decision::Reply(
-            Reply::error(405, INVALID_REQUEST, "only POST, GET and DELETE are defined on an MCP endpoint")
-                .with_header("Allow", "POST, GET, DELETE"),
+            Reply::error(
+                405,
+                INVALID_REQUEST,
+                "only POST, GET and DELETE are defined on an MCP endpoint",
+            )
+            .with_header("Allow", "POST, GET, DELETE"),
         ),
         Verb::Post => match request.message {
             Some(message) => post(request, message, facts),
-            None => Decision::Reply(Reply::error(400, INVALID_REQUEST, "a POST needs a JSON-RPC message body")),
+            None => Decision::Reply(Reply::error(
+                400,
+                INVALID_REQUEST,
+                "a POST needs a JSON-RPC message body",
+            )),
         },
     }
 }
 
 fn owner_or_gone(owner: &ReplicaId, facts: &dyn Facts, id: Option<&str>) -> Decision {
-    if facts.is_alive(owner) { Decision::Replica(owner.clone()) } else { session_gone(id) }
+    if facts.is_alive(owner) {
+        Decision::Replica(owner.clone())
+    } else {
+        session_gone(id)
+    }
 }
 
 fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Decision {
     let era = mcp::era(Some(message), request.header_version);
     if let Era::Modern(_) = era {
-        if let Some(reason) = mcp::header_mismatch(message, request.header_version, request.header_method, request.header_name) {
+        if let Some(reason) = mcp::header_mismatch(
+            message,
+            request.header_version,
+            request.header_method,
+            request.header_name,
+        ) {
             return Decision::Reply(Reply::error(400, HEADER_MISMATCH, reason).with_id(message.id));
         }
         if message.kind == Kind::Batch {
-            return Decision::Reply(Reply::error(400, INVALID_REQUEST, "JSON-RPC batches are not allowed in 2026-07-28"));
+            return Decision::Reply(Reply::error(
+                400,
+                INVALID_REQUEST,
+                "JSON-RPC batches are not allowed in 2026-07-28",
+            ));
         }
         // Sessions do not exist in this revision: an incoming Mcp-Session-Id is ignored.
         return Decision::AnyReplica;
@@ -171,22 +195,30 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
     };
     match message.kind {
         Kind::Batch => {
-            let version = session_version.or(request.header_version).unwrap_or(mcp::DEFAULT_LEGACY);
+            let version = session_version
+                .or(request.header_version)
+                .unwrap_or(mcp::DEFAULT_LEGACY);
             if version == mcp::DEFAULT_LEGACY {
                 Decision::AnyReplica
             } else {
                 Decision::Reply(Reply::error(
                     400,
                     INVALID_REQUEST,
-                    format!("JSON-RPC batches are only allowed in protocol 2025-03-26, this session speaks {version}"),
+                    format!(
+                        "JSON-RPC batches are only allowed in protocol 2025-03-26, this session speaks {version}"
+                    ),
                 ))
             }
         }
         Kind::Response => match message.id.and_then(|id| facts.answer_owner(id)) {
             Some(owner) if facts.is_alive(&owner) => Decision::Replica(owner),
             Some(_) => Decision::Reply(
-                Reply::error(404, INVALID_REQUEST, "the replica that asked this question is gone; its request was abandoned")
-                    .with_id(message.id),
+                Reply::error(
+                    404,
+                    INVALID_REQUEST,
+                    "the replica that asked this question is gone; its request was abandoned",
+                )
+                .with_id(message.id),
             ),
             None => Decision::AnyReplica,
         },
@@ -204,7 +236,10 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
 
 fn resume(request: &Request<'_>, facts: &dyn Facts) -> Decision {
     // A stateful replica holds its session's listen stream (and resumes its own streams).
-    if let SessionState::Live(SessionView { owner: Some(owner), .. }) = request.session {
+    if let SessionState::Live(SessionView {
+        owner: Some(owner), ..
+    }) = request.session
+    {
         return owner_or_gone(&owner.replica, facts, None);
     }
     if request.session == &SessionState::Unknown {
@@ -231,8 +266,12 @@ fn resume(request: &Request<'_>, facts: &dyn Facts) -> Decision {
 fn delete(request: &Request<'_>) -> Decision {
     match request.session {
         SessionState::None => Decision::Reply(
-            Reply::error(405, INVALID_REQUEST, "DELETE ends a session: send the Mcp-Session-Id to end")
-                .with_header("Allow", "POST"),
+            Reply::error(
+                405,
+                INVALID_REQUEST,
+                "DELETE ends a session: send the Mcp-Session-Id to end",
+            )
+            .with_header("Allow", "POST"),
         ),
         SessionState::Unknown => session_gone(None),
         SessionState::Live(view) => match &view.owner {
@@ -272,10 +311,21 @@ mod tests {
     }
 
     fn live(version: &str) -> SessionState {
-        SessionState::Live(SessionView { uid: [0; 16], version: version.into(), owner: None, expires: u64::MAX })
+        SessionState::Live(SessionView {
+            uid: [0; 16],
+            version: version.into(),
+            owner: None,
+            expires: u64::MAX,
+        })
     }
 
-    fn route(verb: Verb, body: &[u8], session: &SessionState, header_version: Option<&str>, facts: &Live) -> Decision {
+    fn route(
+        verb: Verb,
+        body: &[u8],
+        session: &SessionState,
+        header_version: Option<&str>,
+        facts: &Live,
+    ) -> Decision {
         let message = classify(body).ok();
         let request = Request {
             verb,
@@ -289,7 +339,8 @@ mod tests {
         decide(&request, facts)
     }
 
-    const CALL: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
+    const CALL: &[u8] =
+        br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo"}}"#;
     const INIT: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}"#;
 
     fn status(d: &Decision) -> u16 {
@@ -302,15 +353,39 @@ mod tests {
     #[test]
     fn ordinary_requests_round_robin() {
         let facts = Live::default();
-        assert_eq!(route(Verb::Post, CALL, &SessionState::None, None, &facts), Decision::AnyReplica);
-        assert_eq!(route(Verb::Post, CALL, &live("2025-06-18"), Some("2025-06-18"), &facts), Decision::AnyReplica);
-        assert_eq!(route(Verb::Post, INIT, &SessionState::Unknown, None, &facts), Decision::AnyReplica, "initialize starts over");
+        assert_eq!(
+            route(Verb::Post, CALL, &SessionState::None, None, &facts),
+            Decision::AnyReplica
+        );
+        assert_eq!(
+            route(
+                Verb::Post,
+                CALL,
+                &live("2025-06-18"),
+                Some("2025-06-18"),
+                &facts
+            ),
+            Decision::AnyReplica
+        );
+        assert_eq!(
+            route(Verb::Post, INIT, &SessionState::Unknown, None, &facts),
+            Decision::AnyReplica,
+            "initialize starts over"
+        );
     }
 
     #[test]
     fn unknown_sessions_are_404_with_the_request_id() {
-        let d = route(Verb::Post, CALL, &SessionState::Unknown, None, &Live::default());
-        let Decision::Reply(reply) = d else { panic!("{d:?}") };
+        let d = route(
+            Verb::Post,
+            CALL,
+            &SessionState::Unknown,
+            None,
+            &Live::default(),
+        );
+        let Decision::Reply(reply) = d else {
+            panic!("{d:?}")
+        };
         assert_eq!((reply.status, reply.id.as_deref()), (404, Some("1")));
     }
 
@@ -318,7 +393,16 @@ mod tests {
     fn modern_requests_ignore_sessions_and_check_headers() {
         let body = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
         let facts = Live::default();
-        assert_eq!(route(Verb::Post, body, &SessionState::Unknown, Some("2026-07-28"), &facts), Decision::AnyReplica);
+        assert_eq!(
+            route(
+                Verb::Post,
+                body,
+                &SessionState::Unknown,
+                Some("2026-07-28"),
+                &facts
+            ),
+            Decision::AnyReplica
+        );
         let message = classify(body).unwrap();
         let request = Request {
             verb: Verb::Post,
@@ -329,7 +413,9 @@ mod tests {
             header_name: None,
             resume_from: None,
         };
-        let Decision::Reply(reply) = decide(&request, &facts) else { panic!() };
+        let Decision::Reply(reply) = decide(&request, &facts) else {
+            panic!()
+        };
         assert_eq!((reply.status, reply.code), (400, HEADER_MISMATCH));
     }
 
@@ -338,15 +424,45 @@ mod tests {
         let mut facts = Live::default();
         facts.streaming.insert("7".into(), "r2".into());
         facts.asked.insert("\"q1\"".into(), "r3".into());
-        let cancel = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}"#;
-        assert_eq!(route(Verb::Post, cancel, &live("2025-06-18"), None, &facts), Decision::Replica("r2".into()));
+        let cancel =
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":7}}"#;
+        assert_eq!(
+            route(Verb::Post, cancel, &live("2025-06-18"), None, &facts),
+            Decision::Replica("r2".into())
+        );
         let answer = br#"{"jsonrpc":"2.0","id":"q1","result":{"action":"accept"}}"#;
-        assert_eq!(route(Verb::Post, answer, &live("2025-06-18"), None, &facts), Decision::Replica("r3".into()));
+        assert_eq!(
+            route(Verb::Post, answer, &live("2025-06-18"), None, &facts),
+            Decision::Replica("r3".into())
+        );
         facts.dead = vec!["r2", "r3"];
-        assert_eq!(status(&route(Verb::Post, cancel, &live("2025-06-18"), None, &facts)), 202);
-        assert_eq!(status(&route(Verb::Post, answer, &live("2025-06-18"), None, &facts)), 404, "never another replica");
-        let other = br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":99}}"#;
-        assert_eq!(route(Verb::Post, other, &live("2025-06-18"), None, &facts), Decision::AnyReplica);
+        assert_eq!(
+            status(&route(
+                Verb::Post,
+                cancel,
+                &live("2025-06-18"),
+                None,
+                &facts
+            )),
+            202
+        );
+        assert_eq!(
+            status(&route(
+                Verb::Post,
+                answer,
+                &live("2025-06-18"),
+                None,
+                &facts
+            )),
+            404,
+            "never another replica"
+        );
+        let other =
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":99}}"#;
+        assert_eq!(
+            route(Verb::Post, other, &live("2025-06-18"), None, &facts),
+            Decision::AnyReplica
+        );
     }
 
     #[test]
@@ -355,12 +471,25 @@ mod tests {
             uid: [0; 16],
             expires: u64::MAX,
             version: "2025-06-18".into(),
-            owner: Some(Owner { replica: "r1".into(), session_id: "theirs".into() }),
+            owner: Some(Owner {
+                replica: "r1".into(),
+                session_id: "theirs".into(),
+            }),
         });
         let mut facts = Live::default();
-        assert_eq!(route(Verb::Post, CALL, &owned, None, &facts), Decision::Replica("r1".into()));
-        assert_eq!(route(Verb::Delete, b"", &owned, None, &facts), Decision::Replica("r1".into()));
-        assert_eq!(route(Verb::Get, b"", &owned, None, &facts), Decision::Replica("r1".into()), "its listen stream");
+        assert_eq!(
+            route(Verb::Post, CALL, &owned, None, &facts),
+            Decision::Replica("r1".into())
+        );
+        assert_eq!(
+            route(Verb::Delete, b"", &owned, None, &facts),
+            Decision::Replica("r1".into())
+        );
+        assert_eq!(
+            route(Verb::Get, b"", &owned, None, &facts),
+            Decision::Replica("r1".into()),
+            "its listen stream"
+        );
         facts.dead = vec!["r1"];
         assert_eq!(status(&route(Verb::Get, b"", &owned, None, &facts)), 404);
         assert_eq!(status(&route(Verb::Post, CALL, &owned, None, &facts)), 404);
@@ -370,20 +499,62 @@ mod tests {
     fn batches_only_in_2025_03_26() {
         let batch = br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#;
         let facts = Live::default();
-        assert_eq!(route(Verb::Post, batch, &live("2025-03-26"), None, &facts), Decision::AnyReplica);
-        assert_eq!(route(Verb::Post, batch, &SessionState::None, None, &facts), Decision::AnyReplica);
-        assert_eq!(status(&route(Verb::Post, batch, &live("2025-06-18"), None, &facts)), 400);
-        assert_eq!(status(&route(Verb::Post, batch, &SessionState::None, Some("2025-11-25"), &facts)), 400);
+        assert_eq!(
+            route(Verb::Post, batch, &live("2025-03-26"), None, &facts),
+            Decision::AnyReplica
+        );
+        assert_eq!(
+            route(Verb::Post, batch, &SessionState::None, None, &facts),
+            Decision::AnyReplica
+        );
+        assert_eq!(
+            status(&route(Verb::Post, batch, &live("2025-06-18"), None, &facts)),
+            400
+        );
+        assert_eq!(
+            status(&route(
+                Verb::Post,
+                batch,
+                &SessionState::None,
+                Some("2025-11-25"),
+                &facts
+            )),
+            400
+        );
     }
 
     #[test]
     fn get_and_delete() {
-        let facts = Live { dead: vec!["r9"], ..Default::default() };
-        assert_eq!(status(&route(Verb::Get, b"", &live("2025-06-18"), None, &facts)), 405);
-        assert_eq!(status(&route(Verb::Get, b"", &SessionState::Unknown, None, &facts)), 404);
-        assert_eq!(status(&route(Verb::Delete, b"", &live("2025-06-18"), None, &facts)), 200);
-        assert_eq!(status(&route(Verb::Delete, b"", &SessionState::Unknown, None, &facts)), 404);
-        assert_eq!(status(&route(Verb::Delete, b"", &SessionState::None, None, &facts)), 405);
+        let facts = Live {
+            dead: vec!["r9"],
+            ..Default::default()
+        };
+        assert_eq!(
+            status(&route(Verb::Get, b"", &live("2025-06-18"), None, &facts)),
+            405
+        );
+        assert_eq!(
+            status(&route(Verb::Get, b"", &SessionState::Unknown, None, &facts)),
+            404
+        );
+        assert_eq!(
+            status(&route(Verb::Delete, b"", &live("2025-06-18"), None, &facts)),
+            200
+        );
+        assert_eq!(
+            status(&route(
+                Verb::Delete,
+                b"",
+                &SessionState::Unknown,
+                None,
+                &facts
+            )),
+            404
+        );
+        assert_eq!(
+            status(&route(Verb::Delete, b"", &SessionState::None, None, &facts)),
+            405
+        );
         let resume = |replica| Request {
             verb: Verb::Get,
             message: None,
@@ -393,7 +564,10 @@ mod tests {
             header_name: None,
             resume_from: Some(replica),
         };
-        assert_eq!(decide(&resume("r1"), &facts), Decision::Replica("r1".into()));
+        assert_eq!(
+            decide(&resume("r1"), &facts),
+            Decision::Replica("r1".into())
+        );
         assert_eq!(status(&decide(&resume("r9"), &facts)), 404);
     }
 
@@ -406,9 +580,15 @@ mod tests {
         assert!(safe(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"info://server"}}"#));
         assert!(safe(CALL), "echo declared itself read-only");
         assert!(!safe(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"delete_everything"}}"#));
-        assert!(!safe(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#));
-        assert!(!safe(br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#));
-        assert!(!safe(br#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage"}"#));
+        assert!(!safe(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{}}"#
+        ));
+        assert!(!safe(
+            br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#
+        ));
+        assert!(!safe(
+            br#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage"}"#
+        ));
         assert!(!safe(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#));
     }
 }

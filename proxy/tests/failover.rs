@@ -28,12 +28,25 @@ struct Backend {
 impl Backend {
     fn spawn(id: &str, addr: SocketAddr) -> Self {
         let child = Command::new(backend_bin())
-            .args(["--listen", &addr.to_string(), "--replica-id", id, "--grace-seconds", "1", "--log", "error"])
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--replica-id",
+                id,
+                "--grace-seconds",
+                "1",
+                "--log",
+                "error",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        Self { id: id.to_owned(), addr, child }
+        Self {
+            id: id.to_owned(),
+            addr,
+            child,
+        }
     }
 
     fn url(&self) -> String {
@@ -44,7 +57,13 @@ impl Backend {
         let url = format!("http://{}/readyz", self.addr);
         wait_for(20, &format!("{} to be ready", self.id), || {
             let url = url.clone();
-            async move { client().get(&url).send().await.is_ok_and(|r| r.status() == 200) }
+            async move {
+                client()
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
         })
         .await;
     }
@@ -80,7 +99,10 @@ async fn ready_replicas(admin: &str) -> (u64, u64) {
     match client().get(format!("{admin}/readyz")).send().await {
         Ok(r) => {
             let v: Value = r.json().await.unwrap_or_default();
-            (v["healthy_replicas"].as_u64().unwrap_or(0), v["replicas"].as_u64().unwrap_or(0))
+            (
+                v["healthy_replicas"].as_u64().unwrap_or(0),
+                v["replicas"].as_u64().unwrap_or(0),
+            )
         }
         Err(_) => (0, 0),
     }
@@ -88,10 +110,14 @@ async fn ready_replicas(admin: &str) -> (u64, u64) {
 
 async fn wait_replicas(edge: &Edge, healthy: u64, total: u64) {
     let admin = edge.admin.clone();
-    wait_for(20, &format!("{healthy} of {total} replicas healthy"), || {
-        let admin = admin.clone();
-        async move { ready_replicas(&admin).await == (healthy, total) }
-    })
+    wait_for(
+        20,
+        &format!("{healthy} of {total} replicas healthy"),
+        || {
+            let admin = admin.clone();
+            async move { ready_replicas(&admin).await == (healthy, total) }
+        },
+    )
     .await;
 }
 
@@ -117,7 +143,11 @@ impl Dns {
                 }
             }
         });
-        Self { addr, records, task }
+        Self {
+            addr,
+            records,
+            task,
+        }
     }
 
     fn set(&self, records: &[Ipv4Addr]) {
@@ -156,7 +186,12 @@ fn answer(query: &[u8], records: &[Ipv4Addr]) -> Option<Vec<u8>> {
 async fn served_by(edge: &Edge, n: u64) -> Vec<String> {
     let mut out = Vec::new();
     for i in 0..n {
-        let a = post(&edge.url, &[JSON, BOTH], call(i, "echo", json!({"message": "hi"}))).await;
+        let a = post(
+            &edge.url,
+            &[JSON, BOTH],
+            call(i, "echo", json!({"message": "hi"})),
+        )
+        .await;
         assert_eq!(a.status, 200, "{}", a.body);
         out.push(a.served_by());
     }
@@ -166,21 +201,38 @@ async fn served_by(edge: &Edge, n: u64) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn discovery_follows_dns_records() {
     let port = free_port();
-    let mut backends = [2u8, 3, 4].map(|last| Backend::spawn(&format!("b{last}"), loopback(last, port)));
+    let mut backends =
+        [2u8, 3, 4].map(|last| Backend::spawn(&format!("b{last}"), loopback(last, port)));
     for b in &backends {
         b.ready().await;
     }
-    let dns = Dns::start(vec![Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)]).await;
+    let dns = Dns::start(vec![
+        Ipv4Addr::new(127, 0, 0, 2),
+        Ipv4Addr::new(127, 0, 0, 3),
+    ])
+    .await;
     let discover = format!("dns://tasks.backend.test:{port}/mcp");
     let dns_server = dns.addr.to_string();
-    let edge = start(&["--discover", &discover, "--dns-server", &dns_server, "--discover-interval-ms", "200"]).await;
+    let edge = start(&[
+        "--discover",
+        &discover,
+        "--dns-server",
+        &dns_server,
+        "--discover-interval-ms",
+        "200",
+    ])
+    .await;
     wait_replicas(&edge, 2, 2).await;
     let seen = served_by(&edge, 6).await;
     assert_eq!(seen.iter().filter(|s| *s == "b2").count(), 3, "{seen:?}");
     assert_eq!(seen.iter().filter(|s| *s == "b3").count(), 3, "{seen:?}");
 
     // A record appears: the replica joins after its health check and takes its share.
-    dns.set(&[Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3), Ipv4Addr::new(127, 0, 0, 4)]);
+    dns.set(&[
+        Ipv4Addr::new(127, 0, 0, 2),
+        Ipv4Addr::new(127, 0, 0, 3),
+        Ipv4Addr::new(127, 0, 0, 4),
+    ]);
     wait_replicas(&edge, 3, 3).await;
     let seen = served_by(&edge, 9).await;
     assert_eq!(seen.iter().filter(|s| *s == "b4").count(), 3, "{seen:?}");
@@ -189,8 +241,18 @@ async fn discovery_follows_dns_records() {
     // the stream finishes.
     let (stream, on) = loop {
         let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"progress","arguments":{"steps":6,"interval_ms":250},"_meta":{"progressToken":"p"}}});
-        let response = reqwest::Client::new().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body.to_string()).send().await.unwrap();
-        let on = response.headers()["x-served-by"].to_str().unwrap().to_owned();
+        let response = reqwest::Client::new()
+            .post(&edge.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let on = response.headers()["x-served-by"]
+            .to_str()
+            .unwrap()
+            .to_owned();
         if on == "b3" {
             break (response, on);
         }
@@ -199,15 +261,26 @@ async fn discovery_follows_dns_records() {
     dns.set(&[Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 4)]);
     wait_replicas(&edge, 2, 2).await;
     let seen = served_by(&edge, 8).await;
-    assert!(!seen.contains(&on), "a removed replica took new requests: {seen:?}");
+    assert!(
+        !seen.contains(&on),
+        "a removed replica took new requests: {seen:?}"
+    );
     let events = events.await.unwrap();
     assert_eq!(events.len(), 7, "6 progress notifications and the result");
-    assert_eq!(events[6].1["result"]["content"][0]["text"], "completed 6 steps");
+    assert_eq!(
+        events[6].1["result"]["content"][0]["text"],
+        "completed 6 steps"
+    );
 
     // No records at all (scaled to zero): nothing to serve, readiness says so.
     dns.set(&[]);
     wait_replicas(&edge, 0, 0).await;
-    let a = post(&edge.url, &[JSON, BOTH], call(1, "echo", json!({"message": "hi"}))).await;
+    let a = post(
+        &edge.url,
+        &[JSON, BOTH],
+        call(1, "echo", json!({"message": "hi"})),
+    )
+    .await;
     assert_eq!((a.status, a.error_code()), (503, -32603));
     backends.iter_mut().for_each(Backend::kill);
 }
@@ -221,8 +294,18 @@ async fn load(edge: &Edge, tasks: usize, until: Instant) -> (u64, Vec<String>) {
     wait_for(10, "mcp-edge to know the replicas' tools", || {
         let metrics = metrics.clone();
         async move {
-            let text = client().get(&metrics).send().await.unwrap().text().await.unwrap();
-            text.lines().any(|l| l.strip_prefix("mcp_edge_tools_known ").is_some_and(|n| n != "0"))
+            let text = client()
+                .get(&metrics)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            text.lines().any(|l| {
+                l.strip_prefix("mcp_edge_tools_known ")
+                    .is_some_and(|n| n != "0")
+            })
         }
     })
     .await;
@@ -230,14 +313,24 @@ async fn load(edge: &Edge, tasks: usize, until: Instant) -> (u64, Vec<String>) {
     let failures = Arc::new(Mutex::new(Vec::new()));
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let session = if t % 2 == 1 { Some(open_session(edge, "2025-06-18").await) } else { None };
+        let session = if t % 2 == 1 {
+            Some(open_session(edge, "2025-06-18").await)
+        } else {
+            None
+        };
         let (url, sent, failures) = (edge.url.clone(), sent.clone(), failures.clone());
         handles.push(tokio::spawn(async move {
-            let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .unwrap();
             let mut i = 0u64;
             while Instant::now() < until {
                 i += 1;
-                let mut request = http.post(&url).header("content-type", "application/json").header("accept", "application/json, text/event-stream");
+                let mut request = http
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .header("accept", "application/json, text/event-stream");
                 if let Some(token) = &session {
                     request = request.header("mcp-session-id", token);
                 }
@@ -247,7 +340,12 @@ async fn load(edge: &Edge, tasks: usize, until: Instant) -> (u64, Vec<String>) {
                         let status = r.status().as_u16();
                         let text = r.text().await.unwrap_or_default();
                         let v: Value = serde_json::from_str(&text).unwrap_or_default();
-                        if status == 200 && v["result"]["content"][0]["text"] == format!("{t}-{i}") { None } else { Some(format!("{status}: {text}")) }
+                        if status == 200 && v["result"]["content"][0]["text"] == format!("{t}-{i}")
+                        {
+                            None
+                        } else {
+                            Some(format!("{status}: {text}"))
+                        }
                     }
                     Err(e) => Some(format!("transport: {e}")),
                 };
@@ -267,11 +365,16 @@ async fn load(edge: &Edge, tasks: usize, until: Instant) -> (u64, Vec<String>) {
 
 /// Three mcp-backend processes, ready, and mcp-edge in front of them.
 async fn three_backends() -> (Vec<Backend>, Edge) {
-    let backends: Vec<Backend> = (1..=3).map(|i| Backend::spawn(&format!("b{i}"), loopback(1, free_port()))).collect();
+    let backends: Vec<Backend> = (1..=3)
+        .map(|i| Backend::spawn(&format!("b{i}"), loopback(1, free_port())))
+        .collect();
     for b in &backends {
         b.ready().await;
     }
-    let args: Vec<String> = backends.iter().flat_map(|b| ["--backend".to_owned(), b.url()]).collect();
+    let args: Vec<String> = backends
+        .iter()
+        .flat_map(|b| ["--backend".to_owned(), b.url()])
+        .collect();
     let edge = start(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
     (backends, edge)
 }
@@ -279,7 +382,12 @@ async fn three_backends() -> (Vec<Backend>, Edge) {
 fn assert_none_failed(what: &str, sent: u64, failures: &[String]) {
     println!("{sent} requests {what}, {} failed", failures.len());
     assert!(sent > 1000, "too little load to mean anything: {sent}");
-    assert!(failures.is_empty(), "{} of {sent} failed {what}, e.g. {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} of {sent} failed {what}, e.g. {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -297,7 +405,11 @@ async fn a_replica_killed_under_load_costs_no_request() {
         }
     };
     let ((sent, failures), ()) = tokio::join!(load(&edge, 6, until), killer);
-    assert_none_failed(&format!("in {seconds} s with a replica SIGKILLed every 10 s"), sent, &failures);
+    assert_none_failed(
+        &format!("in {seconds} s with a replica SIGKILLed every 10 s"),
+        sent,
+        &failures,
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,7 +418,11 @@ async fn a_rolling_restart_costs_no_request() {
     // Each replica in turn: SIGTERM (it drains), a new process on its address, ready again.
     let roll = async {
         for backend in backends.iter_mut() {
-            assert!(backend.terminate().success(), "{} drained and exited 0", backend.id);
+            assert!(
+                backend.terminate().success(),
+                "{} drained and exited 0",
+                backend.id
+            );
             *backend = Backend::spawn(&backend.id, backend.addr);
             backend.ready().await;
             wait_replicas(&edge, 3, 3).await;
@@ -323,8 +439,18 @@ async fn a_rolling_restart_costs_no_request() {
 async fn a_stream_on_a_killed_replica_ends_with_an_error() {
     let (mut backends, edge) = three_backends().await;
     let body = json!({"jsonrpc":"2.0","id":"s-1","method":"tools/call","params":{"name":"progress","arguments":{"steps":20,"interval_ms":200},"_meta":{"progressToken":"p"}}});
-    let mut response = reqwest::Client::new().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body.to_string()).send().await.unwrap();
-    let on = response.headers()["x-served-by"].to_str().unwrap().to_owned();
+    let mut response = reqwest::Client::new()
+        .post(&edge.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let on = response.headers()["x-served-by"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     let first = response.chunk().await.unwrap().expect("a first event");
     assert!(String::from_utf8_lossy(&first).contains("notifications/progress"));
     backends.iter_mut().find(|b| b.id == on).unwrap().kill();
@@ -335,7 +461,13 @@ async fn a_stream_on_a_killed_replica_ends_with_an_error() {
     let last = rest.trim_end().rsplit("data: ").next().unwrap();
     let last: Value = serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {rest}"));
     assert_eq!(last["id"], "s-1", "{rest}");
-    assert!(last["error"]["message"].as_str().unwrap().contains("failed"), "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed"),
+        "{last}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -343,7 +475,13 @@ async fn sigterm_with_nothing_in_flight_exits_without_waiting_out_the_grace_peri
     let mut edge = start(&["--grace-seconds", "60"]).await;
     // A kept-alive connection that is waiting for its next request does not hold the exit.
     let kept = reqwest::Client::new();
-    let a = kept.post(&edge.url).header("content-type", "application/json").body(call(1, "echo", json!({"message":"x"}))).send().await.unwrap();
+    let a = kept
+        .post(&edge.url)
+        .header("content-type", "application/json")
+        .body(call(1, "echo", json!({"message":"x"})))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(a.status(), 200);
     unsafe { libc::kill(edge.child.id() as i32, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -351,7 +489,10 @@ async fn sigterm_with_nothing_in_flight_exits_without_waiting_out_the_grace_peri
         if let Some(status) = edge.child.try_wait().unwrap() {
             break status;
         }
-        assert!(Instant::now() < deadline, "mcp-edge still running 30 s after SIGTERM with nothing in flight (grace 60 s)");
+        assert!(
+            Instant::now() < deadline,
+            "mcp-edge still running 30 s after SIGTERM with nothing in flight (grace 60 s)"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     assert!(status.success(), "mcp-edge exited with {status}");
@@ -361,20 +502,36 @@ async fn sigterm_with_nothing_in_flight_exits_without_waiting_out_the_grace_peri
 async fn sigterm_lets_an_open_stream_finish() {
     let mut edge = start(&["--grace-seconds", "5"]).await;
     let body = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"progress","arguments":{"steps":8,"interval_ms":250},"_meta":{"progressToken":"p"}}});
-    let mut response = reqwest::Client::new().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream").body(body.to_string()).send().await.unwrap();
+    let mut response = reqwest::Client::new()
+        .post(&edge.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
     let mut seen = String::from_utf8_lossy(&response.chunk().await.unwrap().unwrap()).into_owned();
     unsafe { libc::kill(edge.child.id() as i32, libc::SIGTERM) };
     // Draining: readiness 503 while the stream goes on.
     let admin = edge.admin.clone();
     wait_for(5, "readiness 503", || {
         let admin = admin.clone();
-        async move { client().get(format!("{admin}/readyz")).send().await.is_ok_and(|r| r.status() == 503) }
+        async move {
+            client()
+                .get(format!("{admin}/readyz"))
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 503)
+        }
     })
     .await;
     while let Some(chunk) = response.chunk().await.unwrap() {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
-    assert!(seen.contains("completed 8 steps"), "the stream was cut: {seen}");
+    assert!(
+        seen.contains("completed 8 steps"),
+        "the stream was cut: {seen}"
+    );
     let status = edge.child.wait().unwrap();
     assert!(status.success(), "mcp-edge exited with {status}");
 }

@@ -18,7 +18,10 @@ fn progress(id: u64, steps: u64, interval_ms: u64) -> String {
 
 /// POST `body` accepting SSE, in `session` if given; the response as it starts.
 async fn open_stream(edge: &Edge, body: String, session: Option<&str>) -> reqwest::Response {
-    let mut request = client().post(&edge.url).header("content-type", "application/json").header("accept", "application/json, text/event-stream");
+    let mut request = client()
+        .post(&edge.url)
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream");
     if let Some(token) = session {
         request = request.header("mcp-session-id", token);
     }
@@ -27,8 +30,20 @@ async fn open_stream(edge: &Edge, body: String, session: Option<&str>) -> reqwes
 
 /// The value of one series in a Prometheus text scrape (0 when absent).
 async fn metric(edge: &Edge, series: &str) -> f64 {
-    let text = client().get(format!("{}/metrics", edge.admin)).send().await.unwrap().text().await.unwrap();
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0)
+    let text = client()
+        .get(format!("{}/metrics", edge.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -37,36 +52,96 @@ async fn metrics_move_as_traffic_flows() {
     let calls = r#"mcp_edge_requests_total{method="tools/call",tool="echo",era="legacy",status="2xx",replica="r1"}"#;
     let before = metric(&edge, calls).await;
     for id in 0..6 {
-        assert_eq!(post(&edge.url, &[JSON, BOTH], call(id, "echo", json!({"message":"m"}))).await.status, 200);
+        assert_eq!(
+            post(
+                &edge.url,
+                &[JSON, BOTH],
+                call(id, "echo", json!({"message":"m"}))
+            )
+            .await
+            .status,
+            200
+        );
     }
     // A request is counted when it is logged, just after its answer is written: wait for it.
-    wait_for(5, "2 of 6 calls counted on r1 (round robin)", || async { metric(&edge, calls).await - before == 2.0 }).await;
+    wait_for(5, "2 of 6 calls counted on r1 (round robin)", || async {
+        metric(&edge, calls).await - before == 2.0
+    })
+    .await;
     let not_found = r#"mcp_edge_requests_total{method="none",tool="",era="unknown",status="4xx",replica="edge"}"#;
     post(&edge.url.replace("/mcp", "/nope"), &[JSON], "{}").await;
-    wait_for(5, "the edge's own 404 counted", || async { metric(&edge, not_found).await == 1.0 }).await;
+    wait_for(5, "the edge's own 404 counted", || async {
+        metric(&edge, not_found).await == 1.0
+    })
+    .await;
     let timed = r#"mcp_edge_request_duration_seconds_count{method="tools/call"}"#;
-    wait_for(5, "6 call latencies", || async { metric(&edge, timed).await == 6.0 }).await;
+    wait_for(5, "6 call latencies", || async {
+        metric(&edge, timed).await == 6.0
+    })
+    .await;
 
     let token = open_session(&edge, "2025-06-18").await;
     assert_eq!(metric(&edge, "mcp_edge_sessions_minted_total").await, 1.0);
-    assert_eq!(send(reqwest::Method::DELETE, &edge.url, &[("mcp-session-id", &token)], "").await.status, 200);
+    assert_eq!(
+        send(
+            reqwest::Method::DELETE,
+            &edge.url,
+            &[("mcp-session-id", &token)],
+            ""
+        )
+        .await
+        .status,
+        200
+    );
     assert_eq!(metric(&edge, "mcp_edge_sessions_revoked_total").await, 1.0);
-    assert_eq!(metric(&edge, r#"mcp_edge_replica_healthy{replica="r2","#).await, 0.0, "label set includes the address");
-    let text = client().get(format!("{}/metrics", edge.admin)).send().await.unwrap().text().await.unwrap();
-    assert_eq!(text.lines().filter(|l| l.starts_with("mcp_edge_replica_healthy{") && l.ends_with(" 1")).count(), 3, "{text}");
+    assert_eq!(
+        metric(&edge, r#"mcp_edge_replica_healthy{replica="r2","#).await,
+        0.0,
+        "label set includes the address"
+    );
+    let text = client()
+        .get(format!("{}/metrics", edge.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| l.starts_with("mcp_edge_replica_healthy{") && l.ends_with(" 1"))
+            .count(),
+        3,
+        "{text}"
+    );
 
     // An open stream shows, then goes.
     let stream = open_stream(&edge, progress(50, 3, 200), None).await;
-    wait_for(5, "the stream in the gauge", || async { metric(&edge, "mcp_edge_open_streams").await == 1.0 }).await;
+    wait_for(5, "the stream in the gauge", || async {
+        metric(&edge, "mcp_edge_open_streams").await == 1.0
+    })
+    .await;
     events(stream).await;
-    wait_for(5, "the stream to leave the gauge", || async { metric(&edge, "mcp_edge_open_streams").await == 0.0 }).await;
+    wait_for(5, "the stream to leave the gauge", || async {
+        metric(&edge, "mcp_edge_open_streams").await == 0.0
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_has_a_json_line_per_request() {
     let edge = start(&[]).await;
     let token = open_session(&edge, "2025-06-18").await;
-    assert_eq!(post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(7, "echo", json!({"message":"m"}))).await.status, 200);
+    assert_eq!(
+        post(
+            &edge.url,
+            &[JSON, BOTH, ("mcp-session-id", &token)],
+            call(7, "echo", json!({"message":"m"}))
+        )
+        .await
+        .status,
+        200
+    );
     let lines = || {
         edge.stdout
             .lock()
@@ -76,13 +151,20 @@ async fn the_access_log_has_a_json_line_per_request() {
             .filter(|v| v["tool"] == "echo")
             .collect::<Vec<_>>()
     };
-    wait_for(5, "the access log line of the call", || async { !lines().is_empty() }).await;
+    wait_for(5, "the access log line of the call", || async {
+        !lines().is_empty()
+    })
+    .await;
     let line = &lines()[0];
     assert_eq!(line["method"], "tools/call");
     assert_eq!(line["era"], "legacy");
     assert_eq!(line["status"], 200);
     assert!(line["replica"].as_str().unwrap().starts_with('r'));
-    assert!(line["latency_us"].as_u64().is_some() && line["bytes_in"].as_u64().unwrap() > 0 && line["bytes_out"].as_u64().unwrap() > 0);
+    assert!(
+        line["latency_us"].as_u64().is_some()
+            && line["bytes_in"].as_u64().unwrap() > 0
+            && line["bytes_out"].as_u64().unwrap() > 0
+    );
     let tag = line["session"].as_str().unwrap();
     assert_eq!(tag.len(), 8, "a short hash");
     let all = edge.stdout.lock().unwrap().join("\n");
@@ -90,7 +172,12 @@ async fn the_access_log_has_a_json_line_per_request() {
     assert!(line["timestamp"].as_str().is_some());
 
     let quiet = start(&["--access-log", "off"]).await;
-    post(&quiet.url, &[JSON, BOTH], call(1, "echo", json!({"message":"m"}))).await;
+    post(
+        &quiet.url,
+        &[JSON, BOTH],
+        call(1, "echo", json!({"message":"m"})),
+    )
+    .await;
     assert!(quiet.stdout.lock().unwrap().is_empty(), "--access-log off");
 }
 
@@ -101,7 +188,12 @@ async fn the_rate_limit_refuses_then_recovers() {
     let mut statuses = Vec::new();
     let mut refused = None;
     for id in 0..3 {
-        let a = post(&edge.url, &[JSON, BOTH], call(id, "echo", json!({"message":"m"}))).await;
+        let a = post(
+            &edge.url,
+            &[JSON, BOTH],
+            call(id, "echo", json!({"message":"m"})),
+        )
+        .await;
         statuses.push(a.status);
         if a.status == 429 {
             refused = Some(a);
@@ -111,23 +203,76 @@ async fn the_rate_limit_refuses_then_recovers() {
     let refused = refused.unwrap();
     assert_eq!(refused.error_code(), -32000);
     assert_eq!(refused.headers.get("retry-after").unwrap(), "1");
-    assert_eq!(total_requests(&edge).await - before, 2, "the refused request never reached a replica");
+    assert_eq!(
+        total_requests(&edge).await - before,
+        2,
+        "the refused request never reached a replica"
+    );
     assert_eq!(metric(&edge, "mcp_edge_rate_limited_total").await, 1.0);
-    wait_for(5, "the bucket to refill", || async { post(&edge.url, &[JSON, BOTH], call(9, "echo", json!({"message":"m"}))).await.status == 200 }).await;
+    wait_for(5, "the bucket to refill", || async {
+        post(
+            &edge.url,
+            &[JSON, BOTH],
+            call(9, "echo", json!({"message":"m"})),
+        )
+        .await
+        .status
+            == 200
+    })
+    .await;
 
     // With authentication, each credential has its own bucket.
-    let auth = start(&["--rate-limit", "1", "--rate-limit-burst", "1", "--auth-tokens", "alpha-0123456789,beta-01234567890"]).await;
+    let auth = start(&[
+        "--rate-limit",
+        "1",
+        "--rate-limit-burst",
+        "1",
+        "--auth-tokens",
+        "alpha-0123456789,beta-01234567890",
+    ])
+    .await;
     let alpha = ("authorization", "Bearer alpha-0123456789");
     let beta = ("authorization", "Bearer beta-01234567890");
-    assert_eq!(post(&auth.url, &[JSON, BOTH, alpha], call(1, "echo", json!({"message":"m"}))).await.status, 200);
-    assert_eq!(post(&auth.url, &[JSON, BOTH, alpha], call(2, "echo", json!({"message":"m"}))).await.status, 429);
-    assert_eq!(post(&auth.url, &[JSON, BOTH, beta], call(3, "echo", json!({"message":"m"}))).await.status, 200);
+    assert_eq!(
+        post(
+            &auth.url,
+            &[JSON, BOTH, alpha],
+            call(1, "echo", json!({"message":"m"}))
+        )
+        .await
+        .status,
+        200
+    );
+    assert_eq!(
+        post(
+            &auth.url,
+            &[JSON, BOTH, alpha],
+            call(2, "echo", json!({"message":"m"}))
+        )
+        .await
+        .status,
+        429
+    );
+    assert_eq!(
+        post(
+            &auth.url,
+            &[JSON, BOTH, beta],
+            call(3, "echo", json!({"message":"m"}))
+        )
+        .await
+        .status,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_trickling_its_headers_is_cut_off() {
     let edge = start(&["--header-timeout-ms", "300"]).await;
-    let addr = edge.url.trim_start_matches("http://").trim_end_matches("/mcp").to_owned();
+    let addr = edge
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_owned();
     // `after_a_request`: the slow headers are the second request's on a kept-alive connection.
     let trickle = |after_a_request: bool| {
         let addr = addr.clone();
@@ -148,7 +293,11 @@ async fn a_client_trickling_its_headers_is_cut_off() {
                     assert!(n > 0, "closed before the first answer");
                     got.extend_from_slice(&buf[..n]);
                 }
-                assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+                assert!(
+                    got.starts_with(b"HTTP/1.1 200"),
+                    "{}",
+                    String::from_utf8_lossy(&got)
+                );
             }
             s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
             s.write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n").unwrap();
@@ -168,11 +317,30 @@ async fn a_client_trickling_its_headers_is_cut_off() {
         })
     };
     for (after_a_request, timeouts) in [(false, 1.0), (true, 2.0)] {
-        let after = trickle(after_a_request).await.unwrap().expect("the connection was still open after 5 s");
-        assert!(after < Duration::from_secs(3), "cut after {after:?} (after a request: {after_a_request})");
-        assert_eq!(metric(&edge, "mcp_edge_header_timeouts_total").await, timeouts);
+        let after = trickle(after_a_request)
+            .await
+            .unwrap()
+            .expect("the connection was still open after 5 s");
+        assert!(
+            after < Duration::from_secs(3),
+            "cut after {after:?} (after a request: {after_a_request})"
+        );
+        assert_eq!(
+            metric(&edge, "mcp_edge_header_timeouts_total").await,
+            timeouts
+        );
     }
-    assert_eq!(post(&edge.url, &[JSON, BOTH], call(1, "echo", json!({"message":"m"}))).await.status, 200, "others are served");
+    assert_eq!(
+        post(
+            &edge.url,
+            &[JSON, BOTH],
+            call(1, "echo", json!({"message":"m"}))
+        )
+        .await
+        .status,
+        200,
+        "others are served"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -183,9 +351,19 @@ async fn streams_beyond_the_limits_are_refused() {
     let second = open_stream(&edge, progress(2, 3, 300), None).await;
     assert_eq!(second.status(), 503);
     let body: Value = second.json().await.unwrap();
-    assert_eq!((body["id"].clone(), body["error"]["code"].clone()), (json!(2), json!(-32000)));
-    assert_eq!(events(first).await.len(), 4, "the first stream is untouched: 3 progress events and the result");
-    wait_for(5, "room for a stream again", || async { open_stream(&edge, progress(3, 1, 10), None).await.status() == 200 }).await;
+    assert_eq!(
+        (body["id"].clone(), body["error"]["code"].clone()),
+        (json!(2), json!(-32000))
+    );
+    assert_eq!(
+        events(first).await.len(),
+        4,
+        "the first stream is untouched: 3 progress events and the result"
+    );
+    wait_for(5, "room for a stream again", || async {
+        open_stream(&edge, progress(3, 1, 10), None).await.status() == 200
+    })
+    .await;
 }
 
 /// Hostile requests: each gets its documented status and a JSON-RPC error, no replica sees
@@ -196,44 +374,230 @@ async fn hostile_requests_get_errors_and_never_reach_a_replica() {
     let token = open_session(&edge, "2025-06-18").await;
     let before = total_requests(&edge).await;
     let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-    let deep_params = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{}{}}}"#, "{\"a\":".repeat(10_000), "}".repeat(10_000));
-    let huge_number = format!(r#"{{"jsonrpc":"2.0","id":1{},"method":"ping"}}"#, "0".repeat(5000));
+    let deep_params = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{}{}}}"#,
+        "{\"a\":".repeat(10_000),
+        "}".repeat(10_000)
+    );
+    let huge_number = format!(
+        r#"{{"jsonrpc":"2.0","id":1{},"method":"ping"}}"#,
+        "0".repeat(5000)
+    );
     let long_header = "v".repeat(10_000);
     let many: Vec<(String, String)> = (0..60).map(|i| (format!("x-h{i}"), "1".into())).collect();
-    let many_ref: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).chain([JSON, BOTH]).collect();
+    let many_ref: Vec<(&str, &str)> = many
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .chain([JSON, BOTH])
+        .collect();
     let forged = "A".repeat(88);
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let cases: Vec<(&str, Answer, u16, i64)> = vec![
-        ("truncated JSON", post(&edge.url, &[JSON, BOTH], r#"{"jsonrpc":"2.0","id":1,"meth"#).await, 400, -32700),
-        ("empty body", post(&edge.url, &[JSON, BOTH], "").await, 400, -32700),
-        ("null body", post(&edge.url, &[JSON, BOTH], "null").await, 400, -32600),
-        ("id an object", post(&edge.url, &[JSON, BOTH], r#"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#).await, 400, -32600),
-        ("id a boolean", post(&edge.url, &[JSON, BOTH], r#"{"jsonrpc":"2.0","id":true,"method":"ping"}"#).await, 400, -32600),
-        ("method a number", post(&edge.url, &[JSON, BOTH], r#"{"jsonrpc":"2.0","id":1,"method":42}"#).await, 400, -32600),
-        ("jsonrpc 1.0", post(&edge.url, &[JSON, BOTH], r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#).await, 400, -32600),
-        ("duplicate keys", post(&edge.url, &[JSON, BOTH], r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#).await, 400, -32600),
-        ("invalid UTF-8 in a string", post(&edge.url, &[JSON, BOTH], [&br#"{"jsonrpc":"2.0","id":1,"method":"p"#[..], &[0xc3, 0x28], b"\"}"].concat()).await, 400, -32700),
-        ("nesting 10 000 deep", post(&edge.url, &[JSON, BOTH], deep).await, 400, -32700),
-        ("params nested 10 000 deep", post(&edge.url, &[JSON, BOTH], deep_params).await, 400, -32700),
-        ("a 5000-digit number", post(&edge.url, &[JSON, BOTH], huge_number).await, 400, -32600),
-        ("batch from a 2025-06-18 client", post(&edge.url, &[JSON, BOTH, ("mcp-protocol-version", "2025-06-18")], format!("[{ping}]")).await, 400, -32600),
-        ("batch in a 2025-06-18 session", post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], format!("[{ping},{ping}]")).await, 400, -32600),
-        ("a 2025-03-26 batch of numbers", post(&edge.url, &[JSON, BOTH], "[1,2,3]").await, 400, -32600),
-        ("an empty batch", post(&edge.url, &[JSON, BOTH], "[]").await, 400, -32600),
-        ("a batch with one bad message", post(&edge.url, &[JSON, BOTH], format!(r#"[{ping},{{"jsonrpc":"2.0","id":true,"method":"ping"}}]"#)).await, 400, -32600),
-        ("a batch inside a batch", post(&edge.url, &[JSON, BOTH], format!("[[{ping}]]")).await, 400, -32600),
-        ("forged session token", post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &forged)], ping).await, 404, -32600),
-        ("a 10 KB header", post(&edge.url, &[JSON, BOTH, ("x-long", &long_header)], ping).await, 431, -32600),
-        ("62 headers", post(&edge.url, &many_ref, ping).await, 431, -32600),
-        ("body over the limit", post(&edge.url, &[JSON, BOTH], "x".repeat(5 << 20)).await, 413, -32600),
+        (
+            "truncated JSON",
+            post(&edge.url, &[JSON, BOTH], r#"{"jsonrpc":"2.0","id":1,"meth"#).await,
+            400,
+            -32700,
+        ),
+        (
+            "empty body",
+            post(&edge.url, &[JSON, BOTH], "").await,
+            400,
+            -32700,
+        ),
+        (
+            "null body",
+            post(&edge.url, &[JSON, BOTH], "null").await,
+            400,
+            -32600,
+        ),
+        (
+            "id an object",
+            post(
+                &edge.url,
+                &[JSON, BOTH],
+                r#"{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}"#,
+            )
+            .await,
+            400,
+            -32600,
+        ),
+        (
+            "id a boolean",
+            post(
+                &edge.url,
+                &[JSON, BOTH],
+                r#"{"jsonrpc":"2.0","id":true,"method":"ping"}"#,
+            )
+            .await,
+            400,
+            -32600,
+        ),
+        (
+            "method a number",
+            post(
+                &edge.url,
+                &[JSON, BOTH],
+                r#"{"jsonrpc":"2.0","id":1,"method":42}"#,
+            )
+            .await,
+            400,
+            -32600,
+        ),
+        (
+            "jsonrpc 1.0",
+            post(
+                &edge.url,
+                &[JSON, BOTH],
+                r#"{"jsonrpc":"1.0","id":1,"method":"ping"}"#,
+            )
+            .await,
+            400,
+            -32600,
+        ),
+        (
+            "duplicate keys",
+            post(
+                &edge.url,
+                &[JSON, BOTH],
+                r#"{"jsonrpc":"2.0","id":1,"id":2,"method":"ping"}"#,
+            )
+            .await,
+            400,
+            -32600,
+        ),
+        (
+            "invalid UTF-8 in a string",
+            post(
+                &edge.url,
+                &[JSON, BOTH],
+                [
+                    &br#"{"jsonrpc":"2.0","id":1,"method":"p"#[..],
+                    &[0xc3, 0x28],
+                    b"\"}",
+                ]
+                .concat(),
+            )
+            .await,
+            400,
+            -32700,
+        ),
+        (
+            "nesting 10 000 deep",
+            post(&edge.url, &[JSON, BOTH], deep).await,
+            400,
+            -32700,
+        ),
+        (
+            "params nested 10 000 deep",
+            post(&edge.url, &[JSON, BOTH], deep_params).await,
+            400,
+            -32700,
+        ),
+        (
+            "a 5000-digit number",
+            post(&edge.url, &[JSON, BOTH], huge_number).await,
+            400,
+            -32600,
+        ),
+        (
+            "batch from a 2025-06-18 client",
+            post(
+                &edge.url,
+                &[JSON, BOTH, ("mcp-protocol-version", "2025-06-18")],
+                format!("[{ping}]"),
+            )
+            .await,
+            400,
+            -32600,
+        ),
+        (
+            "batch in a 2025-06-18 session",
+            post(
+                &edge.url,
+                &[JSON, BOTH, ("mcp-session-id", &token)],
+                format!("[{ping},{ping}]"),
+            )
+            .await,
+            400,
+            -32600,
+        ),
+        (
+            "a 2025-03-26 batch of numbers",
+            post(&edge.url, &[JSON, BOTH], "[1,2,3]").await,
+            400,
+            -32600,
+        ),
+        (
+            "an empty batch",
+            post(&edge.url, &[JSON, BOTH], "[]").await,
+            400,
+            -32600,
+        ),
+        (
+            "a batch with one bad message",
+            post(
+                &edge.url,
+                &[JSON, BOTH],
+                format!(r#"[{ping},{{"jsonrpc":"2.0","id":true,"method":"ping"}}]"#),
+            )
+            .await,
+            400,
+            -32600,
+        ),
+        (
+            "a batch inside a batch",
+            post(&edge.url, &[JSON, BOTH], format!("[[{ping}]]")).await,
+            400,
+            -32600,
+        ),
+        (
+            "forged session token",
+            post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &forged)], ping).await,
+            404,
+            -32600,
+        ),
+        (
+            "a 10 KB header",
+            post(&edge.url, &[JSON, BOTH, ("x-long", &long_header)], ping).await,
+            431,
+            -32600,
+        ),
+        (
+            "62 headers",
+            post(&edge.url, &many_ref, ping).await,
+            431,
+            -32600,
+        ),
+        (
+            "body over the limit",
+            post(&edge.url, &[JSON, BOTH], "x".repeat(5 << 20)).await,
+            413,
+            -32600,
+        ),
     ];
     for (what, answer, status, code) in &cases {
         assert_eq!(answer.status, *status, "{what}: {}", answer.body);
         assert_eq!(answer.error_code(), *code, "{what}: {}", answer.body);
-        assert!(!answer.json()["error"]["message"].as_str().unwrap_or("").is_empty(), "{what}");
+        assert!(
+            !answer.json()["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .is_empty(),
+            "{what}"
+        );
     }
-    assert_eq!(total_requests(&edge).await, before, "no replica may see a hostile request");
-    let ok = post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(2, "echo", json!({"message":"still here"}))).await;
+    assert_eq!(
+        total_requests(&edge).await,
+        before,
+        "no replica may see a hostile request"
+    );
+    let ok = post(
+        &edge.url,
+        &[JSON, BOTH, ("mcp-session-id", &token)],
+        call(2, "echo", json!({"message":"still here"})),
+    )
+    .await;
     assert_eq!(ok.status, 200, "the proxy keeps serving");
 }
 
@@ -246,11 +610,28 @@ async fn a_session_holds_at_most_its_streams() {
     let second = open_stream(&edge, progress(2, 3, 300), Some(&token)).await;
     assert_eq!(second.status(), 429);
     let body: Value = second.json().await.unwrap();
-    assert_eq!((body["id"].clone(), body["error"]["code"].clone()), (json!(2), json!(-32000)));
+    assert_eq!(
+        (body["id"].clone(), body["error"]["code"].clone()),
+        (json!(2), json!(-32000))
+    );
     // Another session, and plain calls in this one, are not affected.
     let other = open_session(&edge, "2025-06-18").await;
-    assert_eq!(open_stream(&edge, progress(3, 1, 10), Some(&other)).await.status(), 200);
-    assert_eq!(post(&edge.url, &[JSON, BOTH, ("mcp-session-id", &token)], call(4, "echo", json!({"message":"m"}))).await.status, 200);
+    assert_eq!(
+        open_stream(&edge, progress(3, 1, 10), Some(&other))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        post(
+            &edge.url,
+            &[JSON, BOTH, ("mcp-session-id", &token)],
+            call(4, "echo", json!({"message":"m"}))
+        )
+        .await
+        .status,
+        200
+    );
     assert_eq!(events(first).await.len(), 4);
 }
 
@@ -258,9 +639,31 @@ async fn a_session_holds_at_most_its_streams() {
 async fn a_replica_slower_than_the_first_byte_timeout_gets_504() {
     let edge = start(&["--first-byte-timeout-seconds", "1"]).await;
     let started = Instant::now();
-    let slow = post(&edge.url, &[JSON, BOTH], call(1, "sleep", json!({"ms": 3000}))).await;
+    let slow = post(
+        &edge.url,
+        &[JSON, BOTH],
+        call(1, "sleep", json!({"ms": 3000})),
+    )
+    .await;
     assert_eq!(slow.status, 504, "{}", slow.body);
-    assert_eq!((slow.json()["id"].clone(), slow.error_code()), (json!(1), -32603));
-    assert!(started.elapsed() < Duration::from_millis(2900), "answered after {:?}", started.elapsed());
-    assert_eq!(post(&edge.url, &[JSON, BOTH], call(2, "sleep", json!({"ms": 100}))).await.status, 200, "within the timeout");
+    assert_eq!(
+        (slow.json()["id"].clone(), slow.error_code()),
+        (json!(1), -32603)
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(2900),
+        "answered after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        post(
+            &edge.url,
+            &[JSON, BOTH],
+            call(2, "sleep", json!({"ms": 100}))
+        )
+        .await
+        .status,
+        200,
+        "within the timeout"
+    );
 }

@@ -76,9 +76,13 @@ struct Args {
 }
 
 fn parse_header(text: &str) -> Result<(http::HeaderName, http::HeaderValue), String> {
-    let (name, value) = text.split_once(':').ok_or_else(|| format!("{text:?} is not `Name: value`"))?;
-    let name = http::HeaderName::from_bytes(name.trim().as_bytes()).map_err(|e| format!("header name {name:?}: {e}"))?;
-    let value = http::HeaderValue::from_str(value.trim()).map_err(|e| format!("header value: {e}"))?;
+    let (name, value) = text
+        .split_once(':')
+        .ok_or_else(|| format!("{text:?} is not `Name: value`"))?;
+    let name = http::HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|e| format!("header name {name:?}: {e}"))?;
+    let value =
+        http::HeaderValue::from_str(value.trim()).map_err(|e| format!("header value: {e}"))?;
     Ok((name, value))
 }
 
@@ -126,12 +130,32 @@ impl Target {
         if uri.scheme_str() != Some("http") {
             return Err(format!("--url must be http:// (got {url:?})"));
         }
-        let authority = uri.authority().ok_or_else(|| format!("--url {url:?} has no host"))?;
-        let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_owned();
+        let authority = uri
+            .authority()
+            .ok_or_else(|| format!("--url {url:?} has no host"))?;
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
         let port = authority.port_u16().unwrap_or(80);
-        let path = uri.path_and_query().map_or("/", |p| p.as_str()).parse().map_err(|e| format!("bad path: {e}"))?;
-        let authority = http::HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
-        Ok(Target { host, port, authority, path, timeout, headers: Vec::new(), spread: false, retries: 0 })
+        let path = uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .parse()
+            .map_err(|e| format!("bad path: {e}"))?;
+        let authority =
+            http::HeaderValue::from_str(authority.as_str()).map_err(|e| e.to_string())?;
+        Ok(Target {
+            host,
+            port,
+            authority,
+            path,
+            timeout,
+            headers: Vec::new(),
+            spread: false,
+            retries: 0,
+        })
     }
 }
 
@@ -141,15 +165,26 @@ type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes
 /// `--spread`, to address `(client + attempt) mod n` of the host's addresses, looked up anew.
 async fn connect(target: &Target, client: usize, attempt: u32) -> std::io::Result<Sender> {
     let stream = if target.spread {
-        let mut addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((target.host.as_str(), target.port)).await?.collect();
+        let mut addrs: Vec<std::net::SocketAddr> =
+            tokio::net::lookup_host((target.host.as_str(), target.port))
+                .await?
+                .collect();
         addrs.sort();
-        let addr = addrs.get((client + attempt as usize) % addrs.len().max(1)).copied();
-        tokio::net::TcpStream::connect(addr.ok_or_else(|| std::io::Error::other("the host has no address"))?).await?
+        let addr = addrs
+            .get((client + attempt as usize) % addrs.len().max(1))
+            .copied();
+        tokio::net::TcpStream::connect(
+            addr.ok_or_else(|| std::io::Error::other("the host has no address"))?,
+        )
+        .await?
     } else {
         tokio::net::TcpStream::connect((target.host.as_str(), target.port)).await?
     };
     stream.set_nodelay(true)?;
-    let (sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await.map_err(std::io::Error::other)?;
+    let (sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
     tokio::spawn(connection);
     Ok(sender)
 }
@@ -175,11 +210,18 @@ async fn send(
     use http_body_util::BodyExt;
     let exchange = async {
         if connection.as_ref().is_none_or(|c| c.is_closed()) {
-            *connection = Some(connect(target, client, attempt).await.map_err(|_| Failed::BeforeResponse)?);
+            *connection = Some(
+                connect(target, client, attempt)
+                    .await
+                    .map_err(|_| Failed::BeforeResponse)?,
+            );
         }
         let sender = connection.as_mut().expect("connected");
         sender.ready().await.map_err(|_| Failed::BeforeResponse)?;
-        let response = sender.send_request(request).await.map_err(|_| Failed::BeforeResponse)?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|_| Failed::BeforeResponse)?;
         let (parts, body) = response.into_parts();
         let body = body.collect().await.map_err(|_| Failed::Broken)?.to_bytes();
         Ok((parts.status.as_u16(), parts.headers, body))
@@ -214,15 +256,26 @@ struct Client {
 
 impl Client {
     /// Send one request (if the budget allows) and record it; `None` when the run is over.
-    async fn exchange(&mut self, method: http::Method, body: Option<String>, headers: &[(&str, &str)], accept: &str, expect: Expect) -> Option<(Outcome, http::HeaderMap)> {
+    async fn exchange(
+        &mut self,
+        method: http::Method,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+        accept: &str,
+        expect: Expect,
+    ) -> Option<(Outcome, http::HeaderMap)> {
         let start = self.start().await?;
         let sent = self.attempt(method, body, headers, accept).await;
         let (outcome, response_headers) = match sent {
             Ok((status, headers, body)) => (scenario::judge(status, &body, expect), headers),
             Err(Failed::Timeout) => (Outcome::Timeout, Default::default()),
-            Err(Failed::BeforeResponse | Failed::Broken) => (Outcome::Connection, Default::default()),
+            Err(Failed::BeforeResponse | Failed::Broken) => {
+                (Outcome::Connection, Default::default())
+            }
         };
-        let served_by = response_headers.get("x-served-by").and_then(|v| v.to_str().ok());
+        let served_by = response_headers
+            .get("x-served-by")
+            .and_then(|v| v.to_str().ok());
         self.record(start, outcome.clone(), served_by);
         Some((outcome, response_headers))
     }
@@ -248,14 +301,24 @@ impl Client {
             self.budget.errors.fetch_add(1, Ordering::Relaxed);
         }
         if let Some(replica) = served_by.filter(|r| !self.stats.served_by.contains_key(*r)) {
-            self.budget.replicas.lock().expect("not poisoned").insert(replica.to_owned());
+            self.budget
+                .replicas
+                .lock()
+                .expect("not poisoned")
+                .insert(replica.to_owned());
         }
         self.stats.record(start.elapsed(), outcome, served_by);
     }
 
     /// One request on this client's connection, sent again after a connection that failed
     /// before any response (up to `--retries`).
-    async fn attempt(&mut self, method: http::Method, body: Option<String>, headers: &[(&str, &str)], accept: &str) -> Result<(u16, http::HeaderMap, bytes::Bytes), Failed> {
+    async fn attempt(
+        &mut self,
+        method: http::Method,
+        body: Option<String>,
+        headers: &[(&str, &str)],
+        accept: &str,
+    ) -> Result<(u16, http::HeaderMap, bytes::Bytes), Failed> {
         let body = body.map(bytes::Bytes::from).unwrap_or_default();
         let mut attempt = 0;
         loop {
@@ -273,8 +336,18 @@ impl Client {
             for (name, value) in headers {
                 request = request.header(*name, *value);
             }
-            let request = request.body(http_body_util::Full::new(body.clone())).expect("a valid request");
-            match send(&mut self.connection, &self.target, self.n + self.offset, attempt, request).await {
+            let request = request
+                .body(http_body_util::Full::new(body.clone()))
+                .expect("a valid request");
+            match send(
+                &mut self.connection,
+                &self.target,
+                self.n + self.offset,
+                attempt,
+                request,
+            )
+            .await
+            {
                 Err(Failed::BeforeResponse) if attempt < self.target.retries => {
                     attempt += 1;
                     self.stats.retried += 1;
@@ -291,38 +364,93 @@ impl Client {
 
     async fn stateless(&mut self) -> Option<()> {
         let body = scenario::echo(self.id());
-        self.exchange(http::Method::POST, Some(body), &[], "application/json", Expect::Result).await.map(|_| ())
+        self.exchange(
+            http::Method::POST,
+            Some(body),
+            &[],
+            "application/json",
+            Expect::Result,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn modern(&mut self) -> Option<()> {
         let body = scenario::modern_echo(self.id());
-        self.exchange(http::Method::POST, Some(body), scenario::MODERN_HEADERS, "application/json, text/event-stream", Expect::Result).await.map(|_| ())
+        self.exchange(
+            http::Method::POST,
+            Some(body),
+            scenario::MODERN_HEADERS,
+            "application/json, text/event-stream",
+            Expect::Result,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn stream(&mut self) -> Option<()> {
         let body = scenario::progress(self.id());
-        self.exchange(http::Method::POST, Some(body), &[], "application/json, text/event-stream", Expect::Result).await.map(|_| ())
+        self.exchange(
+            http::Method::POST,
+            Some(body),
+            &[],
+            "application/json, text/event-stream",
+            Expect::Result,
+        )
+        .await
+        .map(|_| ())
     }
 
     /// initialize → the session id (`None` when the run ended or no session came back).
     async fn open_session(&mut self) -> Option<Option<String>> {
-        let (outcome, headers) =
-            self.exchange(http::Method::POST, Some(scenario::initialize()), &[], "application/json, text/event-stream", Expect::Result).await?;
-        let session = headers.get("mcp-session-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (outcome, headers) = self
+            .exchange(
+                http::Method::POST,
+                Some(scenario::initialize()),
+                &[],
+                "application/json, text/event-stream",
+                Expect::Result,
+            )
+            .await?;
+        let session = headers
+            .get("mcp-session-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         if outcome != Outcome::Ok {
             return Some(None);
         }
-        let with = [("mcp-session-id", session.as_deref().unwrap_or("")), ("mcp-protocol-version", "2025-06-18")];
+        let with = [
+            ("mcp-session-id", session.as_deref().unwrap_or("")),
+            ("mcp-protocol-version", "2025-06-18"),
+        ];
         let headers: &[(&str, &str)] = if session.is_some() { &with } else { &with[1..] };
-        self.exchange(http::Method::POST, Some(scenario::INITIALIZED.into()), headers, "application/json, text/event-stream", Expect::Status(202)).await?;
+        self.exchange(
+            http::Method::POST,
+            Some(scenario::INITIALIZED.into()),
+            headers,
+            "application/json, text/event-stream",
+            Expect::Status(202),
+        )
+        .await?;
         Some(session)
     }
 
     async fn call_in_session(&mut self, session: Option<&str>) -> Option<()> {
         let body = scenario::echo(self.id());
-        let with = [("mcp-session-id", session.unwrap_or("")), ("mcp-protocol-version", "2025-06-18")];
+        let with = [
+            ("mcp-session-id", session.unwrap_or("")),
+            ("mcp-protocol-version", "2025-06-18"),
+        ];
         let headers: &[(&str, &str)] = if session.is_some() { &with } else { &with[1..] };
-        self.exchange(http::Method::POST, Some(body), headers, "application/json, text/event-stream", Expect::Result).await.map(|_| ())
+        self.exchange(
+            http::Method::POST,
+            Some(body),
+            headers,
+            "application/json, text/event-stream",
+            Expect::Result,
+        )
+        .await
+        .map(|_| ())
     }
 
     async fn legacy_session(&mut self, calls: u64) -> Option<()> {
@@ -331,7 +459,14 @@ impl Client {
             self.call_in_session(session.as_deref()).await?;
         }
         if let Some(id) = session {
-            self.exchange(http::Method::DELETE, None, &[("mcp-session-id", &id)], "application/json", Expect::Status(200)).await?;
+            self.exchange(
+                http::Method::DELETE,
+                None,
+                &[("mcp-session-id", &id)],
+                "application/json",
+                Expect::Status(200),
+            )
+            .await?;
         }
         Some(())
     }
@@ -342,8 +477,18 @@ impl Client {
     async fn revoke(&mut self) -> Option<()> {
         self.offset = 0;
         self.connection = None;
-        let Some(session) = self.open_session().await? else { return Some(()) };
-        let (deleted, _) = self.exchange(http::Method::DELETE, None, &[("mcp-session-id", &session)], "application/json", Expect::Status(200)).await?;
+        let Some(session) = self.open_session().await? else {
+            return Some(());
+        };
+        let (deleted, _) = self
+            .exchange(
+                http::Method::DELETE,
+                None,
+                &[("mcp-session-id", &session)],
+                "application/json",
+                Expect::Status(200),
+            )
+            .await?;
         if deleted != Outcome::Ok {
             return Some(());
         }
@@ -351,10 +496,21 @@ impl Client {
         self.offset = 1;
         self.connection = None;
         let deadline = Instant::now() + REVOKE_DEADLINE;
-        let headers = [("mcp-session-id", session.as_str()), ("mcp-protocol-version", "2025-06-18")];
+        let headers = [
+            ("mcp-session-id", session.as_str()),
+            ("mcp-protocol-version", "2025-06-18"),
+        ];
         let outcome = loop {
             let id = self.id();
-            let outcome = match self.attempt(http::Method::POST, Some(scenario::echo(id)), &headers, "application/json, text/event-stream").await {
+            let outcome = match self
+                .attempt(
+                    http::Method::POST,
+                    Some(scenario::echo(id)),
+                    &headers,
+                    "application/json, text/event-stream",
+                )
+                .await
+            {
                 Ok((404, _, _)) => break Outcome::Ok,
                 Ok((status, _, _)) => Outcome::Http(status),
                 Err(Failed::Timeout) => Outcome::Timeout,
@@ -410,7 +566,13 @@ const REVOKE_DEADLINE: Duration = Duration::from_secs(5);
 async fn progress_lines(budget: Arc<Budget>, started: Instant, interval: Duration) {
     loop {
         tokio::time::sleep(interval).await;
-        let replicas: Vec<String> = budget.replicas.lock().expect("not poisoned").iter().cloned().collect();
+        let replicas: Vec<String> = budget
+            .replicas
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect();
         let line = json!({"elapsed_s": started.elapsed().as_secs_f64(), "sent": budget.sent.load(Ordering::Relaxed), "errors": budget.errors.load(Ordering::Relaxed), "replicas": replicas});
         eprintln!("{line}");
         if budget.stop.load(Ordering::Relaxed) || Instant::now() >= budget.until {
@@ -422,7 +584,10 @@ async fn progress_lines(budget: Arc<Budget>, started: Instant, interval: Duratio
 /// SIGTERM or Ctrl-C ends the run early: no new request, the ones in flight finish, the report
 /// is printed.
 async fn stop_on_signal(budget: Arc<Budget>) {
-    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else { return };
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -441,7 +606,8 @@ async fn progress(budget: Arc<Budget>, started: Instant, total: Duration) {
         let elapsed = started.elapsed().min(total);
         let sent = budget.sent.load(Ordering::Relaxed);
         let width = 30;
-        let done = ((elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9)) * width as f64) as usize;
+        let done =
+            ((elapsed.as_secs_f64() / total.as_secs_f64().max(1e-9)) * width as f64) as usize;
         eprint!(
             "\r[{}{}] {:5.1} s  {sent} req  {:.0} req/s  {} errors ",
             "=".repeat(done.min(width)),
@@ -464,10 +630,24 @@ async fn main() {
     let concurrency = args.concurrency.max(1);
     let total = Duration::from_secs_f64(args.duration.max(0.001));
     let started = Instant::now();
-    let budget = Arc::new(Budget { until: started + total, max: args.requests, sent: AtomicU64::new(0), errors: AtomicU64::new(0), stop: AtomicBool::new(false), replicas: Default::default() });
-    let pace = args.rate.map(|rate| Duration::from_secs_f64(concurrency as f64 / rate.max(0.001)));
+    let budget = Arc::new(Budget {
+        until: started + total,
+        max: args.requests,
+        sent: AtomicU64::new(0),
+        errors: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        replicas: Default::default(),
+    });
+    let pace = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(concurrency as f64 / rate.max(0.001)));
     let target = match Target::parse(&args.url, Duration::from_secs_f64(args.timeout)) {
-        Ok(target) => Arc::new(Target { headers: args.headers.clone(), spread: args.spread, retries: args.retries, ..target }),
+        Ok(target) => Arc::new(Target {
+            headers: args.headers.clone(),
+            spread: args.spread,
+            retries: args.retries,
+            ..target
+        }),
         Err(e) => {
             eprintln!("mcp-load: {e}");
             std::process::exit(2);
@@ -476,12 +656,35 @@ async fn main() {
     let mut clients = Vec::with_capacity(concurrency);
     for n in 0..concurrency {
         // Open loop: the clients' schedules are staggered evenly over one interval.
-        let pace = pace.map(|interval| (interval, started + interval.mul_f64(n as f64 / concurrency as f64)));
-        let client = Client { n, target: target.clone(), connection: None, budget: budget.clone(), stats: Stats::default(), pace, next_id: 0, session: None, offset: 0 };
-        clients.push(tokio::spawn(client.run(args.scenario, args.calls_per_session)));
+        let pace = pace.map(|interval| {
+            (
+                interval,
+                started + interval.mul_f64(n as f64 / concurrency as f64),
+            )
+        });
+        let client = Client {
+            n,
+            target: target.clone(),
+            connection: None,
+            budget: budget.clone(),
+            stats: Stats::default(),
+            pace,
+            next_id: 0,
+            session: None,
+            offset: 0,
+        };
+        clients.push(tokio::spawn(
+            client.run(args.scenario, args.calls_per_session),
+        ));
     }
     let bar = tokio::spawn(progress(budget.clone(), started, total));
-    let lines = args.progress_interval.map(|s| tokio::spawn(progress_lines(budget.clone(), started, Duration::from_secs_f64(s.max(0.05)))));
+    let lines = args.progress_interval.map(|s| {
+        tokio::spawn(progress_lines(
+            budget.clone(),
+            started,
+            Duration::from_secs_f64(s.max(0.05)),
+        ))
+    });
     tokio::spawn(stop_on_signal(budget.clone()));
     let mut stats = Stats::default();
     for client in clients {

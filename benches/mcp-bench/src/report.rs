@@ -32,7 +32,9 @@ impl Default for Stats {
 }
 
 fn unix_now() -> f64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 impl Stats {
@@ -84,8 +86,19 @@ impl Stats {
     /// The report as JSON (`--json`), with the run's parameters.
     pub fn to_json(&self, run: Value, elapsed: Duration) -> Value {
         let h = &self.latency;
-        let at = |q: f64| if h.is_empty() { 0 } else { h.value_at_quantile(q) };
-        let errors: BTreeMap<String, u64> = self.outcomes.iter().filter(|(k, _)| **k != Outcome::Ok).map(|(k, v)| (k.label(), *v)).collect();
+        let at = |q: f64| {
+            if h.is_empty() {
+                0
+            } else {
+                h.value_at_quantile(q)
+            }
+        };
+        let errors: BTreeMap<String, u64> = self
+            .outcomes
+            .iter()
+            .filter(|(k, _)| **k != Outcome::Ok)
+            .map(|(k, v)| (k.label(), *v))
+            .collect();
         json!({
             "run": run,
             "elapsed_s": elapsed.as_secs_f64(),
@@ -110,7 +123,11 @@ impl Stats {
 }
 
 fn ms(us: u64) -> String {
-    if us >= 10_000 { format!("{:.1} ms", us as f64 / 1000.0) } else { format!("{:.3} ms", us as f64 / 1000.0) }
+    if us >= 10_000 {
+        format!("{:.1} ms", us as f64 / 1000.0)
+    } else {
+        format!("{:.3} ms", us as f64 / 1000.0)
+    }
 }
 
 /// The report for people.
@@ -132,18 +149,29 @@ pub fn text(report: &Value) -> String {
         ms(u("p999")),
         ms(u("max")),
     );
-    if let Some(errors) = report["errors_by_kind"].as_object().filter(|e| !e.is_empty()) {
+    if let Some(errors) = report["errors_by_kind"]
+        .as_object()
+        .filter(|e| !e.is_empty())
+    {
         let list: Vec<String> = errors.iter().map(|(k, v)| format!("{k} {v}")).collect();
         out.push_str(&format!("errors   {}\n", list.join(", ")));
     }
     if let Some(retried) = report["retried"].as_u64().filter(|&r| r > 0) {
-        out.push_str(&format!("retried  {retried} tries after a connection failed before any response\n"));
+        out.push_str(&format!(
+            "retried  {retried} tries after a connection failed before any response\n"
+        ));
     }
     if let Some(served) = report["served_by"].as_object().filter(|s| !s.is_empty()) {
         let total: u64 = served.values().filter_map(Value::as_u64).sum();
         let list: Vec<String> = served
             .iter()
-            .map(|(k, v)| format!("{k} {} ({:.1} %)", v, 100.0 * v.as_u64().unwrap_or(0) as f64 / total.max(1) as f64))
+            .map(|(k, v)| {
+                format!(
+                    "{k} {} ({:.1} %)",
+                    v,
+                    100.0 * v.as_u64().unwrap_or(0) as f64 / total.max(1) as f64
+                )
+            })
             .collect();
         out.push_str(&format!("replicas {}\n", list.join(", ")));
     }
@@ -158,14 +186,32 @@ mod tests {
     fn errors_are_never_successes() {
         let mut s = Stats::default();
         s.record(Duration::from_micros(100), Outcome::Ok, Some("r1"));
-        s.record(Duration::from_micros(300), Outcome::JsonRpc(-32602), Some("r2"));
+        s.record(
+            Duration::from_micros(300),
+            Outcome::JsonRpc(-32602),
+            Some("r2"),
+        );
         s.record(Duration::from_micros(200), Outcome::Timeout, None);
         let r = s.to_json(json!({"scenario":"stateless"}), Duration::from_secs(1));
-        assert_eq!((r["requests"].as_u64(), r["ok"].as_u64(), r["errors"].as_u64()), (Some(3), Some(1), Some(2)));
+        assert_eq!(
+            (
+                r["requests"].as_u64(),
+                r["ok"].as_u64(),
+                r["errors"].as_u64()
+            ),
+            (Some(3), Some(1), Some(2))
+        );
         assert_eq!(r["errors_by_kind"]["jsonrpc_-32602"], 1);
         assert_eq!(r["served_by"]["r1"], 1);
-        assert!(r["first_seen_unix_s"]["r1"].as_f64().unwrap() <= r["last_seen_unix_s"]["r1"].as_f64().unwrap());
+        assert!(
+            r["first_seen_unix_s"]["r1"].as_f64().unwrap()
+                <= r["last_seen_unix_s"]["r1"].as_f64().unwrap()
+        );
         assert_eq!(r["retried"], 0);
-        assert!(text(&r).contains("errors   jsonrpc_-32602 1, timeout 1"), "{}", text(&r));
+        assert!(
+            text(&r).contains("errors   jsonrpc_-32602 1, timeout 1"),
+            "{}",
+            text(&r)
+        );
     }
 }

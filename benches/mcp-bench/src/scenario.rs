@@ -65,8 +65,13 @@ pub fn judge(status: u16, body: &[u8], expect: Expect) -> Outcome {
         Expect::Result if !(200..300).contains(&status) => return Outcome::Http(status),
         Expect::Result => {}
     }
-    let Some(message) = last_message(body) else { return Outcome::Malformed };
-    if let Some(code) = message.get("error").map(|e| e["code"].as_i64().unwrap_or(0)) {
+    let Some(message) = last_message(body) else {
+        return Outcome::Malformed;
+    };
+    if let Some(code) = message
+        .get("error")
+        .map(|e| e["code"].as_i64().unwrap_or(0))
+    {
         return Outcome::JsonRpc(code);
     }
     match message.get("result") {
@@ -85,7 +90,11 @@ pub fn last_message(body: &[u8]) -> Option<Value> {
     }
     text.split("\n\n")
         .filter_map(|event| {
-            let data: String = event.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
+            let data: String = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
             serde_json::from_str::<Value>(&data).ok()
         })
         .filter(|m| m.get("result").is_some() || m.get("error").is_some())
@@ -101,8 +110,11 @@ pub fn modern_echo(id: u64) -> String {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"},"_meta":meta}}).to_string()
 }
 
-pub const MODERN_HEADERS: &[(&str, &str)] =
-    &[("mcp-protocol-version", "2026-07-28"), ("mcp-method", "tools/call"), ("mcp-name", "echo")];
+pub const MODERN_HEADERS: &[(&str, &str)] = &[
+    ("mcp-protocol-version", "2026-07-28"),
+    ("mcp-method", "tools/call"),
+    ("mcp-name", "echo"),
+];
 
 pub fn initialize() -> String {
     json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcp-load","version":"1"}}}).to_string()
@@ -123,14 +135,32 @@ mod tests {
         let ok = br#"{"jsonrpc":"2.0","id":1,"result":{"content":[],"isError":false}}"#;
         assert_eq!(judge(200, ok, Expect::Result), Outcome::Ok);
         assert_eq!(judge(502, ok, Expect::Result), Outcome::Http(502));
-        assert_eq!(judge(200, br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#, Expect::Result), Outcome::JsonRpc(-32602));
-        assert_eq!(judge(200, br#"{"jsonrpc":"2.0","id":1,"result":{"isError":true}}"#, Expect::Result), Outcome::ToolError);
+        assert_eq!(
+            judge(
+                200,
+                br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"x"}}"#,
+                Expect::Result
+            ),
+            Outcome::JsonRpc(-32602)
+        );
+        assert_eq!(
+            judge(
+                200,
+                br#"{"jsonrpc":"2.0","id":1,"result":{"isError":true}}"#,
+                Expect::Result
+            ),
+            Outcome::ToolError
+        );
         assert_eq!(judge(200, b"", Expect::Result), Outcome::Malformed);
         assert_eq!(judge(202, b"", Expect::Status(202)), Outcome::Ok);
         assert_eq!(judge(404, b"{}", Expect::Status(200)), Outcome::Http(404));
         let sse = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\nevent: message\ndata: {\"jsonrpc\":\"2.0\",\"id\":2,\"result\":{\"content\":[]}}\n\n";
         assert_eq!(judge(200, sse, Expect::Result), Outcome::Ok);
         let cut = b"event: message\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n";
-        assert_eq!(judge(200, cut, Expect::Result), Outcome::Malformed, "a stream without its result");
+        assert_eq!(
+            judge(200, cut, Expect::Result),
+            Outcome::Malformed,
+            "a stream without its result"
+        );
     }
 }

@@ -5,7 +5,8 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 pub use mcp_backend::jsonrpc::{
-    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR, UNSUPPORTED_PROTOCOL_VERSION,
+    HEADER_MISMATCH, INTERNAL_ERROR, INVALID_REQUEST, METHOD_NOT_FOUND, PARSE_ERROR,
+    UNSUPPORTED_PROTOCOL_VERSION,
 };
 
 /// JSON-RPC's implementation-defined server error, used for answers about limits (429).
@@ -28,12 +29,23 @@ pub struct Reply {
 
 impl Reply {
     pub fn error(status: u16, code: i64, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), id: None, data: None, headers: Vec::new(), success: false }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            id: None,
+            data: None,
+            headers: Vec::new(),
+            success: false,
+        }
     }
 
     /// A bodiless success (e.g. 200 for a DELETE that ended a session).
     pub fn ok(status: u16) -> Self {
-        Self { success: true, ..Self::error(status, 0, "") }
+        Self {
+            success: true,
+            ..Self::error(status, 0, "")
+        }
     }
 
     pub fn with_id(mut self, id: Option<&str>) -> Self {
@@ -56,13 +68,19 @@ impl Reply {
         if self.success {
             return None;
         }
-        let id: Value = self.id.as_deref().and_then(|raw| serde_json::from_str(raw).ok()).unwrap_or(Value::Null);
+        let id: Value = self
+            .id
+            .as_deref()
+            .and_then(|raw| serde_json::from_str(raw).ok())
+            .unwrap_or(Value::Null);
         let mut error = json!({ "code": self.code, "message": self.message });
         if let Some(data) = &self.data {
             error["data"] = data.clone();
         }
         let body = json!({ "jsonrpc": "2.0", "id": id, "error": error });
-        Some(Bytes::from(serde_json::to_vec(&body).expect("a JSON value serialises")))
+        Some(Bytes::from(
+            serde_json::to_vec(&body).expect("a JSON value serialises"),
+        ))
     }
 }
 
@@ -72,12 +90,15 @@ mod tests {
 
     #[test]
     fn body_keeps_the_request_id_and_data() {
-        let reply = Reply::error(404, INVALID_REQUEST, "unknown session").with_id(Some("\"abc\"")).with_data(json!({"x":1}));
+        let reply = Reply::error(404, INVALID_REQUEST, "unknown session")
+            .with_id(Some("\"abc\""))
+            .with_data(json!({"x":1}));
         let v: Value = serde_json::from_slice(&reply.body().unwrap()).unwrap();
         assert_eq!(v["id"], "abc");
         assert_eq!(v["error"]["code"], -32600);
         assert_eq!(v["error"]["data"]["x"], 1);
-        let v: Value = serde_json::from_slice(&Reply::error(400, PARSE_ERROR, "bad").body().unwrap()).unwrap();
+        let v: Value =
+            serde_json::from_slice(&Reply::error(400, PARSE_ERROR, "bad").body().unwrap()).unwrap();
         assert_eq!(v["id"], Value::Null);
         assert!(Reply::ok(200).body().is_none());
     }

@@ -18,7 +18,6 @@ pub const DEFAULT_LEGACY: &str = "2025-03-26";
 /// Every revision mcp-edge understands.
 pub const KNOWN_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", MODERN];
 
-
 /// What kind of JSON-RPC message a body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -115,25 +114,33 @@ struct RawMeta<'a> {
 /// Fields the proxy does not route on are skipped; a wrong type for a field it does read
 /// (`method` not a string, `id` not a string or integer) makes the message invalid.
 pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
-    let text = std::str::from_utf8(body).map_err(|_| Invalid::Parse("request body is not valid UTF-8".into()))?;
+    let text = std::str::from_utf8(body)
+        .map_err(|_| Invalid::Parse("request body is not valid UTF-8".into()))?;
     if nests_deeper_than(body, MAX_DEPTH) {
-        return Err(Invalid::Parse(format!("malformed JSON: nested deeper than {MAX_DEPTH} levels")));
+        return Err(Invalid::Parse(format!(
+            "malformed JSON: nested deeper than {MAX_DEPTH} levels"
+        )));
     }
     let first = text.bytes().find(|b| !b.is_ascii_whitespace());
     if first == Some(b'[') {
         // Every element must be a JSON-RPC message the edge would accept on its own; the
         // replica answers each one.
-        let elements: Vec<&RawValue> = serde_json::from_str(text).map_err(|e| Invalid::Parse(format!("malformed JSON: {e}")))?;
+        let elements: Vec<&RawValue> = serde_json::from_str(text)
+            .map_err(|e| Invalid::Parse(format!("malformed JSON: {e}")))?;
         if elements.is_empty() {
             return Err(Invalid::NotJsonRpc("an empty JSON-RPC batch".into()));
         }
         for (i, element) in elements.iter().enumerate() {
             let element = element.get();
             if element.starts_with('[') {
-                return Err(Invalid::NotJsonRpc(format!("batch element {i} is itself a batch")));
+                return Err(Invalid::NotJsonRpc(format!(
+                    "batch element {i} is itself a batch"
+                )));
             }
             if !element.starts_with('{') {
-                return Err(Invalid::NotJsonRpc(format!("batch element {i} is not a JSON-RPC message (an object): {element:.40}")));
+                return Err(Invalid::NotJsonRpc(format!(
+                    "batch element {i} is not a JSON-RPC message (an object): {element:.40}"
+                )));
             }
             classify(element.as_bytes()).map_err(|why| {
                 let (Invalid::Parse(m) | Invalid::NotJsonRpc(m)) = why;
@@ -164,14 +171,21 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
         None => None,
         Some(id) if is_valid_id(id.get()) => Some(id.get()),
         Some(id) => {
-            return Err(Invalid::NotJsonRpc(format!("\"id\" must be a string or an integer, got {}", id.get())));
+            return Err(Invalid::NotJsonRpc(format!(
+                "\"id\" must be a string or an integer, got {}",
+                id.get()
+            )));
         }
     };
     let kind = match (&raw.method, id, raw.result.is_some() || raw.error.is_some()) {
         (Some(_), Some(_), _) => Kind::Request,
         (Some(_), None, _) => Kind::Notification,
         (None, Some(_), true) => Kind::Response,
-        _ => return Err(Invalid::NotJsonRpc("a message needs a \"method\", or an \"id\" with \"result\" or \"error\"".into())),
+        _ => {
+            return Err(Invalid::NotJsonRpc(
+                "a message needs a \"method\", or an \"id\" with \"result\" or \"error\"".into(),
+            ));
+        }
     };
     let params = raw.params;
     let (name, init_version, meta_version, cancels) = match params {
@@ -183,7 +197,15 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
         ),
         None => (None, None, None, None),
     };
-    Ok(Message { kind, method: cow(raw.method), id, name, cancels, init_version, meta_version })
+    Ok(Message {
+        kind,
+        method: cow(raw.method),
+        id,
+        name,
+        cancels,
+        init_version,
+        meta_version,
+    })
 }
 
 /// Deepest nesting of arrays and objects accepted: serde_json's own limit when it builds a
@@ -226,7 +248,10 @@ fn is_valid_id(raw: &str) -> bool {
         return !raw.contains('\\') || serde_json::from_str::<String>(raw).is_ok();
     }
     // Integers that fit 64 bits: what SDKs decode (a 5000-digit id is no id).
-    raw.bytes().enumerate().all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-')) && raw.parse::<i64>().is_ok()
+    raw.bytes()
+        .enumerate()
+        .all(|(i, b)| b.is_ascii_digit() || (i == 0 && b == b'-'))
+        && raw.parse::<i64>().is_ok()
 }
 
 /// The protocol era of a request, as the proxy routes it.
@@ -268,18 +293,31 @@ pub fn header_mismatch(
 ) -> Option<String> {
     if let (Some(meta), Some(header)) = (message.meta_version.as_deref(), header_version) {
         if meta != header {
-            return Some(format!("MCP-Protocol-Version header ({header}) does not match _meta protocolVersion ({meta})"));
+            return Some(format!(
+                "MCP-Protocol-Version header ({header}) does not match _meta protocolVersion ({meta})"
+            ));
         }
     }
     if let (Some(header), Some(body)) = (header_method.map(str::trim), message.method.as_deref()) {
         if header != body {
-            return Some(format!("Mcp-Method header ({header}) does not match the body's method ({body})"));
+            return Some(format!(
+                "Mcp-Method header ({header}) does not match the body's method ({body})"
+            ));
         }
     }
-    let names_target = matches!(message.method.as_deref(), Some("tools/call" | "resources/read" | "prompts/get"));
-    if let (true, Some(header), Some(body)) = (names_target, header_name.map(str::trim), message.name.as_deref()) {
+    let names_target = matches!(
+        message.method.as_deref(),
+        Some("tools/call" | "resources/read" | "prompts/get")
+    );
+    if let (true, Some(header), Some(body)) = (
+        names_target,
+        header_name.map(str::trim),
+        message.name.as_deref(),
+    ) {
         if header != body {
-            return Some(format!("Mcp-Name header ({header}) does not match the body ({body})"));
+            return Some(format!(
+                "Mcp-Name header ({header}) does not match the body ({body})"
+            ));
         }
     }
     None
@@ -302,8 +340,14 @@ mod tests {
     #[test]
     fn classifies_requests_notifications_responses_and_batches() {
         let m = classify(br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}}"#).unwrap();
-        assert_eq!((m.kind, m.method.as_deref(), m.id, m.name.as_deref()), (Kind::Request, Some("tools/call"), Some("7"), Some("echo")));
-        let m = classify(br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"abc"}}"#).unwrap();
+        assert_eq!(
+            (m.kind, m.method.as_deref(), m.id, m.name.as_deref()),
+            (Kind::Request, Some("tools/call"), Some("7"), Some("echo"))
+        );
+        let m = classify(
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"abc"}}"#,
+        )
+        .unwrap();
         assert_eq!((m.kind, m.cancels), (Kind::Notification, Some("\"abc\"")));
         let m = classify(br#"{"jsonrpc":"2.0","id":"s1","result":{}}"#).unwrap();
         assert_eq!((m.kind, m.id), (Kind::Response, Some("\"s1\"")));
@@ -319,14 +363,23 @@ mod tests {
             Err(Invalid::NotJsonRpc(m)) => m,
             other => panic!("{}: {other:?}", String::from_utf8_lossy(body)),
         };
-        assert_eq!(not_messages(b"[1,2,3]"), "batch element 0 is not a JSON-RPC message (an object): 1");
+        assert_eq!(
+            not_messages(b"[1,2,3]"),
+            "batch element 0 is not a JSON-RPC message (an object): 1"
+        );
         assert_eq!(not_messages(b"[]"), "an empty JSON-RPC batch");
-        assert_eq!(not_messages(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},[]]"#), "batch element 1 is itself a batch");
+        assert_eq!(
+            not_messages(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},[]]"#),
+            "batch element 1 is itself a batch"
+        );
         let m = not_messages(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"1.0","id":2,"method":"ping"}]"#);
         assert!(m.starts_with("batch element 1:"), "{m}");
         let m = not_messages(br#"[{"jsonrpc":"2.0","id":{},"method":"ping"}]"#);
         assert!(m.contains("\"id\" must be a string or an integer"), "{m}");
-        assert!(matches!(classify(b"[1,"), Err(Invalid::Parse(_))), "malformed JSON stays a parse error");
+        assert!(
+            matches!(classify(b"[1,"), Err(Invalid::Parse(_))),
+            "malformed JSON stays a parse error"
+        );
         let m = classify(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"},{"jsonrpc":"2.0","method":"notifications/initialized"}]"#).unwrap();
         assert_eq!(m.kind, Kind::Batch);
     }
@@ -338,7 +391,11 @@ mod tests {
             assert!(matches!(field, Some(Cow::Borrowed(_))), "{field:?}");
         }
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tools\/call"}"#).unwrap();
-        assert_eq!(m.method.as_deref(), Some("tools/call"), "escapes still decode");
+        assert_eq!(
+            m.method.as_deref(),
+            Some("tools/call"),
+            "escapes still decode"
+        );
     }
 
     #[test]
@@ -354,13 +411,29 @@ mod tests {
 
     #[test]
     fn deep_nesting_is_malformed_wherever_it_hides() {
-        let deep = |n: usize| format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":{}{}}}}}"#, "[".repeat(n), "]".repeat(n));
+        let deep = |n: usize| {
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"x":{}{}}}}}"#,
+                "[".repeat(n),
+                "]".repeat(n)
+            )
+        };
         assert!(classify(deep(100).as_bytes()).is_ok());
-        assert!(matches!(classify(deep(200).as_bytes()), Err(Invalid::Parse(_))), "inside skipped params");
+        assert!(
+            matches!(classify(deep(200).as_bytes()), Err(Invalid::Parse(_))),
+            "inside skipped params"
+        );
         let batch = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(matches!(classify(batch.as_bytes()), Err(Invalid::Parse(_))), "a batch");
+        assert!(
+            matches!(classify(batch.as_bytes()), Err(Invalid::Parse(_))),
+            "a batch"
+        );
         // Brackets in strings are text.
-        let text = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"s":"{}\"{}"}}}}"#, "[".repeat(500), "{".repeat(500));
+        let text = format!(
+            r#"{{"jsonrpc":"2.0","id":1,"method":"ping","params":{{"s":"{}\"{}"}}}}"#,
+            "[".repeat(500),
+            "{".repeat(500)
+        );
         assert!(classify(text.as_bytes()).is_ok());
     }
 
@@ -370,32 +443,83 @@ mod tests {
         assert!(m.is_initialize());
         assert_eq!(era(Some(&m), None), Era::Legacy(Some("2025-06-18".into())));
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).unwrap();
-        assert_eq!(era(Some(&m), Some("2026-07-28")), Era::Modern("2026-07-28".into()));
-        assert_eq!(era(None, Some("2025-11-25")), Era::Legacy(Some("2025-11-25".into())));
+        assert_eq!(
+            era(Some(&m), Some("2026-07-28")),
+            Era::Modern("2026-07-28".into())
+        );
+        assert_eq!(
+            era(None, Some("2025-11-25")),
+            Era::Legacy(Some("2025-11-25".into()))
+        );
         assert_eq!(era(None, None), Era::Legacy(None));
     }
 
     #[test]
     fn rejects_what_is_not_json_rpc() {
         assert!(matches!(classify(b"{\"jsonrpc\":"), Err(Invalid::Parse(_))));
-        assert!(matches!(classify(&[b'{', 0xff, b'}']), Err(Invalid::Parse(m)) if m.contains("UTF-8")));
-        assert!(matches!(classify(br#"{"jsonrpc":"2.0","id":{"a":1},"method":"x"}"#), Err(Invalid::NotJsonRpc(_))));
-        assert!(matches!(classify(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#), Err(Invalid::NotJsonRpc(_))));
-        assert!(matches!(classify(br#"{"jsonrpc":"2.0","id":1,"method":7}"#), Err(Invalid::NotJsonRpc(_))));
-        assert!(matches!(classify(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#), Err(Invalid::NotJsonRpc(_))));
-        assert!(matches!(classify(br#"{"jsonrpc":"2.0","id":1}"#), Err(Invalid::NotJsonRpc(_))));
-        assert!(matches!(classify(br#"{"jsonrpc":"2.0","method":"a","method":"b"}"#), Err(Invalid::NotJsonRpc(_))), "duplicate keys");
+        assert!(
+            matches!(classify(&[b'{', 0xff, b'}']), Err(Invalid::Parse(m)) if m.contains("UTF-8"))
+        );
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","id":{"a":1},"method":"x"}"#),
+            Err(Invalid::NotJsonRpc(_))
+        ));
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","id":1.5,"method":"x"}"#),
+            Err(Invalid::NotJsonRpc(_))
+        ));
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","id":1,"method":7}"#),
+            Err(Invalid::NotJsonRpc(_))
+        ));
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"1.0","id":1,"method":"x"}"#),
+            Err(Invalid::NotJsonRpc(_))
+        ));
+        assert!(matches!(
+            classify(br#"{"jsonrpc":"2.0","id":1}"#),
+            Err(Invalid::NotJsonRpc(_))
+        ));
+        assert!(
+            matches!(
+                classify(br#"{"jsonrpc":"2.0","method":"a","method":"b"}"#),
+                Err(Invalid::NotJsonRpc(_))
+            ),
+            "duplicate keys"
+        );
         assert!(matches!(classify(b"42"), Err(Invalid::NotJsonRpc(_))));
     }
 
     #[test]
     fn header_rules_of_2026() {
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#).unwrap();
-        assert_eq!(header_mismatch(&m, Some("2026-07-28"), Some("tools/call"), Some("echo")), None);
-        assert_eq!(header_mismatch(&m, Some("2026-07-28"), Some(" tools/call "), None), None, "whitespace is allowed");
-        assert!(header_mismatch(&m, Some("2026-07-28"), Some("tools/list"), None).unwrap().contains("Mcp-Method"));
-        assert!(header_mismatch(&m, Some("2026-07-28"), Some("Tools/Call"), None).is_some(), "values are case-sensitive");
-        assert!(header_mismatch(&m, Some("2026-07-28"), None, Some("other")).unwrap().contains("Mcp-Name"));
-        assert!(header_mismatch(&m, Some("2025-11-25"), None, None).unwrap().contains("MCP-Protocol-Version"));
+        assert_eq!(
+            header_mismatch(&m, Some("2026-07-28"), Some("tools/call"), Some("echo")),
+            None
+        );
+        assert_eq!(
+            header_mismatch(&m, Some("2026-07-28"), Some(" tools/call "), None),
+            None,
+            "whitespace is allowed"
+        );
+        assert!(
+            header_mismatch(&m, Some("2026-07-28"), Some("tools/list"), None)
+                .unwrap()
+                .contains("Mcp-Method")
+        );
+        assert!(
+            header_mismatch(&m, Some("2026-07-28"), Some("Tools/Call"), None).is_some(),
+            "values are case-sensitive"
+        );
+        assert!(
+            header_mismatch(&m, Some("2026-07-28"), None, Some("other"))
+                .unwrap()
+                .contains("Mcp-Name")
+        );
+        assert!(
+            header_mismatch(&m, Some("2025-11-25"), None, None)
+                .unwrap()
+                .contains("MCP-Protocol-Version")
+        );
     }
 }

@@ -15,7 +15,9 @@ pub const ID_SEPARATOR: char = '/';
 
 /// Split a `Last-Event-ID` the proxy issued into (replica, original id).
 pub fn parse_event_id(last_event_id: &str) -> Option<(&str, &str)> {
-    last_event_id.split_once(ID_SEPARATOR).filter(|(replica, _)| !replica.is_empty())
+    last_event_id
+        .split_once(ID_SEPARATOR)
+        .filter(|(replica, _)| !replica.is_empty())
 }
 
 /// What one chunk of stream produced.
@@ -42,7 +44,10 @@ struct Peek<'a> {
 
 impl Scanner {
     pub fn new(replica: &str) -> Self {
-        Self { replica: replica.to_owned(), pending: BytesMut::new() }
+        Self {
+            replica: replica.to_owned(),
+            pending: BytesMut::new(),
+        }
     }
 
     /// Feed a chunk from the replica; `end`: the stream is over (flush what is left).
@@ -58,7 +63,10 @@ impl Scanner {
             let rest = self.pending.split();
             self.event(&rest, &mut out, &mut requests);
         }
-        Scanned { out: out.freeze(), server_requests: requests }
+        Scanned {
+            out: out.freeze(),
+            server_requests: requests,
+        }
     }
 
     fn event(&self, event: &[u8], out: &mut BytesMut, requests: &mut Vec<String>) {
@@ -116,13 +124,22 @@ mod tests {
     #[test]
     fn rewrites_ids_and_passes_events_whole() {
         let mut s = Scanner::new("r2");
-        let a = s.feed(b"id: 17\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\nid: 1", false);
-        assert_eq!(&a.out[..], &b"id: r2/17\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"[..]);
+        let a = s.feed(
+            b"id: 17\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\nid: 1",
+            false,
+        );
+        assert_eq!(
+            &a.out[..],
+            &b"id: r2/17\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\n"[..]
+        );
         assert!(a.server_requests.is_empty());
         let b = s.feed(b"8\ndata: {\"jsonrpc\":\"2.0\",\"id\":\"q1\",\"method\":\"sampling/createMessage\"}\n\n", false);
         assert!(b.out.starts_with(b"id: r2/18\n"));
         assert_eq!(b.server_requests, vec!["\"q1\"".to_owned()]);
-        let c = s.feed(b"data: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n\n: keep-alive\n\n", true);
+        let c = s.feed(
+            b"data: {\"jsonrpc\":\"2.0\",\"id\":5,\"result\":{}}\n\n: keep-alive\n\n",
+            true,
+        );
         assert!(c.server_requests.is_empty(), "a response is not a request");
         assert!(c.out.ends_with(b": keep-alive\n\n"));
     }
@@ -137,7 +154,10 @@ mod tests {
     #[test]
     fn last_event_id_round_trip() {
         assert_eq!(parse_event_id("r2/17"), Some(("r2", "17")));
-        assert_eq!(parse_event_id("127.0.0.1:8001/a/b"), Some(("127.0.0.1:8001", "a/b")));
+        assert_eq!(
+            parse_event_id("127.0.0.1:8001/a/b"),
+            Some(("127.0.0.1:8001", "a/b"))
+        );
         assert_eq!(parse_event_id("17"), None);
         assert_eq!(parse_event_id("/17"), None);
     }

@@ -30,11 +30,18 @@ impl KnownTools {
     /// Learn from a `tools/list` response body (JSON, or SSE whose last message is the result).
     /// Returns how many tools it named.
     pub fn learn(&self, body: &[u8]) -> usize {
-        let Some(json) = super::response_json(body) else { return 0 };
-        let Ok(response) = serde_json::from_slice::<Response>(&json) else { return 0 };
+        let Some(json) = super::response_json(body) else {
+            return 0;
+        };
+        let Ok(response) = serde_json::from_slice::<Response>(&json) else {
+            return 0;
+        };
         let tools = response.result.map(|r| r.tools).unwrap_or_default();
         for tool in &tools {
-            let safe = tool.annotations.as_ref().is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true));
+            let safe = tool
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true));
             self.safe.insert(tool.name.as_str().into(), safe);
         }
         tools.len()
@@ -85,8 +92,14 @@ data: {"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"echo","inputSchema":{}
 
 "#;
         assert_eq!(known.learn(sse.as_bytes()), 1);
-        assert!(!known.is_safe("echo"), "a tool that dropped its hints is no longer repeated");
-        assert_eq!(known.learn(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":1,\"message\":\"x\"}}"), 0);
+        assert!(
+            !known.is_safe("echo"),
+            "a tool that dropped its hints is no longer repeated"
+        );
+        assert_eq!(
+            known.learn(b"{\"jsonrpc\":\"2.0\",\"id\":3,\"error\":{\"code\":1,\"message\":\"x\"}}"),
+            0
+        );
         assert_eq!(known.learn(b"not json"), 0);
     }
 }

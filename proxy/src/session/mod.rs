@@ -58,7 +58,9 @@ pub enum Closed {
 const CLOCK_SKEW: u64 = 300;
 
 pub fn unix_now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 struct Seen {
@@ -77,22 +79,51 @@ pub struct Sessions {
 
 impl Sessions {
     pub fn new(keys: Keys, lifetime: Duration, idle: Duration) -> Self {
-        Self { keys, lifetime, idle, revoked: DashMap::new(), seen: DashMap::new() }
+        Self {
+            keys,
+            lifetime,
+            idle,
+            revoked: DashMap::new(),
+            seen: DashMap::new(),
+        }
     }
 
     /// Start a session: its token (visible ASCII, at most 256 characters) and its view.
-    pub fn mint(&self, version: &str, owner: Option<Owner>, identity: &[u8]) -> Result<(String, SessionView), token::TooLong> {
+    pub fn mint(
+        &self,
+        version: &str,
+        owner: Option<Owner>,
+        identity: &[u8],
+    ) -> Result<(String, SessionView), token::TooLong> {
         self.mint_at(unix_now(), version, owner, identity)
     }
 
     /// [`Sessions::mint`] with a given issue time (tests, benchmarks).
-    pub fn mint_at(&self, issued: u64, version: &str, owner: Option<Owner>, identity: &[u8]) -> Result<(String, SessionView), token::TooLong> {
+    pub fn mint_at(
+        &self,
+        issued: u64,
+        version: &str,
+        owner: Option<Owner>,
+        identity: &[u8],
+    ) -> Result<(String, SessionView), token::TooLong> {
         let mut uid = Uid::default();
         rand::rng().fill_bytes(&mut uid);
-        let claims = Claims { uid, issued, version: version.to_owned(), identity: identity.to_vec(), owner };
+        let claims = Claims {
+            uid,
+            issued,
+            version: version.to_owned(),
+            identity: identity.to_vec(),
+            owner,
+        };
         let token = self.keys.seal(&claims)?;
         let view = self.view(claims);
-        self.seen.insert(uid, Seen { last_used: Instant::now(), expires: view.expires });
+        self.seen.insert(
+            uid,
+            Seen {
+                last_used: Instant::now(),
+                expires: view.expires,
+            },
+        );
         Ok((token, view))
     }
 
@@ -123,7 +154,10 @@ impl Sessions {
             return Err(Closed::Revoked);
         }
         let at = Instant::now();
-        let mut seen = self.seen.entry(view.uid).or_insert(Seen { last_used: at, expires: view.expires });
+        let mut seen = self.seen.entry(view.uid).or_insert(Seen {
+            last_used: at,
+            expires: view.expires,
+        });
         if at.duration_since(seen.last_used) > self.idle {
             drop(seen);
             self.revoke(&view.uid, view.expires);
@@ -141,7 +175,9 @@ impl Sessions {
 
     /// A peer's announcement: end the session sealed in `token`; `false` when it is not ours.
     pub fn revoke_token(&self, token: &str) -> bool {
-        let Some(claims) = self.keys.open(token) else { return false };
+        let Some(claims) = self.keys.open(token) else {
+            return false;
+        };
         let view = self.view(claims);
         self.revoke(&view.uid, view.expires);
         true
@@ -206,11 +242,14 @@ impl Owners {
     }
 
     pub fn stream_done(&self, scope: &str, id: &str) {
-        self.streaming.remove(&(Box::<str>::from(scope), Box::<str>::from(id)));
+        self.streaming
+            .remove(&(Box::<str>::from(scope), Box::<str>::from(id)));
     }
 
     pub fn streaming_owner(&self, scope: &str, id: &str) -> Option<ReplicaId> {
-        self.streaming.get(&(Box::<str>::from(scope), Box::<str>::from(id))).map(|r| r.clone())
+        self.streaming
+            .get(&(Box::<str>::from(scope), Box::<str>::from(id)))
+            .map(|r| r.clone())
     }
 
     pub fn asked(&self, scope: &str, id: &str, replica: ReplicaId) {
@@ -219,7 +258,9 @@ impl Owners {
 
     /// The replica waiting for the client's answer to request `id`; the entry is consumed.
     pub fn answer_owner(&self, scope: &str, id: &str) -> Option<ReplicaId> {
-        self.asked.remove(&(Box::<str>::from(scope), Box::<str>::from(id))).map(|(_, r)| r)
+        self.asked
+            .remove(&(Box::<str>::from(scope), Box::<str>::from(id)))
+            .map(|(_, r)| r)
     }
 
     pub fn in_flight(&self) -> usize {
@@ -232,21 +273,46 @@ mod tests {
     use super::*;
 
     fn sessions(lifetime: u64, idle: u64) -> Sessions {
-        Sessions::new(Keys::random(), Duration::from_secs(lifetime), Duration::from_secs(idle))
+        Sessions::new(
+            Keys::random(),
+            Duration::from_secs(lifetime),
+            Duration::from_secs(idle),
+        )
     }
 
     #[test]
     fn a_minted_session_opens_anywhere_with_the_key() {
         let key = [5u8; 32];
-        let here = Sessions::new(Keys::new(&key, None), Duration::from_secs(60), Duration::from_secs(60));
-        let owner = Owner { replica: "r2".into(), session_id: "theirs".into() };
+        let here = Sessions::new(
+            Keys::new(&key, None),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
+        let owner = Owner {
+            replica: "r2".into(),
+            session_id: "theirs".into(),
+        };
         let (token, view) = here.mint("2025-06-18", Some(owner.clone()), b"").unwrap();
         assert_eq!(here.open(&token, b""), Ok(view.clone()));
-        let elsewhere = Sessions::new(Keys::new(&key, None), Duration::from_secs(60), Duration::from_secs(60));
+        let elsewhere = Sessions::new(
+            Keys::new(&key, None),
+            Duration::from_secs(60),
+            Duration::from_secs(60),
+        );
         let opened = elsewhere.open(&token, b"").unwrap();
-        assert_eq!((opened.version.as_str(), opened.owner), ("2025-06-18", Some(owner)));
-        assert_eq!(sessions(60, 60).open(&token, b""), Err(Closed::Invalid), "another key");
-        assert_eq!(here.open(&token, b"someone else"), Err(Closed::OtherIdentity));
+        assert_eq!(
+            (opened.version.as_str(), opened.owner),
+            ("2025-06-18", Some(owner))
+        );
+        assert_eq!(
+            sessions(60, 60).open(&token, b""),
+            Err(Closed::Invalid),
+            "another key"
+        );
+        assert_eq!(
+            here.open(&token, b"someone else"),
+            Err(Closed::OtherIdentity)
+        );
     }
 
     #[test]
@@ -257,13 +323,23 @@ mod tests {
         assert_eq!(s.open(&token, b""), Err(Closed::Revoked));
         let (old, _) = s.mint_at(unix_now() - 61, "2025-03-26", None, b"").unwrap();
         assert_eq!(s.open(&old, b""), Err(Closed::Expired), "past its lifetime");
-        let (future, _) = s.mint_at(unix_now() + 3600, "2025-03-26", None, b"").unwrap();
-        assert_eq!(s.open(&future, b""), Err(Closed::Expired), "issued in the future");
+        let (future, _) = s
+            .mint_at(unix_now() + 3600, "2025-03-26", None, b"")
+            .unwrap();
+        assert_eq!(
+            s.open(&future, b""),
+            Err(Closed::Expired),
+            "issued in the future"
+        );
         let idle = Sessions::new(Keys::random(), Duration::from_secs(60), Duration::ZERO);
         let (token, _) = idle.mint("2025-03-26", None, b"").unwrap();
         let deadline = Instant::now() + Duration::from_secs(1);
         while Instant::now() < deadline && idle.open(&token, b"") != Err(Closed::Idle) {}
-        assert_eq!(idle.open(&token, b""), Err(Closed::Revoked), "an idle session stays ended");
+        assert_eq!(
+            idle.open(&token, b""),
+            Err(Closed::Revoked),
+            "an idle session stays ended"
+        );
         assert_eq!(idle.sweep(), (0, 1));
     }
 
@@ -278,6 +354,10 @@ mod tests {
         assert_eq!(owners.streaming_owner("s", "7"), None);
         owners.asked("s", "\"srv-1\"", r2.clone());
         assert_eq!(owners.answer_owner("s", "\"srv-1\""), Some(r2));
-        assert_eq!(owners.answer_owner("s", "\"srv-1\""), None, "an answer is delivered once");
+        assert_eq!(
+            owners.answer_owner("s", "\"srv-1\""),
+            None,
+            "an answer is delivered once"
+        );
     }
 }

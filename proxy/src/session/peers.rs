@@ -25,7 +25,13 @@ pub struct Peers {
 
 impl Peers {
     pub fn new(list: &[String]) -> Self {
-        Self { list: list.iter().map(|p| p.trim().to_owned()).filter(|p| !p.is_empty()).collect() }
+        Self {
+            list: list
+                .iter()
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .collect(),
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -40,7 +46,12 @@ impl Peers {
         let (list, token) = (self.list.clone(), token.to_owned());
         tokio::spawn(async move {
             for peer in list {
-                let addrs = match tokio::time::timeout(TIMEOUT, tokio::net::lookup_host(peer.as_str())).await {
+                let addrs = match tokio::time::timeout(
+                    TIMEOUT,
+                    tokio::net::lookup_host(peer.as_str()),
+                )
+                .await
+                {
                     Ok(Ok(addrs)) => addrs.collect::<Vec<_>>(),
                     Ok(Err(e)) => {
                         tracing::warn!(%peer, error = %e, "cannot resolve peer: session revocation not delivered");
@@ -78,7 +89,10 @@ async fn send(addr: std::net::SocketAddr, host: &str, token: &str) -> std::io::R
     let mut head = Vec::with_capacity(64);
     stream.take(64).read_to_end(&mut head).await?;
     let line = String::from_utf8_lossy(&head);
-    line.get(9..12)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad status line {line:?}")))
+    line.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("bad status line {line:?}"),
+        )
+    })
 }

@@ -26,11 +26,11 @@
 //! A replica's own session id is packed when it is lowercase hex or a UUID (half the bytes);
 //! otherwise it is carried as is, and one too long to fit the token is refused at initialize.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use aes_gcm_siv::{
     Aes256GcmSiv, KeyInit, Nonce,
     aead::{Aead, Payload},
 };
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 
 use super::{Owner, ReplicaId};
@@ -83,10 +83,15 @@ impl std::fmt::Display for TooLong {
 /// Parse a key given as 64 hex digits (surrounding whitespace ignored, as in a secret file).
 pub fn parse_key(text: &str) -> Result<Key, String> {
     let text = text.trim();
-    let bytes = hex::decode(text).map_err(|_| "a session key must be 64 hex digits (make one with `openssl rand -hex 32`)".to_owned())?;
-    bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| format!("a session key must be 32 bytes (64 hex digits), this one has {}", b.len()))
+    let bytes = hex::decode(text).map_err(|_| {
+        "a session key must be 64 hex digits (make one with `openssl rand -hex 32`)".to_owned()
+    })?;
+    bytes.try_into().map_err(|b: Vec<u8>| {
+        format!(
+            "a session key must be 32 bytes (64 hex digits), this one has {}",
+            b.len()
+        )
+    })
 }
 
 /// The keys of this process: seal with `current`, open with `current` or `previous`.
@@ -97,7 +102,10 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(current: &Key, previous: Option<&Key>) -> Self {
-        Self { current: Aes256GcmSiv::new(current.into()), previous: previous.map(|k| Aes256GcmSiv::new(k.into())) }
+        Self {
+            current: Aes256GcmSiv::new(current.into()),
+            previous: previous.map(|k| Aes256GcmSiv::new(k.into())),
+        }
     }
 
     /// A key nobody else has: tokens die with the process.
@@ -113,7 +121,13 @@ impl Keys {
         rand::rng().fill_bytes(&mut nonce);
         let sealed = self
             .current
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: CONTEXT })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: CONTEXT,
+                },
+            )
             .expect("AES-256-GCM-SIV seals any message this short");
         let mut raw = Vec::with_capacity(NONCE + sealed.len());
         raw.extend_from_slice(&nonce);
@@ -130,7 +144,10 @@ impl Keys {
         let n = URL_SAFE_NO_PAD.decode_slice(token, &mut raw).ok()?;
         let (nonce, sealed) = raw[..n].split_at(NONCE);
         let nonce = Nonce::from_slice(nonce);
-        let payload = || Payload { msg: sealed, aad: CONTEXT };
+        let payload = || Payload {
+            msg: sealed,
+            aad: CONTEXT,
+        };
         let plain = match self.current.decrypt(nonce, payload()) {
             Ok(plain) => plain,
             Err(_) => self.previous.as_ref()?.decrypt(nonce, payload()).ok()?,
@@ -150,12 +167,17 @@ const HEX: u8 = 1;
 const UUID: u8 = 2;
 
 fn is_lower_hex(s: &str) -> bool {
-    !s.is_empty() && s.len().is_multiple_of(2) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    !s.is_empty()
+        && s.len().is_multiple_of(2)
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn is_uuid(s: &str) -> bool {
     let b = s.as_bytes();
-    b.len() == 36 && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-') && is_lower_hex(&s.replace('-', ""))
+    b.len() == 36
+        && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+        && is_lower_hex(&s.replace('-', ""))
 }
 
 fn pack_session_id(out: &mut Vec<u8>, id: &str) {
@@ -177,7 +199,14 @@ fn unpack_session_id(kind: u8, bytes: &[u8]) -> Option<String> {
         HEX => Some(hex::encode(bytes)),
         UUID if bytes.len() == 16 => {
             let h = hex::encode(bytes);
-            Some(format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]))
+            Some(format!(
+                "{}-{}-{}-{}-{}",
+                &h[..8],
+                &h[8..12],
+                &h[12..16],
+                &h[16..20],
+                &h[20..]
+            ))
         }
         _ => None,
     }
@@ -186,7 +215,12 @@ fn unpack_session_id(kind: u8, bytes: &[u8]) -> Option<String> {
 fn encode(claims: &Claims) -> Result<Vec<u8>, TooLong> {
     let fields = [claims.version.len(), claims.identity.len()]
         .into_iter()
-        .chain(claims.owner.iter().flat_map(|o| [o.replica.len(), o.session_id.len()]));
+        .chain(
+            claims
+                .owner
+                .iter()
+                .flat_map(|o| [o.replica.len(), o.session_id.len()]),
+        );
     if let Some(needed) = fields.filter(|&len| len > 255).max() {
         return Err(TooLong { needed });
     }
@@ -249,11 +283,20 @@ fn decode(plain: &[u8]) -> Option<Claims> {
             let replica: ReplicaId = r.text()?.into();
             let kind = r.byte()?;
             let session_id = unpack_session_id(kind, r.field()?)?;
-            Some(Owner { replica, session_id })
+            Some(Owner {
+                replica,
+                session_id,
+            })
         }
         _ => return None,
     };
-    r.0.is_empty().then_some(Claims { uid, issued, version, identity, owner })
+    r.0.is_empty().then_some(Claims {
+        uid,
+        issued,
+        version,
+        identity,
+        owner,
+    })
 }
 
 #[cfg(test)]
@@ -261,11 +304,20 @@ mod tests {
     use super::*;
 
     fn claims(owner: Option<Owner>) -> Claims {
-        Claims { uid: [7; 16], issued: 1_790_000_000, version: "2025-06-18".into(), identity: vec![], owner }
+        Claims {
+            uid: [7; 16],
+            issued: 1_790_000_000,
+            version: "2025-06-18".into(),
+            identity: vec![],
+            owner,
+        }
     }
 
     fn owner(session_id: &str) -> Option<Owner> {
-        Some(Owner { replica: "10.0.1.23:8000".into(), session_id: session_id.into() })
+        Some(Owner {
+            replica: "10.0.1.23:8000".into(),
+            session_id: session_id.into(),
+        })
     }
 
     #[test]
@@ -276,7 +328,10 @@ mod tests {
             claims(owner("6f1c2a9e4b7d40c8a1e2f3b4c5d6e7f8")),
             claims(owner("123e4567-e89b-12d3-a456-426614174000")),
             claims(owner("Not-Hex_Session.ID~42")),
-            Claims { identity: vec![9; 16], ..claims(None) },
+            Claims {
+                identity: vec![9; 16],
+                ..claims(None)
+            },
         ] {
             let token = keys.seal(&c).unwrap();
             assert!(token.len() <= MAX_TOKEN_LEN, "{}", token.len());
@@ -284,7 +339,11 @@ mod tests {
             assert_eq!(keys.open(&token), Some(c));
         }
         let a = keys.seal(&claims(None)).unwrap();
-        assert_ne!(a, keys.seal(&claims(None)).unwrap(), "a fresh nonce every time");
+        assert_ne!(
+            a,
+            keys.seal(&claims(None)).unwrap(),
+            "a fresh nonce every time"
+        );
     }
 
     #[test]
@@ -292,8 +351,16 @@ mod tests {
         let keys = Keys::random();
         let c = claims(owner("6f1c2a9e4b7d40c8a1e2f3b4c5d6e7f8"));
         let raw = URL_SAFE_NO_PAD.decode(keys.seal(&c).unwrap()).unwrap();
-        for needle in [&b"2025-06-18"[..], b"10.0.1.23", &hex::decode("6f1c2a9e4b7d40c8").unwrap(), &[7; 16]] {
-            assert!(!raw.windows(needle.len()).any(|w| w == needle), "{needle:?} is visible");
+        for needle in [
+            &b"2025-06-18"[..],
+            b"10.0.1.23",
+            &hex::decode("6f1c2a9e4b7d40c8").unwrap(),
+            &[7; 16],
+        ] {
+            assert!(
+                !raw.windows(needle.len()).any(|w| w == needle),
+                "{needle:?} is visible"
+            );
         }
     }
 
@@ -304,13 +371,23 @@ mod tests {
         for i in 0..token.len() {
             let mut t = token.clone().into_bytes();
             t[i] = if t[i] == b'A' { b'B' } else { b'A' };
-            assert_eq!(keys.open(std::str::from_utf8(&t).unwrap()), None, "byte {i} changed");
+            assert_eq!(
+                keys.open(std::str::from_utf8(&t).unwrap()),
+                None,
+                "byte {i} changed"
+            );
         }
         for cut in [1, 10, token.len() - 1] {
             assert_eq!(keys.open(&token[..cut]), None);
         }
         assert_eq!(Keys::random().open(&token), None, "another key");
-        for junk in ["", "not a token", "%%%%", &"A".repeat(300), &"_".repeat(200)] {
+        for junk in [
+            "",
+            "not a token",
+            "%%%%",
+            &"A".repeat(300),
+            &"_".repeat(200),
+        ] {
             assert_eq!(keys.open(junk), None);
         }
     }
@@ -320,7 +397,11 @@ mod tests {
         let (old, new) = ([1u8; 32], [2u8; 32]);
         let token = Keys::new(&old, None).seal(&claims(None)).unwrap();
         assert_eq!(Keys::new(&new, Some(&old)).open(&token), Some(claims(None)));
-        assert_eq!(Keys::new(&new, None).open(&token), None, "after the rotation ends");
+        assert_eq!(
+            Keys::new(&new, None).open(&token),
+            None,
+            "after the rotation ends"
+        );
     }
 
     #[test]
@@ -329,12 +410,18 @@ mod tests {
         let e = keys.seal(&claims(owner(&"x".repeat(120)))).unwrap_err();
         assert!(e.to_string().contains("too long"), "{e}");
         assert!(keys.seal(&claims(owner(&"x".repeat(80)))).is_ok());
-        assert!(keys.seal(&claims(owner(&"ab".repeat(70)))).is_ok(), "hex packs to half");
+        assert!(
+            keys.seal(&claims(owner(&"ab".repeat(70)))).is_ok(),
+            "hex packs to half"
+        );
     }
 
     #[test]
     fn keys_parse_from_hex() {
-        assert_eq!(parse_key(&format!(" {}\n", "ab".repeat(32))).unwrap(), [0xab; 32]);
+        assert_eq!(
+            parse_key(&format!(" {}\n", "ab".repeat(32))).unwrap(),
+            [0xab; 32]
+        );
         assert!(parse_key("abcd").unwrap_err().contains("32 bytes"));
         assert!(parse_key("zz").unwrap_err().contains("hex"));
     }

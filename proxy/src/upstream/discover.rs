@@ -47,13 +47,17 @@ impl Target {
 /// A resolver without a cache, from the system configuration or for one given server.
 pub fn resolver(server: Option<SocketAddr>, timeout: Duration) -> Result<TokioResolver, String> {
     let mut builder = match server {
-        None => TokioResolver::builder_tokio().map_err(|e| format!("cannot read the system DNS configuration: {e}"))?,
+        None => TokioResolver::builder_tokio()
+            .map_err(|e| format!("cannot read the system DNS configuration: {e}"))?,
         Some(addr) => {
             let mut ns = NameServerConfig::udp_and_tcp(addr.ip());
             for connection in &mut ns.connections {
                 connection.port = addr.port();
             }
-            TokioResolver::builder_with_config(ResolverConfig::from_parts(None, vec![], vec![ns]), TokioRuntimeProvider::default())
+            TokioResolver::builder_with_config(
+                ResolverConfig::from_parts(None, vec![], vec![ns]),
+                TokioRuntimeProvider::default(),
+            )
         }
     };
     let options = builder.options_mut();
@@ -61,7 +65,9 @@ pub fn resolver(server: Option<SocketAddr>, timeout: Duration) -> Result<TokioRe
     options.timeout = timeout;
     options.attempts = 2;
     options.ip_strategy = hickory_resolver::config::LookupIpStrategy::Ipv4AndIpv6;
-    builder.build().map_err(|e| format!("cannot build a DNS resolver: {e}"))
+    builder
+        .build()
+        .map_err(|e| format!("cannot build a DNS resolver: {e}"))
 }
 
 pub struct Discovery {
@@ -80,7 +86,10 @@ impl Discovery {
             Err(e) if e.is_no_records_found() || e.is_nx_domain() => Vec::new(),
             Err(e) => return Err(format!("{}: {e}", self.target.name)),
         };
-        let mut addrs: Vec<SocketAddr> = ips.into_iter().map(|ip| SocketAddr::new(ip, self.target.port)).collect();
+        let mut addrs: Vec<SocketAddr> = ips
+            .into_iter()
+            .map(|ip| SocketAddr::new(ip, self.target.port))
+            .collect();
         addrs.sort();
         let (added, removed) = self.replicas.replace(&addrs, &self.target.path);
         for replica in &removed {
@@ -127,10 +136,22 @@ mod tests {
     fn targets() {
         assert_eq!(
             Target::parse("dns://tasks.backend:8000/mcp").unwrap(),
-            Target { name: "tasks.backend".into(), port: 8000, path: "/mcp".into() }
+            Target {
+                name: "tasks.backend".into(),
+                port: 8000,
+                path: "/mcp".into()
+            }
         );
         assert_eq!(Target::parse("dns://backend:8000").unwrap().path, "/mcp");
-        assert!(Target::parse("dns://backend/mcp").unwrap_err().contains("port"));
-        assert!(Target::parse("http://backend:1/mcp").unwrap_err().contains("dns://"));
+        assert!(
+            Target::parse("dns://backend/mcp")
+                .unwrap_err()
+                .contains("port")
+        );
+        assert!(
+            Target::parse("http://backend:1/mcp")
+                .unwrap_err()
+                .contains("dns://")
+        );
     }
 }

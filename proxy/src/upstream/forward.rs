@@ -69,7 +69,8 @@ fn request_to_wire(request: &RequestHeader, rewrite: &Rewrite, body: &[u8]) -> B
     let mut has_version = false;
     for (name, value) in &request.headers {
         match name.as_str() {
-            "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer" | "transfer-encoding" | "upgrade" => continue,
+            "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer"
+            | "transfer-encoding" | "upgrade" => continue,
             "host" | "expect" | "content-length" | SESSION_HEADER => continue,
             "authorization" if rewrite.drop_authorization => continue,
             "last-event-id" if rewrite.last_event_id.is_some() => continue,
@@ -88,7 +89,11 @@ fn request_to_wire(request: &RequestHeader, rewrite: &Rewrite, body: &[u8]) -> B
         field(&mut wire, "last-event-id", id.as_bytes());
     }
     if !body.is_empty() || request.method == http::Method::POST {
-        field(&mut wire, "content-length", itoa::Buffer::new().format(body.len()).as_bytes());
+        field(
+            &mut wire,
+            "content-length",
+            itoa::Buffer::new().format(body.len()).as_bytes(),
+        );
     }
     wire.put_slice(b"\r\n");
     wire.put_slice(body);
@@ -114,7 +119,11 @@ async fn write_all(stream: &mut Stream, wire: &[u8], timeout: Duration) -> Resul
 }
 
 /// The next chunk of the replica's response body, passed through the edge's body step.
-async fn next_chunk(edge: &Edge, upstream: &mut HttpSession, ctx: &mut Ctx) -> Result<(Option<Bytes>, bool)> {
+async fn next_chunk(
+    edge: &Edge,
+    upstream: &mut HttpSession,
+    ctx: &mut Ctx,
+) -> Result<(Option<Bytes>, bool)> {
     let (mut data, end) = match upstream.read_body_bytes().await {
         Ok(Some(data)) => {
             let end = upstream.is_body_done();
@@ -150,7 +159,11 @@ fn failed_before_answer(e: &Error) -> Reply {
     if is_timeout(e.etype()) {
         Reply::error(504, INTERNAL_ERROR, "the replica did not answer in time")
     } else {
-        Reply::error(502, INTERNAL_ERROR, format!("the replica failed before answering: {e}; the request was not repeated"))
+        Reply::error(
+            502,
+            INTERNAL_ERROR,
+            format!("the replica failed before answering: {e}; the request was not repeated"),
+        )
     }
 }
 
@@ -164,11 +177,20 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
     // request safe to repeat moves on.
     let mut stale_retry = false;
     loop {
-        let Some(replica) = (if stale_retry { ctx.replica.clone() } else { edge.choose(ctx) }) else {
+        let Some(replica) = (if stale_retry {
+            ctx.replica.clone()
+        } else {
+            edge.choose(ctx)
+        }) else {
             let reply = if ctx.owned {
                 session_gone_reply(ctx.id.as_deref())
             } else {
-                Reply::error(503, INTERNAL_ERROR, "no healthy replica is available; try again shortly").with_id(ctx.id.as_deref())
+                Reply::error(
+                    503,
+                    INTERNAL_ERROR,
+                    "no healthy replica is available; try again shortly",
+                )
+                .with_id(ctx.id.as_deref())
             };
             return edge.reply(session, ctx, reply).await;
         };
@@ -180,12 +202,18 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                 edge.failed(ctx);
                 if ctx.owned {
                     // A stateful replica's sessions die with it: the client must start a new one.
-                    return edge.reply(session, ctx, session_gone_reply(ctx.id.as_deref())).await;
+                    return edge
+                        .reply(session, ctx, session_gone_reply(ctx.id.as_deref()))
+                        .await;
                 }
                 if ctx.target.is_some() || (stale_retry && !ctx.retry_safe) {
                     // Pinned, or the broken pooled connection may have delivered it already.
-                    let reply = Reply::error(502, INTERNAL_ERROR, format!("could not reach the replica: {e}; the request was not repeated"))
-                        .with_id(ctx.id.as_deref());
+                    let reply = Reply::error(
+                        502,
+                        INTERNAL_ERROR,
+                        format!("could not reach the replica: {e}; the request was not repeated"),
+                    )
+                    .with_id(ctx.id.as_deref());
                     return edge.reply(session, ctx, reply).await;
                 }
                 stale_retry = false;
@@ -196,14 +224,24 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
         let wire = request_to_wire(session.req_header(), &edge.rewrite(&replica, ctx), &body);
         let exchange = async {
             let mut stream = stream;
-            write_all(&mut stream, &wire, peer.options.write_timeout.unwrap_or(Duration::from_secs(3600))).await?;
+            write_all(
+                &mut stream,
+                &wire,
+                peer.options
+                    .write_timeout
+                    .unwrap_or(Duration::from_secs(3600)),
+            )
+            .await?;
             let mut upstream = HttpSession::new_with_options(stream, &peer);
             upstream.read_timeout = Some(edge.first_byte);
             upstream.write_timeout = peer.options.write_timeout;
             // Skip informational answers (1xx) to reach the real response.
             loop {
                 upstream.read_response().await?;
-                if !upstream.resp_header().is_some_and(|h| h.status.is_informational()) {
+                if !upstream
+                    .resp_header()
+                    .is_some_and(|h| h.status.is_informational())
+                {
                     return Ok::<_, Box<Error>>(upstream);
                 }
             }
@@ -231,14 +269,25 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                     continue;
                 }
                 edge.failed(ctx);
-                return edge.reply(session, ctx, failed_before_answer(&e).with_id(ctx.id.as_deref())).await;
+                return edge
+                    .reply(
+                        session,
+                        ctx,
+                        failed_before_answer(&e).with_id(ctx.id.as_deref()),
+                    )
+                    .await;
             }
         };
         upstream.read_timeout = peer.options.read_timeout;
-        let mut response = upstream.resp_header().expect("a response header was read").clone();
+        let mut response = upstream
+            .resp_header()
+            .expect("a response header was read")
+            .clone();
         if let Some(reply) = edge.on_response_header(&mut response, ctx)? {
             // Refused here: dropping the replica's connection abandons the request there.
-            return edge.reply(session, ctx, reply.with_id(ctx.id.as_deref())).await;
+            return edge
+                .reply(session, ctx, reply.with_id(ctx.id.as_deref()))
+                .await;
         }
         // An initialize result: hold the body until the session is sealed into the headers.
         let mut held = Vec::new();
@@ -252,17 +301,28 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
                 Ok(false) => {}
                 Err(reply) => {
                     edge.release(ctx);
-                    return edge.reply(session, ctx, reply.with_id(ctx.id.as_deref())).await;
+                    return edge
+                        .reply(session, ctx, reply.with_id(ctx.id.as_deref()))
+                        .await;
                 }
             }
         }
-        session.write_response_header(Box::new(response)).await.map_err(|e| e.into_down())?;
+        session
+            .write_response_header(Box::new(response))
+            .await
+            .map_err(|e| e.into_down())?;
         let held_last = held.len();
         for (i, chunk) in held.into_iter().enumerate() {
-            session.write_response_body(chunk, end && i + 1 == held_last).await.map_err(|e| e.into_down())?;
+            session
+                .write_response_body(chunk, end && i + 1 == held_last)
+                .await
+                .map_err(|e| e.into_down())?;
         }
         if end && held_last == 0 {
-            session.write_response_body(Bytes::new(), true).await.map_err(|e| e.into_down())?;
+            session
+                .write_response_body(Bytes::new(), true)
+                .await
+                .map_err(|e| e.into_down())?;
         }
         while !end {
             let (data, last) = tokio::select! {
@@ -274,7 +334,10 @@ pub async fn forward(edge: &Edge, session: &mut Session, ctx: &mut Ctx) -> Resul
             };
             end = last;
             // An empty chunk that does not end the body writes nothing (pingora's rule).
-            session.write_response_body(data.unwrap_or_default(), end).await.map_err(|e| e.into_down())?;
+            session
+                .write_response_body(data.unwrap_or_default(), end)
+                .await
+                .map_err(|e| e.into_down())?;
         }
         edge.release(ctx);
         upstream.respect_keepalive();
@@ -304,7 +367,8 @@ mod tests {
 
     #[test]
     fn the_request_leaves_in_one_piece_without_hop_by_hop_headers() {
-        let mut request = RequestHeader::build("POST", b"http://edge.example/api?x=1", None).unwrap();
+        let mut request =
+            RequestHeader::build("POST", b"http://edge.example/api?x=1", None).unwrap();
         request.set_version(http::Version::HTTP_10);
         for (name, value) in [
             ("Host", "edge.example"),
@@ -319,21 +383,45 @@ mod tests {
             request.append_header(name, value).unwrap();
         }
         let wire = text(&request_to_wire(&request, &PLAIN, br#"{"jsonrpc":"2.0"}"#));
-        assert!(wire.starts_with("POST /mcp?x=1 HTTP/1.1\r\nhost: 10.0.0.7:8000\r\n"), "{wire}");
-        assert!(wire.ends_with("content-length: 17\r\n\r\n{\"jsonrpc\":\"2.0\"}"), "{wire}");
-        assert!(wire.contains("accept: application/json\r\naccept: text/event-stream\r\n"), "{wire}");
-        for gone in ["connection:", "transfer-encoding:", "expect:", "mcp-session-id:", "edge.example", "999"] {
+        assert!(
+            wire.starts_with("POST /mcp?x=1 HTTP/1.1\r\nhost: 10.0.0.7:8000\r\n"),
+            "{wire}"
+        );
+        assert!(
+            wire.ends_with("content-length: 17\r\n\r\n{\"jsonrpc\":\"2.0\"}"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("accept: application/json\r\naccept: text/event-stream\r\n"),
+            "{wire}"
+        );
+        for gone in [
+            "connection:",
+            "transfer-encoding:",
+            "expect:",
+            "mcp-session-id:",
+            "edge.example",
+            "999",
+        ] {
             assert!(!wire.contains(gone), "{gone} in {wire}");
         }
 
-        let get = text(&request_to_wire(&RequestHeader::build("GET", b"/mcp", None).unwrap(), &PLAIN, b""));
+        let get = text(&request_to_wire(
+            &RequestHeader::build("GET", b"/mcp", None).unwrap(),
+            &PLAIN,
+            b"",
+        ));
         assert_eq!(get, "GET /mcp HTTP/1.1\r\nhost: 10.0.0.7:8000\r\n\r\n");
     }
 
     #[test]
     fn session_fields_are_the_replicas_own() {
         let mut request = RequestHeader::build("GET", b"/mcp", None).unwrap();
-        for (name, value) in [("Mcp-Session-Id", "client-token"), ("Last-Event-ID", "r2/41"), ("Authorization", "Bearer edge-secret")] {
+        for (name, value) in [
+            ("Mcp-Session-Id", "client-token"),
+            ("Last-Event-ID", "r2/41"),
+            ("Authorization", "Bearer edge-secret"),
+        ] {
             request.append_header(name, value).unwrap();
         }
         let rewrite = Rewrite {
@@ -344,14 +432,28 @@ mod tests {
             ..PLAIN
         };
         let wire = text(&request_to_wire(&request, &rewrite, b""));
-        assert!(wire.contains("mcp-session-id: replica-session\r\n") && !wire.contains("client-token"), "{wire}");
-        assert!(wire.contains("mcp-protocol-version: 2025-06-18\r\n"), "{wire}");
-        assert!(wire.contains("last-event-id: 41\r\n") && !wire.contains("r2/41"), "{wire}");
+        assert!(
+            wire.contains("mcp-session-id: replica-session\r\n") && !wire.contains("client-token"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("mcp-protocol-version: 2025-06-18\r\n"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("last-event-id: 41\r\n") && !wire.contains("r2/41"),
+            "{wire}"
+        );
         assert!(!wire.contains("edge-secret"), "{wire}");
 
         // A version the client sent is the one the replica gets.
-        request.append_header("MCP-Protocol-Version", "2025-03-26").unwrap();
+        request
+            .append_header("MCP-Protocol-Version", "2025-03-26")
+            .unwrap();
         let wire = text(&request_to_wire(&request, &rewrite, b""));
-        assert!(wire.contains("mcp-protocol-version: 2025-03-26\r\n") && !wire.contains("2025-06-18"), "{wire}");
+        assert!(
+            wire.contains("mcp-protocol-version: 2025-03-26\r\n") && !wire.contains("2025-06-18"),
+            "{wire}"
+        );
     }
 }

@@ -59,9 +59,12 @@ impl HealthCheck {
 /// One stateless legacy `tools/list` to the replica's MCP path: the response body (JSON, or the
 /// SSE stream carrying it), at most [`LIST_LIMIT`] bytes.
 async fn list_tools(replica: &Replica, timeout: Duration) -> Result<Vec<u8>, String> {
-    const BODY: &str = r#"{"jsonrpc":"2.0","id":"mcp-edge-tools","method":"tools/list","params":{}}"#;
+    const BODY: &str =
+        r#"{"jsonrpc":"2.0","id":"mcp-edge-tools","method":"tools/list","params":{}}"#;
     let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(replica.addr).await.map_err(|e| format!("connect: {e}"))?;
+        let mut stream = tokio::net::TcpStream::connect(replica.addr)
+            .await
+            .map_err(|e| format!("connect: {e}"))?;
         let request = format!(
             "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
              MCP-Protocol-Version: 2025-06-18\r\nUser-Agent: mcp-edge\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{BODY}",
@@ -69,27 +72,47 @@ async fn list_tools(replica: &Replica, timeout: Duration) -> Result<Vec<u8>, Str
             replica.authority,
             BODY.len()
         );
-        stream.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
+        stream
+            .write_all(request.as_bytes())
+            .await
+            .map_err(|e| format!("write: {e}"))?;
         let mut response = Vec::new();
-        stream.take(LIST_LIMIT as u64).read_to_end(&mut response).await.map_err(|e| format!("read: {e}"))?;
+        stream
+            .take(LIST_LIMIT as u64)
+            .read_to_end(&mut response)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         Ok::<_, String>(response)
     };
-    let response = tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no answer within {timeout:?}"))??;
-    let end = response.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no complete response head")?;
+    let response = tokio::time::timeout(timeout, exchange)
+        .await
+        .map_err(|_| format!("no answer within {timeout:?}"))??;
+    let end = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or("no complete response head")?;
     let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
     if !head.starts_with("http/1.1 200") {
         return Err(format!("answered {}", head.lines().next().unwrap_or("")));
     }
     let body = &response[end + 4..];
-    Ok(if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_vec() })
+    Ok(if head.contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    })
 }
 
 /// The data of a chunked HTTP/1.1 body (what arrived of it).
 fn dechunk(mut body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len());
     while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&body[..line_end]).ok().and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok());
-        let Some(size) = size.filter(|&n| n > 0) else { break };
+        let size = std::str::from_utf8(&body[..line_end])
+            .ok()
+            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok());
+        let Some(size) = size.filter(|&n| n > 0) else {
+            break;
+        };
         let start = line_end + 2;
         let Some(chunk) = body.get(start..start + size) else {
             out.extend_from_slice(&body[start.min(body.len())..]);
@@ -122,7 +145,10 @@ mod tests {
 
     #[test]
     fn a_chunked_body_is_joined() {
-        assert_eq!(dechunk(b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\n"), b"hello world");
+        assert_eq!(
+            dechunk(b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\n"),
+            b"hello world"
+        );
         assert_eq!(dechunk(b"5\r\nhel"), b"hel", "what arrived of a cut chunk");
         assert_eq!(dechunk(b""), b"");
     }

@@ -7,9 +7,9 @@
 //! requests and streams already on it hold their own reference and finish.
 
 pub mod discover;
+pub mod forward;
 pub mod health;
 pub mod pool;
-pub mod forward;
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},
@@ -47,7 +47,13 @@ pub struct Replica {
 }
 
 impl Replica {
-    fn new(id: ReplicaId, addr: SocketAddr, authority: String, path: String, healthy: bool) -> Self {
+    fn new(
+        id: ReplicaId,
+        addr: SocketAddr,
+        authority: String,
+        path: String,
+        healthy: bool,
+    ) -> Self {
         Self {
             id,
             addr,
@@ -89,9 +95,11 @@ pub fn parse_url(url: &str) -> Result<(String, SocketAddr, String), String> {
 
 /// `http://host[:port][/path]` → (authority, path); the path defaults to `/mcp`.
 pub fn split_url(url: &str) -> Result<(String, String), String> {
-    let rest = url
-        .strip_prefix("http://")
-        .ok_or_else(|| format!("{url}: only http:// replicas are supported (mcp-edge talks plain HTTP to replicas)"))?;
+    let rest = url.strip_prefix("http://").ok_or_else(|| {
+        format!(
+            "{url}: only http:// replicas are supported (mcp-edge talks plain HTTP to replicas)"
+        )
+    })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/mcp"),
@@ -103,7 +111,10 @@ pub fn split_url(url: &str) -> Result<(String, String), String> {
 }
 
 fn with_port(authority: &str) -> String {
-    if authority.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+    if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+    {
         authority.to_owned()
     } else {
         format!("{authority}:80")
@@ -126,7 +137,12 @@ pub struct Policy {
 
 impl Default for Policy {
     fn default() -> Self {
-        Self { eject_after: 3, eject_backoff: Duration::from_secs(1), pass_after: 1, fail_after: 2 }
+        Self {
+            eject_after: 3,
+            eject_backoff: Duration::from_secs(1),
+            pass_after: 1,
+            fail_after: 2,
+        }
     }
 }
 
@@ -161,8 +177,18 @@ impl Replicas {
     }
 
     fn from_list(list: Vec<Arc<Replica>>, policy: Policy) -> Self {
-        let policy = Policy { eject_after: policy.eject_after.max(1), pass_after: policy.pass_after.max(1), fail_after: policy.fail_after.max(1), ..policy };
-        Self { list: ArcSwap::from_pointee(list), next: AtomicUsize::new(0), policy, epoch: Instant::now() }
+        let policy = Policy {
+            eject_after: policy.eject_after.max(1),
+            pass_after: policy.pass_after.max(1),
+            fail_after: policy.fail_after.max(1),
+            ..policy
+        };
+        Self {
+            list: ArcSwap::from_pointee(list),
+            next: AtomicUsize::new(0),
+            policy,
+            epoch: Instant::now(),
+        }
     }
 
     /// The current set (a snapshot).
@@ -173,7 +199,11 @@ impl Replicas {
     /// Replace the set with the replicas at `addrs` (all serving `path`). Replicas still present
     /// keep their state; new ones start out of rotation until a health check passes; the ones
     /// gone leave the rotation. Returns (added, removed).
-    pub fn replace(&self, addrs: &[SocketAddr], path: &str) -> (Vec<Arc<Replica>>, Vec<Arc<Replica>>) {
+    pub fn replace(
+        &self,
+        addrs: &[SocketAddr],
+        path: &str,
+    ) -> (Vec<Arc<Replica>>, Vec<Arc<Replica>>) {
         let current = self.list.load_full();
         let mut next = Vec::with_capacity(addrs.len());
         let mut added = Vec::new();
@@ -185,13 +215,23 @@ impl Replicas {
                 Some(r) => next.push(r.clone()),
                 None => {
                     let authority = addr.to_string();
-                    let replica = Arc::new(Replica::new(authority.clone().into(), *addr, authority, path.to_owned(), false));
+                    let replica = Arc::new(Replica::new(
+                        authority.clone().into(),
+                        *addr,
+                        authority,
+                        path.to_owned(),
+                        false,
+                    ));
                     added.push(replica.clone());
                     next.push(replica);
                 }
             }
         }
-        let removed: Vec<_> = current.iter().filter(|r| !next.iter().any(|n| n.addr == r.addr)).cloned().collect();
+        let removed: Vec<_> = current
+            .iter()
+            .filter(|r| !next.iter().any(|n| n.addr == r.addr))
+            .cloned()
+            .collect();
         if !added.is_empty() || !removed.is_empty() {
             self.list.store(Arc::new(next));
         }
@@ -244,7 +284,9 @@ impl Replicas {
         let k = replica.ejections.fetch_add(1, Ordering::Relaxed).min(5);
         let backoff = self.policy.eject_backoff * (1 << k);
         replica.ejected_at.store(now, Ordering::Relaxed);
-        replica.ejected_until.store(now + backoff.as_millis() as u64, Ordering::Relaxed);
+        replica
+            .ejected_until
+            .store(now + backoff.as_millis() as u64, Ordering::Relaxed);
         replica.passes.store(0, Ordering::Relaxed);
         tracing::warn!(replica = %replica.id, failures = n, ?backoff, "replica ejected after consecutive failures");
         true
@@ -290,15 +332,28 @@ mod tests {
 
     fn three() -> Replicas {
         let specs: Vec<ReplicaSpec> = (1..=3)
-            .map(|i| ReplicaSpec { id: Some(format!("r{i}")), url: format!("http://127.0.0.1:{}/mcp", 9000 + i) })
+            .map(|i| ReplicaSpec {
+                id: Some(format!("r{i}")),
+                url: format!("http://127.0.0.1:{}/mcp", 9000 + i),
+            })
             .collect();
-        Replicas::new(&specs, Policy { eject_after: 2, eject_backoff: Duration::ZERO, ..Policy::default() }).unwrap()
+        Replicas::new(
+            &specs,
+            Policy {
+                eject_after: 2,
+                eject_backoff: Duration::ZERO,
+                ..Policy::default()
+            },
+        )
+        .unwrap()
     }
 
     #[test]
     fn round_robin_visits_every_healthy_replica() {
         let r = three();
-        let picks: Vec<String> = (0..6).map(|_| r.pick(&[]).unwrap().id.to_string()).collect();
+        let picks: Vec<String> = (0..6)
+            .map(|_| r.pick(&[]).unwrap().id.to_string())
+            .collect();
         assert_eq!(picks, ["r1", "r2", "r3", "r1", "r2", "r3"]);
     }
 
@@ -314,7 +369,10 @@ mod tests {
         }
         r.checked(&r2, true);
         assert!(r.is_alive("r2"));
-        assert_eq!(r.pick(&["r1".into(), "r3".into()]).unwrap().id.as_ref(), "r2");
+        assert_eq!(
+            r.pick(&["r1".into(), "r3".into()]).unwrap().id.as_ref(),
+            "r2"
+        );
         assert!(r.pick(&["r1".into(), "r2".into(), "r3".into()]).is_none());
     }
 
@@ -323,15 +381,27 @@ mod tests {
         assert_eq!(parse_url("http://127.0.0.1:8000/mcp").unwrap().2, "/mcp");
         assert_eq!(parse_url("http://127.0.0.1:8000").unwrap().2, "/mcp");
         assert_eq!(parse_url("http://localhost/x").unwrap().1.port(), 80);
-        assert!(parse_url("https://a:1/mcp").unwrap_err().contains("only http://"));
+        assert!(
+            parse_url("https://a:1/mcp")
+                .unwrap_err()
+                .contains("only http://")
+        );
         assert!(Replicas::new(&[], Policy::default()).is_err());
     }
 
     #[test]
     fn active_checks_need_their_thresholds_and_the_backoff() {
         let r = Replicas::new(
-            &[ReplicaSpec { id: Some("r1".into()), url: "http://127.0.0.1:9001/mcp".into() }],
-            Policy { eject_after: 1, eject_backoff: Duration::from_secs(3600), pass_after: 2, fail_after: 2 },
+            &[ReplicaSpec {
+                id: Some("r1".into()),
+                url: "http://127.0.0.1:9001/mcp".into(),
+            }],
+            Policy {
+                eject_after: 1,
+                eject_backoff: Duration::from_secs(3600),
+                pass_after: 2,
+                fail_after: 2,
+            },
         )
         .unwrap();
         let r1 = r.get("r1").unwrap();
@@ -347,7 +417,10 @@ mod tests {
         for _ in 0..5 {
             r.checked(&r1, true);
         }
-        assert!(!r1.is_healthy(), "passing checks wait for the ejection backoff");
+        assert!(
+            !r1.is_healthy(),
+            "passing checks wait for the ejection backoff"
+        );
     }
 
     #[test]

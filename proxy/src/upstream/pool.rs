@@ -18,7 +18,9 @@ use std::{
 };
 
 use futures::task::noop_waker_ref;
-use pingora::{Result, connectors::TransportConnector, protocols::Stream, upstreams::peer::HttpPeer};
+use pingora::{
+    Result, connectors::TransportConnector, protocols::Stream, upstreams::peer::HttpPeer,
+};
 use tokio::io::{AsyncRead, ReadBuf};
 
 /// Idle connections a thread keeps per replica; more are closed when released.
@@ -48,7 +50,10 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(idle_timeout: Duration) -> Self {
-        Self { connector: TransportConnector::new(None), idle_timeout }
+        Self {
+            connector: TransportConnector::new(None),
+            idle_timeout,
+        }
     }
 
     /// A connection to `peer`; `true` when it was pooled (it may still turn out closed by the
@@ -84,7 +89,10 @@ impl Pool {
             if idle.len() < MAX_IDLE_PER_REPLICA {
                 idle.push(Idle { stream, since: now });
             }
-            if pool.last_sweep.is_none_or(|at| now.duration_since(at) > self.idle_timeout / 4) {
+            if pool
+                .last_sweep
+                .is_none_or(|at| now.duration_since(at) > self.idle_timeout / 4)
+            {
                 pool.sweep(now, self.idle_timeout);
             }
             !std::mem::replace(&mut pool.sweeper, true)
@@ -98,7 +106,9 @@ impl Pool {
     /// connections that outlived the idle timeout even when no request comes. (With work
     /// stealing, tasks move between threads; the sweeps on `put` are what remains.)
     fn spawn_sweeper(&self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if runtime.runtime_flavor() != tokio::runtime::RuntimeFlavor::CurrentThread {
             return;
         }
@@ -129,7 +139,10 @@ fn still_idle(stream: &mut Stream) -> bool {
     let mut byte = [0u8; 1];
     let mut buf = ReadBuf::new(&mut byte);
     let mut cx = Context::from_waker(noop_waker_ref());
-    matches!(std::pin::Pin::new(stream).poll_read(&mut cx, &mut buf), Poll::Pending)
+    matches!(
+        std::pin::Pin::new(stream).poll_read(&mut cx, &mut buf),
+        Poll::Pending
+    )
 }
 
 #[cfg(test)]
@@ -147,7 +160,9 @@ mod tests {
             let (first, _) = listener.accept().await.unwrap();
             let _ = closed_tx.send(first);
             while let Ok((mut more, _)) = listener.accept().await {
-                tokio::spawn(async move { while more.read(&mut [0u8; 64]).await.is_ok_and(|n| n > 0) {} });
+                tokio::spawn(async move {
+                    while more.read(&mut [0u8; 64]).await.is_ok_and(|n| n > 0) {}
+                });
             }
         });
         let pool = Pool::new(Duration::from_secs(60));
@@ -169,7 +184,10 @@ mod tests {
                 drop(stream);
                 break;
             }
-            assert!(Instant::now() < deadline, "a closed connection was still handed out after 5 s");
+            assert!(
+                Instant::now() < deadline,
+                "a closed connection was still handed out after 5 s"
+            );
             pool.put(addr, stream);
             tokio::task::yield_now().await;
         }
@@ -190,6 +208,9 @@ mod tests {
         let (stream, _) = pool.get(&peer, addr).await.unwrap();
         pool.put(addr, stream);
         let (_, reused) = pool.get(&peer, addr).await.unwrap();
-        assert!(!reused, "a connection idle longer than the timeout is not reused");
+        assert!(
+            !reused,
+            "a connection idle longer than the timeout is not reused"
+        );
     }
 }

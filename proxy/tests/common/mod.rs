@@ -34,7 +34,13 @@ impl Drop for Edge {
             let _ = stderr.reader.join();
             let log = stderr.lines.lock().unwrap();
             let tail = &log[log.len().saturating_sub(40)..];
-            eprintln!("mcp-edge {}; last lines of its log:\n{}", exited.map_or("was still running".to_owned(), |s| format!("had exited: {s}")), tail.join("\n"));
+            eprintln!(
+                "mcp-edge {}; last lines of its log:\n{}",
+                exited.map_or("was still running".to_owned(), |s| format!(
+                    "had exited: {s}"
+                )),
+                tail.join("\n")
+            );
         }
     }
 }
@@ -53,11 +59,18 @@ fn collect(lines: impl Iterator<Item = std::io::Result<String>> + Send + 'static
             into.lock().unwrap().push(line);
         }
     });
-    Collected { lines: collected, reader }
+    Collected {
+        lines: collected,
+        reader,
+    }
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Start mcp-edge with `args`, wait until it printed its replicas and its admin answers.
@@ -68,7 +81,14 @@ pub async fn start(args: &[&str]) -> Edge {
 /// [`start`] on given ports (MCP, admin).
 pub async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--admin-listen", &format!("127.0.0.1:{admin}"), "--log", "warn"])
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--admin-listen",
+            &format!("127.0.0.1:{admin}"),
+            "--log",
+            "warn",
+        ])
         .args(["--health-interval-ms", "200", "--grace-seconds", "1"])
         .args(args)
         .stdout(Stdio::piped())
@@ -89,11 +109,27 @@ pub async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
         }
     }
     let stdout = collect(lines).lines;
-    let stderr = Some(collect(BufReader::new(child.stderr.take().unwrap()).lines()));
-    let edge = Edge { url: format!("http://127.0.0.1:{port}/mcp"), admin: format!("http://127.0.0.1:{admin}"), replicas, child, stdout, stderr };
+    let stderr = Some(collect(
+        BufReader::new(child.stderr.take().unwrap()).lines(),
+    ));
+    let edge = Edge {
+        url: format!("http://127.0.0.1:{port}/mcp"),
+        admin: format!("http://127.0.0.1:{admin}"),
+        replicas,
+        child,
+        stdout,
+        stderr,
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     let healthz = format!("{}/healthz", edge.admin);
-    while client().get(&healthz).send().await.map(|r| r.status().as_u16()).ok() != Some(200) {
+    while client()
+        .get(&healthz)
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .ok()
+        != Some(200)
+    {
         assert!(Instant::now() < deadline, "mcp-edge did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -102,7 +138,11 @@ pub async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
 }
 
 pub fn client() -> reqwest::Client {
-    reqwest::Client::builder().timeout(Duration::from_secs(30)).pool_max_idle_per_host(0).build().unwrap()
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
 }
 
 pub struct Answer {
@@ -116,23 +156,39 @@ impl Answer {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
     pub fn served_by(&self) -> String {
-        self.headers.get("x-served-by").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+        self.headers
+            .get("x-served-by")
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
     }
     pub fn session(&self) -> Option<String> {
-        self.headers.get("mcp-session-id").map(|v| v.to_str().unwrap().to_owned())
+        self.headers
+            .get("mcp-session-id")
+            .map(|v| v.to_str().unwrap().to_owned())
     }
     pub fn error_code(&self) -> i64 {
-        self.json()["error"]["code"].as_i64().unwrap_or_else(|| panic!("no JSON-RPC error: {}", self.body))
+        self.json()["error"]["code"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no JSON-RPC error: {}", self.body))
     }
 }
 
-pub async fn send(method: reqwest::Method, url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Answer {
+pub async fn send(
+    method: reqwest::Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<reqwest::Body>,
+) -> Answer {
     let mut request = client().request(method, url).body(body);
     for (k, v) in headers {
         request = request.header(*k, *v);
     }
     let response = request.send().await.unwrap();
-    Answer { status: response.status().as_u16(), headers: response.headers().clone(), body: response.text().await.unwrap() }
+    Answer {
+        status: response.status().as_u16(),
+        headers: response.headers().clone(),
+        body: response.text().await.unwrap(),
+    }
 }
 
 pub async fn post(url: &str, headers: &[(&str, &str)], body: impl Into<reqwest::Body>) -> Answer {
@@ -143,7 +199,8 @@ pub const JSON: (&str, &str) = ("content-type", "application/json");
 pub const BOTH: (&str, &str) = ("accept", "application/json, text/event-stream");
 
 pub fn call(id: u64, tool: &str, args: Value) -> String {
-    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}}).to_string()
+    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":tool,"arguments":args}})
+        .to_string()
 }
 
 pub fn initialize(version: &str) -> String {
@@ -153,14 +210,25 @@ pub fn initialize(version: &str) -> String {
 pub async fn stats(edge: &Edge) -> HashMap<String, Value> {
     let mut out = HashMap::new();
     for (id, base) in &edge.replicas {
-        let v: Value = client().get(format!("{base}/stats")).send().await.unwrap().json().await.unwrap();
+        let v: Value = client()
+            .get(format!("{base}/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         out.insert(id.clone(), v);
     }
     out
 }
 
 pub async fn total_requests(edge: &Edge) -> u64 {
-    stats(edge).await.values().map(|s| s["mcp_requests"].as_u64().unwrap()).sum()
+    stats(edge)
+        .await
+        .values()
+        .map(|s| s["mcp_requests"].as_u64().unwrap())
+        .sum()
 }
 
 /// Until every replica that answers `/stats` has served the `tools/list` mcp-edge sends it at
@@ -171,7 +239,11 @@ async fn health_reads_done(replicas: &[(String, String)]) {
     for (_, base) in replicas {
         loop {
             let served = match client().get(format!("{base}/stats")).send().await {
-                Ok(r) => r.json::<Value>().await.ok().and_then(|v| v["mcp_requests"].as_u64()),
+                Ok(r) => r
+                    .json::<Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["mcp_requests"].as_u64()),
                 Err(_) => break,
             };
             if served.is_none_or(|n| n > 0) || Instant::now() > deadline {
@@ -192,7 +264,6 @@ pub async fn open_session(edge: &Edge, version: &str) -> String {
     token
 }
 
-
 pub async fn events(mut response: reqwest::Response) -> Vec<(Instant, Value)> {
     let mut out = Vec::new();
     let mut pending = String::new();
@@ -211,11 +282,14 @@ pub async fn events(mut response: reqwest::Response) -> Vec<(Instant, Value)> {
     out
 }
 
-
 /// The mcp-backend binary built next to mcp-edge (`cargo test --workspace` builds both).
 pub fn backend_bin() -> PathBuf {
     let path = PathBuf::from(env!("CARGO_BIN_EXE_mcp-edge")).with_file_name("mcp-backend");
-    assert!(path.exists(), "{} is missing: build the workspace (cargo test --workspace)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build the workspace (cargo test --workspace)",
+        path.display()
+    );
     path
 }
 
@@ -227,7 +301,10 @@ where
 {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !check().await {
-        assert!(Instant::now() < deadline, "timed out after {secs} s waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs} s waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
