@@ -5,10 +5,10 @@ use std::{net::SocketAddr, time::Duration};
 use clap::Parser;
 
 /// The default Origin allow-list: browsers on this machine, any port (mcp-edge uses it too).
-pub const LOOPBACK_ORIGINS: &str = "http://localhost:*,http://127.0.0.1:*,http://[::1]:*,https://localhost:*,https://127.0.0.1:*,https://[::1]:*";
+pub use mcp_protocol::post::LOOPBACK_ORIGINS;
 
 /// Protocol revisions this backend serves, oldest first.
-pub const PROTOCOL_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", "2026-07-28"];
+pub use mcp_protocol::version::KNOWN as PROTOCOL_VERSIONS;
 
 /// A fast stateless MCP server for both protocol eras (2025-03-26 … 2025-11-25 and 2026-07-28).
 ///

@@ -1,19 +1,23 @@
 //! mcp-backend: a fast stateless MCP server for both protocol eras, bundled with mcp-edge as its
 //! default replica, the template for users' own tools, and the benchmark target.
 //!
-//! - [`server`]: the MCP handler (capabilities, resources, prompts, listen streams, sealing);
-//! - [`template`]: the `echo` tool users copy, and the streaming/benchmark helpers;
+//! - [`backend`]: the [`Backend`] type (identity, tools, `requestState` key, list changes), a leaf;
+//! - [`handler`]: how it answers (capabilities, lists, reads, listen streams), over rmcp;
+//! - [`catalog`]: what it serves, composed from the two below;
+//! - [`template`]: what users copy — `tools` (`echo`, and the streaming/benchmark helpers),
+//!   `resources` (`info://server`), `prompts` (`code_review`);
 //! - [`conformance`]: the fixtures the official conformance suite calls;
-//! - [`http`]: routes and the JSON-RPC error edge in front of rmcp;
+//! - [`http`]: routes and the JSON-RPC error edge in front of rmcp (`http::jsonrpc`);
 //! - [`probe`]: the `health` subcommand's GET, shared with mcp-edge's health checks;
 //! - [`serve`]/[`Replica`]: binding, serving and the graceful drain on shutdown.
 
+pub mod backend;
+pub mod catalog;
 pub mod config;
 pub mod conformance;
+pub mod handler;
 pub mod http;
-pub mod jsonrpc;
 pub mod probe;
-pub mod server;
 pub mod template;
 
 use std::{future::Future, net::SocketAddr};
@@ -21,8 +25,8 @@ use std::{future::Future, net::SocketAddr};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use backend::Backend;
 pub use config::Config;
-pub use server::Backend;
 
 /// A bound, not yet serving, replica.
 pub struct Replica {

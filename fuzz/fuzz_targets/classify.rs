@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mcp_edge::mcp;
+use mcp_protocol as mcp;
 
 fuzz_target!(|body: &[u8]| {
     if let Ok(message) = mcp::classify(body) {

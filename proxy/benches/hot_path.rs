@@ -7,10 +7,10 @@ use std::{hint::black_box, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use mcp_edge::{
-    mcp,
     route::{self, Facts, Request, SessionState, Verb},
     session::{Keys, ReplicaId, Sessions},
 };
+use mcp_protocol as mcp;
 
 /// Nothing in flight, every replica alive, `echo` safe: the common case.
 struct Quiet;

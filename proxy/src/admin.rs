@@ -1,6 +1,6 @@
 //! The admin listener: `/healthz` (the process is up and its MCP listener accepts), `/readyz`
 //! (it can serve: a healthy replica exists and it is not shutting down), `/metrics` (Prometheus,
-//! [`crate::metrics`]) and `POST /sessions/revoke` (a peer's DELETE, see [`crate::session::peers`]). It runs beside pingora, not as one
+//! [`crate::telemetry::metrics`]) and `POST /sessions/revoke` (a peer's DELETE, see [`crate::session::peers`]). It runs beside pingora, not as one
 //! of its services, so that it still answers (503) while pingora drains.
 
 use std::sync::{
@@ -20,8 +20,8 @@ use bytes::Bytes;
 use pingora::{server::ShutdownWatch, services::background::BackgroundService};
 
 use crate::{
-    metrics::{Event, Metrics},
     session::{Sessions, peers::REVOKE_PATH},
+    telemetry::metrics::{Event, Metrics},
     upstream::Replicas,
 };
 
@@ -91,8 +91,8 @@ pub struct Admin {
     pub replicas: Arc<Replicas>,
     pub sessions: Arc<Sessions>,
     pub metrics: Arc<Metrics>,
-    pub streams: Arc<crate::limits::Streams>,
-    pub tools: Arc<crate::mcp::tools::KnownTools>,
+    pub streams: Arc<crate::inflight::Streams>,
+    pub tools: Arc<crate::tools::KnownTools>,
     pub lifecycle: Lifecycle,
 }
 
@@ -182,9 +182,17 @@ async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
 }
 
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
-    let text = admin
-        .metrics
-        .render(&admin.replicas, admin.streams.open_now(), admin.tools.len());
+    let gauges = crate::telemetry::metrics::Gauges {
+        open_streams: admin.streams.open_now(),
+        tools_known: admin.tools.len(),
+        replicas: admin
+            .replicas
+            .all()
+            .iter()
+            .map(|r| (r.id.clone(), r.addr, r.is_healthy()))
+            .collect(),
+    };
+    let text = admin.metrics.render(&gauges);
     (
         StatusCode::OK,
         [(

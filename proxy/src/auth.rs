@@ -5,7 +5,9 @@
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::mcp::errors::{INVALID_REQUEST, Reply};
+use mcp_protocol::error::INVALID_REQUEST;
+
+use crate::answer::Reply;
 
 /// What a session is bound to: the first 16 bytes of SHA-256 of the credential.
 pub type Identity = [u8; 16];
@@ -48,7 +50,7 @@ impl Auth {
                 INVALID_REQUEST,
                 "authentication required: send Authorization: Bearer <token>",
             )
-            .with_header("WWW-Authenticate", &challenge(None)));
+            .with_header("WWW-Authenticate", challenge(None)));
         };
         let presented = header
             .strip_prefix(b"Bearer ")
@@ -56,7 +58,7 @@ impl Auth {
             .map(<[u8]>::trim_ascii);
         let invalid = || {
             Reply::error(401, INVALID_REQUEST, "the bearer token is not valid")
-                .with_header("WWW-Authenticate", &challenge(Some("invalid_token")))
+                .with_header("WWW-Authenticate", challenge(Some("invalid_token")))
         };
         let presented = presented.ok_or_else(invalid)?;
         // Every token is compared, equal or not, so timing says nothing about which one matched.

@@ -1,30 +1,39 @@
-//! mcp-edge: an MCP-aware front proxy on pingora.
+//! mcp-edge: an MCP-aware front proxy on pingora. Calls go one way: the client side, then the
+//! phases, then pure decisions, then upstream I/O.
 //!
-//! - [`mcp`]: protocol knowledge (classification, eras, header rules, SSE, error bodies), pure;
-//! - [`session`]: legacy sessions minted at the edge, and who serves what right now;
-//! - [`route`]: the routing decision, a pure function;
-//! - [`upstream`]: the replica set, health checks, discovery, forwarding and its connection pool;
-//! - [`front`]: each request from pingora's HTTP server (header deadline, failures, logging);
-//! - [`edge`]: one request's steps, wiring the above; [`heads`]: the request fields it reads;
-//! - [`metrics`]: Prometheus counters; [`access`]: the access log;
-//! - [`auth`]: bearer tokens; [`ratelimit`]: a token bucket per caller; [`limits`]: header and stream limits; [`admin`]: /healthz, /readyz, peer revocations; [`drain`]: shutdown as soon as nothing is in flight; [`embedded`]: the bundled replicas; [`config`]: flags.
+//! - client side: [`downstream`] (listeners, the keep-alive loop, the only code touching the
+//!   client's `ServerSession`);
+//! - the phases: [`edge`] (the phase chart) delegating to [`admit`], [`retry`] (the exchange
+//!   phase), [`respond`] (the relay phase's bytes), with [`request`] holding one request's state;
+//! - pure decisions: [`route`] (`decide`, `after_failure`), [`relay`] (the response policy),
+//!   [`answer`] (replies and the failure table), `mcp_protocol` (classification, SSE, errors);
+//! - state: [`session`] (sealed legacy sessions), [`inflight`] (streams and owners, by guard),
+//!   [`tools`] (tool annotations learned), [`auth`], [`ratelimit`], [`limits`], [`drain`];
+//! - upstream I/O: [`upstream`] (replica set, round robin, health, discovery, pool, exchange);
+//! - around it: [`app`] (flags → shared state → services), [`admin`], [`telemetry`],
+//!   [`embedded`] (the bundled replicas), [`config`].
 
-pub mod access;
 pub mod admin;
+pub mod admit;
+pub mod answer;
+pub mod app;
 pub mod auth;
 pub mod config;
+pub mod downstream;
 pub mod drain;
 pub mod edge;
 pub mod embedded;
-pub mod front;
-pub mod heads;
+pub mod inflight;
 pub mod limits;
-pub mod listen;
-pub mod mcp;
-pub mod metrics;
 pub mod ratelimit;
+pub mod relay;
+pub mod request;
+pub mod respond;
+pub mod retry;
 pub mod route;
 pub mod session;
+pub mod telemetry;
+pub mod tools;
 pub mod upstream;
 
 pub use config::Config;

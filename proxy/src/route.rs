@@ -19,10 +19,19 @@
 //! | DELETE with a live session | ends it at the proxy (200), or at its owning replica |
 //! | DELETE otherwise | 404 (unknown session) or 405 (no session) |
 
+use mcp_protocol::{
+    self as mcp, Era, Kind, Message,
+    error::{HEADER_MISMATCH, INVALID_REQUEST},
+    version::DEFAULT_LEGACY,
+};
+use pingora::Error;
+
 use crate::{
-    mcp::{self, Era, Kind, Message, errors::*},
+    answer::{Failure, Reply, is_timeout},
     session::{ReplicaId, SessionView},
 };
+
+pub use crate::session::SessionState;
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,16 +53,6 @@ pub enum Verb {
     Other,
 }
 
-/// What the request's `Mcp-Session-Id` header led to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SessionState {
-    /// No header.
-    None,
-    /// A header naming no live session (unknown, expired or ended).
-    Unknown,
-    Live(SessionView),
-}
-
 /// The request as routing sees it; everything borrowed from the request.
 #[derive(Debug, Clone)]
 pub struct Request<'a> {
@@ -66,20 +65,6 @@ pub struct Request<'a> {
     /// The replica named by a `Last-Event-ID` the proxy issued.
     pub resume_from: Option<&'a str>,
 }
-
-/// Requests that change nothing on a replica, by method: a retry cannot do harm.
-const SAFE_METHODS: &[&str] = &[
-    "initialize",
-    "server/discover",
-    "ping",
-    "tools/list",
-    "resources/list",
-    "resources/templates/list",
-    "prompts/list",
-    "resources/read",
-    "prompts/get",
-    "completion/complete",
-];
 
 /// Whether a request whose connection broke before any response byte may be sent again to
 /// another replica:
@@ -100,7 +85,7 @@ pub fn retry_is_safe(message: &Message<'_>, facts: &dyn Facts) -> bool {
             .name
             .as_deref()
             .is_some_and(|tool| facts.tool_is_safe(tool)),
-        Some(method) => SAFE_METHODS.contains(&method),
+        Some(method) => mcp::methods::is_safe(method),
         None => false,
     }
 }
@@ -118,13 +103,8 @@ pub trait Facts {
 }
 
 /// 404 for a session that no longer exists: the client must send initialize again.
-pub fn session_gone_reply(id: Option<&str>) -> Reply {
-    Reply::error(404, INVALID_REQUEST, "Session not found: it expired, was deleted, or its replica is gone; send initialize to start a new session")
-        .with_id(id)
-}
-
 fn session_gone(id: Option<&str>) -> Decision {
-    Decision::Reply(session_gone_reply(id))
+    Decision::Reply(Failure::SessionGone.reply(id))
 }
 
 /// The routing decision for one request.
@@ -197,8 +177,8 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
         Kind::Batch => {
             let version = session_version
                 .or(request.header_version)
-                .unwrap_or(mcp::DEFAULT_LEGACY);
-            if version == mcp::DEFAULT_LEGACY {
+                .unwrap_or(DEFAULT_LEGACY);
+            if version == DEFAULT_LEGACY {
                 Decision::AnyReplica
             } else {
                 Decision::Reply(Reply::error(
@@ -281,12 +261,87 @@ fn delete(request: &Request<'_>) -> Decision {
     }
 }
 
+/// One attempt at a replica, as the decision after its failure sees it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Attempt {
+    /// Repeating the request changes nothing ([`retry_is_safe`]).
+    pub safe: bool,
+    /// Only this replica may take it (a sticky target).
+    pub pinned: bool,
+    /// The replica is the session's stateful owner: without it the session is gone.
+    pub owned: bool,
+    /// The connection came from the pool (it may have been closed by the replica while idle).
+    pub reused: bool,
+    /// This attempt is already the one more try on a new connection to the same replica.
+    pub fresh_retry: bool,
+}
+
+/// Where a failed attempt had got to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// No connection: nothing was sent.
+    Connect,
+    /// Sent (or being sent), and no response byte came back.
+    Exchange,
+}
+
+/// What to do after a failed attempt.
+#[derive(Debug)]
+pub enum Next {
+    /// The same replica, over a new connection.
+    SameReplica,
+    /// The next healthy replica not tried yet.
+    OtherReplica,
+    /// Stop, and tell the client.
+    Answer(Failure),
+}
+
+/// Every decision after a failure, in one place:
+///
+/// | stage | attempt | next | counts against the replica |
+/// |---|---|---|---|
+/// | connect | the session's stateful owner | answer 404: the session is gone | yes |
+/// | connect | pinned, or the retry of a broken pooled connection that was not safe | answer 502, not repeated | yes |
+/// | connect | otherwise (nothing was sent) | another replica | yes |
+/// | exchange | a pooled connection, not a timeout, not yet retried | the same replica, new connection | no |
+/// | exchange | safe to repeat, not pinned, not a timeout | another replica | yes |
+/// | exchange | otherwise | answer 502 (504 for a timeout), not repeated | yes |
+pub fn after_failure(attempt: &Attempt, stage: Stage, error: Box<Error>) -> (Next, bool) {
+    let timeout = is_timeout(error.etype());
+    match stage {
+        Stage::Connect if attempt.owned => (Next::Answer(Failure::SessionGone), true),
+        Stage::Connect if attempt.pinned || (attempt.fresh_retry && !attempt.safe) => {
+            (Next::Answer(Failure::Unreachable(error)), true)
+        }
+        Stage::Connect => (Next::OtherReplica, true),
+        Stage::Exchange if attempt.reused && !attempt.fresh_retry && !timeout => {
+            (Next::SameReplica, false)
+        }
+        Stage::Exchange if attempt.safe && !attempt.pinned && !timeout => {
+            (Next::OtherReplica, true)
+        }
+        Stage::Exchange => (Next::Answer(Failure::before_answer(error)), true),
+    }
+}
+
+/// The answer when no replica is left to try.
+pub fn no_replica(owned: bool) -> Failure {
+    if owned {
+        Failure::SessionGone
+    } else {
+        Failure::NoReplica
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
 
+    use mcp_protocol::classify;
+    use pingora::ErrorType;
+
     use super::*;
-    use crate::{mcp::classify, session::Owner};
+    use crate::session::Owner;
 
     #[derive(Default)]
     struct Live {
@@ -386,7 +441,7 @@ mod tests {
         let Decision::Reply(reply) = d else {
             panic!("{d:?}")
         };
-        assert_eq!((reply.status, reply.id.as_deref()), (404, Some("1")));
+        assert_eq!((reply.status, reply.id()), (404, Some("1")));
     }
 
     #[test]
@@ -416,7 +471,10 @@ mod tests {
         let Decision::Reply(reply) = decide(&request, &facts) else {
             panic!()
         };
-        assert_eq!((reply.status, reply.code), (400, HEADER_MISMATCH));
+        assert_eq!(
+            (reply.status, reply.error.as_ref().map(|e| e.code)),
+            (400, Some(HEADER_MISMATCH))
+        );
     }
 
     #[test]
@@ -590,5 +648,81 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"sampling/createMessage"}"#
         ));
         assert!(!safe(br#"[{"jsonrpc":"2.0","id":1,"method":"ping"}]"#));
+    }
+
+    #[test]
+    fn after_a_failure_only_what_cannot_have_been_delivered_moves() {
+        let refused = || Error::new(ErrorType::ConnectRefused);
+        let closed = || Error::new(ErrorType::ConnectionClosed);
+        let slow = || Error::new(ErrorType::ReadTimedout);
+        let next = |attempt: Attempt, stage, error| {
+            let (next, eject) = after_failure(&attempt, stage, error);
+            let next = match next {
+                Next::SameReplica => "same",
+                Next::OtherReplica => "other",
+                Next::Answer(f) => match f.reply(None).status {
+                    404 => "404",
+                    502 => "502",
+                    504 => "504",
+                    _ => "?",
+                },
+            };
+            (next, eject)
+        };
+        let plain = Attempt::default();
+        let safe = Attempt {
+            safe: true,
+            ..plain
+        };
+        let pinned = Attempt {
+            pinned: true,
+            safe: true,
+            ..plain
+        };
+        let owned = Attempt {
+            owned: true,
+            pinned: true,
+            ..plain
+        };
+        let pooled = Attempt {
+            reused: true,
+            ..plain
+        };
+        let retried = Attempt {
+            reused: true,
+            fresh_retry: true,
+            ..plain
+        };
+        let table = [
+            (plain, Stage::Connect, refused(), ("other", true)),
+            (pinned, Stage::Connect, refused(), ("502", true)),
+            (owned, Stage::Connect, refused(), ("404", true)),
+            (retried, Stage::Connect, refused(), ("502", true)),
+            (
+                Attempt {
+                    safe: true,
+                    ..retried
+                },
+                Stage::Connect,
+                refused(),
+                ("other", true),
+            ),
+            (pooled, Stage::Exchange, closed(), ("same", false)),
+            (pooled, Stage::Exchange, slow(), ("504", true)),
+            (retried, Stage::Exchange, closed(), ("502", true)),
+            (safe, Stage::Exchange, closed(), ("other", true)),
+            (safe, Stage::Exchange, slow(), ("504", true)),
+            (pinned, Stage::Exchange, closed(), ("502", true)),
+            (plain, Stage::Exchange, closed(), ("502", true)),
+        ];
+        for (attempt, stage, error, expected) in table {
+            assert_eq!(
+                next(attempt, stage, error),
+                expected,
+                "{attempt:?} {stage:?}"
+            );
+        }
+        assert_eq!(no_replica(true).reply(None).status, 404);
+        assert_eq!(no_replica(false).reply(None).status, 503);
     }
 }

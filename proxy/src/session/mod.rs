@@ -1,10 +1,8 @@
-//! Legacy sessions and the small live state that stickiness needs.
-//!
-//! [`Sessions`]: the sessions mcp-edge mints for legacy clients (stateless replicas never mint
-//! one). A session lives in its sealed [`token`]; this process keeps only what cannot: the uids
-//! revoked by DELETE (until their tokens would have expired anyway) and when each session it
-//! served was last used (the idle timeout). [`Owners`]: who is serving what right now
-//! (requests streaming over SSE, server→client requests waiting for the client's answer).
+//! Legacy sessions: the sessions mcp-edge mints for legacy clients (stateless replicas never
+//! mint one). A session lives in its sealed [`token`]; this process keeps only what cannot: the
+//! uids revoked by DELETE (until their tokens would have expired anyway) and when each session
+//! it served was last used (the idle timeout). Who serves what right now is
+//! [`crate::inflight`]'s.
 
 pub mod peers;
 pub mod token;
@@ -37,6 +35,16 @@ pub struct SessionView {
     pub owner: Option<Owner>,
     /// When the token stops opening (Unix seconds).
     pub expires: u64,
+}
+
+/// What the request's `Mcp-Session-Id` header led to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionState {
+    /// No header.
+    None,
+    /// A header naming no live session (unknown, expired or ended).
+    Unknown,
+    Live(SessionView),
 }
 
 /// Why a token opened no session (for logs and metrics; the client sees 404 either way).
@@ -168,6 +176,24 @@ impl Sessions {
     }
 
     /// End a session here (DELETE, or an idle timeout): its token no longer opens on this process.
+    /// What a request's token leads to, and whether it named a session past its lifetime or
+    /// idle timeout (counted in metrics).
+    pub fn state(&self, token: Option<&str>, identity: &[u8]) -> (SessionState, bool) {
+        let Some(token) = token else {
+            return (SessionState::None, false);
+        };
+        match self.open(token, identity) {
+            Ok(view) => (SessionState::Live(view), false),
+            Err(why) => {
+                tracing::debug!(?why, "session token refused");
+                (
+                    SessionState::Unknown,
+                    matches!(why, Closed::Expired | Closed::Idle),
+                )
+            }
+        }
+    }
+
     pub fn revoke(&self, uid: &Uid, expires: u64) {
         self.seen.remove(uid);
         self.revoked.insert(*uid, expires);
@@ -223,48 +249,6 @@ impl pingora::services::background::BackgroundService for Sweep {
             let (seen, revoked) = self.0.sweep();
             tracing::debug!(seen, revoked, "sessions swept");
         }
-    }
-}
-
-/// Who serves what right now, keyed by a scope (the session id, or the client connection when
-/// there is no session) and a JSON-RPC id (raw JSON text).
-#[derive(Default)]
-pub struct Owners {
-    /// Client requests whose response is an open SSE stream: where a cancel must go.
-    streaming: DashMap<(Box<str>, Box<str>), ReplicaId>,
-    /// Server→client requests seen on a stream: where the client's answer must go.
-    asked: DashMap<(Box<str>, Box<str>), ReplicaId>,
-}
-
-impl Owners {
-    pub fn streaming(&self, scope: &str, id: &str, replica: ReplicaId) {
-        self.streaming.insert((scope.into(), id.into()), replica);
-    }
-
-    pub fn stream_done(&self, scope: &str, id: &str) {
-        self.streaming
-            .remove(&(Box::<str>::from(scope), Box::<str>::from(id)));
-    }
-
-    pub fn streaming_owner(&self, scope: &str, id: &str) -> Option<ReplicaId> {
-        self.streaming
-            .get(&(Box::<str>::from(scope), Box::<str>::from(id)))
-            .map(|r| r.clone())
-    }
-
-    pub fn asked(&self, scope: &str, id: &str, replica: ReplicaId) {
-        self.asked.insert((scope.into(), id.into()), replica);
-    }
-
-    /// The replica waiting for the client's answer to request `id`; the entry is consumed.
-    pub fn answer_owner(&self, scope: &str, id: &str) -> Option<ReplicaId> {
-        self.asked
-            .remove(&(Box::<str>::from(scope), Box::<str>::from(id)))
-            .map(|(_, r)| r)
-    }
-
-    pub fn in_flight(&self) -> usize {
-        self.streaming.len()
     }
 }
 
@@ -341,23 +325,5 @@ mod tests {
             "an idle session stays ended"
         );
         assert_eq!(idle.sweep(), (0, 1));
-    }
-
-    #[test]
-    fn owners_route_cancels_and_answers() {
-        let owners = Owners::default();
-        let r2: ReplicaId = "r2".into();
-        owners.streaming("s", "7", r2.clone());
-        assert_eq!(owners.streaming_owner("s", "7"), Some(r2.clone()));
-        assert_eq!(owners.streaming_owner("other", "7"), None);
-        owners.stream_done("s", "7");
-        assert_eq!(owners.streaming_owner("s", "7"), None);
-        owners.asked("s", "\"srv-1\"", r2.clone());
-        assert_eq!(owners.answer_owner("s", "\"srv-1\""), Some(r2));
-        assert_eq!(
-            owners.answer_owner("s", "\"srv-1\""),
-            None,
-            "an answer is delivered once"
-        );
     }
 }

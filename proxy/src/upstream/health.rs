@@ -15,7 +15,7 @@ use pingora::{server::ShutdownWatch, services::background::BackgroundService};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{Replica, Replicas};
-use crate::mcp::tools::{KnownTools, LIST_LIMIT};
+use crate::tools::{KnownTools, LIST_LIMIT};
 
 #[derive(Clone)]
 pub struct HealthCheck {

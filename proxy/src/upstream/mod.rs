@@ -7,7 +7,7 @@
 //! requests and streams already on it hold their own reference and finish.
 
 pub mod discover;
-pub mod forward;
+pub mod exchange;
 pub mod health;
 pub mod pool;
 

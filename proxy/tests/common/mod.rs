@@ -297,7 +297,7 @@ pub fn backend_bin() -> PathBuf {
 pub async fn wait_for<F, Fut>(secs: u64, what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
+    Fut: Future<Output = bool>,
 {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !check().await {

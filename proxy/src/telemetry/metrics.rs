@@ -1,6 +1,6 @@
 //! Prometheus metrics, served as text at the admin listener's `/metrics`.
 //!
-//! Every series is bounded: methods are the MCP methods this proxy knows (others count as
+//! Every series is bounded: methods are those of mcp-protocol's method table (others count as
 //! `other`), tool names are the first [`TOOL_LABELS`] seen (later ones count as `other`),
 //! eras and status classes are fixed sets, and replicas are the configured or discovered
 //! ones (plus `edge` for what the proxy answered itself). Counting is a sharded map update per
@@ -17,45 +17,10 @@ use std::{
 
 use dashmap::DashMap;
 
-use crate::{session::ReplicaId, upstream::Replicas};
+use crate::session::ReplicaId;
 
 /// Distinct tool names that get their own label; later ones are counted as `other`.
 pub const TOOL_LABELS: usize = 50;
-
-/// MCP methods with their own label.
-const METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "resources/list",
-    "resources/templates/list",
-    "resources/read",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "prompts/list",
-    "prompts/get",
-    "completion/complete",
-    "logging/setLevel",
-    "server/discover",
-    "notifications/initialized",
-    "notifications/cancelled",
-    "notifications/progress",
-    "notifications/roots/list_changed",
-];
-
-/// The method label of a request: a known method, `response` (a client's answer to a server
-/// request), `batch`, `none` (GET, DELETE) or `other`.
-pub fn method_label(method: Option<&str>) -> &'static str {
-    match method {
-        None => "none",
-        Some(m) => METHODS
-            .iter()
-            .find(|known| **known == m)
-            .copied()
-            .unwrap_or("other"),
-    }
-}
 
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -115,7 +80,8 @@ pub enum Event {
     HeaderTimeout,
 }
 
-const EVENTS: [(Event, &str, &str); 7] = [
+/// Every event counter: its name and help, in the order of [`Event`] (a test checks).
+const EVENTS: &[(Event, &str, &str)] = &[
     (
         Event::SessionMinted,
         "mcp_edge_sessions_minted_total",
@@ -152,6 +118,15 @@ const EVENTS: [(Event, &str, &str); 7] = [
         "Connections closed by the header deadline: a request's headers incomplete, or a kept-alive connection idle, for --header-timeout-ms.",
     ),
 ];
+
+/// What the gauges show, read at the scrape by whoever owns each (`admin`).
+#[derive(Debug, Default)]
+pub struct Gauges {
+    pub open_streams: usize,
+    pub tools_known: usize,
+    /// Each replica: id, address, whether it takes requests.
+    pub replicas: Vec<(ReplicaId, std::net::SocketAddr, bool)>,
+}
 
 /// The process's metrics.
 #[derive(Default)]
@@ -211,8 +186,13 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition of everything, with the replicas' state read now.
-    pub fn render(&self, replicas: &Replicas, open_streams: usize, tools_known: usize) -> String {
+    /// The Prometheus text exposition of the counters, and of the gauges read at the scrape.
+    pub fn render(&self, gauges: &Gauges) -> String {
+        let Gauges {
+            open_streams,
+            tools_known,
+            replicas,
+        } = gauges;
         let mut out = String::with_capacity(8192);
         out.push_str("# HELP mcp_edge_requests_total Requests answered, by MCP method, tool, protocol era, status class and replica (`edge`: answered by the proxy itself).\n");
         out.push_str("# TYPE mcp_edge_requests_total counter\n");
@@ -272,7 +252,7 @@ impl Metrics {
                 r#"mcp_edge_request_duration_seconds_count{{method="{method}"}} {count}"#
             );
         }
-        for (event, name, help) in EVENTS {
+        for &(event, name, help) in EVENTS {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
@@ -290,13 +270,12 @@ impl Metrics {
         );
         out.push_str("# HELP mcp_edge_replica_healthy 1 when the replica takes requests, 0 when it is out of rotation.\n");
         out.push_str("# TYPE mcp_edge_replica_healthy gauge\n");
-        for replica in replicas.all().iter() {
+        for (id, addr, healthy) in replicas {
             let _ = writeln!(
                 out,
-                r#"mcp_edge_replica_healthy{{replica="{}",address="{}"}} {}"#,
-                escape(&replica.id),
-                replica.addr,
-                u8::from(replica.is_healthy())
+                r#"mcp_edge_replica_healthy{{replica="{}",address="{addr}"}} {}"#,
+                escape(id),
+                u8::from(*healthy)
             );
         }
         out
@@ -334,8 +313,6 @@ mod tests {
             TOOL_LABELS + 1,
             "the first {TOOL_LABELS} tools, then other"
         );
-        assert_eq!(method_label(Some("x/unknown")), "other");
-        assert_eq!(method_label(Some("tools/call")), "tools/call");
     }
 
     #[test]
@@ -353,8 +330,14 @@ mod tests {
             });
         }
         m.count(Event::SessionMinted);
-        let replicas = Replicas::discovered(crate::upstream::Policy::default());
-        let text = m.render(&replicas, 0, 0);
+        let text = m.render(&Gauges {
+            replicas: vec![("r2".into(), "127.0.0.1:9".parse().unwrap(), true)],
+            ..Gauges::default()
+        });
+        assert!(
+            text.contains(r#"mcp_edge_replica_healthy{replica="r2",address="127.0.0.1:9"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"mcp_edge_requests_total{method="ping",tool="",era="2026-07-28",status="2xx",replica="r\"1"} 2"#), "{text}");
         assert!(text.contains(r#"status="4xx",replica="r\"1"} 1"#), "{text}");
         assert!(
@@ -368,5 +351,16 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("mcp_edge_sessions_minted_total 1"), "{text}");
+    }
+
+    #[test]
+    fn every_event_has_its_row_in_order() {
+        for (i, (event, name, _)) in EVENTS.iter().enumerate() {
+            assert_eq!(*event as usize, i, "{name}");
+        }
+        assert_eq!(
+            EVENTS.last().map(|e| e.0 as usize),
+            Some(Event::HeaderTimeout as usize)
+        );
     }
 }

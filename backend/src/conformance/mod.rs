@@ -3,7 +3,7 @@
 //! including multi round-trip requests). They are test fixtures, kept apart from the template.
 //!
 //! Everything here is stateless: state that must survive a round trip travels in a sealed
-//! `requestState` (HMAC, see [`crate::server::Backend::seal`]), so any replica sharing the key
+//! `requestState` (HMAC, see [`crate::backend::Backend::seal`]), so any replica sharing the key
 //! can answer the retry.
 //!
 //! Logging, sampling and roots are deprecated by 2026-07-28 (SEP-2577) but legacy scenarios
@@ -23,7 +23,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::server::{Backend, ListChange};
+use crate::backend::{Backend, ListChange};
 
 /// A 1×1 red PNG.
 pub const PNG: &str = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8/5+hHgAHggJ/PchI7wAAAABJRU5ErkJggg==";
@@ -673,191 +673,12 @@ impl Backend {
 
 // ----- resources -------------------------------------------------------------------------
 
-pub fn resources() -> Vec<Resource> {
-    vec![
-        Resource::new("test://static-text", "Static Text Resource")
-            .with_description("A static text resource for testing")
-            .with_mime_type("text/plain"),
-        Resource::new("test://static-binary", "Static Binary Resource")
-            .with_description("A static binary resource (image) for testing")
-            .with_mime_type("image/png"),
-        Resource::new("test://watched-resource", "Watched Resource")
-            .with_description("A resource that can be subscribed to")
-            .with_mime_type("text/plain"),
-    ]
-}
-
-pub fn resource_templates() -> Vec<ResourceTemplate> {
-    vec![
-        ResourceTemplate::new("test://template/{id}/data", "Resource Template")
-            .with_description("A resource template with parameter substitution")
-            .with_mime_type("application/json"),
-    ]
-}
-
-/// The contents of a conformance resource, or `None` when `uri` is not one.
-pub fn read(uri: &str) -> Option<ResourceContents> {
-    let text = |mime: &str, body: String| ResourceContents::TextResourceContents {
-        uri: uri.to_owned(),
-        mime_type: Some(mime.to_owned()),
-        text: body,
-        meta: None,
-    };
-    match uri {
-        "test://static-text" => Some(text(
-            "text/plain",
-            "This is the content of the static text resource.".into(),
-        )),
-        "test://watched-resource" => Some(text("text/plain", "Watched resource content".into())),
-        "test://static-binary" => Some(ResourceContents::BlobResourceContents {
-            uri: uri.to_owned(),
-            mime_type: Some("image/png".into()),
-            blob: PNG.into(),
-            meta: None,
-        }),
-        _ => {
-            let id = uri
-                .strip_prefix("test://template/")?
-                .strip_suffix("/data")?;
-            if id.is_empty() || id.contains('/') {
-                return None;
-            }
-            let body =
-                json!({ "id": id, "templateTest": true, "data": format!("Data for ID: {id}") });
-            Some(text("application/json", body.to_string()))
-        }
-    }
-}
-
-// ----- prompts ---------------------------------------------------------------------------
-
-pub fn prompts() -> Vec<Prompt> {
-    let arg = |name: &str, description: &str| {
-        PromptArgument::new(name)
-            .with_description(description)
-            .with_required(true)
-    };
-    vec![
-        Prompt::new(
-            "test_simple_prompt",
-            Some("A simple prompt without arguments"),
-            None,
-        ),
-        Prompt::new(
-            "test_prompt_with_arguments",
-            Some("A prompt with required arguments"),
-            Some(vec![
-                arg("arg1", "First test argument"),
-                arg("arg2", "Second test argument"),
-            ]),
-        ),
-        Prompt::new(
-            "test_prompt_with_embedded_resource",
-            Some("A prompt with an embedded resource"),
-            Some(vec![arg("resourceUri", "URI of the resource to embed")]),
-        ),
-        Prompt::new(
-            "test_prompt_with_image",
-            Some("A prompt with image content"),
-            None,
-        ),
-        Prompt::new(
-            "test_input_required_result_prompt",
-            Some("MRTR: asks for context before rendering"),
-            None,
-        ),
-    ]
-}
-
-/// A conformance prompt, `None` when `name` is not one.
-pub fn get_prompt(
-    request: &GetPromptRequestParams,
-) -> Option<Result<GetPromptResponse, ErrorData>> {
-    let arg = |key: &str| {
-        request
-            .arguments
-            .as_ref()
-            .and_then(|a| a.get(key))
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    let done = |messages: Vec<PromptMessage>| {
-        Ok(GetPromptResponse::Complete(GetPromptResult::new(messages)))
-    };
-    Some(match request.name.as_str() {
-        "test_simple_prompt" => done(vec![PromptMessage::new_text(
-            Role::User,
-            "This is a simple prompt for testing.",
-        )]),
-        "test_prompt_with_arguments" => done(vec![PromptMessage::new_text(
-            Role::User,
-            format!(
-                "Prompt with arguments: arg1='{}', arg2='{}'",
-                arg("arg1"),
-                arg("arg2")
-            ),
-        )]),
-        "test_prompt_with_embedded_resource" => done(vec![
-            PromptMessage::new(
-                Role::User,
-                ContentBlock::resource(ResourceContents::TextResourceContents {
-                    uri: arg("resourceUri"),
-                    mime_type: Some("text/plain".into()),
-                    text: "Embedded resource content for testing.".into(),
-                    meta: None,
-                }),
-            ),
-            PromptMessage::new_text(Role::User, "Please process the embedded resource above."),
-        ]),
-        "test_prompt_with_image" => done(vec![
-            PromptMessage::new(Role::User, ContentBlock::image(PNG, "image/png")),
-            PromptMessage::new_text(Role::User, "Please analyze the image above."),
-        ]),
-        "test_input_required_result_prompt" => {
-            match answer(request.input_responses.as_ref(), "user_context") {
-                Err(e) => Err(e),
-                Ok(None) => {
-                    let mut map = InputRequests::new();
-                    map.insert(
-                        "user_context".into(),
-                        elicit("What context should the prompt use?", "context", "string"),
-                    );
-                    Ok(GetPromptResponse::InputRequired(InputRequiredResult::new(
-                        Some(map),
-                        None,
-                    )))
-                }
-                Ok(Some(a)) => elicited(a, "context").and_then(|context| {
-                    done(vec![PromptMessage::new_text(
-                        Role::User,
-                        format!("Use this context: {context}"),
-                    )])
-                }),
-            }
-        }
-        _ => return None,
-    })
-}
+pub mod prompts;
+pub mod resources;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn template_resource_substitutes_id() {
-        let Some(ResourceContents::TextResourceContents { text, .. }) =
-            read("test://template/123/data")
-        else {
-            panic!("template resource not served");
-        };
-        assert_eq!(
-            text,
-            r#"{"data":"Data for ID: 123","id":"123","templateTest":true}"#
-        );
-        assert!(read("test://template//data").is_none());
-        assert!(read("test://nonexistent").is_none());
-    }
 
     #[test]
     fn malformed_answers_are_invalid_params() {

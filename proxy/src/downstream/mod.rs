@@ -1,22 +1,27 @@
-//! The client side of the proxy: pingora's HTTP/1 session code hands each request on a
-//! connection (accepted by `listen`) here, one at a time (HTTP/1.1 keep-alive; pipelined
-//! requests in order).
+//! The client connection: accepted by [`listen`] (one socket per worker thread), then each
+//! request on it, one at a time (HTTP/1.1 keep-alive; pipelined requests in order). This
+//! module and [`client`] are the only code that reads or writes pingora's `ServerSession`.
 //!
 //! ```text
 //! read_head ─ the request's headers, within --header-timeout-ms of the connection being ready
 //!   │          for it (accepted, or the previous response sent); else the connection closes
 //!   │          (also how an idle keep-alive connection ends); a malformed head → pingora's 400
-//! Edge::handle ─ everything the edge decides and forwards (edge.rs)
-//!   └─ Err ─ Edge::fail: the client's answer when the request broke (502/504, or a stream's
+//! Edge::handle ─ the request's phases (edge.rs), through a Client (client.rs)
+//!   └─ Err ─ Client::fail: the client's answer when the request broke (502/504, or a stream's
 //!            last error event); a client that went away is not logged as a failure
-//! Edge::logging ─ metrics, the access log, in-flight keys released
+//! Ctx::finish ─ in-flight guards released, metrics, the access log
 //! finish ─ the connection is kept for the next request when the exchange ended cleanly
 //!          (with any bytes of it that arrived early: pipelined requests are answered in order)
 //! ```
 //!
-//! mcp-edge answers every request itself (its own forwarding, `upstream::forward`), so it needs
-//! pingora's server and HTTP sessions but none of pingora-proxy's phases; this is the whole
-//! request loop.
+//! mcp-edge answers every request itself (its own exchange with replicas, `upstream::exchange`),
+//! so it needs pingora's server and HTTP sessions but none of pingora-proxy's phases; this is
+//! the whole request loop. HTTP/2 from clients would be a sibling of this loop: `listen`'s
+//! connection already delegates `Peek` (how pingora tells an h2c preface from HTTP/1).
+
+pub mod client;
+pub mod heads;
+pub mod listen;
 
 use std::{
     sync::{
@@ -35,7 +40,9 @@ use pingora::{
 };
 use tokio::sync::Notify;
 
-use crate::{drain::Drain, edge::Edge, metrics::Event};
+use crate::{drain::Drain, edge::Edge, request::Ctx, telemetry::metrics::Event};
+
+use client::Client;
 
 /// The proxy as pingora's HTTP application.
 pub struct Front {
@@ -111,12 +118,20 @@ impl HttpServerApp for Front {
             session.set_keepalive(None);
         }
         let edge = &self.edge;
-        let mut ctx = edge.new_ctx();
-        let error = edge.handle(&mut session, &mut ctx).await.err();
+        let mut ctx = Ctx::new();
+        let mut client = Client::new(&mut session);
+        let error = edge.handle(&mut client, &mut ctx).await.err();
         if let Some(e) = &error {
-            edge.fail(&mut session, e, &mut ctx).await;
+            client
+                .fail(e, ctx.id.as_deref(), ctx.streamed_request())
+                .await;
         }
-        edge.logging(&session, error.as_deref(), &mut ctx);
+        ctx.finish(
+            &client,
+            error.as_deref(),
+            &edge.metrics,
+            edge.access.as_ref(),
+        );
         if let Some(e) = error {
             session.on_proxy_failure(e);
             return None;

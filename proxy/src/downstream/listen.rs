@@ -38,7 +38,7 @@ use pingora::{
 use socket2::{Domain, Protocol, Socket, Type};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
 
-use crate::front::Front;
+use super::Front;
 
 /// Pending connections each listening socket queues (as pingora's listeners do).
 const BACKLOG: i32 = 65535;
@@ -235,7 +235,14 @@ impl UniqueID for Connection {
 
 impl Ssl for Connection {}
 
-impl Peek for Connection {}
+/// pingora peeks at a new connection's first bytes to tell an HTTP/2 preface (h2c) from
+/// HTTP/1: the TCP stream's own answer, not the trait's default of "nothing to see".
+#[async_trait]
+impl Peek for Connection {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.0.get_mut().try_peek(buf).await
+    }
+}
 
 impl GetTimingDigest for Connection {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {

@@ -30,7 +30,7 @@ impl KnownTools {
     /// Learn from a `tools/list` response body (JSON, or SSE whose last message is the result).
     /// Returns how many tools it named.
     pub fn learn(&self, body: &[u8]) -> usize {
-        let Some(json) = super::response_json(body) else {
+        let Some(json) = mcp_protocol::sse::response_json(body) else {
             return 0;
         };
         let Ok(response) = serde_json::from_slice::<Response>(&json) else {

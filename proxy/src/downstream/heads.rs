@@ -6,9 +6,10 @@
 //! a name counts, and a value that is not visible ASCII reads as absent; `Accept` fields add up.
 
 use http::HeaderValue;
+use mcp_protocol::headers::{
+    self, Accepts, LAST_EVENT_ID, METHOD, NAME, PROTOCOL_VERSION, SESSION_ID,
+};
 use pingora::http::RequestHeader;
-
-use crate::edge::{SESSION_HEADER, VERSION_HEADER};
 
 /// The fields of one request the edge looks at, borrowed from its header.
 #[derive(Default)]
@@ -18,7 +19,7 @@ pub struct Heads<'a> {
     pub bytes: usize,
     pub content_type: Option<&'a str>,
     pub content_length: Option<&'a str>,
-    pub accept: mcp_backend::http::Accepts,
+    pub accept: Accepts,
     pub authorization: Option<&'a [u8]>,
     pub origin: Option<&'a [u8]>,
     pub session: Option<&'a str>,
@@ -50,11 +51,11 @@ impl<'a> Heads<'a> {
             let first = match name.as_str() {
                 "content-type" => &mut content_type,
                 "content-length" => &mut content_length,
-                SESSION_HEADER => &mut session,
-                VERSION_HEADER => &mut version,
-                "last-event-id" => &mut last_event_id,
-                "mcp-method" => &mut mcp_method,
-                "mcp-name" => &mut mcp_name,
+                SESSION_ID => &mut session,
+                PROTOCOL_VERSION => &mut version,
+                LAST_EVENT_ID => &mut last_event_id,
+                METHOD => &mut mcp_method,
+                NAME => &mut mcp_name,
                 "accept" => {
                     accepts += 1;
                     &mut accept
@@ -80,9 +81,9 @@ impl<'a> Heads<'a> {
         heads.mcp_method = text(mcp_method);
         heads.mcp_name = text(mcp_name);
         heads.accept = if accepts > 1 {
-            mcp_backend::http::accepts(&request.headers)
+            headers::accepts(request.headers.get_all("accept"))
         } else {
-            mcp_backend::http::accepts_values(accept)
+            headers::accepts(accept)
         };
         heads
     }
@@ -129,7 +130,10 @@ mod tests {
         assert_eq!(heads.content_length, None);
         assert_eq!(heads.origin, Some(&b"http://localhost"[..]));
         assert_eq!(heads.authorization, None);
-        assert_eq!(heads.accept, mcp_backend::http::accepts(&request.headers));
+        assert_eq!(
+            heads.accept,
+            headers::accepts(request.headers.get_all("accept"))
+        );
         assert!(heads.accept.json && heads.accept.sse);
         assert_eq!(heads.count, 10);
     }

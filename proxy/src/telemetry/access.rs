@@ -14,10 +14,11 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use pingora::{Error, protocols::http::ServerSession as Session};
+use pingora::Error;
 use sha2::{Digest, Sha256};
 
-use crate::{config::AccessLog as Format, metrics::Request, session::SessionView};
+use super::metrics::Request;
+use crate::{config::AccessLog as Format, downstream::client::Traffic, session::SessionView};
 
 /// Where access log lines go, and in which format.
 pub struct AccessLog {
@@ -48,7 +49,7 @@ impl AccessLog {
     /// Log one finished request.
     pub fn log(
         &self,
-        session: &Session,
+        traffic: &Traffic,
         view: Option<&SessionView>,
         r: &Request,
         error: Option<&Error>,
@@ -60,8 +61,8 @@ impl AccessLog {
             tag
         });
         let error = error.map(|e| e.to_string());
-        let client = session.client_addr().map(|addr| match addr.as_inet() {
-            Some(std::net::SocketAddr::V4(v4)) => ipv4_text(v4),
+        let client = traffic.addr.map(|addr| match addr {
+            std::net::SocketAddr::V4(v4) => ipv4_text(&v4),
             _ => addr.to_string(),
         });
         let entry = Entry {
@@ -73,8 +74,8 @@ impl AccessLog {
             replica: r.replica.map(|id| &**id),
             status: r.status,
             latency_us: r.elapsed.as_micros() as u64,
-            bytes_in: session.body_bytes_read() as u64,
-            bytes_out: session.body_bytes_sent() as u64,
+            bytes_in: traffic.bytes_in as u64,
+            bytes_out: traffic.bytes_out as u64,
             client: client.as_deref(),
             error: error.as_deref(),
         };
@@ -277,8 +278,10 @@ struct Pending {
     dropped: u64,
 }
 
+/// The writer's buffer and its output, for the lines still held at exit.
+type Held = (Arc<Batched>, Mutex<Box<dyn Write + Send>>);
 /// The batch the process writes out when it exits (pingora ends it with `exit`).
-static AT_EXIT: OnceLock<(Arc<Batched>, Mutex<Box<dyn Write + Send>>)> = OnceLock::new();
+static AT_EXIT: OnceLock<Held> = OnceLock::new();
 
 impl Batched {
     /// Start the writer thread for `out`; the lines still held when the process exits are

@@ -1,22 +1,12 @@
-//! Protocol knowledge, pure and allocation-light: what a POST body is ([`classify`]), which
-//! protocol era and version it speaks, the header rules of 2026-07-28, and the JSON-RPC error
-//! bodies the proxy answers with ([`errors`]).
-
-pub mod errors;
-pub mod sse;
-pub mod tools;
+//! What a POST body is, read without building a JSON tree ([`classify`]), which protocol era
+//! it speaks ([`era`]), and the header rules of 2026-07-28 ([`header_mismatch`]).
 
 use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-/// The first revision without sessions (per-request `_meta`, no `initialize`).
-pub const MODERN: &str = "2026-07-28";
-/// Assumed when a legacy request names no version (the spec's rule for a missing header).
-pub const DEFAULT_LEGACY: &str = "2025-03-26";
-/// Every revision mcp-edge understands.
-pub const KNOWN_VERSIONS: &[&str] = &["2025-03-26", "2025-06-18", "2025-11-25", MODERN];
+use crate::version::MODERN;
 
 /// What kind of JSON-RPC message a body holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,46 +281,35 @@ pub fn header_mismatch(
     header_method: Option<&str>,
     header_name: Option<&str>,
 ) -> Option<String> {
-    if let (Some(meta), Some(header)) = (message.meta_version.as_deref(), header_version) {
-        if meta != header {
-            return Some(format!(
-                "MCP-Protocol-Version header ({header}) does not match _meta protocolVersion ({meta})"
-            ));
-        }
+    if let (Some(meta), Some(header)) = (message.meta_version.as_deref(), header_version)
+        && meta != header
+    {
+        return Some(format!(
+            "MCP-Protocol-Version header ({header}) does not match _meta protocolVersion ({meta})"
+        ));
     }
-    if let (Some(header), Some(body)) = (header_method.map(str::trim), message.method.as_deref()) {
-        if header != body {
-            return Some(format!(
-                "Mcp-Method header ({header}) does not match the body's method ({body})"
-            ));
-        }
+    if let (Some(header), Some(body)) = (header_method.map(str::trim), message.method.as_deref())
+        && header != body
+    {
+        return Some(format!(
+            "Mcp-Method header ({header}) does not match the body's method ({body})"
+        ));
     }
-    let names_target = matches!(
-        message.method.as_deref(),
-        Some("tools/call" | "resources/read" | "prompts/get")
-    );
+    let names_target = message
+        .method
+        .as_deref()
+        .is_some_and(crate::methods::is_named);
     if let (true, Some(header), Some(body)) = (
         names_target,
         header_name.map(str::trim),
         message.name.as_deref(),
-    ) {
-        if header != body {
-            return Some(format!(
-                "Mcp-Name header ({header}) does not match the body ({body})"
-            ));
-        }
+    ) && header != body
+    {
+        return Some(format!(
+            "Mcp-Name header ({header}) does not match the body ({body})"
+        ));
     }
     None
-}
-
-/// The JSON-RPC response in a replica's answer body: the body itself when it is JSON, or the last
-/// response message of an SSE stream.
-pub fn response_json(body: &[u8]) -> Option<bytes::Bytes> {
-    if body.trim_ascii_start().starts_with(b"{") {
-        Some(bytes::Bytes::copy_from_slice(body))
-    } else {
-        mcp_backend::http::last_response(body)
-    }
 }
 
 #[cfg(test)]

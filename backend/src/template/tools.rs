@@ -1,6 +1,5 @@
-//! The template surface users copy: the `echo` tool, the `info://server` resource and the
-//! `code_review` prompt, plus the helpers that streaming tests and benchmarks need (`sleep`,
-//! `progress`, `payload`).
+//! The template's tools: `echo`, the one users copy, and the helpers that streaming tests and
+//! benchmarks need (`sleep`, `progress`, `payload`).
 //!
 //! Adding a tool is one method in the `#[tool_router]` block below: a doc-less `#[tool]` with a
 //! description, an argument struct deriving `Deserialize` + `JsonSchema`, and a body returning
@@ -20,7 +19,7 @@ use rmcp::{
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use crate::server::Backend;
+use crate::backend::Backend;
 
 /// Largest `payload` the helper produces (bytes).
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;

@@ -1,127 +1,22 @@
-//! The MCP server: one [`Backend`] value answers every request of both protocol eras.
-//!
-//! rmcp does the protocol work (negotiation, 2026-07-28 `_meta` and header validation, MRTR
-//! gating, SSE). This module supplies capabilities, routes resources and prompts to the
-//! template and the conformance fixtures, runs `subscriptions/listen` streams, and seals
-//! multi round-trip `requestState`.
+//! How the [`Backend`] answers: rmcp does the protocol work (negotiation, 2026-07-28 `_meta`
+//! and header validation, MRTR gating, SSE); this handler supplies capabilities, lists and reads
+//! what the [`catalog`](crate::catalog) composes, and runs `subscriptions/listen` streams.
 
-use std::{borrow::Cow, sync::Arc};
+use std::borrow::Cow;
 
 use rmcp::{
     ErrorData, RoleServer, ServerHandler,
-    handler::server::router::tool::ToolRouter,
     model::*,
     service::{RequestContext, SubscriptionContext},
     tool_handler,
 };
-use serde::{Serialize, de::DeserializeOwned};
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use crate::conformance;
-
-pub const SERVER_NAME: &str = "mcp-backend";
-
-/// A list-changed event, delivered to this process's open listen streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListChange {
-    Tools,
-    Prompts,
-    Resources,
-}
-
-/// The server handler. Cheap to clone: rmcp makes one per stateless request.
-#[derive(Clone)]
-pub struct Backend {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    replica_id: String,
-    tools: ToolRouter<Backend>,
-    state: RequestStateCodec,
-    changes: broadcast::Sender<ListChange>,
-}
-
-impl Backend {
-    /// `state_key`: the HMAC key for `requestState`; `None` makes a random one.
-    pub fn new(replica_id: impl Into<String>, state_key: Option<Vec<u8>>) -> Self {
-        let key = state_key.unwrap_or_else(|| {
-            use rand::RngCore;
-            let mut key = vec![0u8; 32];
-            rand::rng().fill_bytes(&mut key);
-            key
-        });
-        let (changes, _) = broadcast::channel(64);
-        Self {
-            shared: Arc::new(Shared {
-                replica_id: replica_id.into(),
-                tools: Self::template_tools() + Self::conformance_tools(),
-                state: RequestStateCodec::try_new(key).expect("keys are at least 32 bytes"),
-                changes,
-            }),
-        }
-    }
-
-    pub fn replica_id(&self) -> &str {
-        &self.shared.replica_id
-    }
-
-    /// Seal `value` into an opaque, tamper-evident `requestState`.
-    pub fn seal<T: Serialize>(&self, value: &T) -> Result<String, ErrorData> {
-        self.shared
-            .state
-            .seal_json(value)
-            .map_err(|e| ErrorData::internal_error(format!("cannot seal requestState: {e}"), None))
-    }
-
-    /// Open a `requestState`; anything tampered, foreign or malformed is -32602.
-    pub fn open<T: DeserializeOwned>(&self, sealed: &str) -> Result<T, ErrorData> {
-        self.shared.state.open_json(sealed).map_err(|_| {
-            ErrorData::invalid_params(
-                "requestState failed its integrity check (tampered, or sealed with another key)",
-                None,
-            )
-        })
-    }
-
-    /// Tell this process's listen streams that a list changed.
-    pub fn announce(&self, change: ListChange) {
-        let _ = self.shared.changes.send(change);
-    }
-
-    fn info_resource(&self) -> Resource {
-        Resource::new("info://server", "Server info")
-            .with_description("Name, version and replica id of the replica that answered")
-            .with_mime_type("application/json")
-    }
-
-    fn info_contents(&self, uri: &str) -> ResourceContents {
-        let body = json!({
-            "name": SERVER_NAME,
-            "version": env!("CARGO_PKG_VERSION"),
-            "replica_id": self.shared.replica_id,
-        });
-        ResourceContents::TextResourceContents {
-            uri: uri.to_owned(),
-            mime_type: Some("application/json".into()),
-            text: body.to_string(),
-            meta: None,
-        }
-    }
-
-    fn code_review_prompt() -> Prompt {
-        Prompt::new(
-            "code_review",
-            Some("Ask for a careful review of a piece of code"),
-            Some(vec![
-                PromptArgument::new("language")
-                    .with_description("Programming language of the code (default: python)")
-                    .with_required(false),
-            ]),
-        )
-    }
-}
+use crate::{
+    backend::{Backend, ListChange, SERVER_NAME},
+    catalog,
+};
 
 /// Whether results should carry 2026-07-28 caching hints.
 fn modern(ctx: &RequestContext<RoleServer>) -> bool {
@@ -140,7 +35,7 @@ macro_rules! with_cache_hints {
     }};
 }
 
-#[tool_handler(router = self.shared.tools)]
+#[tool_handler(router = self.tools())]
 #[allow(deprecated)] // logging/setLevel and resources/subscribe are legacy-only, still served
 impl ServerHandler for Backend {
     fn get_info(&self) -> ServerConfig {
@@ -173,8 +68,7 @@ impl ServerHandler for Backend {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let mut all = vec![self.info_resource()];
-        all.extend(conformance::resources());
+        let all = catalog::resources();
         Ok(with_cache_hints!(
             ListResourcesResult::with_all_items(all),
             &ctx
@@ -186,7 +80,7 @@ impl ServerHandler for Backend {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let templates = conformance::resource_templates();
+        let templates = catalog::resource_templates();
         Ok(with_cache_hints!(
             ListResourceTemplatesResult::with_all_items(templates),
             &ctx
@@ -199,11 +93,7 @@ impl ServerHandler for Backend {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
-        let contents = if uri == "info://server" {
-            self.info_contents(uri)
-        } else if let Some(contents) = conformance::read(uri) {
-            contents
-        } else {
+        let Some(contents) = catalog::read(self, uri) else {
             return Err(ErrorData::invalid_params(
                 format!("Resource not found: {uri}"),
                 Some(json!({ "uri": uri })),
@@ -239,8 +129,7 @@ impl ServerHandler for Backend {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let mut all = vec![Self::code_review_prompt()];
-        all.extend(conformance::prompts());
+        let all = catalog::prompts();
         Ok(with_cache_hints!(
             ListPromptsResult::with_all_items(all),
             &ctx
@@ -252,23 +141,7 @@ impl ServerHandler for Backend {
         request: GetPromptRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        if request.name == "code_review" {
-            let language = request
-                .arguments
-                .as_ref()
-                .and_then(|a| a.get("language"))
-                .and_then(|v| v.as_str())
-                .unwrap_or("python");
-            let text = format!(
-                "Please review the following {language} code. Point out bugs, unclear names, \
-                 missing error handling and missing tests, most important first."
-            );
-            return Ok(GetPromptResponse::Complete(
-                GetPromptResult::new(vec![PromptMessage::new_text(Role::User, text)])
-                    .with_description(format!("Code review ({language})")),
-            ));
-        }
-        conformance::get_prompt(&request).unwrap_or_else(|| {
+        catalog::get_prompt(&request).unwrap_or_else(|| {
             Err(ErrorData::invalid_params(
                 format!("Unknown prompt: {}", request.name),
                 Some(json!({ "name": request.name })),
@@ -315,7 +188,7 @@ impl ServerHandler for Backend {
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
-        let mut changes = self.shared.changes.subscribe();
+        let mut changes = self.changes();
         loop {
             let change = tokio::select! {
                 _ = ctx.cancelled() => return Ok(()),
@@ -389,8 +262,7 @@ mod tests {
     fn every_template_tool_is_listed() {
         let backend = Backend::new("r1", None);
         let names: Vec<String> = backend
-            .shared
-            .tools
+            .tools()
             .list_all()
             .into_iter()
             .map(|t| t.name.to_string())
@@ -408,7 +280,7 @@ mod tests {
                 "{name} missing from {names:?}"
             );
         }
-        let echo = backend.shared.tools.get("echo").unwrap();
+        let echo = backend.tools().get("echo").unwrap();
         let annotations = echo.annotations.as_ref().unwrap();
         assert_eq!(annotations.read_only_hint, Some(true));
         assert_eq!(annotations.idempotent_hint, Some(true));

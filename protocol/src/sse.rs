@@ -4,7 +4,8 @@
 //! client's answer can be routed to the replica that asked.
 //!
 //! Only complete events are emitted; a partial event waits for its end (events are small), so
-//! nothing is held longer than one event.
+//! nothing is held longer than one event. The same reader finds the JSON-RPC response in a
+//! whole SSE body ([`last_response`], [`response_json`]).
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
@@ -70,7 +71,6 @@ impl Scanner {
     }
 
     fn event(&self, event: &[u8], out: &mut BytesMut, requests: &mut Vec<String>) {
-        let mut data = Vec::new();
         for line in event.split_inclusive(|b| *b == b'\n') {
             let bare = trim_eol(line);
             if let Some(id) = bare.strip_prefix(b"id:") {
@@ -82,17 +82,74 @@ impl Scanner {
                 out.extend_from_slice(&line[bare.len()..]);
                 continue;
             }
-            if let Some(d) = bare.strip_prefix(b"data:") {
-                data.extend_from_slice(d.strip_prefix(b" ").unwrap_or(d));
-                data.push(b'\n');
-            }
             out.extend_from_slice(line);
         }
-        if let Ok(peek) = serde_json::from_slice::<Peek<'_>>(&data) {
-            if let (Some(id), Some(_)) = (peek.id, peek.method) {
-                requests.push(id.get().to_owned());
-            }
+        let data = data_of(event);
+        if let Ok(peek) = serde_json::from_slice::<Peek<'_>>(&data)
+            && let (Some(id), Some(_)) = (peek.id, peek.method)
+        {
+            requests.push(id.get().to_owned());
         }
+    }
+}
+
+/// An event's data: its `data:` lines, each followed by a newline.
+fn data_of(event: &[u8]) -> Vec<u8> {
+    let mut data = Vec::new();
+    for line in event.split_inclusive(|b| *b == b'\n') {
+        if let Some(d) = trim_eol(line).strip_prefix(b"data:") {
+            data.extend_from_slice(d.strip_prefix(b" ").unwrap_or(d));
+            data.push(b'\n');
+        }
+    }
+    data
+}
+
+/// The complete events of a whole body, and a last one without its blank line.
+fn events(mut body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    std::iter::from_fn(move || {
+        if body.is_empty() {
+            return None;
+        }
+        let len = event_end(body).unwrap_or(body.len());
+        let (event, rest) = body.split_at(len);
+        body = rest;
+        Some(event)
+    })
+}
+
+/// The last JSON-RPC response (a message with `result` or `error`) in an SSE body.
+pub fn last_response(sse: &[u8]) -> Option<Bytes> {
+    #[derive(Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow, default)]
+        result: Option<&'a RawValue>,
+        #[serde(borrow, default)]
+        error: Option<&'a RawValue>,
+    }
+    let mut last = None;
+    for event in events(sse) {
+        let mut data = data_of(event);
+        if data.is_empty() {
+            continue;
+        }
+        data.pop();
+        if let Ok(answer) = serde_json::from_slice::<Answer<'_>>(&data)
+            && (answer.result.is_some() || answer.error.is_some())
+        {
+            last = Some(data);
+        }
+    }
+    last.map(Bytes::from)
+}
+
+/// The JSON-RPC response in a replica's answer body: the body itself when it is JSON, or the last
+/// response message of an SSE stream.
+pub fn response_json(body: &[u8]) -> Option<Bytes> {
+    if body.trim_ascii_start().starts_with(b"{") {
+        Some(Bytes::copy_from_slice(body))
+    } else {
+        last_response(body)
     }
 }
 
@@ -149,6 +206,17 @@ mod tests {
         let mut s = Scanner::new("r1");
         let out = s.feed(b"id: 3\r\ndata: {}\r\n\r\n", false);
         assert_eq!(&out.out[..], b"id: r1/3\r\ndata: {}\r\n\r\n");
+    }
+
+    #[test]
+    fn sse_collapses_to_its_last_response() {
+        let sse = b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\"}\n\nid: 2\r\ndata: {\"jsonrpc\":\"2.0\",\"id\":1,\r\ndata: \"result\":{}}\r\n\r\n";
+        assert_eq!(
+            &last_response(sse).unwrap()[..],
+            b"{\"jsonrpc\":\"2.0\",\"id\":1,\n\"result\":{}}"
+        );
+        assert!(last_response(b": keep-alive\n\n").is_none());
+        assert_eq!(&response_json(b" {\"id\":1}").unwrap()[..], b" {\"id\":1}");
     }
 
     #[test]

@@ -26,7 +26,7 @@ use axum::{
     routing::get,
 };
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use rmcp::transport::{
     StreamableHttpServerConfig, StreamableHttpService,
@@ -36,17 +36,19 @@ use serde::Deserialize;
 use serde_json::{Value, json, value::RawValue};
 use tokio_util::sync::CancellationToken;
 
-use crate::{
-    config::PROTOCOL_VERSIONS,
-    jsonrpc::{self, HttpError},
-    server::{Backend, SERVER_NAME},
+use mcp_protocol::{
+    headers::{Accepts, JSON, SSE, accepts},
+    post::{Origins, check_origin, check_post},
+    sse::last_response,
+    version::{DEFAULT_LEGACY as DEFAULT_VERSION, KNOWN as PROTOCOL_VERSIONS},
 };
 
-const JSON: &str = "application/json";
-const SSE: &str = "text/event-stream";
+pub mod jsonrpc;
+
+use self::jsonrpc::HttpError;
+use crate::backend::{Backend, SERVER_NAME};
+
 const BOTH: HeaderValue = HeaderValue::from_static("application/json, text/event-stream");
-/// Version assumed when a request names none (the spec's rule for a missing header).
-const DEFAULT_VERSION: &str = "2025-03-26";
 
 /// Shared flag: false while serving, true once draining (readiness then answers 503).
 #[derive(Clone, Default)]
@@ -236,19 +238,12 @@ async fn mcp(State(app): State<App>, request: Request) -> Response {
             .without_version_header
             .fetch_add(1, Ordering::Relaxed);
     }
-    if let Some(origin) = request.headers().get(header::ORIGIN) {
-        if !app.origins.allows(origin.as_bytes()) {
-            return HttpError::new(
-                StatusCode::FORBIDDEN,
-                jsonrpc::INVALID_REQUEST,
-                format!(
-                    "Origin {} is not allowed (allowed: {})",
-                    String::from_utf8_lossy(origin.as_bytes()),
-                    app.options.allowed_origins.join(", ")
-                ),
-            )
-            .into_response();
-        }
+    let origin = request
+        .headers()
+        .get(header::ORIGIN)
+        .map(HeaderValue::as_bytes);
+    if let Err(rejection) = check_origin(&app.origins, origin) {
+        return HttpError::from(rejection).into_response();
     }
     if request.method() != Method::POST {
         let mut response = HttpError::new(
@@ -270,61 +265,6 @@ async fn mcp(State(app): State<App>, request: Request) -> Response {
         Ok(response) => track_stream(&app.stats, response),
         Err(response) => response,
     }
-}
-
-/// What the client's `Accept` header allows.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Accepts {
-    pub json: bool,
-    pub sse: bool,
-}
-
-/// Parse `Accept`: a missing header or `*/*` accepts both; q=0 excludes a range.
-pub fn accepts(headers: &HeaderMap) -> Accepts {
-    accepts_values(headers.get_all(header::ACCEPT))
-}
-
-/// [`accepts`] over the values of every `Accept` field of a request.
-pub fn accepts_values<'a>(values: impl IntoIterator<Item = &'a HeaderValue>) -> Accepts {
-    let mut seen = false;
-    let mut out = Accepts {
-        json: false,
-        sse: false,
-    };
-    for value in values {
-        let Ok(value) = value.to_str() else { continue };
-        for range in value.split(',') {
-            seen = true;
-            let mut parts = range.split(';');
-            let media = parts.next().unwrap_or("").trim();
-            let refused = parts.any(|p| {
-                let p = p.trim();
-                p.strip_prefix("q=")
-                    .is_some_and(|q| q.trim().parse::<f32>().is_ok_and(|q| q <= 0.0))
-            });
-            if refused {
-                continue;
-            }
-            let is = |name: &str| media.eq_ignore_ascii_case(name);
-            if is("*/*") {
-                out = Accepts {
-                    json: true,
-                    sse: true,
-                };
-            } else if is("application/*") || is(JSON) {
-                out.json = true;
-            } else if is("text/*") || is(SSE) {
-                out.sse = true;
-            }
-        }
-    }
-    if !seen {
-        return Accepts {
-            json: true,
-            sse: true,
-        };
-    }
-    out
 }
 
 /// The few fields of a message the HTTP layer looks at, borrowed from the body.
@@ -354,36 +294,12 @@ fn request_id(peek: &Peek<'_>) -> Option<Value> {
 
 async fn post(app: &App, request: Request) -> Result<Response, Response> {
     let (mut parts, body) = request.into_parts();
+    let accept = accepts(parts.headers.get_all(header::ACCEPT));
     let content_type = parts
         .headers
         .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let essence = content_type.split(';').next().unwrap_or("").trim();
-    if !essence.eq_ignore_ascii_case(JSON) {
-        return Err(HttpError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            jsonrpc::INVALID_REQUEST,
-            format!(
-                "Content-Type must be application/json, got {}",
-                if content_type.is_empty() {
-                    "none"
-                } else {
-                    content_type
-                }
-            ),
-        )
-        .into_response());
-    }
-    let accept = accepts(&parts.headers);
-    if !accept.json && !accept.sse {
-        return Err(HttpError::new(
-            StatusCode::NOT_ACCEPTABLE,
-            jsonrpc::INVALID_REQUEST,
-            "Accept must allow application/json or text/event-stream",
-        )
-        .into_response());
-    }
+        .and_then(|v| v.to_str().ok());
+    check_post(content_type, accept).map_err(|r| HttpError::from(r).into_response())?;
     let limit = app.options.body_limit;
     let bytes = match Limited::new(body, limit).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -420,17 +336,17 @@ async fn post(app: &App, request: Request) -> Result<Response, Response> {
         .as_ref()
         .and_then(|p| p.meta.as_ref())
         .and_then(|m| m.version);
-    if let (Some(requested), None) = (header_version, meta_version) {
-        if !PROTOCOL_VERSIONS.contains(&requested) {
-            return Err(HttpError::new(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
-                format!("unsupported MCP-Protocol-Version {requested:?}"),
-            )
-            .with_id(id.as_ref())
-            .with_data(json!({ "supported": PROTOCOL_VERSIONS, "requested": requested }))
-            .into_response());
-        }
+    if let (Some(requested), None) = (header_version, meta_version)
+        && !PROTOCOL_VERSIONS.contains(&requested)
+    {
+        return Err(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::UNSUPPORTED_PROTOCOL_VERSION,
+            format!("unsupported MCP-Protocol-Version {requested:?}"),
+        )
+        .with_id(id.as_ref())
+        .with_data(json!({ "supported": PROTOCOL_VERSIONS, "requested": requested }))
+        .into_response());
     }
     parts.headers.insert(header::ACCEPT, BOTH);
     let response = app
@@ -502,29 +418,6 @@ async fn collect(body: McpBody) -> Bytes {
     }
 }
 
-/// The last JSON-RPC response (a message with `result` or `error`) in an SSE body.
-pub fn last_response(sse: &[u8]) -> Option<Bytes> {
-    let text = std::str::from_utf8(sse).ok()?;
-    let mut last = None;
-    for event in text.split("\n\n") {
-        let data: Vec<&str> = event
-            .lines()
-            .filter_map(|l| l.strip_prefix("data:"))
-            .map(|d| d.strip_prefix(' ').unwrap_or(d))
-            .collect();
-        if data.is_empty() {
-            continue;
-        }
-        let joined = data.join("\n");
-        if let Ok(value) = serde_json::from_str::<Value>(&joined) {
-            if value.get("result").is_some() || value.get("error").is_some() {
-                last = Some(Bytes::from(joined));
-            }
-        }
-    }
-    last
-}
-
 /// A JSON-RPC batch: allowed only in 2025-03-26, where each element is answered on its own and
 /// the answers come back as one array (202 when the batch held no request).
 async fn batch(app: &App, parts: http::request::Parts, bytes: &[u8], version: &str) -> Response {
@@ -591,173 +484,4 @@ async fn batch(app: &App, parts: http::request::Parts, bytes: &[u8], version: &s
     }
     let body = serde_json::to_vec(&answers).expect("raw JSON values serialise");
     ([(header::CONTENT_TYPE, JSON)], body).into_response()
-}
-
-/// The Origin allow-list: exact origins, `scheme://host:*` for any port, or `*`.
-#[derive(Debug)]
-pub struct Origins {
-    any: bool,
-    entries: Vec<(String, Option<String>)>, // (scheme://host, port or None for any)
-}
-
-impl Origins {
-    pub fn parse(list: &[String]) -> Self {
-        let mut any = false;
-        let mut entries = Vec::new();
-        for entry in list.iter().map(|e| e.trim()).filter(|e| !e.is_empty()) {
-            if entry == "*" {
-                any = true;
-            } else if let Some(base) = entry.strip_suffix(":*") {
-                entries.push((base.to_ascii_lowercase(), None));
-            } else {
-                let (base, port) = split_origin(entry);
-                entries.push((base, Some(port)));
-            }
-        }
-        Self { any, entries }
-    }
-
-    pub fn allows(&self, origin: &[u8]) -> bool {
-        if self.any {
-            return true;
-        }
-        let Ok(origin) = std::str::from_utf8(origin) else {
-            return false;
-        };
-        let (base, port) = split_origin(origin.trim());
-        self.entries
-            .iter()
-            .any(|(b, p)| *b == base && p.as_ref().is_none_or(|p| *p == port))
-    }
-}
-
-/// `scheme://host[:port]` → (`scheme://host`, port with the scheme's default filled in).
-fn split_origin(origin: &str) -> (String, String) {
-    let origin = origin.to_ascii_lowercase();
-    let scheme_end = origin.find("://").map(|i| i + 3).unwrap_or(0);
-    let rest = &origin[scheme_end..];
-    // An IPv6 host is bracketed; the port follows the closing bracket.
-    let host_end = if rest.starts_with('[') {
-        rest.find(']').map(|i| i + 1).unwrap_or(rest.len())
-    } else {
-        0
-    };
-    match rest[host_end..].rfind(':') {
-        Some(i) => {
-            let split = scheme_end + host_end + i;
-            (origin[..split].to_owned(), origin[split + 1..].to_owned())
-        }
-        None => {
-            let port = if origin.starts_with("https://") {
-                "443"
-            } else {
-                "80"
-            };
-            (origin.clone(), port.to_owned())
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(accept: &[&str]) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        for a in accept {
-            h.append(header::ACCEPT, HeaderValue::from_str(a).unwrap());
-        }
-        h
-    }
-
-    #[test]
-    fn accept_rules() {
-        assert_eq!(
-            accepts(&headers(&[])),
-            Accepts {
-                json: true,
-                sse: true
-            }
-        );
-        assert_eq!(
-            accepts(&headers(&["*/*"])),
-            Accepts {
-                json: true,
-                sse: true
-            }
-        );
-        assert_eq!(
-            accepts(&headers(&["application/json"])),
-            Accepts {
-                json: true,
-                sse: false
-            }
-        );
-        assert_eq!(
-            accepts(&headers(&["text/event-stream"])),
-            Accepts {
-                json: false,
-                sse: true
-            }
-        );
-        assert_eq!(
-            accepts(&headers(&["application/json, text/event-stream"])),
-            Accepts {
-                json: true,
-                sse: true
-            }
-        );
-        assert_eq!(
-            accepts(&headers(&["text/html"])),
-            Accepts {
-                json: false,
-                sse: false
-            }
-        );
-        assert_eq!(
-            accepts(&headers(&["application/json;q=0, text/event-stream"])),
-            Accepts {
-                json: false,
-                sse: true
-            }
-        );
-        // Media types are case-insensitive; several Accept fields add up.
-        assert_eq!(
-            accepts(&headers(&["Application/JSON", "TEXT/Event-Stream"])),
-            Accepts {
-                json: true,
-                sse: true
-            }
-        );
-    }
-
-    #[test]
-    fn origins_match_scheme_host_and_port() {
-        let o = Origins::parse(&[
-            "http://localhost:*".into(),
-            "https://app.example.com".into(),
-            "http://[::1]:*".into(),
-        ]);
-        assert!(o.allows(b"http://localhost:3000"));
-        assert!(o.allows(b"http://localhost"));
-        assert!(o.allows(b"https://app.example.com"));
-        assert!(o.allows(b"https://app.example.com:443"));
-        assert!(o.allows(b"http://[::1]:8080"));
-        assert!(!o.allows(b"https://app.example.com:8443"));
-        assert!(!o.allows(b"http://evil.example.com"));
-        assert!(!o.allows(b"https://localhost:3000"));
-        assert!(Origins::parse(&["*".into()]).allows(b"http://anything"));
-    }
-
-    #[test]
-    fn sse_collapses_to_its_last_response() {
-        let sse = b"id: 1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/progress\",\"params\":{}}\n\n\
-                    data: {\"jsonrpc\":\"2.0\",\"id\":7,\"result\":{\"ok\":true}}\n\n";
-        let last = last_response(sse).unwrap();
-        assert_eq!(
-            &last[..],
-            br#"{"jsonrpc":"2.0","id":7,"result":{"ok":true}}"#
-        );
-        assert!(last_response(b": keep-alive\n\n").is_none());
-    }
 }

@@ -1,0 +1,96 @@
+//! The [`Backend`] type: one value answers every request of both protocol eras (rmcp makes a
+//! clone per stateless request). It holds the replica's identity, its tools, the key that seals
+//! multi round-trip `requestState`, and the feed of list changes for listen streams. A leaf:
+//! what it serves is composed in [`crate::catalog`], how it answers in [`crate::handler`].
+
+use std::sync::Arc;
+
+use rmcp::{ErrorData, handler::server::router::tool::ToolRouter, model::RequestStateCodec};
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::sync::broadcast;
+
+pub const SERVER_NAME: &str = "mcp-backend";
+
+/// A list-changed event, delivered to this process's open listen streams.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListChange {
+    Tools,
+    Prompts,
+    Resources,
+}
+
+/// The server handler. Cheap to clone: rmcp makes one per stateless request.
+#[derive(Clone)]
+pub struct Backend {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    replica_id: String,
+    tools: ToolRouter<Backend>,
+    state: RequestStateCodec,
+    changes: broadcast::Sender<ListChange>,
+}
+
+impl Backend {
+    /// A handler serving `tools` (the catalog composes them: [`crate::catalog`]).
+    /// `state_key`: the HMAC key for `requestState`; `None` makes a random one.
+    pub fn with_tools(
+        replica_id: impl Into<String>,
+        state_key: Option<Vec<u8>>,
+        tools: ToolRouter<Backend>,
+    ) -> Self {
+        let key = state_key.unwrap_or_else(|| {
+            use rand::RngCore;
+            let mut key = vec![0u8; 32];
+            rand::rng().fill_bytes(&mut key);
+            key
+        });
+        let (changes, _) = broadcast::channel(64);
+        Self {
+            shared: Arc::new(Shared {
+                replica_id: replica_id.into(),
+                tools,
+                state: RequestStateCodec::try_new(key).expect("keys are at least 32 bytes"),
+                changes,
+            }),
+        }
+    }
+
+    pub fn replica_id(&self) -> &str {
+        &self.shared.replica_id
+    }
+
+    /// Seal `value` into an opaque, tamper-evident `requestState`.
+    pub fn seal<T: Serialize>(&self, value: &T) -> Result<String, ErrorData> {
+        self.shared
+            .state
+            .seal_json(value)
+            .map_err(|e| ErrorData::internal_error(format!("cannot seal requestState: {e}"), None))
+    }
+
+    /// Open a `requestState`; anything tampered, foreign or malformed is -32602.
+    pub fn open<T: DeserializeOwned>(&self, sealed: &str) -> Result<T, ErrorData> {
+        self.shared.state.open_json(sealed).map_err(|_| {
+            ErrorData::invalid_params(
+                "requestState failed its integrity check (tampered, or sealed with another key)",
+                None,
+            )
+        })
+    }
+
+    /// The tools this handler serves.
+    pub fn tools(&self) -> &ToolRouter<Backend> {
+        &self.shared.tools
+    }
+
+    /// The list changes announced from now on (a listen stream's feed).
+    pub fn changes(&self) -> broadcast::Receiver<ListChange> {
+        self.shared.changes.subscribe()
+    }
+
+    /// Tell this process's listen streams that a list changed.
+    pub fn announce(&self, change: ListChange) {
+        let _ = self.shared.changes.send(change);
+    }
+}

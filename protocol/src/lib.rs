@@ -1,0 +1,21 @@
+//! mcp-protocol: what mcp-edge and mcp-backend know of MCP over Streamable HTTP, stated once.
+//! Pure (no I/O, no runtime): everything here is unit-tested on bytes and strings.
+//!
+//! - [`version`]: the revisions, and the defaults the spec assumes;
+//! - [`headers`]: header names, and what `Accept` allows;
+//! - [`methods`]: the one method table (metric label, safe to repeat, era, `Mcp-Name`);
+//! - [`message`]: a POST body classified ([`classify`]), its era, the 2026-07-28 header rules;
+//! - [`sse`]: server-sent events read event by event (and a whole body's last response);
+//! - [`error`]: JSON-RPC error codes and the one error body;
+//! - [`post`]: the POST header checks and the Origin allow-list, each with its rejection.
+
+pub mod error;
+pub mod headers;
+pub mod message;
+pub mod methods;
+pub mod post;
+pub mod sse;
+pub mod version;
+
+pub use error::RpcError;
+pub use message::{Era, Invalid, Kind, Message, classify, era, header_mismatch};

@@ -1,0 +1,142 @@
+//! The admit phase: checks that need only the request's head, in order, before its body is
+//! read — header limits (431), path (404), bearer token (401), rate (429), Origin (403), the
+//! replicas' `/version` (GET only, 405), and a POST's Content-Type (415) and Accept (406).
+
+use std::{net::SocketAddr, sync::Arc};
+
+use mcp_protocol::{
+    error::{INVALID_REQUEST, LIMITED, METHOD_NOT_FOUND},
+    post::{Origins, check_origin, check_post},
+};
+use pingora::http::RequestHeader;
+
+use crate::{
+    answer::Reply,
+    auth::{Auth, Identity},
+    downstream::heads::Heads,
+    limits::Limits,
+    ratelimit::{Caller, RateLimit},
+    route::Verb,
+    telemetry::metrics::{Event, Metrics},
+};
+
+/// The replicas' build and identity (mcp-backend's `GET /version`): forwarded round robin, so
+/// that `curl …/version` shows which replica answered, as it does in front of one replica.
+pub const VERSION_PATH: &str = "/version";
+
+/// What the admit phase checks against (one per process).
+pub struct Admission {
+    pub limits: Limits,
+    pub path: String,
+    pub auth: Option<Auth>,
+    pub rate_limit: Option<Arc<RateLimit>>,
+    pub origins: Origins,
+    pub metrics: Arc<Metrics>,
+}
+
+/// What the checks let through.
+pub struct Admitted {
+    pub verb: Verb,
+    /// `Content-Length`, when it is a number.
+    pub declared: Option<usize>,
+    /// The session token the client sent.
+    pub token: Option<String>,
+    /// The caller's credential binding (`None` without authentication).
+    pub identity: Option<Identity>,
+    /// `GET /version`, not MCP.
+    pub version_path: bool,
+}
+
+impl Admission {
+    /// The checks, in order; `Err`: the answer instead.
+    pub fn admit(
+        &self,
+        request: &RequestHeader,
+        client: Option<SocketAddr>,
+    ) -> Result<Admitted, Reply> {
+        let heads = Heads::of(request);
+        if let Some(reply) = self.limits.check_headers(heads.count, heads.bytes) {
+            return Err(reply);
+        }
+        let path = request.uri.path();
+        let version_path = path == VERSION_PATH && self.path != VERSION_PATH;
+        if path != self.path && !version_path {
+            return Err(Reply::error(
+                404,
+                METHOD_NOT_FOUND,
+                format!(
+                    "no endpoint at {path}: MCP is served at {} (and the replicas' {VERSION_PATH})",
+                    self.path
+                ),
+            ));
+        }
+        let identity = match &self.auth {
+            Some(auth) => Some(auth.check(heads.authorization)?),
+            None => None,
+        };
+        self.check_rate(identity, client)?;
+        check_origin(&self.origins, heads.origin)?;
+        let verb = match request.method.as_str() {
+            "POST" => Verb::Post,
+            "GET" => Verb::Get,
+            "DELETE" => Verb::Delete,
+            _ => Verb::Other,
+        };
+        if version_path {
+            if verb != Verb::Get {
+                return Err(Reply::error(
+                    405,
+                    INVALID_REQUEST,
+                    format!("{VERSION_PATH} takes GET"),
+                )
+                .with_header("allow", "GET"));
+            }
+            return Ok(Admitted {
+                verb,
+                declared: None,
+                token: None,
+                identity,
+                version_path,
+            });
+        }
+        if verb == Verb::Post {
+            check_post(heads.content_type, heads.accept)?;
+        }
+        Ok(Admitted {
+            verb,
+            declared: heads
+                .content_length
+                .and_then(|v| v.trim().parse::<usize>().ok()),
+            token: heads.session.map(str::to_owned),
+            identity,
+            version_path,
+        })
+    }
+
+    /// The caller's rate limit (its credential, else its IP address): a 429 when exhausted.
+    fn check_rate(
+        &self,
+        identity: Option<Identity>,
+        client: Option<SocketAddr>,
+    ) -> Result<(), Reply> {
+        let Some(limit) = &self.rate_limit else {
+            return Ok(());
+        };
+        let caller = match (identity, client) {
+            (Some(identity), _) => Caller::Credential(identity),
+            (None, Some(addr)) => Caller::Ip(addr.ip()),
+            (None, None) => Caller::Overflow,
+        };
+        let Err(wait) = limit.check(caller, std::time::Instant::now()) else {
+            return Ok(());
+        };
+        self.metrics.count(Event::RateLimited);
+        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+        Err(Reply::error(
+            429,
+            LIMITED,
+            format!("rate limit exceeded; retry in {seconds} s"),
+        )
+        .with_header("retry-after", seconds.to_string()))
+    }
+}

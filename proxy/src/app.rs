@@ -1,0 +1,257 @@
+//! From flags to a running process: the shared state built once ([`edge`]), the bundled
+//! replicas when none are configured, and the services pingora runs (the MCP listener, the
+//! admin listener, health checks, discovery, sweeps, the lifecycle watch).
+
+use std::{sync::Arc, time::Duration};
+
+use pingora::{
+    server::{Server, configuration::ServerConf},
+    services::background::background_service,
+};
+
+use crate::{
+    Config,
+    admin::{Admin, Lifecycle, LifecycleWatch},
+    admit::Admission,
+    auth::Auth,
+    downstream::{Front, listen::Listen},
+    drain::Drain,
+    edge::Edge,
+    embedded::Embedded,
+    inflight::{Owners, Streams},
+    retry::Upstream,
+    session::{Keys, Sessions, Sweep, peers::Peers},
+    telemetry::{access::AccessLog, metrics::Metrics},
+    tools::KnownTools,
+    upstream::{
+        Replicas,
+        discover::{self, Discovery},
+        exchange::Timeouts,
+        health::HealthCheck,
+        pool::Pool,
+    },
+};
+
+/// How long an idle connection to a replica is kept for the next request.
+const UPSTREAM_IDLE: Duration = Duration::from_secs(60);
+
+/// Print why mcp-edge cannot start, and exit 2.
+pub fn fail(message: impl std::fmt::Display) -> ! {
+    eprintln!("mcp-edge: {message}");
+    std::process::exit(2);
+}
+
+/// The proxy's shared state, from the flags.
+pub fn edge(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<Auth>) -> Edge {
+    let metrics = Arc::new(Metrics::default());
+    Edge {
+        admission: Admission {
+            limits: config.limits(),
+            path: config.path.clone(),
+            auth,
+            rate_limit: config.rate_limit().map(Arc::new),
+            origins: mcp_protocol::post::Origins::parse(&config.allowed_origins),
+            metrics: metrics.clone(),
+        },
+        sessions: Arc::new(Sessions::new(
+            keys,
+            Duration::from_secs(config.session_lifetime_seconds),
+            Duration::from_secs(config.session_idle_seconds),
+        )),
+        owners: Arc::new(Owners::default()),
+        streams: Arc::new(Streams::default()),
+        tools: Arc::new(KnownTools::default()),
+        upstream: Upstream {
+            replicas,
+            pool: Pool::new(UPSTREAM_IDLE),
+            timeouts: Timeouts {
+                connect: config.connect_timeout(),
+                first_byte: config.first_byte_timeout(),
+                idle: config.stream_idle(),
+            },
+            metrics: metrics.clone(),
+        },
+        metrics,
+        peers: Peers::new(&config.peers),
+        body_limit: config.body_limit,
+        access: AccessLog::start(config.access_log, std::io::stdout())
+            .unwrap_or_else(|e| fail(format!("cannot start the access log writer: {e}"))),
+    }
+}
+
+/// Start everything and serve until shutdown.
+pub fn run(config: Config) -> ! {
+    // Bind errors read better from us than from a pingora panic.
+    if let Err(e) = std::net::TcpListener::bind(config.listen) {
+        fail(format!(
+            "cannot listen on {} (--listen): {e}",
+            config.listen
+        ));
+    }
+    let admin_listener = std::net::TcpListener::bind(config.admin_listen).unwrap_or_else(|e| {
+        fail(format!(
+            "cannot listen on {} (--admin-listen): {e}",
+            config.admin_listen
+        ))
+    });
+
+    let discovery_target = config
+        .discover
+        .as_deref()
+        .map(|d| discover::Target::parse(d).unwrap_or_else(|e| fail(e)));
+    let mut specs = config.replica_specs();
+    let _embedded = if specs.is_empty() && discovery_target.is_none() {
+        let embedded = Embedded::start(config.embedded_replicas.max(1), config.body_limit)
+            .unwrap_or_else(|e| fail(format!("cannot start the bundled replicas: {e}")));
+        specs = embedded.replicas.clone();
+        Some(embedded)
+    } else {
+        None
+    };
+    let replicas = Arc::new(match discovery_target {
+        Some(_) => Replicas::discovered(config.policy()),
+        None => Replicas::new(&specs, config.policy()).unwrap_or_else(|e| fail(e)),
+    });
+
+    let conf = ServerConf {
+        threads: config.threads(),
+        work_stealing: config.work_stealing,
+        grace_period_seconds: Some(config.grace_seconds),
+        graceful_shutdown_timeout_seconds: Some(1),
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let keys = match config.session_keys().unwrap_or_else(|e| fail(e)) {
+        Some((current, previous)) => Keys::new(&current, previous.as_ref()),
+        None => {
+            tracing::warn!(
+                "no session key configured (MCP_EDGE_SESSION_KEY or MCP_EDGE_SESSION_KEY_FILE): using a random one, \
+                 so legacy sessions will not survive a restart and no other mcp-edge process can serve them"
+            );
+            Keys::random()
+        }
+    };
+    let auth = config.auth().unwrap_or_else(|e| fail(e));
+    let authenticated = auth.is_some();
+    let edge = edge(&config, replicas.clone(), keys, auth);
+    let sessions = edge.sessions.clone();
+    let metrics = edge.metrics.clone();
+    let rate_limit = edge.admission.rate_limit.clone();
+    let streams = edge.streams.clone();
+    let tools = edge.tools.clone();
+    let drain = Arc::new(Drain::default());
+    let proxy = Front::new(
+        edge,
+        Duration::from_millis(config.header_timeout_ms.max(1)),
+        drain.clone(),
+    );
+    let proxy = Listen::bind(proxy, config.listen, config.threads(), config.work_stealing)
+        .unwrap_or_else(|e| {
+            fail(format!(
+                "cannot listen on {} (--listen): {e}",
+                config.listen
+            ))
+        });
+
+    let lifecycle = Lifecycle::default();
+    Admin {
+        replicas: replicas.clone(),
+        sessions: sessions.clone(),
+        metrics,
+        streams,
+        tools: tools.clone(),
+        lifecycle: lifecycle.clone(),
+    }
+    .spawn(admin_listener)
+    .unwrap_or_else(|e| fail(format!("cannot serve the admin listener: {e}")));
+
+    let health = HealthCheck {
+        replicas: replicas.clone(),
+        path: config.health_path.clone(),
+        interval: Duration::from_millis(config.health_interval_ms.max(100)),
+        timeout: Duration::from_millis(config.health_timeout_ms.max(1)),
+        tools,
+    };
+    let discovery = discovery_target.as_ref().map(|target| Discovery {
+        target: target.clone(),
+        resolver: discover::resolver(
+            config.dns_server,
+            Duration::from_millis(config.discover_interval_ms.clamp(200, 5000)),
+        )
+        .unwrap_or_else(|e| fail(e)),
+        interval: Duration::from_millis(config.discover_interval_ms.max(100)),
+        replicas: replicas.clone(),
+        health: health.clone(),
+    });
+
+    println!(
+        "mcp-edge {}: MCP at http://{}{}",
+        env!("CARGO_PKG_VERSION"),
+        config.listen,
+        config.path
+    );
+    println!(
+        "  admin: http://{}/healthz, /readyz and /metrics",
+        config.admin_listen
+    );
+    let origin = if _embedded.is_some() {
+        "bundled, in-process"
+    } else {
+        "configured"
+    };
+    for replica in replicas.all().iter() {
+        println!(
+            "  replica {} ({origin}): http://{}{}",
+            replica.id, replica.authority, replica.path
+        );
+    }
+    if let Some(target) = &discovery_target {
+        let server = config
+            .dns_server
+            .map_or("the system resolver".to_owned(), |s| s.to_string());
+        println!(
+            "  replicas: every A/AAAA record of {} (port {}, path {}), asked of {server} every {} ms",
+            target.name, target.port, target.path, config.discover_interval_ms
+        );
+    }
+    if config.rate_limit > 0.0 {
+        println!(
+            "  rate limit: {} requests per second per caller",
+            config.rate_limit
+        );
+    }
+    if authenticated {
+        println!("  bearer authentication on: requests need Authorization: Bearer <token>");
+    }
+    println!(
+        "  {} worker threads, grace period {} s",
+        config.threads(),
+        config.grace_seconds
+    );
+
+    server.add_service(proxy);
+    server.add_service(background_service("replica health", health));
+    if let Some(discovery) = discovery {
+        server.add_service(background_service("replica discovery", discovery));
+    }
+    server.add_service(background_service("session sweep", Sweep(sessions)));
+    if let Some(limit) = rate_limit {
+        server.add_service(background_service(
+            "rate limit sweep",
+            crate::ratelimit::Sweep(limit),
+        ));
+    }
+    let grace = Duration::from_secs(config.grace_seconds);
+    server.add_service(background_service(
+        "lifecycle",
+        LifecycleWatch {
+            lifecycle,
+            listen: config.listen,
+            drain,
+            grace,
+        },
+    ));
+    server.run_forever();
+}

@@ -1,0 +1,200 @@
+//! One request on the client's connection: the only code that reads from or writes to
+//! pingora's `ServerSession` once its head is read (the phases see a [`Client`]).
+
+use std::{net::SocketAddr, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use pingora::{
+    Error, ErrorType, Result,
+    http::{RequestHeader, ResponseHeader},
+    protocols::http::ServerSession,
+};
+
+use crate::answer::{Failure, Reply};
+
+/// Most of an oversized body the proxy reads and throws away so the client sees its 413.
+const DISCARD_LIMIT: usize = 64 << 20;
+
+/// The client's side of one request.
+pub struct Client<'s> {
+    session: &'s mut ServerSession,
+    /// The status of an answer the proxy made itself.
+    replied: Option<u16>,
+}
+
+/// What the access log and metrics read of the client's side once the request is over.
+pub struct Traffic {
+    pub status: u16,
+    pub addr: Option<SocketAddr>,
+    pub bytes_in: usize,
+    pub bytes_out: usize,
+}
+
+impl<'s> Client<'s> {
+    pub fn new(session: &'s mut ServerSession) -> Self {
+        Self {
+            session,
+            replied: None,
+        }
+    }
+
+    pub fn header(&self) -> &RequestHeader {
+        self.session.req_header()
+    }
+
+    /// The client's IP address and port (none for a Unix socket).
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .copied()
+    }
+
+    /// Whether the response's head has been written.
+    pub fn answered(&self) -> bool {
+        self.session.response_written().is_some()
+    }
+
+    /// Read the whole request body, bounded by `limit`. `Ok(Err(413))` when it is too large:
+    /// it was read and discarded (up to [`DISCARD_LIMIT`], for a few seconds) so that a client
+    /// still sending it can read the 413; beyond that the connection closes.
+    pub async fn read_body(
+        &mut self,
+        limit: usize,
+        declared: Option<usize>,
+    ) -> Result<std::result::Result<Bytes, Reply>> {
+        let too_large = || {
+            let message = format!("request body exceeds the limit of {limit} bytes");
+            Reply::error(413, mcp_protocol::error::INVALID_REQUEST, message)
+        };
+        if declared.is_some_and(|length| length > limit) {
+            self.discard(declared).await;
+            return Ok(Err(too_large()));
+        }
+        let mut body = BytesMut::new();
+        while let Some(chunk) = self.session.read_request_body().await? {
+            if body.len() + chunk.len() > limit {
+                self.discard(declared).await;
+                return Ok(Err(too_large()));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Ok(body.freeze()))
+    }
+
+    /// Read and drop the rest of a rejected body, within bounds; past them the connection closes.
+    async fn discard(&mut self, declared: Option<usize>) {
+        if declared.is_some_and(|length| length > DISCARD_LIMIT) {
+            return;
+        }
+        self.session
+            .set_total_drain_timeout(Some(Duration::from_secs(5)));
+        let _ = self.session.drain_request_body().await;
+    }
+
+    /// Write the proxy's own answer and end the request.
+    pub async fn reply(&mut self, reply: &Reply) -> Result<()> {
+        let body = reply.body();
+        let mut header = ResponseHeader::build(reply.status, Some(4))?;
+        if let Some(body) = &body {
+            header.insert_header("content-type", mcp_protocol::headers::JSON)?;
+            header.insert_header("content-length", body.len().to_string())?;
+        } else {
+            header.insert_header("content-length", "0")?;
+        }
+        for (name, value) in &reply.headers {
+            header.insert_header(*name, value.as_str())?;
+        }
+        self.replied = Some(reply.status);
+        // A body we did not read must not be taken for the next request on this connection.
+        if !self.session.is_body_done() {
+            self.session.set_keepalive(None);
+        }
+        self.session.write_response_header(Box::new(header)).await?;
+        self.session
+            .write_response_body(body.unwrap_or_default(), true)
+            .await
+    }
+
+    /// The replica's response head, on its way to the client.
+    pub async fn write_head(&mut self, head: ResponseHeader) -> Result<()> {
+        self.session
+            .write_response_header(Box::new(head))
+            .await
+            .map_err(|e| e.into_down())
+    }
+
+    /// A chunk of the response body; `end`: the last. An empty chunk that does not end the body
+    /// writes nothing (pingora's rule).
+    pub async fn write_body(&mut self, chunk: Bytes, end: bool) -> Result<()> {
+        self.session
+            .write_response_body(chunk, end)
+            .await
+            .map_err(|e| e.into_down())
+    }
+
+    /// While a replica works, the client's connection is watched: closing it (how a 2026-07-28
+    /// client cancels) drops the replica's side too.
+    pub fn abort_on_close(&mut self) {
+        self.session.set_abort_on_close(true);
+    }
+
+    /// Run `work` until it completes, or until the client closes its connection (`Err`).
+    pub async fn unless_gone<F: Future>(
+        &mut self,
+        work: F,
+    ) -> std::result::Result<F::Output, Box<Error>> {
+        tokio::select! {
+            done = work => Ok(done),
+            gone = gone(self.session) => Err(gone),
+        }
+    }
+
+    /// The client's answer when a connection broke: a 502/504 if nothing was written yet, a
+    /// last error event if a stream broke (`streamed`: the request it was answering). A client
+    /// that went away gets nothing (it is not there), and is not logged as a failure: in
+    /// 2026-07-28 it is how a client cancels.
+    pub async fn fail(&mut self, e: &Error, id: Option<&str>, streamed: Option<&str>) {
+        if e.esource() == &pingora::ErrorSource::Downstream {
+            if !matches!(
+                e.etype(),
+                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+            ) {
+                tracing::error!("client connection failed: {e}");
+            }
+            return;
+        }
+        tracing::error!("request failed: {e}");
+        let failure = Failure::Cut(e.etype().clone());
+        if !self.answered() {
+            let _ = self.reply(&failure.reply(id)).await;
+        } else if let Some(id) = streamed {
+            let _ = self.write_body(failure.last_event(id), true).await;
+        }
+    }
+
+    /// What was exchanged, once the request is over.
+    pub fn traffic(&self) -> Traffic {
+        Traffic {
+            status: self
+                .session
+                .response_written()
+                .map(|h| h.status.as_u16())
+                .or(self.replied)
+                .unwrap_or(0),
+            addr: self.addr(),
+            bytes_in: self.session.body_bytes_read(),
+            bytes_out: self.session.body_bytes_sent(),
+        }
+    }
+}
+
+/// Resolves when the client closes its connection (never while it stays open).
+async fn gone(session: &mut ServerSession) -> Box<Error> {
+    loop {
+        match session.read_body_or_idle(true).await {
+            Err(e) => return e.into_down(),
+            Ok(_) => continue,
+        }
+    }
+}

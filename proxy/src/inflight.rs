@@ -1,0 +1,263 @@
+//! What is in flight right now, and who serves it: SSE streams open (overall and per legacy
+//! session, against `--max-streams*`), client requests streaming from a replica (where a cancel
+//! must go), and server→client requests waiting for the client's answer (where it must go).
+//! A stream and its owner entry are held by guards, released however the request ends.
+//!
+//! A response becomes a stream only when the replica answers with `text/event-stream`, so the
+//! stream limits apply then: the edge answers in its place (503 overall, 429 per session) and
+//! closes the replica's connection, which is how a replica learns a request was abandoned.
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
+
+use dashmap::DashMap;
+use mcp_protocol::error::LIMITED;
+
+use crate::{answer::Reply, limits::Limits, session::ReplicaId};
+
+/// Where a JSON-RPC id is unique: a session, or else the client's connection. Turned into a
+/// key only when a stream or an answer needs one (most requests never do).
+#[derive(Clone, Copy, Default)]
+pub enum Scope {
+    #[default]
+    Unknown,
+    Session([u8; 16]),
+    Client(std::net::SocketAddr),
+}
+
+impl Scope {
+    pub fn key(&self) -> String {
+        match self {
+            Scope::Unknown => "c:".to_owned(),
+            Scope::Session(uid) => format!("s:{}", hex::encode(uid)),
+            Scope::Client(addr) => format!("c:{addr}"),
+        }
+    }
+}
+
+/// Who serves what right now, keyed by a scope (the session id, or the client connection when
+/// there is no session) and a JSON-RPC id (raw JSON text).
+#[derive(Default)]
+pub struct Owners {
+    /// Client requests whose response is an open SSE stream: where a cancel must go.
+    streaming: DashMap<(Box<str>, Box<str>), ReplicaId>,
+    /// Server→client requests seen on a stream: where the client's answer must go.
+    asked: DashMap<(Box<str>, Box<str>), ReplicaId>,
+}
+
+impl Owners {
+    pub fn streaming(&self, scope: &str, id: &str, replica: ReplicaId) {
+        self.streaming.insert((scope.into(), id.into()), replica);
+    }
+
+    pub fn stream_done(&self, scope: &str, id: &str) {
+        self.streaming
+            .remove(&(Box::<str>::from(scope), Box::<str>::from(id)));
+    }
+
+    pub fn streaming_owner(&self, scope: &str, id: &str) -> Option<ReplicaId> {
+        self.streaming
+            .get(&(Box::<str>::from(scope), Box::<str>::from(id)))
+            .map(|r| r.clone())
+    }
+
+    pub fn asked(&self, scope: &str, id: &str, replica: ReplicaId) {
+        self.asked.insert((scope.into(), id.into()), replica);
+    }
+
+    /// The replica waiting for the client's answer to request `id`; the entry is consumed.
+    pub fn answer_owner(&self, scope: &str, id: &str) -> Option<ReplicaId> {
+        self.asked
+            .remove(&(Box::<str>::from(scope), Box::<str>::from(id)))
+            .map(|(_, r)| r)
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.streaming.len()
+    }
+}
+
+/// A client request streaming from a replica; dropping it ends the entry.
+pub struct Streaming {
+    owners: Arc<Owners>,
+    scope: String,
+    id: String,
+}
+
+impl Owners {
+    /// Record that request `id` streams from `replica` until the guard is dropped.
+    pub fn hold(self: &Arc<Self>, scope: String, id: &str, replica: ReplicaId) -> Streaming {
+        self.streaming(&scope, id, replica);
+        Streaming {
+            owners: self.clone(),
+            scope,
+            id: id.to_owned(),
+        }
+    }
+}
+
+impl Drop for Streaming {
+    fn drop(&mut self) {
+        self.owners.stream_done(&self.scope, &self.id);
+    }
+}
+
+/// SSE streams being relayed, overall and by session uid.
+#[derive(Default)]
+pub struct Streams {
+    open: AtomicUsize,
+    by_session: DashMap<[u8; 16], usize>,
+}
+
+impl Streams {
+    /// Count one more stream, or refuse it.
+    pub fn open(&self, limits: &Limits, session: Option<[u8; 16]>) -> Result<(), Reply> {
+        let now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        if limits.max_streams > 0 && now > limits.max_streams {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return Err(Reply::error(
+                503,
+                LIMITED,
+                format!(
+                    "too many open streams at this proxy (limit {}); try again shortly",
+                    limits.max_streams
+                ),
+            ));
+        }
+        if let Some(uid) = session {
+            let mut held = self.by_session.entry(uid).or_insert(0);
+            if limits.max_streams_per_session > 0 && *held >= limits.max_streams_per_session {
+                drop(held);
+                self.open.fetch_sub(1, Ordering::Relaxed);
+                return Err(Reply::error(
+                    429,
+                    LIMITED,
+                    format!(
+                        "this session already holds {} open streams (the limit)",
+                        limits.max_streams_per_session
+                    ),
+                ));
+            }
+            *held += 1;
+        }
+        Ok(())
+    }
+
+    pub fn close(&self, session: Option<[u8; 16]>) {
+        self.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(uid) = session {
+            self.by_session.remove_if_mut(&uid, |_, held| {
+                *held = held.saturating_sub(1);
+                *held == 0
+            });
+        }
+    }
+
+    pub fn open_now(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+}
+
+/// One open stream, counted until dropped.
+pub struct Stream {
+    streams: Arc<Streams>,
+    session: Option<[u8; 16]>,
+}
+
+impl Streams {
+    /// Count one more stream for as long as the guard lives, or refuse it.
+    pub fn hold(
+        self: &Arc<Self>,
+        limits: &Limits,
+        session: Option<[u8; 16]>,
+    ) -> Result<Stream, Reply> {
+        self.open(limits, session)?;
+        Ok(Stream {
+            streams: self.clone(),
+            session,
+        })
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.streams.close(self.session);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: Limits = Limits {
+        max_header_bytes: 200,
+        max_headers: 3,
+        max_streams: 3,
+        max_streams_per_session: 2,
+    };
+
+    #[test]
+    fn owners_route_cancels_and_answers() {
+        let owners = Owners::default();
+        let r2: ReplicaId = "r2".into();
+        owners.streaming("s", "7", r2.clone());
+        assert_eq!(owners.streaming_owner("s", "7"), Some(r2.clone()));
+        assert_eq!(owners.streaming_owner("other", "7"), None);
+        owners.stream_done("s", "7");
+        assert_eq!(owners.streaming_owner("s", "7"), None);
+        owners.asked("s", "\"srv-1\"", r2.clone());
+        assert_eq!(owners.answer_owner("s", "\"srv-1\""), Some(r2));
+        assert_eq!(
+            owners.answer_owner("s", "\"srv-1\""),
+            None,
+            "an answer is delivered once"
+        );
+    }
+
+    #[test]
+    fn streams_overall_and_per_session() {
+        let s = Streams::default();
+        let a = Some([1u8; 16]);
+        assert!(s.open(&LIMITS, a).is_ok());
+        assert!(s.open(&LIMITS, a).is_ok());
+        assert_eq!(
+            s.open(&LIMITS, a).unwrap_err().status,
+            429,
+            "the session's third"
+        );
+        assert!(s.open(&LIMITS, None).is_ok());
+        assert_eq!(
+            s.open(&LIMITS, None).unwrap_err().status,
+            503,
+            "the fourth overall"
+        );
+        s.close(a);
+        assert!(s.open(&LIMITS, a).is_ok(), "room again after a close");
+        s.close(a);
+        s.close(a);
+        s.close(None);
+        assert_eq!(s.open_now(), 0);
+        assert!(s.by_session.is_empty());
+    }
+
+    #[test]
+    fn guards_release_what_they_hold() {
+        let owners = Arc::new(Owners::default());
+        let held = owners.hold("s".into(), "7", "r1".into());
+        assert_eq!(owners.streaming_owner("s", "7").as_deref(), Some("r1"));
+        drop(held);
+        assert_eq!(owners.streaming_owner("s", "7"), None);
+        let streams = Arc::new(Streams::default());
+        let a = streams.hold(&LIMITS, Some([1; 16])).unwrap();
+        let _b = streams.hold(&LIMITS, Some([1; 16])).unwrap();
+        assert_eq!(
+            streams.hold(&LIMITS, Some([1; 16])).err().unwrap().status,
+            429
+        );
+        drop(a);
+        assert_eq!(streams.open_now(), 1);
+        assert!(streams.hold(&LIMITS, Some([1; 16])).is_ok(), "room again");
+    }
+}

@@ -1,0 +1,187 @@
+//! One request's state as it passes the phases ([`Ctx`]: its labels, session, guards and the
+//! replica that served it), and the live lookups the pure decisions consult: [`Live`] for
+//! `route`, [`Found`] for what the relay policy finds in a response.
+
+use std::{sync::Arc, time::Instant};
+
+use mcp_protocol::{Kind, Message, methods};
+use pingora::Error;
+
+use crate::{
+    answer::Failure,
+    auth::Identity,
+    downstream::client::Client,
+    inflight::{Owners, Scope, Stream, Streaming},
+    relay::Chunk,
+    respond::Effects,
+    route,
+    session::{Owner, ReplicaId, SessionView, Sessions},
+    telemetry::{
+        access::AccessLog,
+        metrics::{self, Event, Metrics},
+    },
+    tools::KnownTools,
+    upstream::{Replica, Replicas},
+};
+
+/// Per-request state.
+pub struct Ctx {
+    /// When the request's headers were read (metrics, access log).
+    pub started: Instant,
+    /// Labels for metrics and the access log.
+    pub method: &'static str,
+    pub tool: Option<String>,
+    pub era: &'static str,
+    /// Raw JSON text of the request id.
+    pub id: Option<String>,
+    /// The body is a JSON-RPC request (not a notification, response or batch).
+    pub is_request: bool,
+    pub identity: Option<Identity>,
+    /// The session token the client sent, when it names a live session.
+    pub token: Option<String>,
+    pub session: Option<SessionView>,
+    /// The scope of in-flight keys: the session uid, or the client connection.
+    pub scope: Scope,
+    /// The replica last tried (it answered, or it failed).
+    pub replica: Option<Arc<Replica>>,
+    /// An SSE response being relayed, counted against the stream limits.
+    pub stream: Option<Stream>,
+    /// This request's stream, recorded for a cancel to find its replica.
+    pub streaming: Option<Streaming>,
+}
+
+impl Ctx {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            method: "none",
+            tool: None,
+            era: "unknown",
+            id: None,
+            is_request: false,
+            identity: None,
+            token: None,
+            session: None,
+            scope: Scope::Unknown,
+            replica: None,
+            stream: None,
+            streaming: None,
+        }
+    }
+
+    /// What sessions are bound to: the caller's credential, or nothing without authentication.
+    pub fn identity(&self) -> &[u8] {
+        self.identity.as_ref().map_or(&[], |id| &id[..])
+    }
+
+    /// The labels of a classified body (metrics, the access log), its id and kind.
+    pub fn label(&mut self, m: &Message<'_>) {
+        self.method = match m.kind {
+            Kind::Response => "response",
+            Kind::Batch => "batch",
+            _ => methods::label(m.method.as_deref()),
+        };
+        if m.is("tools/call") {
+            self.tool = m.name.as_deref().map(str::to_owned);
+        }
+        self.is_request = m.kind == Kind::Request;
+        self.id = m.id.map(str::to_owned);
+    }
+
+    /// The id of the request a broken stream was answering (its last event names it).
+    pub fn streamed_request(&self) -> Option<&str> {
+        self.id
+            .as_deref()
+            .filter(|_| self.stream.is_some() && self.is_request)
+    }
+
+    /// The log phase, however the request ended: what it held in flight is released (the
+    /// guards), then metrics and the access log.
+    pub fn finish(
+        &mut self,
+        client: &Client<'_>,
+        e: Option<&Error>,
+        metrics: &Metrics,
+        access: Option<&AccessLog>,
+    ) {
+        self.streaming = None;
+        self.stream = None;
+        let traffic = client.traffic();
+        let request = metrics::Request {
+            method: self.method,
+            tool: self.tool.as_deref(),
+            era: self.era,
+            status: traffic.status,
+            replica: self.replica.as_ref().map(|r| &r.id),
+            elapsed: self.started.elapsed(),
+        };
+        metrics.request(&request);
+        if let Some(access) = access {
+            access.log(&traffic, self.session.as_ref(), &request, e);
+        }
+    }
+}
+
+impl Default for Ctx {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Lookups for [`route::decide`], scoped to this request.
+pub struct Live<'a> {
+    pub owners: &'a Owners,
+    pub replicas: &'a Replicas,
+    pub tools: &'a KnownTools,
+    pub scope: Scope,
+}
+
+impl route::Facts for Live<'_> {
+    fn streaming_owner(&self, id: &str) -> Option<ReplicaId> {
+        self.owners.streaming_owner(&self.scope.key(), id)
+    }
+    fn answer_owner(&self, id: &str) -> Option<ReplicaId> {
+        self.owners.answer_owner(&self.scope.key(), id)
+    }
+    fn is_alive(&self, replica: &str) -> bool {
+        self.replicas.is_alive(replica)
+    }
+    fn tool_is_safe(&self, name: &str) -> bool {
+        self.tools.is_safe(name)
+    }
+}
+
+/// What the relay policy found, applied to the process's state.
+pub struct Found<'a> {
+    pub owners: &'a Owners,
+    pub tools: &'a KnownTools,
+    pub sessions: &'a Sessions,
+    pub metrics: &'a Metrics,
+    pub ctx: &'a Ctx,
+    pub replica: &'a ReplicaId,
+}
+
+impl Effects for Found<'_> {
+    fn found(&self, chunk: Chunk) {
+        for id in chunk.asked {
+            self.owners
+                .asked(&self.ctx.scope.key(), &id, self.replica.clone());
+        }
+        if let Some(list) = chunk.tools_list {
+            self.tools.learn(&list);
+        }
+    }
+
+    fn mint(&self, version: &str, theirs: Option<String>) -> Result<String, Failure> {
+        let owner = theirs.map(|session_id| Owner {
+            replica: self.replica.clone(),
+            session_id,
+        });
+        let (token, _) = self
+            .sessions
+            .mint(version, owner, self.ctx.identity())
+            .map_err(|e| Failure::Seal(e.to_string()))?;
+        self.metrics.count(Event::SessionMinted);
+        Ok(token)
+    }
+}

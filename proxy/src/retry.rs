@@ -1,0 +1,161 @@
+//! The exchange phase: one attempt after another until a replica's response head arrives.
+//!
+//! ```text
+//! choose ─ the sticky target if healthy, else the next healthy replica not tried yet
+//!   └─ none → route::no_replica (503, or 404 for a session whose owner is gone)
+//! connect ─ a pooled connection of this worker thread, or a new one
+//!   └─ Err → route::after_failure(Connect)
+//! upstream::exchange::send ─ head and body in one write, the response head read
+//!   ├─ the client closed its connection meanwhile → the replica's connection is dropped
+//!   └─ Err → route::after_failure(Exchange): same replica, another one, or the answer
+//! ```
+//!
+//! Every decision is `route`'s; this module only carries it out and counts it (retries and
+//! ejections).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::{
+    answer::Stop,
+    downstream::client::Client,
+    route::{self, Attempt, Next, Stage},
+    session::{ReplicaId, SessionView},
+    telemetry::metrics::{Event, Metrics},
+    upstream::{
+        Replica, Replicas,
+        exchange::{self, Response, Rewrite, Timeouts},
+        pool::Pool,
+    },
+};
+
+/// What the exchange phase needs of the process (shared by every request).
+pub struct Upstream {
+    pub replicas: Arc<Replicas>,
+    pub pool: Pool,
+    pub timeouts: Timeouts,
+    pub metrics: Arc<Metrics>,
+}
+
+/// One request as the exchange phase sends it.
+pub struct Plan<'a> {
+    /// A sticky target; `None`: round robin.
+    pub target: Option<&'a ReplicaId>,
+    /// What `route::after_failure` weighs (safe, pinned, owned).
+    pub attempt: Attempt,
+    pub body: &'a Bytes,
+    /// How the request changes for a replica, given its authority and path.
+    pub rewrite: Rewrite<'a>,
+    /// The replica's path instead of its MCP path (`GET /version`).
+    pub path: Option<&'a str>,
+}
+
+impl<'a> Plan<'a> {
+    /// An MCP request: to `target` or round robin, in the session `view` (its stateful owner
+    /// gets its own session id; the session's version is added), resuming `last_event_id`.
+    pub fn new(
+        body: &'a Bytes,
+        target: Option<&'a ReplicaId>,
+        view: Option<&'a SessionView>,
+        last_event_id: Option<&'a str>,
+    ) -> Self {
+        let owner = view.and_then(|v| v.owner.as_ref());
+        Plan {
+            target,
+            attempt: Attempt {
+                owned: owner.is_some_and(|o| Some(&o.replica) == target),
+                pinned: target.is_some(),
+                ..Attempt::default()
+            },
+            body,
+            rewrite: Rewrite {
+                session_id: owner.map(|owner| owner.session_id.as_str()),
+                version: view.map(|view| view.version.as_str()),
+                last_event_id,
+                ..Rewrite::default()
+            },
+            path: None,
+        }
+    }
+
+    /// A request that is not MCP (`GET /version`): no session, no body; any replica may answer,
+    /// and another if it broke.
+    pub fn version(body: &'a Bytes, path: &'a str) -> Self {
+        Plan {
+            target: None,
+            attempt: Attempt {
+                safe: true,
+                ..Attempt::default()
+            },
+            body,
+            rewrite: Rewrite::default(),
+            path: Some(path),
+        }
+    }
+}
+
+/// Send the request until a replica answers (`Stop::Broken`: the client closed its connection). `chosen` is the replica last tried (metrics and
+/// the access log name it, whether it answered or failed).
+pub async fn exchange(
+    upstream: &Upstream,
+    client: &mut Client<'_>,
+    plan: &Plan<'_>,
+    chosen: &mut Option<Arc<Replica>>,
+) -> Result<Response, Stop> {
+    client.abort_on_close();
+    let mut tried: Vec<ReplicaId> = Vec::new();
+    let mut attempt = plan.attempt;
+    let mut same = false;
+    loop {
+        let replica = match (same, chosen.clone()) {
+            (true, Some(replica)) => replica,
+            _ => {
+                let next = match plan.target {
+                    Some(id) => upstream.replicas.get(id).filter(|r| r.is_healthy()),
+                    None => upstream.replicas.pick(&tried),
+                };
+                let Some(replica) = next else {
+                    return Err(Stop::Answer(route::no_replica(attempt.owned)));
+                };
+                tried.push(replica.id.clone());
+                *chosen = Some(replica.clone());
+                replica
+            }
+        };
+        attempt.fresh_retry = same;
+        let peer = upstream.timeouts.peer(&replica);
+        let (stage, error) = match upstream.pool.get(&peer, replica.addr).await {
+            Err(e) => (Stage::Connect, e),
+            Ok((stream, reused)) => {
+                attempt.reused = reused;
+                let rewrite = Rewrite {
+                    authority: &replica.authority,
+                    path: plan.path.unwrap_or(&replica.path),
+                    ..plan.rewrite
+                };
+                let wire = exchange::request_to_wire(client.header(), &rewrite, plan.body);
+                let sent = exchange::send(stream, &wire, &peer, upstream.timeouts.first_byte);
+                match client.unless_gone(sent).await {
+                    // Dropping the replica's connection tells it the request is cancelled.
+                    Err(gone) => return Err(Stop::Broken(gone)),
+                    Ok(Ok(response)) => {
+                        upstream.replicas.succeeded(&replica);
+                        return Ok(response);
+                    }
+                    Ok(Err(e)) => (Stage::Exchange, e),
+                }
+            }
+        };
+        let (next, counts) = route::after_failure(&attempt, stage, error);
+        if counts && upstream.replicas.failed(&replica) {
+            upstream.metrics.count(Event::Ejection);
+        }
+        match next {
+            Next::Answer(failure) => return Err(Stop::Answer(failure)),
+            Next::SameReplica => same = true,
+            Next::OtherReplica => same = false,
+        }
+        upstream.metrics.count(Event::Retry);
+    }
+}

@@ -1,0 +1,310 @@
+//! One exchange with a replica: the buffered request written in one piece, the response head
+//! read, then its body chunk by chunk. It returns values — a [`Response`], chunks, or pingora's
+//! error for [`crate::route::after_failure`] — and knows nothing of the edge or of the client, so
+//! the bridge can call it several times for one client request.
+//!
+//! mcp-edge reads a request's body before it chooses a replica (routing needs it), so the
+//! request is complete when it is sent: head and body leave in one write over a connection
+//! from the worker thread's own [`pool`](super::pool); the response is read with pingora's
+//! HTTP/1 client.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use mcp_protocol::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
+use pingora::{
+    Error, ErrorType, Result,
+    http::{RequestHeader, ResponseHeader},
+    protocols::{Stream, http::v1::client::HttpSession},
+    upstreams::peer::HttpPeer,
+};
+use tokio::io::AsyncWriteExt;
+
+use super::{Replica, pool::Pool};
+
+/// The timeouts of an exchange.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// From the request written to the response head.
+    pub first_byte: Duration,
+    /// Between two reads or writes once the response began.
+    pub idle: Duration,
+}
+
+impl Timeouts {
+    /// The peer pingora's connector and HTTP client read their timeouts from.
+    pub fn peer(&self, replica: &Replica) -> HttpPeer {
+        let mut peer = HttpPeer::new(replica.addr, false, String::new());
+        peer.options.connection_timeout = Some(self.connect);
+        peer.options.read_timeout = Some(self.idle);
+        peer.options.write_timeout = Some(self.idle);
+        peer
+    }
+}
+
+/// How the request a replica sees differs from the client's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rewrite<'a> {
+    /// `Host`: the replica's own authority.
+    pub authority: &'a str,
+    /// The replica's path (the client's query string is kept).
+    pub path: &'a str,
+    /// `Mcp-Session-Id`: the client's never passes; a stateful owner gets its own id here.
+    pub session_id: Option<&'a str>,
+    /// `MCP-Protocol-Version`, added when the client sent none (a legacy session's version).
+    pub version: Option<&'a str>,
+    /// `Last-Event-ID`, replacing the client's (the replica's own event id).
+    pub last_event_id: Option<&'a str>,
+    /// Whether `Authorization` stays here (it was the edge's own credential).
+    pub drop_authorization: bool,
+}
+
+/// The replica's request as bytes on the wire, head then the whole body, written straight from
+/// the client's header: hop-by-hop fields (they describe the client's connection), `Expect`
+/// (the body is already here) and the client's framing are dropped, `Content-Length` is the
+/// body's.
+pub fn request_to_wire(request: &RequestHeader, rewrite: &Rewrite, body: &[u8]) -> BytesMut {
+    fn field(wire: &mut BytesMut, name: &str, value: &[u8]) {
+        wire.put_slice(name.as_bytes());
+        wire.put_slice(b": ");
+        wire.put_slice(value);
+        wire.put_slice(b"\r\n");
+    }
+    let mut wire = BytesMut::with_capacity(512 + body.len());
+    wire.put_slice(request.method.as_str().as_bytes());
+    wire.put_u8(b' ');
+    wire.put_slice(rewrite.path.as_bytes());
+    if let Some(query) = request.uri.query() {
+        wire.put_u8(b'?');
+        wire.put_slice(query.as_bytes());
+    }
+    wire.put_slice(b" HTTP/1.1\r\n");
+    field(&mut wire, "host", rewrite.authority.as_bytes());
+    let mut has_version = false;
+    for (name, value) in &request.headers {
+        match name.as_str() {
+            "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer"
+            | "transfer-encoding" | "upgrade" => continue,
+            "host" | "expect" | "content-length" | SESSION_ID => continue,
+            "authorization" if rewrite.drop_authorization => continue,
+            LAST_EVENT_ID if rewrite.last_event_id.is_some() => continue,
+            PROTOCOL_VERSION => has_version = true,
+            _ => {}
+        }
+        field(&mut wire, name.as_str(), value.as_bytes());
+    }
+    if let Some(id) = rewrite.session_id {
+        field(&mut wire, SESSION_ID, id.as_bytes());
+    }
+    if let (Some(version), false) = (rewrite.version, has_version) {
+        field(&mut wire, PROTOCOL_VERSION, version.as_bytes());
+    }
+    if let Some(id) = rewrite.last_event_id {
+        field(&mut wire, LAST_EVENT_ID, id.as_bytes());
+    }
+    if !body.is_empty() || request.method == http::Method::POST {
+        field(
+            &mut wire,
+            "content-length",
+            itoa::Buffer::new().format(body.len()).as_bytes(),
+        );
+    }
+    wire.put_slice(b"\r\n");
+    wire.put_slice(body);
+    wire
+}
+
+async fn write_all(stream: &mut Stream, wire: &[u8], timeout: Duration) -> Result<()> {
+    let write = async {
+        stream.write_all(wire).await?;
+        stream.flush().await
+    };
+    tokio::pin!(write);
+    // A request fits the socket's buffer almost always: then no timer is needed.
+    let written = match futures::FutureExt::now_or_never(&mut write) {
+        Some(written) => Ok(written),
+        None => pingora_timeout::fast_timeout::fast_timeout(timeout, write).await,
+    };
+    match written {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Error::e_because(ErrorType::WriteError, "while writing the request", e),
+        Err(_) => Error::e_explain(ErrorType::WriteTimedout, "while writing the request"),
+    }
+}
+
+/// A replica's answer under way: its head read, its body still to come.
+pub struct Response {
+    upstream: HttpSession,
+}
+
+/// Write the request over `stream` and read the response head (informational 1xx answers are
+/// skipped), within the first-byte timeout.
+pub async fn send(
+    stream: Stream,
+    wire: &[u8],
+    peer: &HttpPeer,
+    first_byte: Duration,
+) -> Result<Response> {
+    let mut stream = stream;
+    write_all(
+        &mut stream,
+        wire,
+        peer.options
+            .write_timeout
+            .unwrap_or(Duration::from_secs(3600)),
+    )
+    .await?;
+    let mut upstream = HttpSession::new_with_options(stream, peer);
+    upstream.read_timeout = Some(first_byte);
+    upstream.write_timeout = peer.options.write_timeout;
+    loop {
+        upstream.read_response().await?;
+        if !upstream
+            .resp_header()
+            .is_some_and(|h| h.status.is_informational())
+        {
+            // From here on the idle timeout holds between reads.
+            upstream.read_timeout = peer.options.read_timeout;
+            return Ok(Response { upstream });
+        }
+    }
+}
+
+impl Response {
+    /// The response head, to be edited on its way to the client.
+    pub fn head(&self) -> ResponseHeader {
+        self.upstream
+            .resp_header()
+            .expect("a response header was read")
+            .clone()
+    }
+
+    /// The next chunk of the body, and whether it is the last (`None`: the body is over).
+    pub async fn chunk(&mut self) -> Result<(Option<Bytes>, bool)> {
+        match self.upstream.read_body_bytes().await {
+            Ok(Some(data)) => Ok((Some(data), self.upstream.is_body_done())),
+            Ok(None) => Ok((None, true)),
+            Err(e) => Err(e.into_up()),
+        }
+    }
+
+    /// The body was read to its end: the connection goes back to the pool when the replica
+    /// keeps it alive.
+    pub async fn finish(mut self, pool: &Pool, replica: &Replica) {
+        self.upstream.respect_keepalive();
+        if let Some(stream) = self.upstream.reuse().await {
+            pool.put(replica.addr, stream);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PLAIN: Rewrite = Rewrite {
+        authority: "10.0.0.7:8000",
+        path: "/mcp",
+        session_id: None,
+        version: None,
+        last_event_id: None,
+        drop_authorization: false,
+    };
+
+    fn text(wire: &[u8]) -> String {
+        String::from_utf8(wire.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn the_request_leaves_in_one_piece_without_hop_by_hop_headers() {
+        let mut request =
+            RequestHeader::build("POST", b"http://edge.example/api?x=1", None).unwrap();
+        request.set_version(http::Version::HTTP_10);
+        for (name, value) in [
+            ("Host", "edge.example"),
+            ("Connection", "close"),
+            ("Transfer-Encoding", "chunked"),
+            ("Expect", "100-continue"),
+            ("Content-Length", "999"),
+            ("Mcp-Session-Id", "client-token"),
+            ("Accept", "application/json"),
+            ("Accept", "text/event-stream"),
+        ] {
+            request.append_header(name, value).unwrap();
+        }
+        let wire = text(&request_to_wire(&request, &PLAIN, br#"{"jsonrpc":"2.0"}"#));
+        assert!(
+            wire.starts_with("POST /mcp?x=1 HTTP/1.1\r\nhost: 10.0.0.7:8000\r\n"),
+            "{wire}"
+        );
+        assert!(
+            wire.ends_with("content-length: 17\r\n\r\n{\"jsonrpc\":\"2.0\"}"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("accept: application/json\r\naccept: text/event-stream\r\n"),
+            "{wire}"
+        );
+        for gone in [
+            "connection:",
+            "transfer-encoding:",
+            "expect:",
+            "mcp-session-id:",
+            "edge.example",
+            "999",
+        ] {
+            assert!(!wire.contains(gone), "{gone} in {wire}");
+        }
+
+        let get = text(&request_to_wire(
+            &RequestHeader::build("GET", b"/mcp", None).unwrap(),
+            &PLAIN,
+            b"",
+        ));
+        assert_eq!(get, "GET /mcp HTTP/1.1\r\nhost: 10.0.0.7:8000\r\n\r\n");
+    }
+
+    #[test]
+    fn session_fields_are_the_replicas_own() {
+        let mut request = RequestHeader::build("GET", b"/mcp", None).unwrap();
+        for (name, value) in [
+            ("Mcp-Session-Id", "client-token"),
+            ("Last-Event-ID", "r2/41"),
+            ("Authorization", "Bearer edge-secret"),
+        ] {
+            request.append_header(name, value).unwrap();
+        }
+        let rewrite = Rewrite {
+            session_id: Some("replica-session"),
+            version: Some("2025-06-18"),
+            last_event_id: Some("41"),
+            drop_authorization: true,
+            ..PLAIN
+        };
+        let wire = text(&request_to_wire(&request, &rewrite, b""));
+        assert!(
+            wire.contains("mcp-session-id: replica-session\r\n") && !wire.contains("client-token"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("mcp-protocol-version: 2025-06-18\r\n"),
+            "{wire}"
+        );
+        assert!(
+            wire.contains("last-event-id: 41\r\n") && !wire.contains("r2/41"),
+            "{wire}"
+        );
+        assert!(!wire.contains("edge-secret"), "{wire}");
+
+        // A version the client sent is the one the replica gets.
+        request
+            .append_header("MCP-Protocol-Version", "2025-03-26")
+            .unwrap();
+        let wire = text(&request_to_wire(&request, &rewrite, b""));
+        assert!(
+            wire.contains("mcp-protocol-version: 2025-03-26\r\n") && !wire.contains("2025-06-18"),
+            "{wire}"
+        );
+    }
+}
