@@ -22,6 +22,7 @@ use crate::{
     retry::Upstream,
     session::{Keys, Sessions, Sweep, peers::Peers},
     telemetry::{access::AccessLog, metrics::Metrics},
+    ticker::Ticker,
     tools::KnownTools,
     upstream::{
         Replicas,
@@ -184,6 +185,7 @@ pub fn run(config: Config) -> ! {
         interval: Duration::from_millis(config.discover_interval_ms.max(100)),
         replicas: replicas.clone(),
         health: health.clone(),
+        failing: Default::default(),
     });
 
     println!(
@@ -232,17 +234,16 @@ pub fn run(config: Config) -> ! {
     );
 
     server.add_service(proxy);
-    server.add_service(background_service("replica health", health));
+    let mut ticker = Ticker::default();
+    ticker.add(health);
     if let Some(discovery) = discovery {
-        server.add_service(background_service("replica discovery", discovery));
+        ticker.add(discovery);
     }
-    server.add_service(background_service("session sweep", Sweep(sessions)));
+    ticker.add(Sweep(sessions));
     if let Some(limit) = rate_limit {
-        server.add_service(background_service(
-            "rate limit sweep",
-            crate::ratelimit::Sweep(limit),
-        ));
+        ticker.add(crate::ratelimit::Sweep(limit));
     }
+    server.add_service(background_service("periodic jobs", ticker));
     let grace = Duration::from_secs(config.grace_seconds);
     server.add_service(background_service(
         "lifecycle",

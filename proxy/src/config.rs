@@ -80,7 +80,7 @@ pub struct Config {
         long,
         env = "MCP_EDGE_ALLOWED_ORIGINS",
         value_delimiter = ',',
-        default_value = mcp_backend::config::LOOPBACK_ORIGINS
+        default_value = mcp_protocol::post::LOOPBACK_ORIGINS
     )]
     pub allowed_origins: Vec<String>,
 

@@ -10,7 +10,8 @@
 //! - state: [`session`] (sealed legacy sessions), [`inflight`] (streams and owners, by guard),
 //!   [`tools`] (tool annotations learned), [`auth`], [`ratelimit`], [`limits`], [`drain`];
 //! - upstream I/O: [`upstream`] (replica set, round robin, health, discovery, pool, exchange);
-//! - around it: [`app`] (flags → shared state → services), [`admin`], [`telemetry`],
+//! - around it: [`app`] (flags → shared state → services), [`ticker`] (the periodic jobs),
+//!   [`admin`], [`telemetry`],
 //!   [`embedded`] (the bundled replicas), [`config`].
 
 pub mod admin;
@@ -33,6 +34,7 @@ pub mod retry;
 pub mod route;
 pub mod session;
 pub mod telemetry;
+pub mod ticker;
 pub mod tools;
 pub mod upstream;
 

@@ -83,15 +83,15 @@ impl RateLimit {
 pub struct Sweep(pub std::sync::Arc<RateLimit>);
 
 #[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for Sweep {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut tick = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = tick.tick() => self.0.sweep(Instant::now()),
-            }
-        }
+impl crate::ticker::Periodic for Sweep {
+    fn name(&self) -> &'static str {
+        "rate limit sweep"
+    }
+    fn every(&self) -> Duration {
+        Duration::from_secs(5)
+    }
+    async fn tick(&self) {
+        self.0.sweep(Instant::now());
     }
 }
 

@@ -234,21 +234,20 @@ impl Sessions {
     }
 }
 
-/// Periodically forgets what [`Sessions::sweep`] may drop.
+/// Every 30 s, forgets what [`Sessions::sweep`] may drop.
 pub struct Sweep(pub Arc<Sessions>);
 
 #[async_trait::async_trait]
-impl pingora::services::background::BackgroundService for Sweep {
-    async fn start(&self, mut shutdown: pingora::server::ShutdownWatch) {
-        let mut ticker = tokio::time::interval(Duration::from_secs(30));
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = ticker.tick() => {}
-            }
-            let (seen, revoked) = self.0.sweep();
-            tracing::debug!(seen, revoked, "sessions swept");
-        }
+impl crate::ticker::Periodic for Sweep {
+    fn name(&self) -> &'static str {
+        "session sweep"
+    }
+    fn every(&self) -> Duration {
+        Duration::from_secs(30)
+    }
+    async fn tick(&self) {
+        let (seen, revoked) = self.0.sweep();
+        tracing::debug!(seen, revoked, "sessions swept");
     }
 }
 

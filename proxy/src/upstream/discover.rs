@@ -8,7 +8,10 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
     time::Duration,
 };
 
@@ -17,9 +20,9 @@ use hickory_resolver::{
     config::{NameServerConfig, ResolverConfig},
     net::runtime::TokioRuntimeProvider,
 };
-use pingora::{server::ShutdownWatch, services::background::BackgroundService};
 
 use super::{Replicas, health::HealthCheck, split_url};
+use crate::ticker::Periodic;
 
 /// `dns://name:port/path`, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,6 +79,8 @@ pub struct Discovery {
     pub interval: Duration,
     pub replicas: Arc<Replicas>,
     pub health: HealthCheck,
+    /// The last lookup failed.
+    pub failing: AtomicBool,
 }
 
 impl Discovery {
@@ -106,24 +111,21 @@ impl Discovery {
 }
 
 #[async_trait::async_trait]
-impl BackgroundService for Discovery {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failing = false;
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = ticker.tick() => {}
+impl Periodic for Discovery {
+    fn name(&self) -> &'static str {
+        "replica discovery"
+    }
+    fn every(&self) -> Duration {
+        self.interval
+    }
+    async fn tick(&self) {
+        match self.refresh().await {
+            Ok(()) => self.failing.store(false, Ordering::Relaxed),
+            // Said once per outage, not at every tick.
+            Err(e) if !self.failing.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(error = %e, "DNS discovery failed; keeping the current replicas");
             }
-            match self.refresh().await {
-                Ok(()) => failing = false,
-                Err(e) if !failing => {
-                    failing = true;
-                    tracing::warn!(error = %e, "DNS discovery failed; keeping the current replicas");
-                }
-                Err(_) => {}
-            }
+            Err(_) => {}
         }
     }
 }

@@ -11,11 +11,11 @@
 
 use std::{sync::Arc, time::Duration};
 
-use pingora::{server::ShutdownWatch, services::background::BackgroundService};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-use super::{Replica, Replicas};
-use crate::tools::{KnownTools, LIST_LIMIT};
+use super::{Replica, Replicas, probe};
+use crate::{
+    ticker::Periodic,
+    tools::{KnownTools, LIST_LIMIT},
+};
 
 #[derive(Clone)]
 pub struct HealthCheck {
@@ -29,7 +29,7 @@ pub struct HealthCheck {
 
 /// One probe: `Ok(status)` or why it failed.
 pub async fn probe(replica: &Replica, path: &str, timeout: Duration) -> Result<u16, String> {
-    mcp_backend::probe::status(replica.addr, &replica.authority, path, timeout).await
+    probe::status(replica.addr, &replica.authority, path, timeout).await
 }
 
 impl HealthCheck {
@@ -61,95 +61,37 @@ impl HealthCheck {
 async fn list_tools(replica: &Replica, timeout: Duration) -> Result<Vec<u8>, String> {
     const BODY: &str =
         r#"{"jsonrpc":"2.0","id":"mcp-edge-tools","method":"tools/list","params":{}}"#;
-    let exchange = async {
-        let mut stream = tokio::net::TcpStream::connect(replica.addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let request = format!(
-            "POST {} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
-             MCP-Protocol-Version: 2025-06-18\r\nUser-Agent: mcp-edge\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{BODY}",
-            replica.path,
-            replica.authority,
-            BODY.len()
-        );
-        stream
-            .write_all(request.as_bytes())
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let mut response = Vec::new();
-        stream
-            .take(LIST_LIMIT as u64)
-            .read_to_end(&mut response)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
-        Ok::<_, String>(response)
+    let headers = "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+                   MCP-Protocol-Version: 2025-06-18\r\n";
+    let request = probe::Request {
+        method: "POST",
+        path: &replica.path,
+        headers,
+        body: BODY.as_bytes(),
     };
-    let response = tokio::time::timeout(timeout, exchange)
-        .await
-        .map_err(|_| format!("no answer within {timeout:?}"))??;
-    let end = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or("no complete response head")?;
-    let head = String::from_utf8_lossy(&response[..end]).to_ascii_lowercase();
-    if !head.starts_with("http/1.1 200") {
-        return Err(format!("answered {}", head.lines().next().unwrap_or("")));
+    let (status, body) = probe::exchange(
+        replica.addr,
+        &replica.authority,
+        &request,
+        LIST_LIMIT,
+        timeout,
+    )
+    .await?;
+    if status != 200 {
+        return Err(format!("answered {status}"));
     }
-    let body = &response[end + 4..];
-    Ok(if head.contains("transfer-encoding: chunked") {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    })
-}
-
-/// The data of a chunked HTTP/1.1 body (what arrived of it).
-fn dechunk(mut body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(body.len());
-    while let Some(line_end) = body.windows(2).position(|w| w == b"\r\n") {
-        let size = std::str::from_utf8(&body[..line_end])
-            .ok()
-            .and_then(|s| usize::from_str_radix(s.split(';').next()?.trim(), 16).ok());
-        let Some(size) = size.filter(|&n| n > 0) else {
-            break;
-        };
-        let start = line_end + 2;
-        let Some(chunk) = body.get(start..start + size) else {
-            out.extend_from_slice(&body[start.min(body.len())..]);
-            break;
-        };
-        out.extend_from_slice(chunk);
-        body = body.get(start + size + 2..).unwrap_or_default();
-    }
-    out
+    Ok(body)
 }
 
 #[async_trait::async_trait]
-impl BackgroundService for HealthCheck {
-    async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut ticker = tokio::time::interval(self.interval);
-        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = shutdown.changed() => return,
-                _ = ticker.tick() => {}
-            }
-            self.check(&self.replicas.all()).await;
-        }
+impl Periodic for HealthCheck {
+    fn name(&self) -> &'static str {
+        "replica health"
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_chunked_body_is_joined() {
-        assert_eq!(
-            dechunk(b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\n"),
-            b"hello world"
-        );
-        assert_eq!(dechunk(b"5\r\nhel"), b"hel", "what arrived of a cut chunk");
-        assert_eq!(dechunk(b""), b"");
+    fn every(&self) -> Duration {
+        self.interval
+    }
+    async fn tick(&self) {
+        self.check(&self.replicas.all()).await;
     }
 }
