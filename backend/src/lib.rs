@@ -8,7 +8,6 @@
 //!   `resources` (`info://server`), `prompts` (`code_review`);
 //! - [`conformance`]: the fixtures the official conformance suite calls;
 //! - [`http`]: routes and the JSON-RPC error edge in front of rmcp (`http::jsonrpc`);
-//! - [`probe`]: the `health` subcommand's GET, shared with mcp-edge's health checks;
 //! - [`serve`]/[`Replica`]: binding, serving and the graceful drain on shutdown.
 
 pub mod backend;
@@ -17,7 +16,6 @@ pub mod config;
 pub mod conformance;
 pub mod handler;
 pub mod http;
-pub mod probe;
 pub mod template;
 
 use std::{future::Future, net::SocketAddr};

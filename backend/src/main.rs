@@ -10,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 async fn main() -> std::process::ExitCode {
     let config = Config::parse();
     if let Some(mcp_backend::config::Command::Health) = config.command {
-        return mcp_backend::probe::command(config.listen, "/readyz").await;
+        return mcp_protocol::probe::command(config.listen, "/readyz").await;
     }
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&config.log).unwrap_or_else(|_| EnvFilter::new("info")))

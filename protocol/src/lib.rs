@@ -7,13 +7,16 @@
 //! - [`message`]: a POST body classified ([`classify`]), its era, the 2026-07-28 header rules;
 //! - [`sse`]: server-sent events read event by event (and a whole body's last response);
 //! - [`error`]: JSON-RPC error codes and the one error body;
-//! - [`post`]: the POST header checks and the Origin allow-list, each with its rejection.
+//! - [`post`]: the POST header checks and the Origin allow-list, each with its rejection;
+//! - `probe` (feature `probe`, the only I/O): the small HTTP client of health checks.
 
 pub mod error;
 pub mod headers;
 pub mod message;
 pub mod methods;
 pub mod post;
+#[cfg(feature = "probe")]
+pub mod probe;
 pub mod sse;
 pub mod version;
 

@@ -30,10 +30,7 @@ fn main() {
             .build()
             .expect("a runtime");
         std::process::exit(
-            match runtime.block_on(mcp_edge::upstream::probe::command(
-                config.admin_listen,
-                "/readyz",
-            )) {
+            match runtime.block_on(mcp_protocol::probe::command(config.admin_listen, "/readyz")) {
                 code if code == std::process::ExitCode::SUCCESS => 0,
                 _ => 1,
             },

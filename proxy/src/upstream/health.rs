@@ -11,7 +11,9 @@
 
 use std::{sync::Arc, time::Duration};
 
-use super::{Replica, Replicas, probe};
+use mcp_protocol::probe;
+
+use super::{Replica, Replicas};
 use crate::{
     ticker::Periodic,
     tools::{KnownTools, LIST_LIMIT},

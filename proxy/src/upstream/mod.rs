@@ -10,7 +10,6 @@ pub mod discover;
 pub mod exchange;
 pub mod health;
 pub mod pool;
-pub mod probe;
 
 use std::{
     net::{SocketAddr, ToSocketAddrs},

@@ -1,7 +1,8 @@
-//! A minimal HTTP/1.1 client for the process's own checks: one request on a fresh connection
-//! (`Connection: close`), read to its end within a bound and a timeout. The active health
-//! checks use it (`GET` the health path, and a replica's `tools/list` at its first passing
-//! check), and so does the `health` subcommand (a container HEALTHCHECK without curl).
+//! A minimal HTTP/1.1 client for the binaries' own checks (feature `probe`, the one part of
+//! this crate that does I/O): one request on a fresh connection (`Connection: close`), read to
+//! its end within a bound and a timeout. mcp-edge's active health checks use it (`GET` the
+//! health path, and a replica's `tools/list` at its first passing check), and so does both
+//! binaries' `health` subcommand (a container HEALTHCHECK without curl).
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
@@ -37,7 +38,7 @@ pub async fn exchange(
             .await
             .map_err(|e| format!("connect: {e}"))?;
         let head = format!(
-            "{} {} HTTP/1.1\r\nHost: {host}\r\n{}User-Agent: mcp-edge\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+            "{} {} HTTP/1.1\r\nHost: {host}\r\n{}User-Agent: mcp-probe\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
             request.method,
             request.path,
             request.headers,
