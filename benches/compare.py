@@ -148,7 +148,7 @@ backend replicas
 """
 
 
-EDGE_VARIANTS = {"mcp-edge": []}
+EDGE_VARIANTS = {"mcp-edge": (None, [])}  # label → (another mcp-edge binary, flags)
 
 
 def start_proxy(kind: str, replicas, workdir: Path):
@@ -159,8 +159,9 @@ def start_proxy(kind: str, replicas, workdir: Path):
         return f"http://127.0.0.1:{replicas[0]}/mcp", None
     if kind in EDGE_VARIANTS:
         admin = free_port()
-        argv = [str(TARGET / "release" / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                "--log", "error,pingora_core::connectors=off", *EDGE_VARIANTS[kind]]
+        binary, flags = EDGE_VARIANTS[kind]
+        argv = [binary or str(TARGET / "release" / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+                "--log", "error,pingora_core::connectors=off", *flags]
         for r in replicas:
             argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
         proc = Proc(argv)
@@ -257,11 +258,15 @@ def main():
     parser.add_argument("--only", nargs="*", default=["direct", "mcp-edge", "nginx", "haproxy"],
                         help="which paths to measure (default: all four)")
     parser.add_argument("--edge", action="append", default=[], metavar="LABEL=FLAGS",
-                        help="also measure mcp-edge with these flags, e.g. 'stealing=--work-stealing true'")
+                        help="also measure mcp-edge with these flags, e.g. 'stealing=--work-stealing true'; "
+                             "a first word @PATH runs another mcp-edge binary (before/after a change, in one run: "
+                             "'before=@/tmp/old/mcp-edge')")
     args = parser.parse_args()
     for spec in args.edge:
         label, _, flags = spec.partition("=")
-        EDGE_VARIANTS[label] = flags.split()
+        words = flags.split()
+        binary = words.pop(0)[1:] if words and words[0].startswith("@") else None
+        EDGE_VARIANTS[label] = (binary, words)
         args.only.append(label)
     need("nginx", "nginx-light")
     need("haproxy", "haproxy")

@@ -45,6 +45,18 @@ pub struct Admitted {
     pub identity: Option<Identity>,
     /// `GET /version`, not MCP.
     pub version_path: bool,
+    /// The fields routing reads once the body is in (the head is read once, here).
+    pub routing: Routing,
+}
+
+/// The header fields routing reads, kept from the one pass over the head. Owned, since the
+/// body is read in between; most requests carry none of them, and so allocate nothing.
+#[derive(Debug, Default)]
+pub struct Routing {
+    pub version: Option<String>,
+    pub mcp_method: Option<String>,
+    pub mcp_name: Option<String>,
+    pub last_event_id: Option<String>,
 }
 
 impl Admission {
@@ -97,6 +109,7 @@ impl Admission {
                 token: None,
                 identity,
                 version_path,
+                routing: Routing::default(),
             });
         }
         if verb == Verb::Post {
@@ -110,6 +123,12 @@ impl Admission {
             token: heads.session.map(str::to_owned),
             identity,
             version_path,
+            routing: Routing {
+                version: heads.version.map(str::to_owned),
+                mcp_method: heads.mcp_method.map(str::to_owned),
+                mcp_name: heads.mcp_name.map(str::to_owned),
+                last_event_id: heads.last_event_id.map(str::to_owned),
+            },
         })
     }
 

@@ -117,7 +117,7 @@ pub enum Stop {
     /// Tell the client (nothing was written to it yet).
     Answer(Failure),
     /// A connection broke: the client's (nobody is left to answer), or the replica's once its
-    /// answer had begun (see `Edge::fail`).
+    /// answer had begun (see `Client::fail`).
     Broken(Box<Error>),
 }
 

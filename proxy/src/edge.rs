@@ -23,12 +23,11 @@
 use std::sync::Arc;
 
 use mcp_protocol::{sse, version::MODERN};
-use pingora::Result;
 
 use crate::{
     admit::{Admission, VERSION_PATH},
     answer::Stop,
-    downstream::{client::Client, heads::Heads},
+    downstream::client::Client,
     inflight::{Owners, Scope, Streams},
     relay::{self, Relay},
     request::{Ctx, Found, Live},
@@ -60,16 +59,11 @@ pub struct Edge {
 
 impl Edge {
     /// Take one request through its phases, and answer it: here, or from a replica.
-    pub async fn handle(&self, client: &mut Client<'_>, ctx: &mut Ctx) -> Result<()> {
-        match self.phases(client, ctx).await {
-            Ok(()) => Ok(()),
-            Err(Stop::Answer(failure)) => client.reply(&failure.reply(ctx.id.as_deref())).await,
-            Err(Stop::Broken(e)) => Err(e),
-        }
-    }
-
-    async fn phases(&self, client: &mut Client<'_>, ctx: &mut Ctx) -> Result<(), Stop> {
-        let admitted = match self.admission.admit(client.header(), client.addr()) {
+    /// `Stop::Answer`: the client is still to be told (downstream writes it).
+    pub async fn handle(&self, client: &mut Client<'_>, ctx: &mut Ctx) -> Result<(), Stop> {
+        let addr = client.addr();
+        ctx.addr = addr;
+        let admitted = match self.admission.admit(client.header(), addr) {
             Ok(admitted) => admitted,
             Err(reply) => return Ok(client.reply(&reply).await?),
         };
@@ -98,24 +92,24 @@ impl Edge {
             Ok(message) => message,
             Err(invalid) => return Ok(client.reply(&invalid.into()).await?),
         };
-        let heads = Heads::of(client.header());
-        let era = mcp_protocol::era(message.as_ref(), heads.version);
+        let heads = &admitted.routing;
+        let era = mcp_protocol::era(message.as_ref(), heads.version.as_deref());
         if era.is_modern() {
             // 2026-07-28 has no sessions: an incoming id is ignored, never looked up.
             state = SessionState::None;
         }
-        let resume = heads.last_event_id.and_then(sse::parse_event_id);
+        let resume = heads.last_event_id.as_deref().and_then(sse::parse_event_id);
         ctx.scope = match &state {
             SessionState::Live(view) => Scope::Session(view.uid),
-            _ => client.addr().map_or(Scope::Unknown, Scope::Client),
+            _ => addr.map_or(Scope::Unknown, Scope::Client),
         };
         let request = route::Request {
             verb,
             message: message.as_ref(),
             session: &state,
-            header_version: heads.version,
-            header_method: heads.mcp_method,
-            header_name: heads.mcp_name,
+            header_version: heads.version.as_deref(),
+            header_method: heads.mcp_method.as_deref(),
+            header_name: heads.mcp_name.as_deref(),
             resume_from: resume.map(|(replica, _)| replica),
         };
         let live = Live {
@@ -146,9 +140,9 @@ impl Edge {
             Decision::Replica(id) => Some(id),
             Decision::AnyReplica => None,
         };
-        let resume = resume.map(|(_, original)| original.to_owned());
         let body = body.as_ref().unwrap_or(&empty);
-        let mut plan = Plan::new(body, target.as_ref(), view.as_ref(), resume.as_deref());
+        let resume = resume.map(|(_, original)| original);
+        let mut plan = Plan::new(body, target.as_ref(), view.as_ref(), resume);
         plan.attempt.safe = safe;
         plan.rewrite.drop_authorization = self.admission.auth.is_some();
         let is = |method| {

@@ -61,6 +61,13 @@ pub struct Chunk {
     pub tools_list: Option<BytesMut>,
 }
 
+impl Chunk {
+    /// Nothing for the edge to record (most chunks).
+    pub fn is_empty(&self) -> bool {
+        self.asked.is_empty() && self.tools_list.is_none()
+    }
+}
+
 /// What to do with a held initialize response.
 #[derive(Debug, PartialEq)]
 pub enum Seal {

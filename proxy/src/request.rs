@@ -37,6 +37,8 @@ pub struct Ctx {
     /// The body is a JSON-RPC request (not a notification, response or batch).
     pub is_request: bool,
     pub identity: Option<Identity>,
+    /// The client's address (rate limits, the scope of in-flight keys, the access log).
+    pub addr: Option<std::net::SocketAddr>,
     /// The session token the client sent, when it names a live session.
     pub token: Option<String>,
     pub session: Option<SessionView>,
@@ -60,6 +62,7 @@ impl Ctx {
             id: None,
             is_request: false,
             identity: None,
+            addr: None,
             token: None,
             session: None,
             scope: Scope::Unknown,
@@ -117,7 +120,7 @@ impl Ctx {
         };
         metrics.request(&request);
         if let Some(access) = access {
-            access.log(&traffic, self.session.as_ref(), &request, e);
+            access.log(&traffic, self.addr, self.session.as_ref(), &request, e);
         }
     }
 }

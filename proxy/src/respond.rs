@@ -26,7 +26,7 @@ pub trait Effects {
 pub async fn respond(
     client: &mut Client<'_>,
     mut response: Response,
-    mut head: ResponseHeader,
+    mut head: Box<ResponseHeader>,
     mut relay: Relay,
     effects: &(dyn Effects + Sync),
     pool: &Pool,
@@ -36,7 +36,10 @@ pub async fn respond(
     let mut end = false;
     while relay.holding() {
         let (mut data, last) = response.chunk().await?;
-        effects.found(relay.chunk(&mut data, last));
+        let found = relay.chunk(&mut data, last);
+        if !found.is_empty() {
+            effects.found(found);
+        }
         held.extend(data.filter(|d| !d.is_empty()));
         end = last;
         match relay.seal(end)? {
@@ -59,7 +62,10 @@ pub async fn respond(
     }
     while !end {
         let (mut data, last) = client.unless_gone(response.chunk()).await??;
-        effects.found(relay.chunk(&mut data, last));
+        let found = relay.chunk(&mut data, last);
+        if !found.is_empty() {
+            effects.found(found);
+        }
         end = last;
         client
             .write_body(data.filter(|d| !d.is_empty()).unwrap_or_default(), end)

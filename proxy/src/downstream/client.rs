@@ -25,7 +25,6 @@ pub struct Client<'s> {
 /// What the access log and metrics read of the client's side once the request is over.
 pub struct Traffic {
     pub status: u16,
-    pub addr: Option<SocketAddr>,
     pub bytes_in: usize,
     pub bytes_out: usize,
 }
@@ -117,9 +116,9 @@ impl<'s> Client<'s> {
     }
 
     /// The replica's response head, on its way to the client.
-    pub async fn write_head(&mut self, head: ResponseHeader) -> Result<()> {
+    pub async fn write_head(&mut self, head: Box<ResponseHeader>) -> Result<()> {
         self.session
-            .write_response_header(Box::new(head))
+            .write_response_header(head)
             .await
             .map_err(|e| e.into_down())
     }
@@ -182,7 +181,6 @@ impl<'s> Client<'s> {
                 .map(|h| h.status.as_u16())
                 .or(self.replied)
                 .unwrap_or(0),
-            addr: self.addr(),
             bytes_in: self.session.body_bytes_read(),
             bytes_out: self.session.body_bytes_sent(),
         }

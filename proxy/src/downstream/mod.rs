@@ -40,7 +40,7 @@ use pingora::{
 };
 use tokio::sync::Notify;
 
-use crate::{drain::Drain, edge::Edge, request::Ctx, telemetry::metrics::Event};
+use crate::{answer::Stop, drain::Drain, edge::Edge, request::Ctx, telemetry::metrics::Event};
 
 use client::Client;
 
@@ -120,7 +120,13 @@ impl HttpServerApp for Front {
         let edge = &self.edge;
         let mut ctx = Ctx::new();
         let mut client = Client::new(&mut session);
-        let error = edge.handle(&mut client, &mut ctx).await.err();
+        let error = match edge.handle(&mut client, &mut ctx).await {
+            Ok(()) => None,
+            Err(Stop::Answer(failure)) => {
+                client.reply(&failure.reply(ctx.id.as_deref())).await.err()
+            }
+            Err(Stop::Broken(e)) => Some(e),
+        };
         if let Some(e) = &error {
             client
                 .fail(e, ctx.id.as_deref(), ctx.streamed_request())

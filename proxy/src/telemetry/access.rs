@@ -50,6 +50,7 @@ impl AccessLog {
     pub fn log(
         &self,
         traffic: &Traffic,
+        addr: Option<std::net::SocketAddr>,
         view: Option<&SessionView>,
         r: &Request,
         error: Option<&Error>,
@@ -61,7 +62,7 @@ impl AccessLog {
             tag
         });
         let error = error.map(|e| e.to_string());
-        let client = traffic.addr.map(|addr| match addr {
+        let client = addr.map(|addr| match addr {
             std::net::SocketAddr::V4(v4) => ipv4_text(&v4),
             _ => addr.to_string(),
         });

@@ -133,9 +133,10 @@ async fn write_all(stream: &mut Stream, wire: &[u8], timeout: Duration) -> Resul
     }
 }
 
-/// A replica's answer under way: its head read, its body still to come.
+/// A replica's answer under way: its head read, its body still to come. (Boxed: it passes
+/// through several futures by value, and a pointer moves for free.)
 pub struct Response {
-    upstream: HttpSession,
+    upstream: Box<HttpSession>,
 }
 
 /// Write the request over `stream` and read the response head (informational 1xx answers are
@@ -155,7 +156,7 @@ pub async fn send(
             .unwrap_or(Duration::from_secs(3600)),
     )
     .await?;
-    let mut upstream = HttpSession::new_with_options(stream, peer);
+    let mut upstream = Box::new(HttpSession::new_with_options(stream, peer));
     upstream.read_timeout = Some(first_byte);
     upstream.write_timeout = peer.options.write_timeout;
     loop {
@@ -173,11 +174,13 @@ pub async fn send(
 
 impl Response {
     /// The response head, to be edited on its way to the client.
-    pub fn head(&self) -> ResponseHeader {
-        self.upstream
-            .resp_header()
-            .expect("a response header was read")
-            .clone()
+    pub fn head(&self) -> Box<ResponseHeader> {
+        Box::new(
+            self.upstream
+                .resp_header()
+                .expect("a response header was read")
+                .clone(),
+        )
     }
 
     /// The next chunk of the body, and whether it is the last (`None`: the body is over).
