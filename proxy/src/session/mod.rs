@@ -175,7 +175,6 @@ impl Sessions {
         Ok(view)
     }
 
-    /// End a session here (DELETE, or an idle timeout): its token no longer opens on this process.
     /// What a request's token leads to, and whether it named a session past its lifetime or
     /// idle timeout (counted in metrics).
     pub fn state(&self, token: Option<&str>, identity: &[u8]) -> (SessionState, bool) {
@@ -194,6 +193,7 @@ impl Sessions {
         }
     }
 
+    /// End a session here (DELETE, or an idle timeout): its token no longer opens on this process.
     pub fn revoke(&self, uid: &Uid, expires: u64) {
         self.seen.remove(uid);
         self.revoked.insert(*uid, expires);
