@@ -13,7 +13,7 @@ use pingora::http::RequestHeader;
 use crate::{
     answer::Reply,
     auth::{Auth, Identity},
-    downstream::heads::Heads,
+    downstream::heads::{Heads, Routing},
     limits::Limits,
     ratelimit::{Caller, RateLimit},
     route::Verb,
@@ -47,16 +47,6 @@ pub struct Admitted {
     pub version_path: bool,
     /// The fields routing reads once the body is in (the head is read once, here).
     pub routing: Routing,
-}
-
-/// The header fields routing reads, kept from the one pass over the head. Owned, since the
-/// body is read in between; most requests carry none of them, and so allocate nothing.
-#[derive(Debug, Default)]
-pub struct Routing {
-    pub version: Option<String>,
-    pub mcp_method: Option<String>,
-    pub mcp_name: Option<String>,
-    pub last_event_id: Option<String>,
 }
 
 impl Admission {
@@ -123,12 +113,7 @@ impl Admission {
             token: heads.session.map(str::to_owned),
             identity,
             version_path,
-            routing: Routing {
-                version: heads.version.map(str::to_owned),
-                mcp_method: heads.mcp_method.map(str::to_owned),
-                mcp_name: heads.mcp_name.map(str::to_owned),
-                last_event_id: heads.last_event_id.map(str::to_owned),
-            },
+            routing: heads.routing(),
         })
     }
 

@@ -292,29 +292,35 @@ mod tests {
         assert_eq!(chunk.asked, ["\"q\""]);
     }
 
+    /// The policy for `request`, its head answered with `status`.
+    fn policy(request: Request<'static>, status: u16) -> Relay {
+        Relay::head(&request, &mut head(status, &[])).0
+    }
+
+    /// Pass `bytes` through the policy.
+    fn feed(relay: &mut Relay, bytes: impl Into<Bytes>, end: bool) -> Chunk {
+        relay.chunk(&mut Some(bytes.into()), end)
+    }
+
+    const INIT: Request = Request {
+        initialize: true,
+        ..R2
+    };
+    const LIST: Request = Request {
+        lists_tools: true,
+        ..R2
+    };
+
     #[test]
     fn a_legacy_initialize_is_held_until_its_version_is_seen() {
         let mut h = head(200, &[("mcp-session-id", "theirs")]);
-        let (mut relay, _) = Relay::head(
-            &Request {
-                initialize: true,
-                ..R2
-            },
-            &mut h,
-        );
+        let (mut relay, _) = Relay::head(&INIT, &mut h);
         assert!(relay.holding());
         assert_eq!(field(&h, "mcp-session-id"), None);
-        relay.chunk(
-            &mut Some(Bytes::from_static(b"{\"jsonrpc\":\"2.0\",\"id\":1,")),
-            false,
-        );
+        feed(&mut relay, &b"{\"jsonrpc\":\"2.0\",\"id\":1,"[..], false);
         assert_eq!(relay.seal(false).ok(), Some(Seal::Wait));
-        relay.chunk(
-            &mut Some(Bytes::from_static(
-                b"\"result\":{\"protocolVersion\":\"2025-06-18\"}}",
-            )),
-            true,
-        );
+        let rest = &b"\"result\":{\"protocolVersion\":\"2025-06-18\"}}"[..];
+        feed(&mut relay, rest, true);
         assert_eq!(
             relay.seal(true).ok(),
             Some(Seal::Mint {
@@ -327,67 +333,28 @@ mod tests {
         assert_eq!(field(&h, "mcp-session-id"), Some("sealed-token"));
 
         // An error answer holds no result: passed on, nothing sealed.
-        let (mut relay, _) = Relay::head(
-            &Request {
-                initialize: true,
-                ..R2
-            },
-            &mut head(200, &[]),
-        );
-        relay.chunk(
-            &mut Some(Bytes::from_static(
-                b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{}}",
-            )),
-            true,
-        );
+        let mut relay = policy(INIT, 200);
+        let error = &b"{\"jsonrpc\":\"2.0\",\"id\":1,\"error\":{}}"[..];
+        feed(&mut relay, error, true);
         assert_eq!(relay.seal(true).ok(), Some(Seal::Pass));
         // Too large to hold.
-        let (mut relay, _) = Relay::head(
-            &Request {
-                initialize: true,
-                ..R2
-            },
-            &mut head(200, &[]),
-        );
-        relay.chunk(
-            &mut Some(Bytes::from(vec![b' '; INIT_HOLD_LIMIT + 1])),
-            false,
-        );
+        let mut relay = policy(INIT, 200);
+        feed(&mut relay, vec![b' '; INIT_HOLD_LIMIT + 1], false);
         assert!(matches!(relay.seal(false), Err(Failure::InitTooLarge)));
     }
 
     #[test]
     fn a_tools_list_is_collected_whole_and_only_when_it_succeeded() {
-        let (mut relay, _) = Relay::head(
-            &Request {
-                lists_tools: true,
-                ..R2
-            },
-            &mut head(200, &[]),
-        );
+        let mut ok = policy(LIST, 200);
         assert!(
-            relay
-                .chunk(&mut Some(Bytes::from_static(b"{\"result\":")), false)
+            feed(&mut ok, &b"{\"result\":"[..], false)
                 .tools_list
                 .is_none()
         );
-        let list = relay
-            .chunk(&mut Some(Bytes::from_static(b"{\"tools\":[]}}")), true)
-            .tools_list;
+        let list = feed(&mut ok, &b"{\"tools\":[]}}"[..], true).tools_list;
         assert_eq!(&list.unwrap()[..], b"{\"result\":{\"tools\":[]}}");
-        let (mut relay, _) = Relay::head(
-            &Request {
-                lists_tools: true,
-                ..R2
-            },
-            &mut head(500, &[]),
-        );
-        assert!(
-            relay
-                .chunk(&mut Some(Bytes::from_static(b"{}")), true)
-                .tools_list
-                .is_none()
-        );
+        let mut failed = policy(LIST, 500);
+        assert!(feed(&mut failed, &b"{}"[..], true).tools_list.is_none());
     }
 
     #[test]

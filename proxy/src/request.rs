@@ -13,7 +13,6 @@ use crate::{
     downstream::client::Client,
     inflight::{Owners, Scope, Stream, Streaming},
     relay::Chunk,
-    respond::Effects,
     route,
     session::{Owner, ReplicaId, SessionView, Sessions},
     telemetry::{
@@ -164,8 +163,12 @@ pub struct Found<'a> {
     pub replica: &'a ReplicaId,
 }
 
-impl Effects for Found<'_> {
-    fn found(&self, chunk: Chunk) {
+impl Found<'_> {
+    /// A chunk's findings: server→client requests asked, a `tools/list` to learn from.
+    pub fn apply(&self, chunk: Chunk) {
+        if chunk.is_empty() {
+            return;
+        }
         for id in chunk.asked {
             self.owners
                 .asked(&self.ctx.scope.key(), &id, self.replica.clone());
@@ -175,7 +178,8 @@ impl Effects for Found<'_> {
         }
     }
 
-    fn mint(&self, version: &str, theirs: Option<String>) -> Result<String, Failure> {
+    /// Seal a session (the relay policy found its version); the token for the client.
+    pub fn mint(&self, version: &str, theirs: Option<String>) -> Result<String, Failure> {
         let owner = theirs.map(|session_id| Owner {
             replica: self.replica.clone(),
             session_id,

@@ -6,20 +6,13 @@
 use bytes::Bytes;
 
 use crate::{
-    answer::{Failure, Stop},
+    answer::Stop,
     downstream::client::Client,
-    relay::{Chunk, Relay, Seal},
+    relay::{Relay, Seal},
+    request::Found,
     upstream::{Replica, exchange::Response, pool::Pool},
 };
 use pingora::http::ResponseHeader;
-
-/// What the policy's findings change in the process (the edge's shared state).
-pub trait Effects {
-    /// A chunk's findings: server→client requests asked, a `tools/list` to learn from.
-    fn found(&self, chunk: Chunk);
-    /// Seal a session; the token for the client.
-    fn mint(&self, version: &str, theirs: Option<String>) -> Result<String, Failure>;
-}
 
 /// Relay `response` (its head edited already) to the client, then return its connection to
 /// the pool.
@@ -28,7 +21,7 @@ pub async fn respond(
     mut response: Response,
     mut head: Box<ResponseHeader>,
     mut relay: Relay,
-    effects: &(dyn Effects + Sync),
+    found: &Found<'_>,
     pool: &Pool,
     replica: &Replica,
 ) -> Result<(), Stop> {
@@ -36,17 +29,14 @@ pub async fn respond(
     let mut end = false;
     while relay.holding() {
         let (mut data, last) = response.chunk().await?;
-        let found = relay.chunk(&mut data, last);
-        if !found.is_empty() {
-            effects.found(found);
-        }
+        found.apply(relay.chunk(&mut data, last));
         held.extend(data.filter(|d| !d.is_empty()));
         end = last;
         match relay.seal(end)? {
             Seal::Wait => {}
             Seal::Pass => break,
             Seal::Mint { version, theirs } => {
-                let token = effects.mint(&version, theirs)?;
+                let token = found.mint(&version, theirs)?;
                 Relay::sealed(&mut head, &token)?;
                 break;
             }
@@ -62,10 +52,7 @@ pub async fn respond(
     }
     while !end {
         let (mut data, last) = client.unless_gone(response.chunk()).await??;
-        let found = relay.chunk(&mut data, last);
-        if !found.is_empty() {
-            effects.found(found);
-        }
+        found.apply(relay.chunk(&mut data, last));
         end = last;
         client
             .write_body(data.filter(|d| !d.is_empty()).unwrap_or_default(), end)

@@ -89,6 +89,28 @@ impl<'a> Heads<'a> {
     }
 }
 
+/// The header fields routing reads, kept from the one pass over the head. Owned, since the
+/// body is read in between; most requests carry none of them, and so allocate nothing.
+#[derive(Debug, Default)]
+pub struct Routing {
+    pub version: Option<String>,
+    pub mcp_method: Option<String>,
+    pub mcp_name: Option<String>,
+    pub last_event_id: Option<String>,
+}
+
+impl Heads<'_> {
+    /// The fields routing reads, owned (the body is read before they are).
+    pub fn routing(&self) -> Routing {
+        Routing {
+            version: self.version.map(str::to_owned),
+            mcp_method: self.mcp_method.map(str::to_owned),
+            mcp_name: self.mcp_name.map(str::to_owned),
+            last_event_id: self.last_event_id.map(str::to_owned),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
