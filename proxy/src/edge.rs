@@ -75,12 +75,6 @@ impl Edge {
             let policy = relay::Request::default();
             return self.forward(client, ctx, plan, policy, (None, None)).await;
         }
-        let (mut state, expired) = self
-            .sessions
-            .state(admitted.token.as_deref(), ctx.identity());
-        if expired {
-            self.metrics.count(Event::SessionExpired);
-        }
         let body = match verb {
             Verb::Post => match client.read_body(self.body_limit, admitted.declared).await? {
                 Ok(body) => Some(body),
@@ -94,10 +88,17 @@ impl Edge {
         };
         let heads = &admitted.routing;
         let era = mcp_protocol::era(message.as_ref(), heads.version.as_deref());
-        if era.is_modern() {
-            // 2026-07-28 has no sessions: an incoming id is ignored, never looked up.
-            state = SessionState::None;
-        }
+        // 2026-07-28 has no sessions: an incoming id is ignored, never opened.
+        let state = if era.is_modern() {
+            SessionState::None
+        } else {
+            let token = admitted.token.as_deref();
+            let (state, expired) = self.sessions.state(token, ctx.identity());
+            if expired {
+                self.metrics.count(Event::SessionExpired);
+            }
+            state
+        };
         let resume = heads.last_event_id.as_deref().and_then(sse::parse_event_id);
         ctx.scope = match &state {
             SessionState::Live(view) => Scope::Session(view.uid),
