@@ -95,8 +95,9 @@ impl<'a> Plan<'a> {
     }
 }
 
-/// Send the request until a replica answers (`Stop::Broken`: the client closed its connection). `chosen` is the replica last tried (metrics and
-/// the access log name it, whether it answered or failed).
+/// Send the request until a replica answers (`Stop::Broken`: the client closed its
+/// connection). `chosen` is the replica last tried (metrics and the access log name it, whether
+/// it answered or failed).
 pub async fn exchange(
     upstream: &Upstream,
     client: &mut Client<'_>,
@@ -104,12 +105,13 @@ pub async fn exchange(
     chosen: &mut Option<Arc<Replica>>,
 ) -> Result<Response, Stop> {
     client.abort_on_close();
+    // The replicas that failed this request (nothing is allocated unless one does).
     let mut tried: Vec<ReplicaId> = Vec::new();
     let mut attempt = plan.attempt;
     let mut same = false;
     loop {
-        let replica = match (same, chosen.clone()) {
-            (true, Some(replica)) => replica,
+        let replica = match (same, &*chosen) {
+            (true, Some(replica)) => replica.clone(),
             _ => {
                 let next = match plan.target {
                     Some(id) => upstream.replicas.get(id).filter(|r| r.is_healthy()),
@@ -118,7 +120,6 @@ pub async fn exchange(
                 let Some(replica) = next else {
                     return Err(Stop::Answer(route::no_replica(attempt.owned)));
                 };
-                tried.push(replica.id.clone());
                 *chosen = Some(replica.clone());
                 replica
             }
@@ -154,7 +155,10 @@ pub async fn exchange(
         match next {
             Next::Answer(failure) => return Err(Stop::Answer(failure)),
             Next::SameReplica => same = true,
-            Next::OtherReplica => same = false,
+            Next::OtherReplica => {
+                tried.push(replica.id.clone());
+                same = false;
+            }
         }
         upstream.metrics.count(Event::Retry);
     }
