@@ -57,8 +57,3 @@ impl IntoResponse for HttpError {
             .into_response()
     }
 }
-
-/// The JSON-RPC code that fits an HTTP error status when the error has no better one.
-pub fn code_for_status(status: StatusCode) -> i64 {
-    mcp_protocol::error::code_for_status(status.as_u16())
-}

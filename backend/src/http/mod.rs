@@ -387,7 +387,7 @@ async fn finish(response: Response<McpBody>, accept: Accepts, id: Option<&Value>
             let message = String::from_utf8_lossy(&text).trim().to_owned();
             return HttpError::new(
                 parts.status,
-                jsonrpc::code_for_status(parts.status),
+                mcp_protocol::error::code_for_status(parts.status.as_u16()),
                 message,
             )
             .with_id(id)
