@@ -111,7 +111,8 @@ worker_processes {workers};
 pid {dir}/nginx.pid;
 error_log {dir}/error.log error;
 daemon off;
-events {{ worker_connections 4096; }}
+worker_rlimit_nofile {connections};
+events {{ worker_connections {connections}; }}
 http {{
   access_log off;
   client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
@@ -148,6 +149,7 @@ backend replicas
 """
 
 
+NGINX_CONNECTIONS = 4096  # per worker (benches/memory raises it)
 EDGE_VARIANTS = {"mcp-edge": (None, [])}  # label → (another mcp-edge binary, flags)
 
 
@@ -169,7 +171,7 @@ def start_proxy(kind: str, replicas, workdir: Path):
     elif kind == "nginx":
         servers = " ".join(f"server 127.0.0.1:{r};" for r in replicas)
         conf = workdir / "nginx.conf"
-        conf.write_text(NGINX.format(workers=workers, dir=workdir, servers=servers, port=port))
+        conf.write_text(NGINX.format(workers=workers, dir=workdir, servers=servers, port=port, connections=NGINX_CONNECTIONS))
         proc = Proc(["nginx", "-c", str(conf), "-p", str(workdir)])
     elif kind == "haproxy":
         servers = "\n".join(f"  server r{i} 127.0.0.1:{r}" for i, r in enumerate(replicas, 1))

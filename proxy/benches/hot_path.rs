@@ -65,6 +65,7 @@ fn bench(c: &mut Criterion) {
         Keys::new(&[7; 32], None),
         Duration::from_secs(3600),
         Duration::from_secs(3600),
+        1000,
     );
     let (token, _) = sessions.mint("2025-06-18", None, b"").unwrap();
     group.bench_function("open a session token (with idle tracking)", |b| {

@@ -93,6 +93,9 @@ pub struct Admin {
     pub metrics: Arc<Metrics>,
     pub streams: Arc<crate::inflight::Streams>,
     pub tools: Arc<crate::tools::KnownTools>,
+    pub owners: Arc<crate::inflight::Owners>,
+    pub rate_limit: Option<Arc<crate::ratelimit::RateLimit>>,
+    pub access: Option<crate::telemetry::access::AccessLog>,
     pub lifecycle: Lifecycle,
 }
 
@@ -185,6 +188,11 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     let gauges = crate::telemetry::metrics::Gauges {
         open_streams: admin.streams.open_now(),
         tools_known: admin.tools.len(),
+        sessions: admin.sessions.stats(),
+        worker_tasks: crate::downstream::listen::worker_tasks(),
+        owners: admin.owners.sizes(),
+        rate_limit_callers: admin.rate_limit.as_ref().map(|r| r.callers()),
+        access_log_dropped: admin.access.as_ref().map(|a| a.dropped()),
         replicas: admin
             .replicas
             .all()

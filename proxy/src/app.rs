@@ -58,6 +58,7 @@ pub fn edge(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<A
             keys,
             Duration::from_secs(config.session_lifetime_seconds),
             Duration::from_secs(config.session_idle_seconds),
+            config.max_tracked_sessions,
         )),
         owners: Arc::new(Owners::default()),
         streams: Arc::new(Streams::default()),
@@ -142,6 +143,8 @@ pub fn run(config: Config) -> ! {
     let rate_limit = edge.admission.rate_limit.clone();
     let streams = edge.streams.clone();
     let tools = edge.tools.clone();
+    let owners = edge.owners.clone();
+    let access = edge.access.clone();
     let drain = Arc::new(Drain::default());
     let proxy = Front::new(
         edge,
@@ -163,6 +166,9 @@ pub fn run(config: Config) -> ! {
         metrics,
         streams,
         tools: tools.clone(),
+        owners: owners.clone(),
+        rate_limit: rate_limit.clone(),
+        access,
         lifecycle: lifecycle.clone(),
     }
     .spawn(admin_listener)
@@ -240,6 +246,7 @@ pub fn run(config: Config) -> ! {
         ticker.add(discovery);
     }
     ticker.add(Sweep(sessions));
+    ticker.add(crate::inflight::Sweep(owners));
     if let Some(limit) = rate_limit {
         ticker.add(crate::ratelimit::Sweep(limit));
     }

@@ -173,6 +173,18 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_SESSION_IDLE_SECONDS", default_value_t = 3600)]
     pub session_idle_seconds: u64,
 
+    /// Most legacy sessions this process tracks for the idle timeout, and most ended sessions
+    /// it remembers (each table; about 40 and 20 bytes an entry). Past it, new sessions are
+    /// served without an idle timeout (their lifetime holds), and the ended sessions nearest
+    /// their expiry are folded into a watermark: tokens expiring before it get 404 (the client
+    /// initializes again). An ended session's token is never accepted again.
+    #[arg(
+        long,
+        env = "MCP_EDGE_MAX_TRACKED_SESSIONS",
+        default_value_t = 1_000_000
+    )]
+    pub max_tracked_sessions: usize,
+
     /// Key sealing legacy session tokens: 64 hex digits (`openssl rand -hex 32`). Every mcp-edge
     /// process with the same key serves the same sessions, across restarts. Prefer the
     /// environment or --session-key-file to a flag (flags show in `ps`). None: a random key,

@@ -175,7 +175,7 @@ impl Edge {
         policy: relay::Request<'_>,
         (token, view): (Option<&str>, Option<&SessionView>),
     ) -> Result<(), Stop> {
-        let response = retry::exchange(&self.upstream, client, &plan, &mut ctx.replica).await?;
+        let mut response = retry::exchange(&self.upstream, client, &plan, &mut ctx.replica).await?;
         let replica = ctx.replica.clone().expect("a replica answered");
         let mut head = response.head();
         let (relay, shown) = Relay::head(

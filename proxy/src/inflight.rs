@@ -7,9 +7,12 @@
 //! stream limits apply then: the edge answers in its place (503 overall, 429 per session) and
 //! closes the replica's connection, which is how a replica learns a request was abandoned.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use dashmap::DashMap;
@@ -37,14 +40,26 @@ impl Scope {
     }
 }
 
+/// Most server→client requests awaiting the client's answer; past it, a new one is not
+/// recorded (its answer then goes to any replica, which answers it as unknown).
+pub const MAX_AWAITED: usize = 100_000;
+
+/// How long a server→client request waits for the client's answer before it is forgotten.
+pub const AWAIT_FOR: Duration = Duration::from_secs(600);
+
 /// Who serves what right now, keyed by a scope (the session id, or the client connection when
-/// there is no session) and a JSON-RPC id (raw JSON text).
+/// there is no session) and a JSON-RPC id (raw JSON text). Both are bounded: an entry of
+/// `streaming` lives as long as its stream (at most `--max-streams`); `asked` holds at most
+/// [`MAX_AWAITED`] entries, each for at most [`AWAIT_FOR`].
 #[derive(Default)]
 pub struct Owners {
     /// Client requests whose response is an open SSE stream: where a cancel must go.
     streaming: DashMap<(Box<str>, Box<str>), ReplicaId>,
-    /// Server→client requests seen on a stream: where the client's answer must go.
-    asked: DashMap<(Box<str>, Box<str>), ReplicaId>,
+    /// Server→client requests seen on a stream: where the client's answer must go, and since
+    /// when.
+    asked: DashMap<(Box<str>, Box<str>), (ReplicaId, Instant)>,
+    /// Server→client requests not recorded (the cap) or forgotten unanswered, so far.
+    forgotten: AtomicU64,
 }
 
 impl Owners {
@@ -64,18 +79,52 @@ impl Owners {
     }
 
     pub fn asked(&self, scope: &str, id: &str, replica: ReplicaId) {
-        self.asked.insert((scope.into(), id.into()), replica);
+        if self.asked.len() >= MAX_AWAITED {
+            self.forgotten.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.asked
+            .insert((scope.into(), id.into()), (replica, Instant::now()));
     }
 
     /// The replica waiting for the client's answer to request `id`; the entry is consumed.
     pub fn answer_owner(&self, scope: &str, id: &str) -> Option<ReplicaId> {
         self.asked
             .remove(&(Box::<str>::from(scope), Box::<str>::from(id)))
-            .map(|(_, r)| r)
+            .map(|(_, (r, _))| r)
     }
 
-    pub fn in_flight(&self) -> usize {
-        self.streaming.len()
+    /// Forget the server→client requests asked longer than `age` ago.
+    pub fn sweep(&self, age: Duration) {
+        let before = self.asked.len();
+        self.asked.retain(|_, (_, at)| at.elapsed() <= age);
+        let gone = before.saturating_sub(self.asked.len());
+        self.forgotten.fetch_add(gone as u64, Ordering::Relaxed);
+    }
+
+    /// (streams owned, answers awaited, server→client requests forgotten so far).
+    pub fn sizes(&self) -> (usize, usize, u64) {
+        (
+            self.streaming.len(),
+            self.asked.len(),
+            self.forgotten.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Every minute, forgets the server→client requests unanswered for [`AWAIT_FOR`].
+pub struct Sweep(pub Arc<Owners>);
+
+#[async_trait::async_trait]
+impl crate::ticker::Periodic for Sweep {
+    fn name(&self) -> &'static str {
+        "answer sweep"
+    }
+    fn every(&self) -> Duration {
+        Duration::from_secs(60)
+    }
+    async fn tick(&self) {
+        self.0.sweep(AWAIT_FOR);
     }
 }
 
@@ -208,12 +257,17 @@ mod tests {
         owners.stream_done("s", "7");
         assert_eq!(owners.streaming_owner("s", "7"), None);
         owners.asked("s", "\"srv-1\"", r2.clone());
-        assert_eq!(owners.answer_owner("s", "\"srv-1\""), Some(r2));
+        assert_eq!(owners.answer_owner("s", "\"srv-1\""), Some(r2.clone()));
         assert_eq!(
             owners.answer_owner("s", "\"srv-1\""),
             None,
             "an answer is delivered once"
         );
+        owners.asked("s", "1", r2.clone());
+        owners.sweep(Duration::from_secs(60));
+        assert_eq!(owners.sizes(), (0, 1, 0), "young enough to keep");
+        owners.sweep(Duration::ZERO);
+        assert_eq!(owners.sizes(), (0, 0, 1), "unanswered too long: forgotten");
     }
 
     #[test]

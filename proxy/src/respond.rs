@@ -58,6 +58,6 @@ pub async fn respond(
             .write_body(data.filter(|d| !d.is_empty()).unwrap_or_default(), end)
             .await?;
     }
-    response.finish(pool, replica).await;
+    response.finish(pool, replica);
     Ok(())
 }

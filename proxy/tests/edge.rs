@@ -911,6 +911,7 @@ async fn sessions_live_in_their_tokens() {
         Keys::new(&key_bytes, None),
         Duration::from_secs(3600),
         Duration::from_secs(3600),
+        1000,
     );
     let (day_old, _) = minter
         .mint_at(unix_now() - 25 * 3600, "2025-06-18", None, b"")

@@ -667,3 +667,78 @@ async fn a_replica_slower_than_the_first_byte_timeout_gets_504() {
         "within the timeout"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_tracked_session_cap_ended_sessions_stay_refused_and_others_still_work() {
+    let edge = start(&["--max-tracked-sessions", "4"]).await;
+    let in_session = |token: String| {
+        let url = edge.url.clone();
+        async move {
+            post(
+                &url,
+                &[
+                    JSON,
+                    BOTH,
+                    ("mcp-session-id", &token),
+                    ("mcp-protocol-version", "2025-06-18"),
+                ],
+                call(1, "echo", json!({"message":"m"})),
+            )
+            .await
+            .status
+        }
+    };
+    let mut ended = Vec::new();
+    for _ in 0..10 {
+        let token = open_session(&edge, "2025-06-18").await;
+        let deleted = send(
+            reqwest::Method::DELETE,
+            &edge.url,
+            &[("mcp-session-id", &token)],
+            "",
+        )
+        .await;
+        // 404 once a fold's watermark covers tokens of this very second: ended either way.
+        assert!(matches!(deleted.status, 200 | 404), "{}", deleted.status);
+        ended.push(token);
+    }
+    assert!(metric(&edge, "mcp_edge_session_revocations").await <= 4.0);
+    assert!(
+        metric(&edge, "mcp_edge_session_revocation_watermark_seconds").await > 0.0,
+        "revocations past the cap were folded into the watermark"
+    );
+    for token in ended {
+        assert_eq!(
+            in_session(token).await,
+            404,
+            "an ended session never reopens"
+        );
+    }
+    // The watermark covers tokens up to the last folded one's second: one minted later opens.
+    // Sessions past the idle table's cap are served untracked.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let fresh = loop {
+        let token = open_session(&edge, "2025-06-18").await;
+        if in_session(token.clone()).await == 200 {
+            break token;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a new session opens past the watermark within 5 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut open = vec![fresh];
+    for _ in 0..5 {
+        open.push(open_session(&edge, "2025-06-18").await);
+    }
+    assert_eq!(metric(&edge, "mcp_edge_sessions_tracked").await, 4.0);
+    assert!(metric(&edge, "mcp_edge_sessions_untracked_total").await >= 2.0);
+    for token in open {
+        assert_eq!(
+            in_session(token).await,
+            200,
+            "untracked sessions are served"
+        );
+    }
+}

@@ -53,6 +53,10 @@ struct Args {
     /// legacy-session: tools/call requests per session.
     #[arg(long, default_value_t = 10)]
     calls_per_session: u64,
+    /// legacy-session: leave each session without a DELETE, as a client that goes away does
+    /// (the proxy's idle timeout ends it).
+    #[arg(long)]
+    abandon: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -453,12 +457,12 @@ impl Client {
         .map(|_| ())
     }
 
-    async fn legacy_session(&mut self, calls: u64) -> Option<()> {
+    async fn legacy_session(&mut self, calls: u64, abandon: bool) -> Option<()> {
         let session = self.open_session().await?;
         for _ in 0..calls {
             self.call_in_session(session.as_deref()).await?;
         }
-        if let Some(id) = session {
+        if let (Some(id), false) = (session, abandon) {
             self.exchange(
                 http::Method::DELETE,
                 None,
@@ -540,7 +544,7 @@ impl Client {
         }
     }
 
-    async fn run(mut self, scenario: Scenario, calls: u64) -> Stats {
+    async fn run(mut self, scenario: Scenario, calls: u64, abandon: bool) -> Stats {
         let mut i = 0u64;
         loop {
             i += 1;
@@ -548,7 +552,7 @@ impl Client {
                 Scenario::Stateless => self.stateless().await,
                 Scenario::Modern => self.modern().await,
                 Scenario::Stream => self.stream().await,
-                Scenario::LegacySession => self.legacy_session(calls).await,
+                Scenario::LegacySession => self.legacy_session(calls, abandon).await,
                 Scenario::Mixed => self.mixed(i).await,
                 Scenario::Revoke => self.revoke().await,
             };
@@ -673,9 +677,11 @@ async fn main() {
             session: None,
             offset: 0,
         };
-        clients.push(tokio::spawn(
-            client.run(args.scenario, args.calls_per_session),
-        ));
+        clients.push(tokio::spawn(client.run(
+            args.scenario,
+            args.calls_per_session,
+            args.abandon,
+        )));
     }
     let bar = tokio::spawn(progress(budget.clone(), started, total));
     let lines = args.progress_interval.map(|s| {

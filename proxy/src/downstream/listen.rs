@@ -24,7 +24,6 @@ use std::{
 
 use async_trait::async_trait;
 use pingora::{
-    apps::{HttpServerApp, ServerApp},
     listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
     protocols::{
         GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl,
@@ -36,12 +35,29 @@ use pingora::{
     services::Service,
 };
 use socket2::{Domain, Protocol, Socket, Type};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::Front;
 
 /// Pending connections each listening socket queues (as pingora's listeners do).
 const BACKLOG: i32 = 65535;
+
+/// The worker threads' runtimes, for [`worker_tasks`].
+static WORKERS: std::sync::Mutex<Vec<tokio::runtime::Handle>> = std::sync::Mutex::new(Vec::new());
+
+/// Tasks alive on the worker threads now: a connection is one, a stream's parts a few more
+/// (`mcp_edge_worker_tasks`: a count that only grows is a leak).
+pub fn worker_tasks() -> usize {
+    let workers = WORKERS.lock().expect("not poisoned");
+    workers.iter().map(|h| h.metrics().num_alive_tasks()).sum()
+}
+
+fn register(runtime: &tokio::runtime::Runtime) {
+    WORKERS
+        .lock()
+        .expect("not poisoned")
+        .push(runtime.handle().clone());
+}
 
 /// The MCP listener as a pingora service.
 pub struct Listen {
@@ -96,6 +112,7 @@ impl Service for Listen {
                 .enable_all()
                 .build();
             let runtime = runtime.expect("a runtime for the worker threads");
+            register(&runtime);
             for socket in sockets {
                 runtime.spawn(accept(socket, self.front.clone(), shutdown.clone()));
             }
@@ -109,14 +126,14 @@ impl Service for Listen {
                     .spawn(move || {
                         let runtime = tokio::runtime::Builder::new_current_thread()
                             .enable_all()
-                            .build();
-                        runtime
-                            .expect("a runtime for a worker thread")
-                            .block_on(async {
-                                accept(socket, front, shutdown).await;
-                                // Connections accepted here are served until the process ends.
-                                std::future::pending::<()>().await;
-                            });
+                            .build()
+                            .expect("a runtime for a worker thread");
+                        register(&runtime);
+                        runtime.block_on(async {
+                            accept(socket, front, shutdown).await;
+                            // Connections accepted here are served until the process ends.
+                            std::future::pending::<()>().await;
+                        });
                     })
                     .expect("a worker thread");
             }
@@ -126,7 +143,7 @@ impl Service for Listen {
                 break;
             }
         }
-        self.front.http_cleanup().await;
+        self.front.close();
     }
 
     fn name(&self) -> &str {
@@ -164,16 +181,8 @@ async fn accept(socket: std::net::TcpListener, front: Arc<Front>, mut shutdown: 
                 if let Err(e) = stream.set_nodelay() {
                     tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
                 }
-                let (front, shutdown) = (front.clone(), shutdown.clone());
-                tokio::spawn(async move {
-                    let mut next = Some(Box::new(Connection(BufWriter::with_capacity(
-                        DEFAULT_L4_WRITE_BUFFER_SIZE,
-                        stream,
-                    ))) as pingora::protocols::Stream);
-                    while let Some(stream) = next {
-                        next = front.process_new(stream, &shutdown).await;
-                    }
-                });
+                let front = front.clone();
+                tokio::spawn(async move { front.serve(Box::new(Connection::new(stream))).await });
             }
             Err(e) => {
                 tracing::error!("accepting an MCP connection failed: {e}");
@@ -188,9 +197,41 @@ async fn accept(socket: std::net::TcpListener, front: Arc<Front>, mut shutdown: 
 
 /// An accepted connection with pingora's usual write buffer (one segment's worth), so that a
 /// response's header and a small body leave in one write. pingora's own listeners size it
-/// through an API private to pingora; the rest is the TCP stream's.
+/// through an API private to pingora. The buffer is held only while it holds bytes: an idle
+/// connection keeps none.
 #[derive(Debug)]
-struct Connection(BufWriter<L4Stream>);
+struct Connection {
+    io: L4Stream,
+    out: Vec<u8>,
+    /// The byte [`Peek`] waited for, read before anything else.
+    peeked: Option<u8>,
+}
+
+impl Connection {
+    fn new(io: L4Stream) -> Self {
+        Self {
+            io,
+            out: Vec::new(),
+            peeked: None,
+        }
+    }
+
+    /// Write out what the buffer holds.
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            match Pin::new(&mut self.io).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => drop(self.out.drain(..n)),
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        if self.out.capacity() > 0 {
+            self.out = Vec::new();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
 
 impl AsyncRead for Connection {
     fn poll_read(
@@ -198,7 +239,14 @@ impl AsyncRead for Connection {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+        let this = &mut *self;
+        if let Some(byte) = this.peeked.take() {
+            buf.put_slice(&[byte]);
+            // And whatever else already arrived, without waiting (an error shows on the next read).
+            let _ = Pin::new(&mut this.io).poll_read(cx, buf);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.io).poll_read(cx, buf)
     }
 }
 
@@ -208,20 +256,33 @@ impl AsyncWrite for Connection {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
+        let this = &mut *self;
+        if this.out.len() + buf.len() > DEFAULT_L4_WRITE_BUFFER_SIZE {
+            std::task::ready!(this.poll_out(cx))?;
+        }
+        if buf.len() >= DEFAULT_L4_WRITE_BUFFER_SIZE {
+            return Pin::new(&mut this.io).poll_write(cx, buf);
+        }
+        if this.out.capacity() == 0 {
+            this.out.reserve_exact(DEFAULT_L4_WRITE_BUFFER_SIZE);
+        }
+        this.out.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
+        std::task::ready!(self.poll_out(cx))?;
+        Pin::new(&mut self.io).poll_flush(cx)
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.0).poll_shutdown(cx)
+        std::task::ready!(self.poll_out(cx))?;
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 
 #[async_trait]
 impl Shutdown for Connection {
     async fn shutdown(&mut self) {
-        if let Err(e) = AsyncWriteExt::shutdown(&mut self.0).await {
+        if let Err(e) = AsyncWriteExt::shutdown(self).await {
             tracing::debug!("closing a client connection: {e}");
         }
     }
@@ -229,35 +290,45 @@ impl Shutdown for Connection {
 
 impl UniqueID for Connection {
     fn id(&self) -> UniqueIDType {
-        self.0.get_ref().id()
+        self.io.id()
     }
 }
 
 impl Ssl for Connection {}
 
-/// pingora peeks at a new connection's first bytes to tell an HTTP/2 preface (h2c) from
-/// HTTP/1: the TCP stream's own answer, not the trait's default of "nothing to see".
+/// Waits for the client's next byte (an idle keep-alive connection waits here, holding no
+/// buffer) and keeps it for the next read. End of stream is `Ok(true)` too: the next read
+/// sees it.
 #[async_trait]
 impl Peek for Connection {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
-        self.0.get_mut().try_peek(buf).await
+        if self.peeked.is_none() {
+            let mut byte = [0];
+            if tokio::io::AsyncReadExt::read(&mut self.io, &mut byte).await? == 1 {
+                self.peeked = Some(byte[0]);
+            }
+        }
+        if let (Some(first), Some(byte)) = (buf.first_mut(), self.peeked) {
+            *first = byte;
+        }
+        Ok(true)
     }
 }
 
 impl GetTimingDigest for Connection {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.0.get_ref().get_timing_digest()
+        self.io.get_timing_digest()
     }
 }
 
 impl GetProxyDigest for Connection {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.0.get_ref().get_proxy_digest()
+        self.io.get_proxy_digest()
     }
 }
 
 impl GetSocketDigest for Connection {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.0.get_ref().get_socket_digest()
+        self.io.get_socket_digest()
     }
 }

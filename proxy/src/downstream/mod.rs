@@ -3,6 +3,8 @@
 //! module and [`client`] are the only code that reads or writes pingora's `ServerSession`.
 //!
 //! ```text
+//! wait ───── an idle keep-alive connection holds its socket and nothing else (no session, no
+//!   │         buffer) until the client's next byte arrives
 //! read_head ─ the request's headers, within --header-timeout-ms of the connection being ready
 //!   │          for it (accepted, or the previous response sent); else the connection closes
 //!   │          (also how an idle keep-alive connection ends); a malformed head → pingora's 400
@@ -15,9 +17,11 @@
 //! ```
 //!
 //! mcp-edge answers every request itself (its own exchange with replicas, `upstream::exchange`),
-//! so it needs pingora's server and HTTP sessions but none of pingora-proxy's phases; this is
-//! the whole request loop. HTTP/2 from clients would be a sibling of this loop: `listen`'s
-//! connection already delegates `Peek` (how pingora tells an h2c preface from HTTP/1).
+//! so it needs pingora's HTTP sessions but none of pingora-proxy's phases, nor pingora's
+//! connection loop (`ServerApp::process_new`, whose future also holds the HTTP/2 handshake's
+//! state: 12.6 KB for every HTTP/1 connection, measured); this is the whole request loop. Each
+//! request's future is boxed, so that only a request being answered holds its state. HTTP/2
+//! from clients would be a sibling of this loop.
 
 pub mod client;
 pub mod heads;
@@ -31,20 +35,31 @@ use std::{
     time::Duration,
 };
 
-use async_trait::async_trait;
+use bytes::BytesMut;
 use pingora::{
     ErrorType,
-    apps::{HttpPersistentSettings, HttpServerApp, ReusedHttpStream},
-    protocols::http::ServerSession,
-    server::ShutdownWatch,
+    apps::HttpPersistentSettings,
+    protocols::{Stream, http::ServerSession},
 };
-use tokio::sync::Notify;
+use tokio::{io::AsyncReadExt, sync::Notify};
 
 use crate::{answer::Stop, drain::Drain, edge::Edge, request::Ctx, telemetry::metrics::Event};
 
 use client::Client;
 
-/// The proxy as pingora's HTTP application.
+/// The buffer a request's first bytes are read into: a typical MCP request's head and body fit.
+const FIRST_READ: usize = 1024;
+
+/// A connection kept for its next request.
+struct Kept {
+    stream: Stream,
+    /// The previous session's (`None`: a new connection).
+    settings: Option<HttpPersistentSettings>,
+    /// Whether bytes of the next request were already read.
+    pipelined: bool,
+}
+
+/// The client side of the proxy: serves the connections `listen` accepts.
 pub struct Front {
     edge: Edge,
     header_deadline: Duration,
@@ -66,24 +81,103 @@ impl Front {
         }
     }
 
-    /// Read the next request's headers. `false`: there is none (closed, timed out, malformed,
-    /// or the service is stopping) and the connection ends.
-    async fn read_head(&self, session: &mut ServerSession) -> bool {
+    /// Serve one client connection: its requests one at a time, until it closes.
+    pub async fn serve(&self, stream: Stream) {
+        let _busy = self.drain.enter();
+        let mut next = Some(Kept {
+            stream,
+            settings: None,
+            pipelined: false,
+        });
+        while let Some(Kept {
+            mut stream,
+            settings,
+            pipelined,
+        }) = next
+        {
+            let ready = tokio::time::Instant::now();
+            let first = if pipelined {
+                None
+            } else {
+                if settings.is_some() && !self.wait(&mut stream).await {
+                    return;
+                }
+                let left = self.header_deadline.saturating_sub(ready.elapsed());
+                let Some(first) = self.first_read(&mut stream, left).await else {
+                    return;
+                };
+                Some(first)
+            };
+            let mut session = Box::new(ServerSession::new_http1(stream));
+            match settings {
+                Some(settings) => settings.apply_to_session(&mut session),
+                None => session.set_keepalive(Some(60)),
+            }
+            if let Some(first) = first {
+                session.set_pipelined_prefix(first);
+            }
+            let deadline = self.header_deadline.saturating_sub(ready.elapsed());
+            next = Box::pin(self.request(session, deadline)).await;
+        }
+    }
+
+    /// The first bytes of a request, read into a buffer of [`FIRST_READ`] that pingora then
+    /// parses from (and grows only for a larger head): its own would be 4 KiB, held for the
+    /// request's life. `None`: the client closed, or the deadline or the shutdown came first.
+    async fn first_read(&self, stream: &mut Stream, deadline: Duration) -> Option<BytesMut> {
+        let mut first = BytesMut::with_capacity(FIRST_READ);
+        let read = self
+            .unless_closing(deadline, async {
+                stream.read_buf(&mut first).await.unwrap_or(0)
+            })
+            .await?;
+        (read > 0).then_some(first)
+    }
+
+    /// Wait, holding nothing but the socket, until a kept-alive connection's client sends its
+    /// next request. `false`: it closed, the header deadline passed, or the service is stopping.
+    async fn wait(&self, stream: &mut Stream) -> bool {
+        self.unless_closing(self.header_deadline, async {
+            stream.try_peek(&mut [0]).await.is_ok()
+        })
+        .await
+        .unwrap_or(false)
+    }
+
+    /// `work` within `deadline`; `None` when the service stopped first, `Some(false)` when the
+    /// deadline passed (counted).
+    async fn unless_closing<T: Default>(
+        &self,
+        deadline: Duration,
+        work: impl Future<Output = T>,
+    ) -> Option<T> {
         // Registered before the flag is read: a shutdown in between still ends the wait.
         let closed = self.closed.notified();
         tokio::pin!(closed);
         closed.as_mut().enable();
         if self.closing.load(Ordering::Acquire) {
-            return false;
+            return None;
         }
-        let read = tokio::select! {
+        tokio::select! {
             biased;
-            read = pingora_timeout::fast_timeout::fast_timeout(self.header_deadline, session.read_request()) => read,
-            () = closed => return false,
-        };
-        match read {
-            Ok(Ok(request)) => request,
-            Ok(Err(e)) => {
+            done = pingora_timeout::fast_timeout::fast_timeout(deadline, work) => Some(done.unwrap_or_else(|_| {
+                self.edge.metrics.count(Event::HeaderTimeout);
+                T::default()
+            })),
+            () = closed => None,
+        }
+    }
+
+    /// Read the next request's headers. `false`: there is none (closed, timed out, malformed,
+    /// or the service is stopping) and the connection ends.
+    async fn read_head(&self, session: &mut ServerSession, deadline: Duration) -> bool {
+        let read = self
+            .unless_closing(deadline, async { Some(session.read_request().await) })
+            .await;
+        match read.flatten() {
+            None => false,
+            Some(Ok(request)) => request,
+            Some(Err(e)) => {
                 if e.etype() == &ErrorType::InvalidHTTPHeader {
                     let _ = session.respond_error(400).await;
                 }
@@ -91,27 +185,17 @@ impl Front {
                 session.shutdown().await;
                 false
             }
-            Err(_) => {
-                self.edge.metrics.count(Event::HeaderTimeout);
-                false
-            }
         }
     }
-}
 
-#[async_trait]
-impl HttpServerApp for Front {
-    async fn process_new_http(
-        self: &Arc<Self>,
-        mut session: ServerSession,
-        _shutdown: &ShutdownWatch,
-    ) -> Option<ReusedHttpStream> {
+    /// One request on the connection; what the next one reads from, when the connection is
+    /// kept.
+    async fn request(&self, mut session: Box<ServerSession>, deadline: Duration) -> Option<Kept> {
         // A client may send its next request before this one's answer ends (pipelining, or
         // simply right after a bodiless answer such as a 202): those bytes are kept for the
         // next request instead of being taken for a client that broke the protocol.
         session.set_pipelining_enabled(true);
-        let _busy = self.drain.enter();
-        if !self.read_head(&mut session).await {
+        if !self.read_head(&mut session, deadline).await {
             return None;
         }
         if self.closing.load(Ordering::Acquire) {
@@ -142,16 +226,27 @@ impl HttpServerApp for Front {
             session.on_proxy_failure(e);
             return None;
         }
-        let settings = HttpPersistentSettings::for_session(&session);
-        session
-            .finish()
+        let mut settings = HttpPersistentSettings::for_session(&session);
+        // Boxed: pingora's finish future (3.7 KiB) would otherwise be part of every request's
+        // state, streams included.
+        let (stream, prefix) = Box::pin((*session).finish())
             .await
             .ok()
-            .flatten()
-            .map(|stream| ReusedHttpStream::from_reusable_stream(stream, settings))
+            .flatten()?
+            .into_parts();
+        let pipelined = prefix.is_some();
+        if let Some(prefix) = prefix {
+            settings.set_pipelined_prefix(prefix);
+        }
+        Some(Kept {
+            stream,
+            settings: Some(settings),
+            pipelined,
+        })
     }
 
-    async fn http_cleanup(&self) {
+    /// The service stops accepting: connections waiting for a request close.
+    pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
         self.closed.notify_waiters();
     }

@@ -1,21 +1,31 @@
 //! Legacy sessions: the sessions mcp-edge mints for legacy clients (stateless replicas never
-//! mint one). A session lives in its sealed [`token`]; this process keeps only what cannot: the
-//! uids revoked by DELETE (until their tokens would have expired anyway) and when each session
-//! it served was last used (the idle timeout). Who serves what right now is
-//! [`crate::inflight`]'s.
+//! mint one). A session lives in its sealed [`token`]; this process keeps only what cannot, each
+//! in bounded memory: the sessions it ended ([`revoked`], until their tokens would have expired
+//! anyway) and when each session it served was last used ([`idle`], for the idle timeout). Who
+//! serves what right now is [`crate::inflight`]'s.
 
+pub mod idle;
 pub mod peers;
+pub mod revoked;
 pub mod token;
 
 use std::{
     sync::Arc,
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use dashmap::DashMap;
 use rand::RngCore;
 
+use idle::{Idle, IdleStats};
+use revoked::{Revoked, RevokedStats};
 pub use token::{Claims, Key, Keys, Uid};
+
+/// The 8 bytes of a uid the per-process tables keep (uids are random).
+pub type Short = u64;
+
+fn short(uid: &Uid) -> Short {
+    Short::from_le_bytes(uid[..8].try_into().expect("a uid has 16 bytes"))
+}
 
 /// A replica, as routing refers to it.
 pub type ReplicaId = Arc<str>;
@@ -71,28 +81,28 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-struct Seen {
-    last_used: Instant,
-    expires: u64,
+/// What the tables hold, for the metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SessionStats {
+    pub idle: IdleStats,
+    pub revoked: RevokedStats,
 }
 
 pub struct Sessions {
     keys: Keys,
     lifetime: Duration,
-    idle: Duration,
-    /// uid → when its token expires anyway (Unix seconds).
-    revoked: DashMap<Uid, u64>,
-    seen: DashMap<Uid, Seen>,
+    revoked: Revoked,
+    idle: Idle,
 }
 
 impl Sessions {
-    pub fn new(keys: Keys, lifetime: Duration, idle: Duration) -> Self {
+    /// Sessions of `lifetime` that end after `idle` unused; each table holds at most `cap`.
+    pub fn new(keys: Keys, lifetime: Duration, idle: Duration, cap: usize) -> Self {
         Self {
             keys,
             lifetime,
-            idle,
-            revoked: DashMap::new(),
-            seen: DashMap::new(),
+            revoked: Revoked::new(cap, lifetime),
+            idle: Idle::new(cap, idle),
         }
     }
 
@@ -125,13 +135,8 @@ impl Sessions {
         };
         let token = self.keys.seal(&claims)?;
         let view = self.view(claims);
-        self.seen.insert(
-            uid,
-            Seen {
-                last_used: Instant::now(),
-                expires: view.expires,
-            },
-        );
+        // A fresh uid is never idle.
+        let _ = self.idle.touch(short(&uid), view.expires);
         Ok((token, view))
     }
 
@@ -158,20 +163,14 @@ impl Sessions {
         if now >= view.expires {
             return Err(Closed::Expired);
         }
-        if self.revoked.contains_key(&view.uid) {
+        let uid = short(&view.uid);
+        if self.revoked.contains(uid, view.expires) {
             return Err(Closed::Revoked);
         }
-        let at = Instant::now();
-        let mut seen = self.seen.entry(view.uid).or_insert(Seen {
-            last_used: at,
-            expires: view.expires,
-        });
-        if at.duration_since(seen.last_used) > self.idle {
-            drop(seen);
-            self.revoke(&view.uid, view.expires);
+        if self.idle.touch(uid, view.expires).is_err() {
+            self.revoked.insert(uid, view.expires);
             return Err(Closed::Idle);
         }
-        seen.last_used = at;
         Ok(view)
     }
 
@@ -195,8 +194,9 @@ impl Sessions {
 
     /// End a session here (DELETE, or an idle timeout): its token no longer opens on this process.
     pub fn revoke(&self, uid: &Uid, expires: u64) {
-        self.seen.remove(uid);
-        self.revoked.insert(*uid, expires);
+        let uid = short(uid);
+        self.idle.forget(uid);
+        self.revoked.insert(uid, expires);
     }
 
     /// A peer's announcement: end the session sealed in `token`; `false` when it is not ours.
@@ -210,23 +210,21 @@ impl Sessions {
     }
 
     /// Drop what no longer matters: revocations of tokens that expired anyway, and idle
-    /// sessions (which become revocations). Returns (sessions seen, revocations held).
-    pub fn sweep(&self) -> (usize, usize) {
+    /// sessions (which become revocations).
+    pub fn sweep(&self) -> SessionStats {
         let now = unix_now();
-        let at = Instant::now();
-        let mut idle = Vec::new();
-        self.seen.retain(|uid, seen| {
-            let keep = now < seen.expires && at.duration_since(seen.last_used) <= self.idle;
-            if !keep && now < seen.expires {
-                idle.push((*uid, seen.expires));
-            }
-            keep
-        });
-        for (uid, expires) in idle {
+        for (uid, expires) in self.idle.sweep(now) {
             self.revoked.insert(uid, expires);
         }
-        self.revoked.retain(|_, expires| now < *expires);
-        (self.seen.len(), self.revoked.len())
+        self.revoked.sweep(now);
+        self.stats()
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        SessionStats {
+            idle: self.idle.stats(),
+            revoked: self.revoked.stats(),
+        }
     }
 
     pub fn lifetime(&self) -> Duration {
@@ -246,13 +244,15 @@ impl crate::ticker::Periodic for Sweep {
         Duration::from_secs(30)
     }
     async fn tick(&self) {
-        let (seen, revoked) = self.0.sweep();
-        tracing::debug!(seen, revoked, "sessions swept");
+        let stats = self.0.sweep();
+        tracing::debug!(?stats, "sessions swept");
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Instant;
+
     use super::*;
 
     fn sessions(lifetime: u64, idle: u64) -> Sessions {
@@ -260,6 +260,7 @@ mod tests {
             Keys::random(),
             Duration::from_secs(lifetime),
             Duration::from_secs(idle),
+            1000,
         )
     }
 
@@ -270,6 +271,7 @@ mod tests {
             Keys::new(&key, None),
             Duration::from_secs(60),
             Duration::from_secs(60),
+            1000,
         );
         let owner = Owner {
             replica: "r2".into(),
@@ -281,6 +283,7 @@ mod tests {
             Keys::new(&key, None),
             Duration::from_secs(60),
             Duration::from_secs(60),
+            1000,
         );
         let opened = elsewhere.open(&token, b"").unwrap();
         assert_eq!(
@@ -314,15 +317,40 @@ mod tests {
             Err(Closed::Expired),
             "issued in the future"
         );
-        let idle = Sessions::new(Keys::random(), Duration::from_secs(60), Duration::ZERO);
+        let idle = Sessions::new(
+            Keys::random(),
+            Duration::from_secs(60),
+            Duration::ZERO,
+            1000,
+        );
         let (token, _) = idle.mint("2025-03-26", None, b"").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(1);
+        // Idle time is counted in whole seconds.
+        let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline && idle.open(&token, b"") != Err(Closed::Idle) {}
         assert_eq!(
             idle.open(&token, b""),
             Err(Closed::Revoked),
             "an idle session stays ended"
         );
-        assert_eq!(idle.sweep(), (0, 1));
+        let stats = idle.sweep();
+        assert_eq!((stats.idle.tracked, stats.revoked.held), (0, 1));
+    }
+
+    #[test]
+    fn a_deleted_session_stays_refused_after_the_cap_is_passed_many_times_over() {
+        let s = sessions(3600, 3600);
+        let (token, view) = s.mint("2025-06-18", None, b"").unwrap();
+        s.revoke(&view.uid, view.expires);
+        for _ in 0..5000 {
+            let (_, other) = s.mint("2025-06-18", None, b"").unwrap();
+            s.revoke(&other.uid, other.expires);
+        }
+        let stats = s.stats();
+        assert!(stats.revoked.held <= 1000, "{stats:?}");
+        assert_eq!(s.open(&token, b""), Err(Closed::Revoked));
+        // The flood's revocations were folded: tokens expiring up to the last one are refused,
+        // a session started a second later is not.
+        let (fresh, _) = s.mint_at(unix_now() + 1, "2025-06-18", None, b"").unwrap();
+        assert!(s.open(&fresh, b"").is_ok(), "a new session still opens");
     }
 }

@@ -21,6 +21,7 @@ use super::metrics::Request;
 use crate::{config::AccessLog as Format, downstream::client::Traffic, session::SessionView};
 
 /// Where access log lines go, and in which format.
+#[derive(Clone)]
 pub struct AccessLog {
     json: bool,
     out: Arc<Batched>,
@@ -44,6 +45,11 @@ impl AccessLog {
                 out: Batched::start(out)?,
             }),
         })
+    }
+
+    /// Lines dropped so far because stdout did not keep up (the buffer holds at most 8 MiB).
+    pub fn dropped(&self) -> u64 {
+        self.out.dropped.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Log one finished request.
@@ -271,6 +277,8 @@ const HELD_AT_MOST: usize = 8 << 20;
 struct Batched {
     pending: Mutex<Pending>,
     wake: Condvar,
+    /// Lines dropped since the start.
+    dropped: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -291,6 +299,7 @@ impl Batched {
         let batched = Arc::new(Self {
             pending: Mutex::default(),
             wake: Condvar::new(),
+            dropped: std::sync::atomic::AtomicU64::new(0),
         });
         let _ = AT_EXIT.set((batched.clone(), Mutex::new(Box::new(out))));
         extern "C" fn flush_at_exit() {
@@ -339,6 +348,8 @@ impl Batched {
             (lines, std::mem::take(&mut pending.dropped))
         };
         if dropped > 0 {
+            self.dropped
+                .fetch_add(dropped, std::sync::atomic::Ordering::Relaxed);
             tracing::warn!("access log: {dropped} lines dropped, stdout did not keep up");
         }
         let _ = out.write_all(&lines).and_then(|()| out.flush());
@@ -370,6 +381,7 @@ mod tests {
         let batched = Batched {
             pending: Mutex::default(),
             wake: Condvar::new(),
+            dropped: Default::default(),
         };
         batched.append(b"one\n");
         batched.append(b"two\n");

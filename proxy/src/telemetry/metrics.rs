@@ -17,7 +17,7 @@ use std::{
 
 use dashmap::DashMap;
 
-use crate::session::ReplicaId;
+use crate::session::{ReplicaId, SessionStats};
 
 /// Distinct tool names that get their own label; later ones are counted as `other`.
 pub const TOOL_LABELS: usize = 50;
@@ -124,6 +124,14 @@ const EVENTS: &[(Event, &str, &str)] = &[
 pub struct Gauges {
     pub open_streams: usize,
     pub tools_known: usize,
+    pub sessions: SessionStats,
+    pub worker_tasks: usize,
+    /// Streams owned, answers awaited, server→client requests forgotten (inflight::Owners).
+    pub owners: (usize, usize, u64),
+    /// `None`: no rate limit.
+    pub rate_limit_callers: Option<usize>,
+    /// `None`: no access log.
+    pub access_log_dropped: Option<u64>,
     /// Each replica: id, address, whether it takes requests.
     pub replicas: Vec<(ReplicaId, std::net::SocketAddr, bool)>,
 }
@@ -191,6 +199,11 @@ impl Metrics {
         let Gauges {
             open_streams,
             tools_known,
+            sessions,
+            worker_tasks,
+            owners: (streams_owned, answers_awaited, answers_forgotten),
+            rate_limit_callers,
+            access_log_dropped,
             replicas,
         } = gauges;
         let mut out = String::with_capacity(8192);
@@ -259,14 +272,106 @@ impl Metrics {
                 self.events[event as usize].load(Ordering::Relaxed)
             );
         }
-        let _ = writeln!(
-            out,
-            "# HELP mcp_edge_open_streams SSE responses being relayed now.\n# TYPE mcp_edge_open_streams gauge\nmcp_edge_open_streams {}",
-            open_streams
+        let gauge = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        gauge(
+            &mut out,
+            "mcp_edge_open_streams",
+            "gauge",
+            "SSE responses being relayed now.",
+            *open_streams as u64,
         );
-        let _ = writeln!(
-            out,
-            "# HELP mcp_edge_tools_known Tools whose annotations this process has read (safe to repeat or not).\n# TYPE mcp_edge_tools_known gauge\nmcp_edge_tools_known {tools_known}"
+        gauge(
+            &mut out,
+            "mcp_edge_tools_known",
+            "gauge",
+            "Tools whose annotations this process has read (safe to repeat or not).",
+            *tools_known as u64,
+        );
+        gauge(
+            &mut out,
+            "mcp_edge_streams_owned",
+            "gauge",
+            "Client requests streaming from a replica, with the replica a cancel goes to (one per open stream).",
+            *streams_owned as u64,
+        );
+        gauge(
+            &mut out,
+            "mcp_edge_answers_awaited",
+            "gauge",
+            "Server-to-client requests waiting for the client's answer (at most 100000, each for at most 600 s).",
+            *answers_awaited as u64,
+        );
+        gauge(
+            &mut out,
+            "mcp_edge_answers_forgotten_total",
+            "counter",
+            "Server-to-client requests not recorded (the cap) or forgotten unanswered.",
+            *answers_forgotten,
+        );
+        if let Some(callers) = rate_limit_callers {
+            gauge(
+                &mut out,
+                "mcp_edge_rate_limit_callers",
+                "gauge",
+                "Callers the rate limit tracks (at most 100000; past it, new callers share one bucket).",
+                *callers as u64,
+            );
+        }
+        if let Some(dropped) = access_log_dropped {
+            gauge(
+                &mut out,
+                "mcp_edge_access_log_dropped_total",
+                "counter",
+                "Access log lines dropped because stdout fell 8 MiB behind.",
+                *dropped,
+            );
+        }
+        gauge(
+            &mut out,
+            "mcp_edge_worker_tasks",
+            "gauge",
+            "Tasks alive on the worker threads (connections, and the parts of streams).",
+            *worker_tasks as u64,
+        );
+        gauge(
+            &mut out,
+            "mcp_edge_sessions_tracked",
+            "gauge",
+            "Legacy sessions tracked for the idle timeout (at most --max-tracked-sessions).",
+            sessions.idle.tracked as u64,
+        );
+        gauge(
+            &mut out,
+            "mcp_edge_sessions_untracked_total",
+            "counter",
+            "Legacy sessions served without idle tracking because the table was full.",
+            sessions.idle.untracked,
+        );
+        gauge(
+            &mut out,
+            "mcp_edge_session_revocations",
+            "gauge",
+            "Ended sessions remembered until their tokens expire (at most --max-tracked-sessions).",
+            sessions.revoked.held as u64,
+        );
+        gauge(
+            &mut out,
+            "mcp_edge_session_revocation_watermark_seconds",
+            "gauge",
+            "Tokens expiring no later than this Unix time are refused: revocations past the cap were folded (0: never).",
+            sessions.revoked.watermark,
+        );
+        gauge(
+            &mut out,
+            "mcp_edge_session_revocation_folds_total",
+            "counter",
+            "Times the revocations reached the cap and their earliest-expiring bucket was folded into the watermark.",
+            sessions.revoked.folded,
         );
         out.push_str("# HELP mcp_edge_replica_healthy 1 when the replica takes requests, 0 when it is out of rotation.\n");
         out.push_str("# TYPE mcp_edge_replica_healthy gauge\n");

@@ -5,8 +5,8 @@
 //!
 //! mcp-edge reads a request's body before it chooses a replica (routing needs it), so the
 //! request is complete when it is sent: head and body leave in one write over a connection
-//! from the worker thread's own [`pool`](super::pool); the response is read with pingora's
-//! HTTP/1 client.
+//! from the worker thread's own [`pool`](super::pool); the response is read by [`http1`](super::http1),
+//! with buffers sized for what arrives.
 
 use std::time::Duration;
 
@@ -15,12 +15,12 @@ use mcp_protocol::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
 use pingora::{
     Error, ErrorType, Result,
     http::{RequestHeader, ResponseHeader},
-    protocols::{Stream, http::v1::client::HttpSession},
+    protocols::Stream,
     upstreams::peer::HttpPeer,
 };
 use tokio::io::AsyncWriteExt;
 
-use super::{Replica, pool::Pool};
+use super::{Replica, http1, pool::Pool};
 
 /// The timeouts of an exchange.
 #[derive(Debug, Clone, Copy)]
@@ -133,10 +133,10 @@ async fn write_all(stream: &mut Stream, wire: &[u8], timeout: Duration) -> Resul
     }
 }
 
-/// A replica's answer under way: its head read, its body still to come. (Boxed: it passes
-/// through several futures by value, and a pointer moves for free.)
+/// A replica's answer under way: its head read, its body still to come.
 pub struct Response {
-    upstream: Box<HttpSession>,
+    head: Option<Box<ResponseHeader>>,
+    body: http1::Body,
 }
 
 /// Write the request over `stream` and read the response head (informational 1xx answers are
@@ -148,55 +148,34 @@ pub async fn send(
     first_byte: Duration,
 ) -> Result<Response> {
     let mut stream = stream;
-    write_all(
-        &mut stream,
-        wire,
-        peer.options
-            .write_timeout
-            .unwrap_or(Duration::from_secs(3600)),
-    )
-    .await?;
-    let mut upstream = Box::new(HttpSession::new_with_options(stream, peer));
-    upstream.read_timeout = Some(first_byte);
-    upstream.write_timeout = peer.options.write_timeout;
-    loop {
-        upstream.read_response().await?;
-        if !upstream
-            .resp_header()
-            .is_some_and(|h| h.status.is_informational())
-        {
-            // From here on the idle timeout holds between reads.
-            upstream.read_timeout = peer.options.read_timeout;
-            return Ok(Response { upstream });
-        }
-    }
+    let idle = peer
+        .options
+        .write_timeout
+        .unwrap_or(Duration::from_secs(3600));
+    write_all(&mut stream, wire, idle).await?;
+    let idle = peer.options.read_timeout.unwrap_or(idle);
+    let (head, body) = http1::read(stream, first_byte, idle).await?;
+    Ok(Response {
+        head: Some(head),
+        body,
+    })
 }
 
 impl Response {
-    /// The response head, to be edited on its way to the client.
-    pub fn head(&self) -> Box<ResponseHeader> {
-        Box::new(
-            self.upstream
-                .resp_header()
-                .expect("a response header was read")
-                .clone(),
-        )
+    /// The response head, to be edited on its way to the client (taken once).
+    pub fn head(&mut self) -> Box<ResponseHeader> {
+        self.head.take().expect("the head is taken once")
     }
 
     /// The next chunk of the body, and whether it is the last (`None`: the body is over).
     pub async fn chunk(&mut self) -> Result<(Option<Bytes>, bool)> {
-        match self.upstream.read_body_bytes().await {
-            Ok(Some(data)) => Ok((Some(data), self.upstream.is_body_done())),
-            Ok(None) => Ok((None, true)),
-            Err(e) => Err(e.into_up()),
-        }
+        self.body.chunk().await
     }
 
     /// The body was read to its end: the connection goes back to the pool when the replica
     /// keeps it alive.
-    pub async fn finish(mut self, pool: &Pool, replica: &Replica) {
-        self.upstream.respect_keepalive();
-        if let Some(stream) = self.upstream.reuse().await {
+    pub fn finish(self, pool: &Pool, replica: &Replica) {
+        if let Some(stream) = self.body.reusable() {
             pool.put(replica.addr, stream);
         }
     }

@@ -9,6 +9,7 @@
 pub mod discover;
 pub mod exchange;
 pub mod health;
+pub mod http1;
 pub mod pool;
 
 use std::{

@@ -62,7 +62,9 @@ impl Pool {
         if let Some(stream) = self.take(addr) {
             return Ok((stream, true));
         }
-        Ok((self.connector.new_stream(peer).await?, false))
+        // Boxed: pingora's connect future carries a TLS handshake's state (8 KiB, for plain TCP
+        // too), which would otherwise sit in every request's future for the request's life.
+        Ok((Box::pin(self.connector.new_stream(peer)).await?, false))
     }
 
     fn take(&self, addr: SocketAddr) -> Option<Stream> {
