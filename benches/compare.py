@@ -153,6 +153,28 @@ NGINX_CONNECTIONS = 4096  # per worker (benches/memory raises it)
 EDGE_VARIANTS = {"mcp-edge": (None, [])}  # label → (another mcp-edge binary, flags)
 
 
+def add_edge_variants(specs, only):
+    """`--edge LABEL=FLAGS` (a first word @PATH: another mcp-edge binary) into EDGE_VARIANTS."""
+    for spec in specs:
+        label, _, flags = spec.partition("=")
+        words = flags.split()
+        binary = words.pop(0)[1:] if words and words[0].startswith("@") else None
+        EDGE_VARIANTS[label] = (binary, words)
+        only.append(label)
+
+
+def start_replicas(procs, n: int = 3):
+    """n mcp-backend replicas on loopback (appended to `procs`); their ports."""
+    ports = []
+    for i in range(1, n + 1):
+        port = free_port()
+        procs.append(Proc([str(TARGET / "release" / "mcp-backend"), "--listen", f"127.0.0.1:{port}",
+                           "--replica-id", f"r{i}", "--log", "error"]))
+        wait_http(f"http://127.0.0.1:{port}/healthz", 20)
+        ports.append(port)
+    return ports
+
+
 def start_proxy(kind: str, replicas, workdir: Path):
     """Start one proxy in front of `replicas` (ports): (url, process)."""
     port = free_port()
@@ -264,12 +286,7 @@ def main():
                              "a first word @PATH runs another mcp-edge binary (before/after a change, in one run: "
                              "'before=@/tmp/old/mcp-edge')")
     args = parser.parse_args()
-    for spec in args.edge:
-        label, _, flags = spec.partition("=")
-        words = flags.split()
-        binary = words.pop(0)[1:] if words and words[0].startswith("@") else None
-        EDGE_VARIANTS[label] = (binary, words)
-        args.only.append(label)
+    add_edge_variants(args.edge, args.only)
     need("nginx", "nginx-light")
     need("haproxy", "haproxy")
     for binary in ("mcp-backend", "mcp-edge", "mcp-load"):
@@ -285,13 +302,9 @@ def main():
     context = (f"{when}, {os.cpu_count()} cores ({cpu}), commit {commit}, "
                f"`benches/compare --rounds {args.rounds} --seconds {args.seconds:g} --concurrency {args.concurrency}{edges}`")
 
-    replicas, procs = [], []
+    procs = []
     try:
-        for i in (1, 2, 3):
-            port = free_port()
-            procs.append(Proc([str(TARGET / "release" / "mcp-backend"), "--listen", f"127.0.0.1:{port}", "--replica-id", f"r{i}", "--log", "error"]))
-            wait_http(f"http://127.0.0.1:{port}/healthz", 20)
-            replicas.append(port)
+        replicas = start_replicas(procs)
         samples = {k: [] for k in args.only}
         with tempfile.TemporaryDirectory() as tmp:
             for round_ in range(1, args.rounds + 1):

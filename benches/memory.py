@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import compare  # noqa: E402
-from compare import HERE, TARGET, Proc, children, free_port, need, start_proxy, wait_http, EDGE_VARIANTS  # noqa: E402
+from compare import HERE, children, need, start_proxy, EDGE_VARIANTS  # noqa: E402
 
 
 def rss_kib(pids) -> int:
@@ -191,12 +191,7 @@ def main():
                         help="also measure mcp-edge with these flags (a first word @PATH: another binary)")
     parser.add_argument("--out", default=str(HERE / "results" / "memory"))
     args = parser.parse_args()
-    for spec in args.edge:
-        label, _, flags = spec.partition("=")
-        words = flags.split()
-        binary = words.pop(0)[1:] if words and words[0].startswith("@") else None
-        EDGE_VARIANTS[label] = (binary, words)
-        args.only.append(label)
+    compare.add_edge_variants(args.edge, args.only)
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     want = 2 * max(args.streams, args.idle) + 512
     try:
@@ -219,14 +214,9 @@ def main():
     context = (f"{when}, {os.cpu_count()} cores ({cpu}), commit {commit}, "
                f"`benches/memory --streams {args.streams} --idle {args.idle} --sessions {args.sessions}"
                + "".join(f" --edge '{e}'" for e in args.edge) + "`")
-    replicas, procs, rows = [], [], {}
+    procs, rows = [], {}
     try:
-        for i in (1, 2, 3):
-            port = free_port()
-            procs.append(Proc([str(TARGET / "release" / "mcp-backend"), "--listen", f"127.0.0.1:{port}",
-                               "--replica-id", f"r{i}", "--log", "error"]))
-            wait_http(f"http://127.0.0.1:{port}/healthz", 20)
-            replicas.append(port)
+        replicas = compare.start_replicas(procs)
         with tempfile.TemporaryDirectory() as tmp:
             for what, n in (("stream", args.streams), ("idle", args.idle), ("sessions", args.sessions)):
                 if n <= 0:

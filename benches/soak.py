@@ -8,8 +8,8 @@ a bounded time, sampled every --interval seconds.
 The load, all at once, open loop (a fixed rate, so a slower proxy is not a lighter one):
 stateless tools/call, 2026-07-28 calls, legacy sessions initialized, used and DELETEd, legacy
 sessions initialized and abandoned (mcp-load legacy-session --abandon), SSE progress streams
-read to their end (mcp-load stream), and clients that open an SSE stream and hang up after its
-first event. (No listeners yet: `subscriptions/listen` fan-out is not built.)
+read to their end (mcp-load stream), SSE streams of 5 s held to their end (about 25 open at
+any time), and clients that open an SSE stream and hang up after its first event. (No listeners yet: `subscriptions/listen` fan-out is not built.)
 Sessions live 300 s and go idle after 60 s (30 and 10 with --check), so that the session tables
 reach their steady state inside the run. Each sample: mcp-edge's RSS, open file descriptors,
 worker tasks, tracked sessions, remembered revocations and open streams, into a CSV; then a
@@ -35,7 +35,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import HERE, TARGET, Proc, free_port, wait_http  # noqa: E402
+from compare import HERE, TARGET, Proc, free_port, start_replicas, wait_http  # noqa: E402
 from memory import read_response, request, rss_kib  # noqa: E402
 
 FIELDS = ["t_s", "rss_kib", "fds", "tasks", "sessions_tracked", "revocations", "open_streams"]
@@ -59,37 +59,43 @@ def sample(pid: int, admin: int, t: float) -> dict:
             "revocations": m["mcp_edge_session_revocations"], "open_streams": m["mcp_edge_open_streams"]}
 
 
-async def hang_ups(port: int, until: float, rate: float, counts: dict):
-    """Clients that open an SSE stream and hang up after its first event, `rate` per second."""
+async def side_load(port: int, until: float, rates: dict, counts: dict):
+    """SSE streams held open to their end (10 events, 500 ms apart), and clients that open one
+    and hang up after its first event, each at its rate per second."""
 
-    async def hang_up(i: int):
+    async def stream(i: int, hang_up: bool):
+        kind = "hung_up" if hang_up else "held"
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
+            steps, interval = (20, 100) if hang_up else (10, 500)
             call = {"jsonrpc": "2.0", "id": i, "method": "tools/call",
-                    "params": {"name": "progress", "arguments": {"steps": 20, "interval_ms": 100},
+                    "params": {"name": "progress", "arguments": {"steps": steps, "interval_ms": interval},
                                "_meta": {"progressToken": i}}}
             writer.write(request(port, call, "application/json, text/event-stream"))
-            seen = b""
-            while b"notifications/progress" not in seen:
+            seen, want = b"", b"notifications/progress" if hang_up else b'"result"'
+            while want not in seen:
                 chunk = await asyncio.wait_for(reader.read(4096), 10)
                 if not chunk:
-                    raise ConnectionError("closed before the first event")
-                seen = seen[-64:] + chunk
-            counts["hung_up"] += 1
+                    raise ConnectionError("closed early")
+                seen = seen[-256:] + chunk
+            counts[kind] += 1
         except (OSError, asyncio.TimeoutError, ConnectionError):
-            counts["hang_up_failures"] += 1
+            counts[f"{kind}_failures"] += 1
         finally:
             writer.close()
 
-    pending, i, start = set(), 0, time.monotonic()
-    while time.monotonic() < until:
-        i += 1
-        task = asyncio.ensure_future(hang_up(i))
-        pending.add(task)
-        task.add_done_callback(pending.discard)
-        await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
-    if pending:
-        await asyncio.wait(pending, timeout=15)
+    async def at_rate(rate: float, hang_up: bool):
+        pending, i, start = set(), 0, time.monotonic()
+        while time.monotonic() < until:
+            i += 1
+            task = asyncio.ensure_future(stream(i, hang_up))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+            await asyncio.sleep(max(0.0, start + i / rate - time.monotonic()))
+        if pending:
+            await asyncio.wait(pending, timeout=15)
+
+    await asyncio.gather(at_rate(rates["held"], False), at_rate(rates["hang_up"], True))
 
 
 def svg(rows, path: Path, caption: str):
@@ -123,7 +129,7 @@ def main():
     interval = 5 if args.check else args.interval
     growth = args.max_growth if args.max_growth is not None else (10 if args.check else 5)
     lifetime, idle = (30, 10) if args.check else (300, 60)
-    rates = {"stateless": 300, "modern": 100, "legacy": 20, "abandon": 60, "stream": 10, "hang_up": 5}
+    rates = {"stateless": 300, "modern": 100, "legacy": 20, "abandon": 60, "stream": 10, "held": 5, "hang_up": 5}
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,15 +138,9 @@ def main():
     argv_text = "benches/soak --check" if args.check else f"benches/soak --minutes {args.minutes:g} --interval {interval:g}"
     context = f"{when}, {os.cpu_count()} cores, commit {commit}, `{argv_text}`"
 
-    procs, loads, rows, counts = [], [], [], {"hung_up": 0, "hang_up_failures": 0}
+    procs, loads, rows, counts = [], [], [], {"held": 0, "held_failures": 0, "hung_up": 0, "hung_up_failures": 0}
     try:
-        replicas = []
-        for i in (1, 2, 3):
-            port = free_port()
-            procs.append(Proc([str(TARGET / "release" / "mcp-backend"), "--listen", f"127.0.0.1:{port}",
-                               "--replica-id", f"r{i}", "--log", "error"]))
-            wait_http(f"http://127.0.0.1:{port}/healthz", 20)
-            replicas.append(port)
+        replicas = start_replicas(procs)
         port, admin = free_port(), free_port()
         argv = [str(TARGET / "release" / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
                 "--log", "error,pingora_core::connectors=off", "--session-lifetime-seconds", str(lifetime),
@@ -162,7 +162,7 @@ def main():
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)))
         start = time.monotonic()
         until = start + seconds
-        side = threading.Thread(target=lambda: asyncio.run(hang_ups(port, until, rates["hang_up"], counts)), daemon=True)
+        side = threading.Thread(target=lambda: asyncio.run(side_load(port, until, rates, counts)), daemon=True)
         side.start()
         n = 0
         while time.monotonic() < until:
@@ -198,12 +198,13 @@ def main():
         verdicts.append(f"{field} {middle:.0f} → {last:.0f} ({change:+.1f} %){' TOO MUCH' if bad else ''}")
     errors = {k: r["errors"] for k, r in reports.items() if r["errors"]}
     requests = sum(r["ok"] + r["errors"] for r in reports.values())
-    failed |= bool(errors) or counts["hang_up_failures"] > 0
+    failed |= bool(errors) or counts["held_failures"] > 0 or counts["hung_up_failures"] > 0
     lines = [f"Soak, {context}: {requests} mcp-load requests "
              + ", ".join(f"{k} {r['ok']} ok" for k, r in reports.items())
-             + f"; {counts['hung_up']} streams hung up on after their first event.", "",
+             + f"; {counts['held']} SSE streams of 5 s held to their end, {counts['hung_up']} hung up on after their first event.", "",
              "Median of the last third against the middle third: " + "; ".join(verdicts) + ".",
-             f"Errors: {errors or 'none'}; hang-ups that failed before the first event: {counts['hang_up_failures']}."]
+             f"Errors: {errors or 'none'}; held streams that failed: {counts['held_failures']}, "
+             f"hang-ups that failed before the first event: {counts['hung_up_failures']}."]
     (out / "soak.csv").write_text(",".join(FIELDS) + "\n" + "".join(",".join(str(r[f]) for f in FIELDS) + "\n" for r in rows))
     svg(rows, out / "soak.svg", f"mcp-edge under mixed load: {context}")
     (out / "soak.md").write_text("\n".join(lines) + "\n")

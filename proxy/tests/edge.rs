@@ -59,13 +59,7 @@ async fn legacy_session_is_minted_kept_and_spread_over_every_replica() {
         );
     }
     // DELETE ends the session at the proxy; every later use is 404.
-    let deleted = send(
-        reqwest::Method::DELETE,
-        &edge.url,
-        &[("mcp-session-id", &token)],
-        "",
-    )
-    .await;
+    let deleted = delete_session(&edge.url, &token).await;
     assert_eq!(deleted.status, 200);
     let gone = post(
         &edge.url,
@@ -962,13 +956,7 @@ async fn sessions_live_in_their_tokens() {
     // DELETE ends the session on this process at once, and on its peer soon after.
     let token = open_session(&b, "2025-06-18").await;
     assert_eq!(call_on(&a, &token, 12).await.status, 200);
-    let delete = send(
-        reqwest::Method::DELETE,
-        &b.url,
-        &[("mcp-session-id", &token)],
-        "",
-    )
-    .await;
+    let delete = delete_session(&b.url, &token).await;
     assert_eq!(delete.status, 200);
     assert_eq!(
         call_on(&b, &token, 13).await.status,

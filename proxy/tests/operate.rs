@@ -82,17 +82,7 @@ async fn metrics_move_as_traffic_flows() {
 
     let token = open_session(&edge, "2025-06-18").await;
     assert_eq!(metric(&edge, "mcp_edge_sessions_minted_total").await, 1.0);
-    assert_eq!(
-        send(
-            reqwest::Method::DELETE,
-            &edge.url,
-            &[("mcp-session-id", &token)],
-            ""
-        )
-        .await
-        .status,
-        200
-    );
+    assert_eq!(delete_session(&edge.url, &token).await.status, 200);
     assert_eq!(metric(&edge, "mcp_edge_sessions_revoked_total").await, 1.0);
     assert_eq!(
         metric(&edge, r#"mcp_edge_replica_healthy{replica="r2","#).await,
@@ -691,13 +681,7 @@ async fn past_the_tracked_session_cap_ended_sessions_stay_refused_and_others_sti
     let mut ended = Vec::new();
     for _ in 0..10 {
         let token = open_session(&edge, "2025-06-18").await;
-        let deleted = send(
-            reqwest::Method::DELETE,
-            &edge.url,
-            &[("mcp-session-id", &token)],
-            "",
-        )
-        .await;
+        let deleted = delete_session(&edge.url, &token).await;
         // 404 once a fold's watermark covers tokens of this very second: ended either way.
         assert!(matches!(deleted.status, 200 | 404), "{}", deleted.status);
         ended.push(token);

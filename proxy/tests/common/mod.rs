@@ -254,6 +254,17 @@ async fn health_reads_done(replicas: &[(String, String)]) {
     }
 }
 
+/// DELETE the session `token` names, at `url`.
+pub async fn delete_session(url: &str, token: &str) -> Answer {
+    send(
+        reqwest::Method::DELETE,
+        url,
+        &[("mcp-session-id", token)],
+        "",
+    )
+    .await
+}
+
 pub async fn open_session(edge: &Edge, version: &str) -> String {
     let a = post(&edge.url, &[JSON, BOTH], initialize(version)).await;
     assert_eq!(a.status, 200, "{}", a.body);
