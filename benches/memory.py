@@ -4,14 +4,16 @@ connection and (mcp-edge only) per tracked legacy session, measured side by side
 one run over the same three replicas.
 
     benches/memory [--streams 10000] [--idle 10000] [--sessions 200000] [--only mcp-edge nginx]
-                   [--edge LABEL=FLAGS] [--out DIR]
+                   [--edge LABEL=FLAGS] [--limit-mb 256] [--out DIR]
 
 Each figure is taken on a fresh proxy process: its RSS (for nginx: master and workers) once it
 has served a short warm-up, then again with N clients held: N SSE streams (tools/call
 `progress`, one notification a second, each held until its first notification arrived), N
 keep-alive connections that made one call each and now wait, and for mcp-edge N legacy
 sessions initialized and abandoned. The difference over N is the figure. The proxies run with
-their memory-relevant defaults (nginx: proxy_buffering off, upstream keepalive 64). Loopback
+their memory-relevant defaults (nginx: proxy_buffering off, upstream keepalive 64). With
+--limit-mb, mcp-edge holds the streams once more inside a memory cgroup of that limit, as a
+container of the stack does, and the peak and any OOM kill are reported. Loopback
 only; every wait has a deadline; file descriptor limits are raised for this process and its
 children. Prints a markdown table and writes it and the raw figures (JSON) to --out (default:
 results/memory).
@@ -166,19 +168,57 @@ async def held_rss(pids, port: int, what: str, n: int):
         await asyncio.sleep(0.1)
 
 
-def measure(kind: str, what: str, n: int, replicas, workdir: Path) -> dict:
+class Confined:
+    """A process in a memory cgroup of its own with a hard limit, as a container's (cgroup v2,
+    or v1's memory controller): what it used at most, and whether the limit was hit."""
+
+    def __init__(self, pid: int, limit_mb: int):
+        self.dir, v2 = None, Path("/sys/fs/cgroup/cgroup.controllers").exists()
+        base = Path("/sys/fs/cgroup") if v2 else Path("/sys/fs/cgroup/memory")
+        self.v2, self.dir = v2, base / f"mcp-edge-bench-{pid}"
+        self.dir.mkdir()
+        (self.dir / ("memory.max" if v2 else "memory.limit_in_bytes")).write_text(str(limit_mb << 20))
+        (self.dir / "cgroup.procs").write_text(str(pid))
+
+    def report(self) -> dict:
+        if self.v2:
+            peak = int((self.dir / "memory.peak").read_text()) if (self.dir / "memory.peak").exists() else -1
+            events = dict(l.split() for l in (self.dir / "memory.events").read_text().splitlines())
+            return {"peak_mib": peak / 2**20, "limit_hits": int(events.get("max", 0)), "oom_kills": int(events.get("oom_kill", 0))}
+        oom = dict(l.split() for l in (self.dir / "memory.oom_control").read_text().splitlines())
+        return {"peak_mib": int((self.dir / "memory.max_usage_in_bytes").read_text()) / 2**20,
+                "limit_hits": int((self.dir / "memory.failcnt").read_text()), "oom_kills": int(oom.get("oom_kill", 0))}
+
+    def remove(self):
+        try:
+            self.dir.rmdir()
+        except OSError:
+            pass
+
+
+def measure(kind: str, what: str, n: int, replicas, workdir: Path, limit_mb: int = 0) -> dict:
     url, proc = start_proxy(kind, replicas, workdir)
     port = int(url.split(":")[2].split("/")[0])
     started = time.monotonic()
+    confined = Confined(proc.p.pid, limit_mb) if limit_mb else None
     try:
         before, after, count, failed = asyncio.run(held_rss(children(proc.p.pid), port, what, n))
+        if confined:
+            confined.alive = proc.p.poll() is None
+            confined.result = confined.report()
     finally:
         proc.stop()
+        if confined:
+            confined.remove()
     took = time.monotonic() - started
     per = (after - before) * 1024 / max(count, 1)
     print(f"{kind} {what}: {count} held ({failed} failed) in {took:.1f} s: RSS {before} → {after} KiB, "
-          f"{per / 1024:.1f} KiB each", file=sys.stderr)
-    return {"before_kib": before, "after_kib": after, "held": count, "failed": failed, "bytes_each": per}
+          f"{per:.0f} B each", file=sys.stderr)
+    row = {"before_kib": before, "after_kib": after, "held": count, "failed": failed, "bytes_each": per}
+    if confined:
+        row["confined"] = {"limit_mib": limit_mb, "alive": confined.alive, **confined.result}
+        print(f"  in a {limit_mb} MiB cgroup: {row['confined']}", file=sys.stderr)
+    return row
 
 
 def main():
@@ -189,6 +229,9 @@ def main():
     parser.add_argument("--only", nargs="*", default=["mcp-edge", "nginx"])
     parser.add_argument("--edge", action="append", default=[], metavar="LABEL=FLAGS",
                         help="also measure mcp-edge with these flags (a first word @PATH: another binary)")
+    parser.add_argument("--limit-mb", type=int, default=0,
+                        help="also hold --streams SSE streams with mcp-edge in a memory cgroup of this limit "
+                             "(as the stack's), and report its peak and whether it survived")
     parser.add_argument("--out", default=str(HERE / "results" / "memory"))
     args = parser.parse_args()
     compare.add_edge_variants(args.edge, args.only)
@@ -227,6 +270,10 @@ def main():
                     workdir = Path(tmp) / f"{kind}-{what}"
                     workdir.mkdir()
                     rows.setdefault(kind, {})[what] = measure(kind, what, n, replicas, workdir)
+            if args.limit_mb and args.streams > 0:
+                workdir = Path(tmp) / "confined"
+                workdir.mkdir()
+                rows["mcp-edge"]["confined"] = measure("mcp-edge", "stream", args.streams, replicas, workdir, args.limit_mb)
     finally:
         for p in procs:
             p.stop()
@@ -236,13 +283,20 @@ def main():
         if not m:
             return "—"
         failed = f", {m['failed']} failed" if m["failed"] else ""
-        return f"{m['bytes_each'] / 1024:.1f} KiB ({m['before_kib'] / 1024:.0f} → {m['after_kib'] / 1024:.0f} MiB, {m['held']} held{failed})"
+        each = f"{m['bytes_each']:.0f} B" if m["bytes_each"] < 1024 else f"{m['bytes_each'] / 1024:.1f} KiB"
+        return f"{each} ({m['before_kib'] / 1024:.0f} → {m['after_kib'] / 1024:.0f} MiB, {m['held']} held{failed})"
 
     lines = [f"Resident memory per client held, {context}:", "",
              f"| proxy | per open SSE stream | per idle keep-alive connection | per abandoned legacy session |",
              "|---|---|---|---|"]
     for kind in rows:
         lines.append(f"| {kind} | {cell(kind, 'stream')} | {cell(kind, 'idle')} | {cell(kind, 'sessions')} |")
+    confined = rows.get("mcp-edge", {}).get("confined")
+    if confined:
+        c = confined["confined"]
+        lines += ["", f"mcp-edge holding {confined['held']} SSE streams ({confined['failed']} failed) in a memory cgroup "
+                  f"limited to {c['limit_mib']} MiB: peak {c['peak_mib']:.0f} MiB, limit reached {c['limit_hits']} times, "
+                  f"OOM kills {c['oom_kills']}, {'alive' if c['alive'] else 'DEAD'} at the end."]
     table = "\n".join(lines)
     print(table)
     out = Path(args.out)
