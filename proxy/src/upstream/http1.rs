@@ -250,7 +250,14 @@ impl Body {
             self.buf = BytesMut::new();
             if self.lean {
                 // Hold no buffer through a silence: wait for a byte first (the stream keeps it).
-                timed(Some(self.idle), self.stream.try_peek(&mut [0])).await?;
+                // The end of the stream shows as a short read: the read below sees it.
+                let peek = async {
+                    match self.stream.try_peek(&mut [0]).await {
+                        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(false),
+                        other => other,
+                    }
+                };
+                timed(Some(self.idle), peek).await?;
             }
         }
         self.buf.reserve(self.read_size);
@@ -406,6 +413,20 @@ mod tests {
                 .unwrap(),
             (200, b"until the end".to_vec(), false),
             "close-delimited: not reused"
+        );
+        assert_eq!(
+            whole(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\ndata: 2\n\n")
+                .await
+                .unwrap(),
+            (200, b"data: 1\n\ndata: 2\n\n".to_vec(), false),
+            "an event stream until the replica closes"
+        );
+        assert_eq!(
+            whole(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n9\r\ndata: 1\n\n\r\n0\r\n\r\n")
+                .await
+                .unwrap(),
+            (200, b"data: 1\n\n".to_vec(), true),
+            "a chunked event stream"
         );
         assert_eq!(
             whole(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
