@@ -175,7 +175,15 @@ impl Edge {
         policy: relay::Request<'_>,
         (token, view): (Option<&str>, Option<&SessionView>),
     ) -> Result<(), Stop> {
-        let mut response = retry::exchange(&self.upstream, client, &plan, &mut ctx.replica).await?;
+        // Boxed: the exchange's state (the replica's peer, 672 bytes, and the attempt) would
+        // otherwise stay in this future for as long as the stream that follows it.
+        let mut response = Box::pin(retry::exchange(
+            &self.upstream,
+            client,
+            &plan,
+            &mut ctx.replica,
+        ))
+        .await?;
         let replica = ctx.replica.clone().expect("a replica answered");
         let mut head = response.head();
         let (relay, shown) = Relay::head(

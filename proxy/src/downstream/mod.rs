@@ -99,11 +99,12 @@ impl Front {
             let first = if pipelined {
                 None
             } else {
-                if settings.is_some() && !self.wait(&mut stream).await {
+                // Boxed, as the request is: the connection's own future stays a few pointers.
+                if settings.is_some() && !Box::pin(self.wait(&mut stream)).await {
                     return;
                 }
                 let left = self.header_deadline.saturating_sub(ready.elapsed());
-                let Some(first) = self.first_read(&mut stream, left).await else {
+                let Some(first) = Box::pin(self.first_read(&mut stream, left)).await else {
                     return;
                 };
                 Some(first)

@@ -415,9 +415,11 @@ mod tests {
             "close-delimited: not reused"
         );
         assert_eq!(
-            whole(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\ndata: 2\n\n")
-                .await
-                .unwrap(),
+            whole(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n\r\ndata: 1\n\ndata: 2\n\n"
+            )
+            .await
+            .unwrap(),
             (200, b"data: 1\n\ndata: 2\n\n".to_vec(), false),
             "an event stream until the replica closes"
         );

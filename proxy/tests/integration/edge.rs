@@ -1,15 +1,13 @@
 //! mcp-edge as users run it: the real binary on loopback, in front of its embedded replicas (or
 //! of replicas the test starts), driven over HTTP.
 
-mod common;
-
 use std::{
     collections::HashMap,
     process::Command,
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,14 +1,12 @@
 //! Operating mcp-edge safely, on the real binary: metrics move with traffic, the access log,
 //! rate limits, header and stream limits, a slow-headers client, and hostile requests.
 
-mod common;
-
 use std::{
     io::{Read, Write},
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// A `progress` call over SSE: `steps` notifications `interval_ms` apart, then the result.

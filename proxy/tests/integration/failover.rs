@@ -3,8 +3,6 @@
 //! SIGTERM during a stream. Every replica is a real mcp-backend process on 127.0.0.0/8; every
 //! loop is bounded in time.
 
-mod common;
-
 use std::{
     net::{Ipv4Addr, SocketAddr},
     process::{Child, Command, Stdio},
@@ -15,7 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::*;
+use crate::common::*;
 use serde_json::{Value, json};
 
 /// One mcp-backend process.
