@@ -14,8 +14,8 @@ Sessions live 300 s and go idle after 60 s (30 and 10 with --check), so that the
 reach their steady state inside the run. Each sample: mcp-edge's RSS, open file descriptors,
 worker tasks, tracked sessions, remembered revocations and open streams, into a CSV; then a
 chart (SVG) and a verdict: the median of the last third of the samples against the median of
-the middle third, for RSS, fds and tasks, must not grow by more than --max-growth (5 %; 10 %
-with --check, whose windows are short). Every mcp-load error fails the run; hang-ups are the
+the middle third, for RSS, fds and tasks, must not grow by more than --max-growth (5 %; with
+--check, whose windows are short, 10 % and, for RSS, 2 MiB). Every mcp-load error fails the run; hang-ups are the
 load's own and are only counted. Loopback only, bounded in time; prints a summary and writes
 soak.csv, soak.svg and soak.md to --out (default: results/soak).
 """
@@ -193,7 +193,10 @@ def main():
         middle = statistics.median(r[field] for r in rows[third:2 * third])
         last = statistics.median(r[field] for r in rows[-third:])
         change = (last - middle) / middle * 100 if middle else 0.0
-        bad = change > growth
+        # The short check's windows are 33 s: RSS still warms up by about 1 MiB in them
+        # (measured 1.4 MiB, +8.6 %), so growth fails it only when it is also over 2 MiB.
+        floor = 2048 if args.check and field == "rss_kib" else 0
+        bad = change > growth and last - middle > floor
         failed |= bad
         verdicts.append(f"{field} {middle:.0f} → {last:.0f} ({change:+.1f} %){' TOO MUCH' if bad else ''}")
     errors = {k: r["errors"] for k, r in reports.items() if r["errors"]}
