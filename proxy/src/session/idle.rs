@@ -27,7 +27,7 @@ struct Seen {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct IdleStats {
     pub tracked: usize,
-    /// Sessions served without idle tracking because the table was full, so far.
+    /// Requests of sessions served without idle tracking because the table was full, so far.
     pub untracked: u64,
 }
 

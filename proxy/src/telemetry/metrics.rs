@@ -349,7 +349,7 @@ impl Metrics {
             &mut out,
             "mcp_edge_sessions_untracked_total",
             "counter",
-            "Legacy sessions served without idle tracking because the table was full.",
+            "Requests in legacy sessions served without idle tracking because the table was full.",
             sessions.idle.untracked,
         );
         gauge(
