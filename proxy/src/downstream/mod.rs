@@ -100,26 +100,30 @@ impl Front {
                 None
             } else {
                 // Boxed, as the request is: the connection's own future stays a few pointers.
-                if settings.is_some() && !Box::pin(self.wait(&mut stream)).await {
-                    return;
-                }
-                let left = self.header_deadline.saturating_sub(ready.elapsed());
-                let Some(first) = Box::pin(self.first_read(&mut stream, left)).await else {
+                let arrival = self.arrival(&mut stream, settings.is_some(), ready);
+                let Some(first) = Box::pin(arrival).await else {
                     return;
                 };
                 Some(first)
             };
-            let mut session = Box::new(ServerSession::new_http1(stream));
-            match settings {
-                Some(settings) => settings.apply_to_session(&mut session),
-                None => session.set_keepalive(Some(60)),
-            }
-            if let Some(first) = first {
-                session.set_pipelined_prefix(first);
-            }
-            let deadline = self.header_deadline.saturating_sub(ready.elapsed());
-            next = Box::pin(self.request(session, deadline)).await;
+            next = Box::pin(self.request(stream, settings, first, ready)).await;
         }
+    }
+
+    /// The next request's first bytes: on a kept-alive connection, after waiting for them with
+    /// nothing but the socket. `None`: the client closed, the header deadline (counted from
+    /// `ready`) passed, or the service is stopping.
+    async fn arrival(
+        &self,
+        stream: &mut Stream,
+        kept: bool,
+        ready: tokio::time::Instant,
+    ) -> Option<BytesMut> {
+        if kept && !self.wait(stream).await {
+            return None;
+        }
+        let left = self.header_deadline.saturating_sub(ready.elapsed());
+        self.first_read(stream, left).await
     }
 
     /// The first bytes of a request, read into a buffer of [`FIRST_READ`] that pingora then
@@ -191,7 +195,23 @@ impl Front {
 
     /// One request on the connection; what the next one reads from, when the connection is
     /// kept.
-    async fn request(&self, mut session: Box<ServerSession>, deadline: Duration) -> Option<Kept> {
+    async fn request(
+        &self,
+        stream: Stream,
+        settings: Option<HttpPersistentSettings>,
+        first: Option<BytesMut>,
+        ready: tokio::time::Instant,
+    ) -> Option<Kept> {
+        // Made here, not passed in: an argument moved into a future is stored in it twice.
+        let mut session = ServerSession::new_http1(stream);
+        match settings {
+            Some(settings) => settings.apply_to_session(&mut session),
+            None => session.set_keepalive(Some(60)),
+        }
+        if let Some(first) = first {
+            session.set_pipelined_prefix(first);
+        }
+        let deadline = self.header_deadline.saturating_sub(ready.elapsed());
         // A client may send its next request before this one's answer ends (pipelining, or
         // simply right after a bodiless answer such as a 202): those bytes are kept for the
         // next request instead of being taken for a client that broke the protocol.
@@ -230,7 +250,7 @@ impl Front {
         let mut settings = HttpPersistentSettings::for_session(&session);
         // Boxed: pingora's finish future (3.7 KiB) would otherwise be part of every request's
         // state, streams included.
-        let (stream, prefix) = Box::pin((*session).finish())
+        let (stream, prefix) = Box::pin(session.finish())
             .await
             .ok()
             .flatten()?

@@ -265,48 +265,45 @@ impl Metrics {
                 r#"mcp_edge_request_duration_seconds_count{{method="{method}"}} {count}"#
             );
         }
-        for &(event, name, help) in EVENTS {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
-                self.events[event as usize].load(Ordering::Relaxed)
-            );
-        }
-        let gauge = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
+        let series = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         };
-        gauge(
+        for &(event, name, help) in EVENTS {
+            let count = self.events[event as usize].load(Ordering::Relaxed);
+            series(&mut out, name, "counter", help, count);
+        }
+        series(
             &mut out,
             "mcp_edge_open_streams",
             "gauge",
             "SSE responses being relayed now.",
             *open_streams as u64,
         );
-        gauge(
+        series(
             &mut out,
             "mcp_edge_tools_known",
             "gauge",
             "Tools whose annotations this process has read (safe to repeat or not).",
             *tools_known as u64,
         );
-        gauge(
+        series(
             &mut out,
             "mcp_edge_streams_owned",
             "gauge",
             "Client requests streaming from a replica, with the replica a cancel goes to (one per open stream).",
             *streams_owned as u64,
         );
-        gauge(
+        series(
             &mut out,
             "mcp_edge_answers_awaited",
             "gauge",
             "Server-to-client requests waiting for the client's answer (at most 100000, each for at most 600 s).",
             *answers_awaited as u64,
         );
-        gauge(
+        series(
             &mut out,
             "mcp_edge_answers_forgotten_total",
             "counter",
@@ -314,7 +311,7 @@ impl Metrics {
             *answers_forgotten,
         );
         if let Some(callers) = rate_limit_callers {
-            gauge(
+            series(
                 &mut out,
                 "mcp_edge_rate_limit_callers",
                 "gauge",
@@ -323,7 +320,7 @@ impl Metrics {
             );
         }
         if let Some(dropped) = access_log_dropped {
-            gauge(
+            series(
                 &mut out,
                 "mcp_edge_access_log_dropped_total",
                 "counter",
@@ -331,42 +328,42 @@ impl Metrics {
                 *dropped,
             );
         }
-        gauge(
+        series(
             &mut out,
             "mcp_edge_worker_tasks",
             "gauge",
             "Tasks alive on the worker threads (connections, and the parts of streams).",
             *worker_tasks as u64,
         );
-        gauge(
+        series(
             &mut out,
             "mcp_edge_sessions_tracked",
             "gauge",
             "Legacy sessions tracked for the idle timeout (at most --max-tracked-sessions).",
             sessions.idle.tracked as u64,
         );
-        gauge(
+        series(
             &mut out,
             "mcp_edge_sessions_untracked_total",
             "counter",
             "Requests in legacy sessions served without idle tracking because the table was full.",
             sessions.idle.untracked,
         );
-        gauge(
+        series(
             &mut out,
             "mcp_edge_session_revocations",
             "gauge",
             "Ended sessions remembered until their tokens expire (at most --max-tracked-sessions).",
             sessions.revoked.held as u64,
         );
-        gauge(
+        series(
             &mut out,
             "mcp_edge_session_revocation_watermark_seconds",
             "gauge",
             "Tokens expiring no later than this Unix time are refused: revocations past the cap were folded (0: never).",
             sessions.revoked.watermark,
         );
-        gauge(
+        series(
             &mut out,
             "mcp_edge_session_revocation_folds_total",
             "counter",

@@ -142,12 +142,11 @@ pub struct Response {
 /// Write the request over `stream` and read the response head (informational 1xx answers are
 /// skipped), within the first-byte timeout.
 pub async fn send(
-    stream: Stream,
+    mut stream: Stream,
     wire: &[u8],
     peer: &HttpPeer,
     first_byte: Duration,
 ) -> Result<Response> {
-    let mut stream = stream;
     let idle = peer
         .options
         .write_timeout

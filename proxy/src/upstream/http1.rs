@@ -71,17 +71,16 @@ fn invalid<T>(what: impl Into<String>) -> Result<T> {
     Error::e_explain(ErrorType::InvalidHTTPHeader, what.into())
 }
 
-async fn timed<T>(
-    limit: Option<Duration>,
-    work: impl Future<Output = std::io::Result<T>>,
-) -> Result<T> {
-    let done = match limit {
-        Some(limit) => pingora_timeout::fast_timeout::fast_timeout(limit, work)
-            .await
-            .or_else(|_| Error::e_explain(ErrorType::ReadTimedout, "waiting for the replica"))?,
-        None => work.await,
-    };
-    done.or_else(|e| Error::e_because(ErrorType::ReadError, "while reading from the replica", e))
+fn read_failed<T>(e: std::io::Error) -> Result<T> {
+    Error::e_because(ErrorType::ReadError, "while reading from the replica", e)
+}
+
+/// `work` within `limit` (a silence of the replica's).
+async fn timed<T>(limit: Duration, work: impl Future<Output = std::io::Result<T>>) -> Result<T> {
+    pingora_timeout::fast_timeout::fast_timeout(limit, work)
+        .await
+        .or_else(|_| Error::e_explain(ErrorType::ReadTimedout, "waiting for the replica"))?
+        .or_else(read_failed)
 }
 
 /// Read the response head (1xx answers skipped) within `first_byte`; the body follows with
@@ -94,20 +93,16 @@ pub async fn read(
     let mut buf = BytesMut::new();
     let head = pingora_timeout::fast_timeout::fast_timeout(first_byte, async {
         loop {
-            loop {
-                if let Some(head) = parse_head(&mut buf)? {
-                    if !head.status.is_informational() {
-                        return Ok(head);
-                    }
-                    continue;
+            while let Some(head) = parse_head(&mut buf)? {
+                if !head.status.is_informational() {
+                    return Ok(head);
                 }
-                if buf.len() >= MAX_HEAD {
-                    return invalid("a replica's response head is over 64 KiB");
-                }
-                break;
+            }
+            if buf.len() >= MAX_HEAD {
+                return invalid("a replica's response head is over 64 KiB");
             }
             buf.reserve(HEAD_READ);
-            if timed(None, stream.read_buf(&mut buf)).await? == 0 {
+            if stream.read_buf(&mut buf).await.or_else(read_failed)? == 0 {
                 return closed("the replica closed the connection before its response head");
             }
         }
@@ -257,12 +252,12 @@ impl Body {
                         other => other,
                     }
                 };
-                timed(Some(self.idle), peek).await?;
+                timed(self.idle, peek).await?;
             }
         }
         self.buf.reserve(self.read_size);
         let room = self.buf.capacity() - self.buf.len();
-        let n = timed(Some(self.idle), self.stream.read_buf(&mut self.buf)).await?;
+        let n = timed(self.idle, self.stream.read_buf(&mut self.buf)).await?;
         if n == room && self.read_size < MAX_BODY_READ {
             self.read_size *= 2;
         }

@@ -207,18 +207,40 @@ pub fn initialize(version: &str) -> String {
     json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":version,"capabilities":{},"clientInfo":{"name":"edge-test","version":"1"}}}).to_string()
 }
 
+/// GET `url`, its body as JSON.
+pub async fn get_json(url: &str) -> Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// The value of one series in mcp-edge's Prometheus text scrape (0 when absent).
+pub async fn metric(edge: &Edge, series: &str) -> f64 {
+    let text = client()
+        .get(format!("{}/metrics", edge.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
 pub async fn stats(edge: &Edge) -> HashMap<String, Value> {
     let mut out = HashMap::new();
     for (id, base) in &edge.replicas {
-        let v: Value = client()
-            .get(format!("{base}/stats"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        out.insert(id.clone(), v);
+        out.insert(id.clone(), get_json(&format!("{base}/stats")).await);
     }
     out
 }

@@ -8,7 +8,7 @@ use std::{
 };
 
 use crate::common::*;
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn legacy_session_is_minted_kept_and_spread_over_every_replica() {
@@ -549,15 +549,7 @@ async fn a_client_that_goes_away_closes_the_replicas_stream() {
         async move {
             let mut n = 0;
             for url in urls {
-                let v: Value = client()
-                    .get(url)
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                n += v["open_streams"].as_u64().unwrap();
+                n += get_json(&url).await["open_streams"].as_u64().unwrap();
             }
             n
         }

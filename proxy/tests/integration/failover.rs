@@ -288,23 +288,8 @@ async fn discovery_follows_dns_records() {
 async fn load(edge: &Edge, tasks: usize, until: Instant) -> (u64, Vec<String>) {
     // No client lists tools here: mcp-edge reads each replica's tools/list at its first passing
     // health check, so it knows `echo` (read-only, idempotent) may move to another replica.
-    let metrics = format!("{}/metrics", edge.admin);
-    wait_for(10, "mcp-edge to know the replicas' tools", || {
-        let metrics = metrics.clone();
-        async move {
-            let text = client()
-                .get(&metrics)
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            text.lines().any(|l| {
-                l.strip_prefix("mcp_edge_tools_known ")
-                    .is_some_and(|n| n != "0")
-            })
-        }
+    wait_for(10, "mcp-edge to know the replicas' tools", || async {
+        metric(edge, "mcp_edge_tools_known ").await != 0.0
     })
     .await;
     let sent = Arc::new(AtomicU64::new(0));

@@ -26,24 +26,6 @@ async fn open_stream(edge: &Edge, body: String, session: Option<&str>) -> reqwes
     request.body(body).send().await.unwrap()
 }
 
-/// The value of one series in a Prometheus text scrape (0 when absent).
-async fn metric(edge: &Edge, series: &str) -> f64 {
-    let text = client()
-        .get(format!("{}/metrics", edge.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix(series)
-                .and_then(|rest| rest.trim().parse().ok())
-        })
-        .unwrap_or(0.0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_move_as_traffic_flows() {
     let edge = start(&[]).await;
