@@ -93,6 +93,42 @@ impl Scanner {
     }
 }
 
+/// The data of each complete event of a stream, fed chunk by chunk (events without data,
+/// such as keep-alive comments, yield nothing).
+#[derive(Default)]
+pub struct Events {
+    pending: BytesMut,
+}
+
+impl Events {
+    /// The data of the events `chunk` completes (the last newline of each removed); `end`: the
+    /// stream is over, so what is left is an event too.
+    pub fn feed(&mut self, chunk: &[u8], end: bool) -> Vec<Vec<u8>> {
+        self.pending.extend_from_slice(chunk);
+        let mut out = Vec::new();
+        let mut take = |event: &[u8]| {
+            let mut data = data_of(event);
+            if data.pop().is_some() {
+                out.push(data);
+            }
+        };
+        while let Some(len) = event_end(&self.pending) {
+            let event = self.pending.split_to(len);
+            take(&event);
+        }
+        if end && !self.pending.is_empty() {
+            let rest = self.pending.split();
+            take(&rest);
+        }
+        out
+    }
+
+    /// Bytes held of an event not complete yet.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+}
+
 /// An event's data: its `data:` lines, each followed by a newline.
 fn data_of(event: &[u8]) -> Vec<u8> {
     let mut data = Vec::new();
@@ -217,6 +253,18 @@ mod tests {
         );
         assert!(last_response(b": keep-alive\n\n").is_none());
         assert_eq!(&response_json(b" {\"id\":1}").unwrap()[..], b" {\"id\":1}");
+    }
+
+    #[test]
+    fn events_yield_their_data_as_they_complete() {
+        let mut e = Events::default();
+        assert!(e.feed(b"id: 1\ndata: {\"a\":", false).is_empty());
+        assert_eq!(
+            e.feed(b"1}\n\n: keep-alive\n\ndata: x\r\ndata: y", false),
+            vec![b"{\"a\":1}".to_vec()]
+        );
+        assert_eq!(e.feed(b"", true), vec![b"x\ny".to_vec()]);
+        assert_eq!(e.pending(), 0);
     }
 
     #[test]

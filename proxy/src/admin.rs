@@ -47,6 +47,7 @@ pub struct LifecycleWatch {
     pub listen: std::net::SocketAddr,
     pub drain: Arc<crate::drain::Drain>,
     pub grace: std::time::Duration,
+    pub bridges: Arc<crate::bridge::Bridges>,
 }
 
 #[async_trait]
@@ -74,6 +75,16 @@ impl BackgroundService for LifecycleWatch {
             "shutdown: readiness now 503, in-flight requests may finish"
         );
         let started = std::time::Instant::now();
+        // Bridged calls waiting for a person get the grace period, less a moment to tell
+        // their clients to repeat the call elsewhere (rather than a reset).
+        let bridges = self.bridges.clone();
+        let notice = self
+            .grace
+            .saturating_sub(std::time::Duration::from_millis(500));
+        tokio::spawn(async move {
+            tokio::time::sleep(notice).await;
+            bridges.end_all();
+        });
         if self.drain.wait_idle(self.grace).await {
             tracing::info!(after = ?started.elapsed(), "shutdown: nothing left in flight, exiting");
         } else {
@@ -97,6 +108,7 @@ pub struct Admin {
     pub rate_limit: Option<Arc<crate::ratelimit::RateLimit>>,
     pub access: Option<crate::telemetry::access::AccessLog>,
     pub lifecycle: Lifecycle,
+    pub bridges: Arc<crate::bridge::Bridges>,
 }
 
 fn json(status: u16, body: String) -> Response {
@@ -120,6 +132,8 @@ impl Admin {
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .route(REVOKE_PATH, post(revoke))
+            .route(crate::session::peers::DELIVER_PATH, post(deliver))
+            .route(crate::session::peers::CANCEL_PATH, post(cancel))
             .fallback(|uri: Uri| async move {
                 json(404, format!(r#"{{"error":"no admin endpoint at {}: try /healthz, /readyz or /metrics"}}"#, uri.path()))
             })
@@ -173,7 +187,8 @@ async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
     let token = std::str::from_utf8(&body[..body.len().min(1024)])
         .unwrap_or("")
         .trim();
-    if admin.sessions.revoke_token(token) {
+    if let Some(uid) = admin.sessions.revoke_token(token) {
+        admin.bridges.end_session(&uid);
         admin.metrics.count(Event::SessionRevoked);
         json(200, r#"{"revoked":true}"#.to_owned())
     } else {
@@ -181,6 +196,72 @@ async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
             404,
             r#"{"error":"not a session token of this key"}"#.to_owned(),
         )
+    }
+}
+
+/// A peer's client answer to a bridge question: the session's token in `Mcp-Session-Id`, the
+/// answer as the body. 200 when a call of this process took it, 404 otherwise.
+async fn deliver(
+    State(admin): State<Arc<Admin>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let token = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(uid) = admin.sessions.uid_of(token) else {
+        return json(
+            404,
+            r#"{"error":"not a session token of this key"}"#.to_owned(),
+        );
+    };
+    let id = match mcp_protocol::classify(&body) {
+        Ok(m) if m.kind == mcp_protocol::Kind::Response => m.id.map(str::to_owned),
+        _ => None,
+    };
+    let Some(id) = id else {
+        return json(
+            400,
+            r#"{"error":"the body is not a JSON-RPC response"}"#.to_owned(),
+        );
+    };
+    match admin.bridges.deliver(&uid, &id, body) {
+        crate::bridge::Delivery::Local => json(200, r#"{"delivered":true}"#.to_owned()),
+        _ => json(
+            404,
+            r#"{"error":"no bridged call of this process waits for this answer"}"#.to_owned(),
+        ),
+    }
+}
+
+/// A peer's client cancel that named no call there: 200 when it ends a bridged call here.
+async fn cancel(
+    State(admin): State<Arc<Admin>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let token = headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(uid) = admin.sessions.uid_of(token) else {
+        return json(
+            404,
+            r#"{"error":"not a session token of this key"}"#.to_owned(),
+        );
+    };
+    let cancels = mcp_protocol::classify(&body)
+        .ok()
+        .and_then(|m| m.cancels.map(str::to_owned));
+    match cancels {
+        Some(id) if admin.bridges.cancel(&uid, &id) => {
+            json(200, r#"{"cancelled":true}"#.to_owned())
+        }
+        _ => json(
+            404,
+            r#"{"error":"no bridged call of this process has this id"}"#.to_owned(),
+        ),
     }
 }
 
@@ -200,7 +281,8 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
             .map(|r| (r.id.clone(), r.addr, r.is_healthy()))
             .collect(),
     };
-    let text = admin.metrics.render(&gauges);
+    let mut text = admin.metrics.render(&gauges);
+    text.push_str(&admin.bridges.render());
     (
         StatusCode::OK,
         [(

@@ -54,12 +54,19 @@ pub fn edge(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<A
             origins: mcp_protocol::post::Origins::parse(&config.allowed_origins),
             metrics: metrics.clone(),
         },
-        sessions: Arc::new(Sessions::new(
-            keys,
-            Duration::from_secs(config.session_lifetime_seconds),
-            Duration::from_secs(config.session_idle_seconds),
-            config.max_tracked_sessions,
-        )),
+        sessions: Arc::new({
+            let sessions = Sessions::new(
+                keys,
+                Duration::from_secs(config.session_lifetime_seconds),
+                Duration::from_secs(config.session_idle_seconds),
+                config.max_tracked_sessions,
+            );
+            if config.session_format == 1 {
+                sessions.without_profiles()
+            } else {
+                sessions
+            }
+        }),
         owners: Arc::new(Owners::default()),
         streams: Arc::new(Streams::default()),
         tools: Arc::new(KnownTools::default()),
@@ -75,6 +82,11 @@ pub fn edge(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<A
         },
         metrics,
         peers: Peers::new(&config.peers),
+        bridges: Arc::new(crate::bridge::Bridges::new(
+            config.bridge,
+            config.max_bridges,
+            Duration::from_secs(config.bridge_input_timeout_seconds.max(1)),
+        )),
         body_limit: config.body_limit,
         access: AccessLog::start(config.access_log, std::io::stdout())
             .unwrap_or_else(|e| fail(format!("cannot start the access log writer: {e}"))),
@@ -145,6 +157,7 @@ pub fn run(config: Config) -> ! {
     let tools = edge.tools.clone();
     let owners = edge.owners.clone();
     let access = edge.access.clone();
+    let bridges = edge.bridges.clone();
     let drain = Arc::new(Drain::default());
     let proxy = Front::new(
         edge,
@@ -170,6 +183,7 @@ pub fn run(config: Config) -> ! {
         rate_limit: rate_limit.clone(),
         access,
         lifecycle: lifecycle.clone(),
+        bridges: bridges.clone(),
     }
     .spawn(admin_listener)
     .unwrap_or_else(|e| fail(format!("cannot serve the admin listener: {e}")));
@@ -259,6 +273,7 @@ pub fn run(config: Config) -> ! {
             listen: config.listen,
             drain,
             grace,
+            bridges,
         },
     ));
     server.run_forever();

@@ -185,6 +185,36 @@ pub struct Config {
     )]
     pub max_tracked_sessions: usize,
 
+    /// Session token format sealed: 2 carries what a legacy client declared at `initialize`
+    /// (needed to bridge its calls), 1 is the format of releases before the bridge. Both
+    /// always open. Set 1 only while rolling out over processes of such a release (they would
+    /// answer 404 to format 2), then drop it.
+    #[arg(long, env = "MCP_EDGE_SESSION_FORMAT", default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=2))]
+    pub session_format: u8,
+
+    /// Bridge legacy clients' sampling, elicitation and roots over stateless replicas: a
+    /// `tools/call`, `prompts/get` or `resources/read` from a client that declared one of them
+    /// goes to 2026-07-28 replicas as a multi round-trip request, and mcp-edge asks the client
+    /// on the call's SSE stream. auto: when a healthy replica speaks 2026-07-28 (learnt by
+    /// `server/discover` with the health checks); on: the same, and a warning at start when the
+    /// replicas cannot; off: never (the replicas answer such calls as they would directly).
+    #[arg(long, env = "MCP_EDGE_BRIDGE", value_enum, default_value_t = BridgeMode::Auto)]
+    pub bridge: BridgeMode,
+
+    /// A bridged call waits at most this long (seconds) for the client's answers in each
+    /// round; then the client gets notifications/cancelled for what is pending and error -32001.
+    #[arg(
+        long,
+        env = "MCP_EDGE_BRIDGE_INPUT_TIMEOUT_SECONDS",
+        default_value_t = 300
+    )]
+    pub bridge_input_timeout_seconds: u64,
+
+    /// Most bridged calls in flight in this process; past it, a call that would be bridged gets
+    /// JSON-RPC error -32603 "too many bridged calls" (HTTP 200), and the count is in the metrics.
+    #[arg(long, env = "MCP_EDGE_MAX_BRIDGES", default_value_t = 10_000)]
+    pub max_bridges: usize,
+
     /// Key sealing legacy session tokens: 64 hex digits (`openssl rand -hex 32`). Every mcp-edge
     /// process with the same key serves the same sessions, across restarts. Prefer the
     /// environment or --session-key-file to a flag (flags show in `ps`). None: a random key,
@@ -464,4 +494,12 @@ mod tests {
         ]);
         assert_eq!(c.replica_specs().len(), 2);
     }
+}
+
+/// `--bridge`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BridgeMode {
+    Auto,
+    On,
+    Off,
 }

@@ -7,6 +7,8 @@
 //! body ──── downstream::client: the POST body read whole (bounded)
 //! classify  mcp_protocol::classify: what the body is, its era
 //! route ─── route::decide ─┬─ Reply: answered here, no replica sees it
+//!                          ├─ Bridge: bridge::run, rounds over 2026-07-28 replicas;
+//!                          │  Deliver / CancelBridge: to the call waiting here or at a peer
 //!                          └─ AnyReplica / Replica(id)
 //! exchange  retry: attempts until a replica answers (upstream::exchange, one attempt);
 //!           route::after_failure decides each next step, answer::Failure says it
@@ -26,7 +28,9 @@ use mcp_protocol::{sse, version::MODERN};
 
 use crate::{
     admit::{Admission, VERSION_PATH},
+    answer::Reply,
     answer::Stop,
+    bridge::{self, Bridges, Delivery},
     downstream::client::Client,
     inflight::{Owners, Scope, Streams},
     relay::{self, Relay},
@@ -34,7 +38,7 @@ use crate::{
     respond::respond,
     retry::{self, Plan, Upstream},
     route::{self, Decision, SessionState, Verb},
-    session::{SessionView, Sessions, peers::Peers},
+    session::{Profile, SessionView, Sessions, peers::Peers},
     telemetry::{
         access::AccessLog,
         metrics::{Event, Metrics},
@@ -52,6 +56,7 @@ pub struct Edge {
     pub upstream: Upstream,
     pub metrics: Arc<Metrics>,
     pub peers: Peers,
+    pub bridges: Arc<Bridges>,
     pub body_limit: usize,
     /// `None` with `--access-log off`.
     pub access: Option<AccessLog>,
@@ -112,11 +117,17 @@ impl Edge {
             header_method: heads.mcp_method.as_deref(),
             header_name: heads.mcp_name.as_deref(),
             resume_from: resume.map(|(replica, _)| replica),
+            accepts_sse: heads.accepts_sse,
         };
         let live = Live {
             owners: &self.owners,
             replicas: &self.upstream.replicas,
             tools: &self.tools,
+            bridges: &self.bridges,
+            session: match &state {
+                SessionState::Live(view) => Some(view.uid),
+                _ => None,
+            },
             scope: ctx.scope,
         };
         let decision = route::decide(&request, &live);
@@ -140,7 +151,59 @@ impl Edge {
             }
             Decision::Replica(id) => Some(id),
             Decision::AnyReplica => None,
+            Decision::Bridge => {
+                let (Some(v), Some(m), Some(body)) =
+                    (view.as_ref(), message.as_ref(), body.as_ref())
+                else {
+                    unreachable!("route bridges live sessions' requests only")
+                };
+                let call = bridge::Call {
+                    body,
+                    method: m.method.as_deref().unwrap_or_default(),
+                    id: m.id.unwrap_or("null"),
+                    view: v,
+                };
+                let result = bridge::run(self, client, ctx, call).await;
+                (ctx.token, ctx.session) = (token, view);
+                return result;
+            }
+            Decision::Deliver => {
+                let (Some(m), Some(body)) = (message.as_ref(), body.as_ref()) else {
+                    unreachable!("answers have a body")
+                };
+                if let (Some(view), Some(id)) = (view.as_ref(), m.id) {
+                    match self.bridges.deliver(&view.uid, id, body.clone()) {
+                        Delivery::Local | Delivery::Late => {}
+                        Delivery::Elsewhere => {
+                            if let Some(token) = token.as_deref() {
+                                let delivered = self.peers.deliver(token, body).await;
+                                self.bridges.delivered_by_peer(delivered);
+                            }
+                        }
+                    }
+                }
+                (ctx.token, ctx.session) = (token, view);
+                return Ok(client.reply(&Reply::ok(202)).await?);
+            }
+            Decision::CancelBridge => {
+                if let (Some(view), Some(id)) =
+                    (view.as_ref(), message.as_ref().and_then(|m| m.cancels))
+                {
+                    self.bridges.cancel(&view.uid, id);
+                }
+                (ctx.token, ctx.session) = (token, view);
+                return Ok(client.reply(&Reply::ok(202)).await?);
+            }
         };
+        if target.is_none()
+            && !self.peers.is_empty()
+            && let (Some(token), Some(m), Some(body)) =
+                (token.as_deref(), message.as_ref(), body.as_ref())
+            && m.is("notifications/cancelled")
+        {
+            // It may name a call another process bridges; the replicas ignore what they never saw.
+            self.peers.cancel(token, body);
+        }
         let body = body.as_ref().unwrap_or(&empty);
         let resume = resume.map(|(_, original)| original);
         let mut plan = Plan::new(body, target.as_ref(), view.as_ref(), resume);
@@ -151,11 +214,15 @@ impl Edge {
                 .as_ref()
                 .is_some_and(|m| ctx.is_request && m.is(method))
         };
+        let initialize = is("initialize") && !era.is_modern();
+        if initialize {
+            ctx.profile = Profile::of_initialize(body);
+        }
         let policy = relay::Request {
             replica: "",
             token: token.as_deref(),
             modern: era.is_modern(),
-            initialize: is("initialize") && !era.is_modern(),
+            initialize,
             lists_tools: is("tools/list"),
             delete: verb == Verb::Delete,
             owned: plan.attempt.owned,
@@ -231,6 +298,7 @@ impl Edge {
     fn end_session(&self, token: Option<&str>, view: Option<&SessionView>) {
         if let (Some(token), Some(view)) = (token, view) {
             self.sessions.revoke(&view.uid, view.expires);
+            self.bridges.end_session(&view.uid);
             self.metrics.count(Event::SessionRevoked);
             self.peers.announce(token);
         }

@@ -19,6 +19,7 @@ pub mod admit;
 pub mod answer;
 pub mod app;
 pub mod auth;
+pub mod bridge;
 pub mod config;
 pub mod downstream;
 pub mod drain;

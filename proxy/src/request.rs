@@ -10,11 +10,12 @@ use pingora::Error;
 use crate::{
     answer::Failure,
     auth::Identity,
+    bridge::Bridges,
     downstream::client::Client,
     inflight::{Owners, Scope, Stream, Streaming},
     relay::Chunk,
     route,
-    session::{Owner, ReplicaId, SessionView, Sessions},
+    session::{Owner, Profile, ReplicaId, SessionView, Sessions, Uid},
     telemetry::{
         access::AccessLog,
         metrics::{self, Event, Metrics},
@@ -49,6 +50,8 @@ pub struct Ctx {
     pub stream: Option<Stream>,
     /// This request's stream, recorded for a cancel to find its replica.
     pub streaming: Option<Streaming>,
+    /// A legacy `initialize`'s client profile, sealed into the session it starts.
+    pub profile: Profile,
 }
 
 impl Ctx {
@@ -68,6 +71,7 @@ impl Ctx {
             replica: None,
             stream: None,
             streaming: None,
+            profile: Profile::default(),
         }
     }
 
@@ -135,6 +139,9 @@ pub struct Live<'a> {
     pub owners: &'a Owners,
     pub replicas: &'a Replicas,
     pub tools: &'a KnownTools,
+    pub bridges: &'a Bridges,
+    /// The request's live session.
+    pub session: Option<Uid>,
     pub scope: Scope,
 }
 
@@ -150,6 +157,13 @@ impl route::Facts for Live<'_> {
     }
     fn tool_is_safe(&self, name: &str) -> bool {
         self.tools.is_safe(name)
+    }
+    fn bridge_ready(&self) -> bool {
+        self.bridges.ready(self.replicas)
+    }
+    fn bridged(&self, id: &str) -> bool {
+        self.session
+            .is_some_and(|s| self.bridges.is_bridged(&s, id))
     }
 }
 
@@ -186,7 +200,12 @@ impl Found<'_> {
         });
         let (token, _) = self
             .sessions
-            .mint(version, owner, self.ctx.identity())
+            .mint(
+                version,
+                owner,
+                self.ctx.identity(),
+                self.ctx.profile.clone(),
+            )
             .map_err(|e| Failure::Seal(e.to_string()))?;
         self.metrics.count(Event::SessionMinted);
         Ok(token)

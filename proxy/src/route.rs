@@ -8,6 +8,9 @@
 //! | POST `initialize` | any replica (the response gets a minted session) |
 //! | POST with an unknown/expired/ended session | 404: the client must re-initialize |
 //! | POST in a session owned by a stateful replica | that replica (gone → 404) |
+//! | POST legacy `tools/call`, `prompts/get`, `resources/read` in a session whose client declared sampling, elicitation or roots, accepting SSE, when a replica speaks 2026-07-28 | bridged: mcp-edge runs the call as multi round-trip requests, asking the client on the call's stream |
+//! | POST answer to a question of a bridged call (`"mcp-edge:…"` id) | delivered to the call (here or at a peer), 202 |
+//! | POST `notifications/cancelled` for a bridged call of this process | the call ends, 202 |
 //! | POST answer to a server→client request | the replica that asked (gone → 404) |
 //! | POST `notifications/cancelled` for a streaming request | the replica running it (gone → 202, nothing left to cancel) |
 //! | POST batch | any replica in 2025-03-26, else 400 |
@@ -42,6 +45,12 @@ pub enum Decision {
     AnyReplica,
     /// This replica and no other.
     Replica(ReplicaId),
+    /// A legacy call run by the bridge over 2026-07-28 replicas ([`crate::bridge`]).
+    Bridge,
+    /// A client's answer to a bridged call's question: delivered where the call waits, 202.
+    Deliver,
+    /// The client cancels a bridged call of this process: it ends, 202.
+    CancelBridge,
 }
 
 /// The HTTP verb, as far as routing cares.
@@ -64,6 +73,8 @@ pub struct Request<'a> {
     pub header_name: Option<&'a str>,
     /// The replica named by a `Last-Event-ID` the proxy issued.
     pub resume_from: Option<&'a str>,
+    /// `Accept` allows `text/event-stream`.
+    pub accepts_sse: bool,
 }
 
 /// Whether a request whose connection broke before any response byte may be sent again to
@@ -100,6 +111,31 @@ pub trait Facts {
     fn is_alive(&self, replica: &str) -> bool;
     /// Whether tool `name` declared itself read-only or idempotent.
     fn tool_is_safe(&self, name: &str) -> bool;
+    /// Whether the bridge may run now (`--bridge` not off, a healthy replica speaks 2026-07-28).
+    fn bridge_ready(&self) -> bool;
+    /// Whether client request `id` is a call this process is bridging.
+    fn bridged(&self, id: &str) -> bool;
+}
+
+/// The methods a 2026-07-28 server may answer with `input_required`.
+const BRIDGED_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
+
+/// Whether a legacy request is bridged (see the module's table).
+fn bridged(
+    request: &Request<'_>,
+    message: &Message<'_>,
+    view: &SessionView,
+    facts: &dyn Facts,
+) -> bool {
+    message.kind == Kind::Request
+        && view.owner.is_none()
+        && view.profile.can_be_asked()
+        && request.accepts_sse
+        && message
+            .method
+            .as_deref()
+            .is_some_and(|m| BRIDGED_METHODS.contains(&m))
+        && facts.bridge_ready()
 }
 
 /// 404 for a session that no longer exists: the client must send initialize again.
@@ -163,11 +199,18 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
     if message.is_initialize() {
         return Decision::AnyReplica;
     }
+    if message.kind == Kind::Response && message.id.is_some_and(crate::bridge::id::is_bridge_id) {
+        // Whatever the session: the delivery checks that the call is the answering session's.
+        return Decision::Deliver;
+    }
     let session_version = match request.session {
         SessionState::Unknown => return session_gone(message.id),
         SessionState::Live(view) => {
             if let Some(owner) = &view.owner {
                 return owner_or_gone(&owner.replica, facts, message.id);
+            }
+            if bridged(request, message, view, facts) {
+                return Decision::Bridge;
             }
             Some(view.version.as_str())
         }
@@ -202,6 +245,12 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
             ),
             None => Decision::AnyReplica,
         },
+        Kind::Notification
+            if message.is("notifications/cancelled")
+                && message.cancels.is_some_and(|id| facts.bridged(id)) =>
+        {
+            Decision::CancelBridge
+        }
         Kind::Notification if message.is("notifications/cancelled") => {
             match message.cancels.and_then(|id| facts.streaming_owner(id)) {
                 Some(owner) if facts.is_alive(&owner) => Decision::Replica(owner),
@@ -348,6 +397,8 @@ mod tests {
         streaming: HashMap<String, ReplicaId>,
         asked: HashMap<String, ReplicaId>,
         dead: Vec<&'static str>,
+        legacy_replicas: bool,
+        bridging: Vec<&'static str>,
     }
 
     impl Facts for Live {
@@ -363,6 +414,12 @@ mod tests {
         fn tool_is_safe(&self, name: &str) -> bool {
             name == "echo"
         }
+        fn bridge_ready(&self) -> bool {
+            !self.legacy_replicas
+        }
+        fn bridged(&self, id: &str) -> bool {
+            self.bridging.iter().any(|b| *b == id)
+        }
     }
 
     fn live(version: &str) -> SessionState {
@@ -371,6 +428,7 @@ mod tests {
             version: version.into(),
             owner: None,
             expires: u64::MAX,
+            profile: Default::default(),
         })
     }
 
@@ -390,6 +448,7 @@ mod tests {
             header_method: None,
             header_name: None,
             resume_from: None,
+            accepts_sse: true,
         };
         decide(&request, facts)
     }
@@ -467,6 +526,7 @@ mod tests {
             header_method: Some("tools/list"),
             header_name: None,
             resume_from: None,
+            accepts_sse: true,
         };
         let Decision::Reply(reply) = decide(&request, &facts) else {
             panic!()
@@ -528,6 +588,7 @@ mod tests {
         let owned = SessionState::Live(SessionView {
             uid: [0; 16],
             expires: u64::MAX,
+            profile: Default::default(),
             version: "2025-06-18".into(),
             owner: Some(Owner {
                 replica: "r1".into(),
@@ -621,12 +682,112 @@ mod tests {
             header_method: None,
             header_name: None,
             resume_from: Some(replica),
+            accepts_sse: true,
         };
         assert_eq!(
             decide(&resume("r1"), &facts),
             Decision::Replica("r1".into())
         );
         assert_eq!(status(&decide(&resume("r9"), &facts)), 404);
+    }
+
+    fn asking(version: &str) -> SessionState {
+        let SessionState::Live(mut view) = live(version) else {
+            unreachable!()
+        };
+        view.profile.capabilities = crate::session::profile::ELICITATION;
+        SessionState::Live(view)
+    }
+
+    #[test]
+    fn calls_of_clients_that_can_be_asked_are_bridged_and_nothing_else() {
+        let mut facts = Live::default();
+        let session = asking("2025-11-25");
+        for method in ["tools/call", "prompts/get", "resources/read"] {
+            let body = format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"name":"x","uri":"x"}}}}"#
+            );
+            assert_eq!(
+                route(Verb::Post, body.as_bytes(), &session, None, &facts),
+                Decision::Bridge,
+                "{method}"
+            );
+        }
+        let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+        assert_eq!(
+            route(Verb::Post, list, &session, None, &facts),
+            Decision::AnyReplica
+        );
+        assert_eq!(
+            route(Verb::Post, CALL, &live("2025-11-25"), None, &facts),
+            Decision::AnyReplica,
+            "a client that declared nothing keeps today's path"
+        );
+        let message = classify(CALL).unwrap();
+        let mut request = Request {
+            verb: Verb::Post,
+            message: Some(&message),
+            session: &session,
+            header_version: None,
+            header_method: None,
+            header_name: None,
+            resume_from: None,
+            accepts_sse: false,
+        };
+        assert_eq!(
+            decide(&request, &facts),
+            Decision::AnyReplica,
+            "no stream to ask on"
+        );
+        request.accepts_sse = true;
+        facts.legacy_replicas = true;
+        assert_eq!(
+            decide(&request, &facts),
+            Decision::AnyReplica,
+            "no replica speaks 2026-07-28"
+        );
+        facts.legacy_replicas = false;
+        let SessionState::Live(mut owned) = asking("2025-11-25") else {
+            unreachable!()
+        };
+        owned.owner = Some(Owner {
+            replica: "r1".into(),
+            session_id: "s".into(),
+        });
+        assert_eq!(
+            route(Verb::Post, CALL, &SessionState::Live(owned), None, &facts),
+            Decision::Replica("r1".into()),
+            "a stateful replica asks for itself"
+        );
+    }
+
+    #[test]
+    fn answers_to_bridge_questions_and_cancels_of_bridged_calls_stay_at_the_edge() {
+        let mut facts = Live::default();
+        facts.bridging = vec!["5"];
+        let session = asking("2025-11-25");
+        let answer = br#"{"jsonrpc":"2.0","id":"mcp-edge:0000000000000001:00000000000000000000000000000002:0","result":{}}"#;
+        assert_eq!(
+            route(Verb::Post, answer, &session, None, &facts),
+            Decision::Deliver
+        );
+        assert_eq!(
+            route(Verb::Post, answer, &SessionState::Unknown, None, &facts),
+            Decision::Deliver,
+            "202, never 404"
+        );
+        let cancel =
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}"#;
+        assert_eq!(
+            route(Verb::Post, cancel, &session, None, &facts),
+            Decision::CancelBridge
+        );
+        let other =
+            br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":6}}"#;
+        assert_eq!(
+            route(Verb::Post, other, &session, None, &facts),
+            Decision::AnyReplica
+        );
     }
 
     #[test]

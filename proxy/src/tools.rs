@@ -1,6 +1,8 @@
 //! What the proxy learns about tools from the `tools/list` results passing through it: which
 //! ones declare themselves safe to repeat (`readOnlyHint` or `idempotentHint`), for
-//! [`crate::route::retry_is_safe`]. Every replica serves the same tools, so one table serves all.
+//! [`crate::route::retry_is_safe`]; and which arguments a tool mirrors into `Mcp-Param-*`
+//! headers (`x-mcp-header` on a top-level property of its input schema), which the bridge must
+//! send with a 2026-07-28 call. Every replica serves the same tools, so one table serves all.
 
 use dashmap::DashMap;
 use serde::Deserialize;
@@ -10,21 +12,37 @@ pub const LIST_LIMIT: usize = 4 << 20;
 
 #[derive(Default)]
 pub struct KnownTools {
-    safe: DashMap<Box<str>, bool, foldhash::fast::RandomState>,
+    known: DashMap<Box<str>, Known, foldhash::fast::RandomState>,
+}
+
+/// One tool, as far as the proxy cares.
+#[derive(Debug, Clone, Default)]
+struct Known {
+    safe: bool,
+    /// (header name after `Mcp-Param-`, argument name).
+    headers: Box<[(Box<str>, Box<str>)]>,
 }
 
 impl KnownTools {
     /// How many tools' annotations are known.
     pub fn len(&self) -> usize {
-        self.safe.len()
+        self.known.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.safe.is_empty()
+        self.known.is_empty()
     }
 
     pub fn is_safe(&self, name: &str) -> bool {
-        self.safe.get(name).is_some_and(|safe| *safe)
+        self.known.get(name).is_some_and(|k| k.safe)
+    }
+
+    /// The `Mcp-Param-*` headers tool `name` declares: (header suffix, argument name).
+    pub fn headers(&self, name: &str) -> Vec<(Box<str>, Box<str>)> {
+        self.known
+            .get(name)
+            .map(|k| k.headers.to_vec())
+            .unwrap_or_default()
     }
 
     /// Learn from a `tools/list` response body (JSON, or SSE whose last message is the result).
@@ -42,7 +60,23 @@ impl KnownTools {
                 .annotations
                 .as_ref()
                 .is_some_and(|a| a.read_only_hint == Some(true) || a.idempotent_hint == Some(true));
-            self.safe.insert(tool.name.as_str().into(), safe);
+            let headers = tool
+                .input_schema
+                .as_ref()
+                .and_then(|s| s.get("properties"))
+                .and_then(serde_json::Value::as_object)
+                .map(|props| {
+                    props
+                        .iter()
+                        .filter_map(|(arg, schema)| {
+                            let header = schema.get("x-mcp-header")?.as_str()?;
+                            Some((header.into(), arg.as_str().into()))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            self.known
+                .insert(tool.name.as_str().into(), Known { safe, headers });
         }
         tools.len()
     }
@@ -63,6 +97,8 @@ struct ListResult {
 struct Tool {
     name: String,
     annotations: Option<Annotations>,
+    #[serde(rename = "inputSchema")]
+    input_schema: Option<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
@@ -101,5 +137,18 @@ data: {"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"echo","inputSchema":{}
             0
         );
         assert_eq!(known.learn(b"not json"), 0);
+    }
+
+    #[test]
+    fn learns_the_headers_a_tool_mirrors_its_arguments_into() {
+        let known = KnownTools::default();
+        let list = r#"{"jsonrpc":"2.0","id":1,"result":{"tools":[
+            {"name":"geo","inputSchema":{"type":"object","properties":{"region":{"type":"string","x-mcp-header":"Region"},"q":{"type":"string"}}}}]}}"#;
+        known.learn(list.as_bytes());
+        assert_eq!(
+            known.headers("geo"),
+            vec![("Region".into(), "region".into())]
+        );
+        assert!(known.headers("other").is_empty());
     }
 }

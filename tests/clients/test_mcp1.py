@@ -1,6 +1,7 @@
 """The official Python SDK 1.x `streamablehttp_client` + `ClientSession`."""
 
 import json
+import os
 
 import httpx
 import pytest
@@ -41,3 +42,45 @@ async def test_walkthrough(mcp_url):
 
     assert wire.posts()[0]["mcp_method"] == "initialize"
     assert_wire(wire, legacy=True)
+
+
+@pytest.mark.skipif(os.environ.get("MCP_TEST_TARGET") != "edge", reason="a legacy client is asked only through mcp-edge's bridge")
+@pytest.mark.parametrize(
+    "tool,args,expected,asks",
+    [
+        ("test_sampling", {"prompt": "Capital of France?"}, "LLM response: Paris", 1),
+        ("test_elicitation", {"message": "Who are you?"}, "User response: action=accept", 1),
+        ("test_input_required_result_multiple_inputs", {}, "Every input answered", 3),
+        ("test_input_required_result_multi_round", {}, "color blue", 2),
+    ],
+)
+async def test_tools_that_ask_the_client(mcp_url, tool, args, expected, asks):
+    """ClientSession's callbacks answer mcp-edge's questions (one, several in a round, two rounds)."""
+    from mcp import types
+
+    asked = []
+
+    async def sampling(context, params):
+        asked.append("model")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(type="text", text="Paris"), model="m", stopReason="endTurn"
+        )
+
+    async def elicitation(context, params):
+        asked.append("user")
+        content = {"color": "blue"} if "color" in params.message else {"name": "Ada", "response": "yes"}
+        return types.ElicitResult(action="accept", content=content)
+
+    async def roots(context):
+        asked.append("roots")
+        return types.ListRootsResult(roots=[types.Root(uri="file:///work", name="work")])
+
+    async with streamablehttp_client(mcp_url) as (read, write, _):
+        async with ClientSession(
+            read, write, sampling_callback=sampling, elicitation_callback=elicitation, list_roots_callback=roots
+        ) as session:
+            await session.initialize()
+            result = await session.call_tool(tool, args)
+    assert not result.isError, result.content[0].text
+    assert expected in result.content[0].text, result.content[0].text
+    assert len(asked) == asks, asked

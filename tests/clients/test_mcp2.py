@@ -82,3 +82,69 @@ async def test_multi_round_trip_request(mcp_url):
         result = await client.call_tool("test_input_required_result_elicitation", {})
     assert asked == ["What is your name?"]
     assert text_of(result) == "Hello, Ada!"
+
+
+ASKING = TARGET in ("backend", "edge")
+
+
+async def _answer_model(context, params):
+    from mcp.types import CreateMessageResult, TextContent
+
+    _answer_model.asked.append(params.messages[0].content.text)
+    return CreateMessageResult(role="assistant", content=TextContent(type="text", text="Paris"), model="m")
+
+
+async def _answer_user(context, params):
+    from mcp.types import ElicitResult
+
+    _answer_user.asked.append(params.message)
+    if "color" in params.message:
+        return ElicitResult(action="accept", content={"color": "blue"})
+    return ElicitResult(action="accept", content={"name": "Ada", "response": "yes", "confirmed": True})
+
+
+async def _answer_roots(context):
+    from mcp.types import ListRootsResult, Root
+
+    _answer_roots.asked.append(True)
+    return ListRootsResult(roots=[Root(uri="file:///work", name="work")])
+
+
+def _modes():
+    # A legacy client can be asked only through mcp-edge's bridge (a stateless replica cannot
+    # receive its answer); 2026-07-28 clients are asked directly too (multi round-trip).
+    return ["2026-07-28"] if TARGET == "backend" else ["legacy", "2026-07-28"]
+
+
+@pytest.mark.skipif(not ASKING, reason="the asking tools are the bundled backend's")
+@pytest.mark.parametrize("mode", _modes())
+@pytest.mark.parametrize(
+    "tool,args,expected,asks",
+    [
+        ("test_sampling", {"prompt": "Capital of France?"}, "LLM response: Paris", ["model"]),
+        ("test_elicitation", {"message": "Who are you?"}, "User response: action=accept", ["user"]),
+        ("summarize", {"text": "a long text"}, "summary: Paris", ["model"]),
+        ("confirm", {"action": "delete 3 files"}, "confirmed: delete 3 files", ["user"]),
+        ("test_input_required_result_multiple_inputs", {}, "Every input answered", ["user", "model", "roots"]),
+        ("test_input_required_result_multi_round", {}, "color blue", ["user", "user"]),
+    ],
+)
+async def test_tools_that_ask_the_client(mcp_url, mode, tool, args, expected, asks):
+    """Sampling, elicitation and roots: one question, several in one round, two rounds."""
+    for callback in (_answer_model, _answer_user, _answer_roots):
+        callback.asked = []
+    async with Client(
+        mcp_url,
+        mode=mode,
+        sampling_callback=_answer_model,
+        elicitation_callback=_answer_user,
+        list_roots_callback=_answer_roots,
+    ) as client:
+        if mode == "legacy":
+            assert client.protocol_version.startswith("2025-")
+        result = await client.call_tool(tool, args)
+    assert not result.is_error, text_of(result)
+    assert expected in text_of(result), text_of(result)
+    seen = (["model"] * len(_answer_model.asked) + ["user"] * len(_answer_user.asked)
+            + ["roots"] * len(_answer_roots.asked))
+    assert sorted(seen) == sorted(asks), seen

@@ -2,7 +2,15 @@
 // Run with Node 22's test runner: node --test tests/clients/ts_client.test.mjs
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Client, StreamableHTTPClientTransport, recordingFetch, waitFor } from "../support.mjs";
+import {
+  Client,
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
+  StreamableHTTPClientTransport,
+  recordingFetch,
+  waitFor,
+} from "../support.mjs";
 
 const url = process.env.MCP_TEST_URL;
 const behindEdge = (process.env.MCP_TEST_TARGET ?? "backend").startsWith("edge");
@@ -59,3 +67,46 @@ test("TypeScript SDK client: initialize, list, call, read, prompt, terminate", {
   process.stdout.write(`replicas seen: ${[...replicas].join(",")}\n`);
   assert.equal(replicas.size, behindEdge ? 3 : 1, `replicas seen: ${[...replicas]}`);
 });
+
+// Through mcp-edge, a legacy client that declared sampling, elicitation and roots is asked on
+// the call's stream (the bridge runs the call as multi round-trip requests over the replicas).
+const asking = [
+  ["test_sampling", { prompt: "Capital of France?" }, /LLM response: Paris/, 1],
+  ["test_elicitation", { message: "Who are you?" }, /User response: action=accept/, 1],
+  ["test_input_required_result_multiple_inputs", {}, /Every input answered/, 3],
+  ["test_input_required_result_multi_round", {}, /color blue/, 2],
+];
+for (const [tool, args, expected, questions] of asking) {
+  test(`TypeScript SDK client with request handlers: ${tool}`, { skip: !url || process.env.MCP_TEST_TARGET !== "edge" }, async () => {
+    const wire = [];
+    const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch(wire) });
+    const client = new Client(
+      { name: "mcp-edge-ts-test", version: "1.0.0" },
+      { capabilities: { sampling: {}, elicitation: {}, roots: { listChanged: true } } },
+    );
+    const asked = [];
+    client.setRequestHandler(CreateMessageRequestSchema, async () => {
+      asked.push("model");
+      return { role: "assistant", content: { type: "text", text: "Paris" }, model: "m", stopReason: "endTurn" };
+    });
+    client.setRequestHandler(ElicitRequestSchema, async (request) => {
+      asked.push("user");
+      const content = /color/.test(request.params.message) ? { color: "blue" } : { name: "Ada", response: "yes" };
+      return { action: "accept", content };
+    });
+    client.setRequestHandler(ListRootsRequestSchema, async () => {
+      asked.push("roots");
+      return { roots: [{ uri: "file:///work", name: "work" }] };
+    });
+    await client.connect(transport);
+    const result = await client.callTool({ name: tool, arguments: args });
+    assert.equal(result.isError ?? false, false, JSON.stringify(result));
+    assert.match(result.content[0].text, expected);
+    assert.equal(asked.length, questions, asked.join(","));
+    const answers = wire.filter((e) => e.verb === "POST" && e.method == null);
+    assert.equal(answers.length, questions, "one answer POST per question");
+    for (const e of answers) assert.equal(e.status, 202, JSON.stringify(e));
+    await transport.terminateSession();
+    await client.close();
+  });
+}

@@ -127,6 +127,128 @@ fn input_required(requests: Vec<(&str, InputRequest)>, state: Option<String>) ->
     InputRequiredResult::new(Some(map), state).into()
 }
 
+/// The client capability a legacy-named asking tool needs.
+#[derive(Clone, Copy)]
+enum Need {
+    Sampling,
+    Elicitation,
+}
+
+/// One question, one answer: the body of the four legacy-named asking tools. A 2026-07-28
+/// request gets `input_required` (or -32021 without the capability), then `done(answer)`; a
+/// legacy request to a stateless server cannot carry an answer back, so it gets the note.
+fn asked(
+    ctx: &RequestContext<RoleServer>,
+    tool: &str,
+    key: &str,
+    responses: Option<&InputResponses>,
+    need: Need,
+    ask: impl FnOnce() -> InputRequest,
+    done: impl FnOnce(&JsonObject) -> String,
+) -> Result<CallToolResponse, ErrorData> {
+    if ctx.meta.protocol_version().is_none() {
+        return Ok(CallToolResult::error(vec![ContentBlock::text(format!(
+            "{tool}: {STATELESS_NOTE}"
+        ))])
+        .into());
+    }
+    if let Some(answer) = answer(responses, key)? {
+        return Ok(text(done(answer)).into());
+    }
+    let caps = client_capabilities(ctx);
+    let declared = match need {
+        Need::Sampling => caps.sampling.is_some(),
+        Need::Elicitation => caps.elicitation.is_some(),
+    };
+    if !declared {
+        let mut required = ClientCapabilities::default();
+        match need {
+            Need::Sampling => required.sampling = Some(Default::default()),
+            Need::Elicitation => required.elicitation = Some(Default::default()),
+        }
+        return Err(ErrorData::missing_required_client_capability(required));
+    }
+    Ok(input_required(vec![(key, ask())], None))
+}
+
+/// A form elicitation with a whole literal schema (kept field for field: see the tests).
+fn form(message: &str, schema: Value) -> InputRequest {
+    serde_json::from_value(json!({
+        "method": "elicitation/create",
+        "params": { "mode": "form", "message": message, "requestedSchema": schema }
+    }))
+    .expect("a literal elicitation request is valid")
+}
+
+/// `action=<a>, content=<json>`, as the suite's reference server words it.
+fn elicitation_summary(answer: &JsonObject) -> String {
+    let action = answer
+        .get("action")
+        .and_then(Value::as_str)
+        .unwrap_or("unknown");
+    let content = answer.get("content").cloned().unwrap_or_else(|| json!({}));
+    format!("action={action}, content={content}")
+}
+
+/// SEP-1034: a default for every primitive type.
+fn defaults_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "name": { "type": "string", "description": "User name", "default": "John Doe" },
+            "age": { "type": "integer", "description": "User age", "default": 30 },
+            "score": { "type": "number", "description": "User score", "default": 95.5 },
+            "status": {
+                "type": "string", "description": "User status",
+                "enum": ["active", "inactive", "pending"], "default": "active"
+            },
+            "verified": { "type": "boolean", "description": "Verification status", "default": true }
+        },
+        "required": []
+    })
+}
+
+/// SEP-1330: the five enum shapes.
+fn enums_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {
+            "untitledSingle": {
+                "type": "string", "description": "Select one option",
+                "enum": ["option1", "option2", "option3"]
+            },
+            "titledSingle": {
+                "type": "string", "description": "Select one option with titles",
+                "oneOf": [
+                    { "const": "value1", "title": "First Option" },
+                    { "const": "value2", "title": "Second Option" },
+                    { "const": "value3", "title": "Third Option" }
+                ]
+            },
+            "legacyEnum": {
+                "type": "string", "description": "Select one option (legacy)",
+                "enum": ["opt1", "opt2", "opt3"],
+                "enumNames": ["Option One", "Option Two", "Option Three"]
+            },
+            "untitledMulti": {
+                "type": "array", "description": "Select multiple options", "minItems": 1, "maxItems": 3,
+                "items": { "type": "string", "enum": ["option1", "option2", "option3"] }
+            },
+            "titledMulti": {
+                "type": "array", "description": "Select multiple options with titles", "minItems": 1, "maxItems": 3,
+                "items": {
+                    "anyOf": [
+                        { "const": "value1", "title": "First Choice" },
+                        { "const": "value2", "title": "Second Choice" },
+                        { "const": "value3", "title": "Third Choice" }
+                    ]
+                }
+            }
+        },
+        "required": []
+    })
+}
+
 /// What the server remembers between rounds, sealed into `requestState`.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct RoundState {
@@ -324,32 +446,94 @@ impl Backend {
         )])
     }
 
-    #[tool(description = "Asks the client's model (legacy server-to-client request)")]
-    async fn test_sampling(&self, Parameters(_args): Parameters<PromptArg>) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text(format!(
-            "test_sampling: {STATELESS_NOTE}"
-        ))])
+    #[tool(
+        description = "Asks the client's model: an input_required result on 2026-07-28 (legacy: explained error)"
+    )]
+    async fn test_sampling(
+        &self,
+        Parameters(args): Parameters<PromptArg>,
+        InputResponsesArg(r): InputResponsesArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let prompt = args.prompt.unwrap_or_else(|| "Hello".into());
+        asked(
+            &ctx,
+            "test_sampling",
+            "llm",
+            r.as_ref(),
+            Need::Sampling,
+            || sample(&prompt, 100),
+            |a| format!("LLM response: {}", sampled_text(a)),
+        )
     }
 
-    #[tool(description = "Asks the user for input (legacy server-to-client request)")]
-    async fn test_elicitation(&self, Parameters(_args): Parameters<MessageArg>) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text(format!(
-            "test_elicitation: {STATELESS_NOTE}"
-        ))])
+    #[tool(
+        description = "Asks the user for input: an input_required result on 2026-07-28 (legacy: explained error)"
+    )]
+    async fn test_elicitation(
+        &self,
+        Parameters(args): Parameters<MessageArg>,
+        InputResponsesArg(r): InputResponsesArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let message = args
+            .message
+            .unwrap_or_else(|| "Please provide your information".into());
+        let schema = json!({
+            "type": "object",
+            "properties": { "response": { "type": "string", "description": "User's response" } },
+            "required": ["response"]
+        });
+        asked(
+            &ctx,
+            "test_elicitation",
+            "user_info",
+            r.as_ref(),
+            Need::Elicitation,
+            || form(&message, schema),
+            |a| format!("User response: {}", elicitation_summary(a)),
+        )
     }
 
-    #[tool(description = "Elicitation with defaults (legacy server-to-client request)", input_schema = no_args())]
-    async fn test_elicitation_sep1034_defaults(&self) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text(format!(
-            "elicitation: {STATELESS_NOTE}"
-        ))])
+    #[tool(description = "Elicitation with defaults (SEP-1034): input_required on 2026-07-28", input_schema = no_args())]
+    async fn test_elicitation_sep1034_defaults(
+        &self,
+        InputResponsesArg(r): InputResponsesArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let ask = || {
+            form(
+                "Please review and update the form fields with defaults",
+                defaults_schema(),
+            )
+        };
+        asked(
+            &ctx,
+            "elicitation",
+            "defaults",
+            r.as_ref(),
+            Need::Elicitation,
+            ask,
+            |a| format!("Elicitation completed: {}", elicitation_summary(a)),
+        )
     }
 
-    #[tool(description = "Elicitation with enums (legacy server-to-client request)", input_schema = no_args())]
-    async fn test_elicitation_sep1330_enums(&self) -> CallToolResult {
-        CallToolResult::error(vec![ContentBlock::text(format!(
-            "elicitation: {STATELESS_NOTE}"
-        ))])
+    #[tool(description = "Elicitation with enums (SEP-1330): input_required on 2026-07-28", input_schema = no_args())]
+    async fn test_elicitation_sep1330_enums(
+        &self,
+        InputResponsesArg(r): InputResponsesArg,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let ask = || form("Please select options from the enum fields", enums_schema());
+        asked(
+            &ctx,
+            "elicitation",
+            "enums",
+            r.as_ref(),
+            Need::Elicitation,
+            ask,
+            |a| format!("Elicitation completed: {}", elicitation_summary(a)),
+        )
     }
 
     #[tool(description = "Answers after 100 ms (SSE reconnection scenario)", input_schema = no_args())]
@@ -690,5 +874,14 @@ mod tests {
         assert_eq!(elicited(&ok, "name").unwrap(), "Alice");
         let bad = object(json!({ "action": "maybe" }));
         assert!(elicited(&bad, "name").is_err());
+    }
+
+    #[test]
+    fn literal_elicitation_schemas_survive_the_typed_model() {
+        for schema in [defaults_schema(), enums_schema()] {
+            let request = serde_json::to_value(form("m", schema.clone())).unwrap();
+            assert_eq!(request["params"]["requestedSchema"], schema);
+            assert_eq!(request["params"]["mode"], "form");
+        }
     }
 }

@@ -1,5 +1,15 @@
-//! The template's tools: `echo`, the one users copy, and the helpers that streaming tests and
-//! benchmarks need (`sleep`, `progress`, `payload`).
+//! The template's tools: `echo`, the one users copy; `confirm` and `summarize`, the ones to copy
+//! for a tool that asks the user (elicitation) or the client's model (sampling); and the helpers
+//! that streaming tests and benchmarks need (`sleep`, `progress`, `payload`).
+//!
+//! A tool that asks is a multi round-trip request (2026-07-28): its first answer is
+//! `input_required` with the question, and the client calls again with the answer in
+//! `inputResponses` — to any replica, so nothing is kept between the two. Legacy clients get the
+//! same through mcp-edge, which asks them on the call's stream; called directly by a legacy
+//! client, such a tool can only explain (a stateless server cannot receive the answer).
+//!
+//! Sampling is deprecated by 2026-07-28 (SEP-2577), but clients of every era still offer it.
+#![allow(deprecated)]
 //!
 //! Adding a tool is one method in the `#[tool_router]` block below: a doc-less `#[tool]` with a
 //! description, an argument struct deriving `Deserialize` + `JsonSchema`, and a body returning
@@ -11,13 +21,18 @@ use std::time::Duration;
 
 use rmcp::{
     ErrorData, RoleServer,
-    handler::server::wrapper::Parameters,
-    model::{CallToolResult, ContentBlock, ProgressNotificationParam},
+    handler::server::{tool::InputResponses, wrapper::Parameters},
+    model::{
+        CallToolResponse, CallToolResult, ContentBlock, CreateMessageRequest,
+        CreateMessageRequestParams, ElicitRequest, ElicitRequestParams, InputRequest,
+        InputRequiredResult, ProgressNotificationParam, SamplingMessage,
+    },
     service::RequestContext,
     tool, tool_router,
 };
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde_json::{Value, json};
 
 use crate::backend::Backend;
 
@@ -59,6 +74,27 @@ pub struct ProgressArgs {
 pub struct PayloadArgs {
     /// Size of the returned text in bytes (at most 16 MiB).
     pub bytes: usize,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ConfirmArgs {
+    /// What the user is asked to confirm, e.g. "delete 3 files".
+    pub action: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct SummarizeArgs {
+    /// The text the client's model is asked to summarize.
+    pub text: String,
+}
+
+/// What an asking tool says to a legacy client calling it directly.
+const ASKS: &str = "asks the client a question, which a stateless server can only do in protocol      2026-07-28 (a multi round-trip request); legacy clients get it through mcp-edge";
+
+/// `input_required` with one question under `key`.
+fn ask(key: &str, question: InputRequest) -> CallToolResponse {
+    let questions = [(key.to_owned(), question)].into_iter().collect();
+    InputRequiredResult::new(Some(questions), None).into()
 }
 
 /// The result of `echo`, or the message a caller can act on.
@@ -169,6 +205,73 @@ impl Backend {
             }
         }
         Ok(text(format!("completed {} steps", args.steps)))
+    }
+
+    #[tool(
+        description = "Ask the user to confirm `action` (elicitation), then say what they chose."
+    )]
+    async fn confirm(
+        &self,
+        Parameters(args): Parameters<ConfirmArgs>,
+        InputResponses(answers): InputResponses,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if ctx.meta.protocol_version().is_none() {
+            return Ok(tool_error(format!("confirm {ASKS}")).into());
+        }
+        // The retry: the user's answer is here, under the key the question was asked with.
+        if let Some(answer) = answers.as_ref().and_then(|a| a.get("confirm")) {
+            let accepted = answer.get("action").and_then(Value::as_str) == Some("accept");
+            let yes = answer
+                .pointer("/content/confirmed")
+                .and_then(Value::as_bool)
+                == Some(true);
+            let verdict = if accepted && yes {
+                "confirmed"
+            } else {
+                "not confirmed"
+            };
+            return Ok(text(format!("{verdict}: {}", args.action)).into());
+        }
+        let schema = serde_json::from_value(json!({
+            "type": "object",
+            "properties": { "confirmed": { "type": "boolean", "title": "Go ahead?" } },
+            "required": ["confirmed"]
+        }))
+        .map_err(|e| ErrorData::internal_error(e.to_string(), None))?;
+        let question = ElicitRequest::new(ElicitRequestParams::FormElicitationParams {
+            meta: None,
+            message: format!("Confirm: {}", args.action),
+            requested_schema: schema,
+        });
+        Ok(ask("confirm", InputRequest::Elicitation(question)))
+    }
+
+    #[tool(
+        description = "Ask the client's model to summarize `text` (sampling), then return the summary."
+    )]
+    async fn summarize(
+        &self,
+        Parameters(args): Parameters<SummarizeArgs>,
+        InputResponses(answers): InputResponses,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if ctx.meta.protocol_version().is_none() {
+            return Ok(tool_error(format!("summarize {ASKS}")).into());
+        }
+        if let Some(answer) = answers.as_ref().and_then(|a| a.get("summary")) {
+            let summary = answer
+                .pointer("/content/text")
+                .and_then(Value::as_str)
+                .unwrap_or("");
+            return Ok(text(format!("summary: {summary}")).into());
+        }
+        let prompt = format!("Summarize in one sentence:\n\n{}", args.text);
+        let question = CreateMessageRequest::new(CreateMessageRequestParams::new(
+            vec![SamplingMessage::user_text(prompt)],
+            200,
+        ));
+        Ok(ask("summary", InputRequest::CreateMessage(question)))
     }
 
     #[tool(

@@ -407,10 +407,20 @@ impl Client {
 
     /// initialize → the session id (`None` when the run ended or no session came back).
     async fn open_session(&mut self) -> Option<Option<String>> {
+        self.open_session_as(false).await
+    }
+
+    /// A session whose client declared sampling (`bridged`) or nothing.
+    async fn open_session_as(&mut self, bridged: bool) -> Option<Option<String>> {
+        let init = if bridged {
+            scenario::initialize_with(serde_json::json!({"sampling": {}}))
+        } else {
+            scenario::initialize()
+        };
         let (outcome, headers) = self
             .exchange(
                 http::Method::POST,
-                Some(scenario::initialize()),
+                Some(init),
                 &[],
                 "application/json, text/event-stream",
                 Expect::Result,
@@ -457,8 +467,8 @@ impl Client {
         .map(|_| ())
     }
 
-    async fn legacy_session(&mut self, calls: u64, abandon: bool) -> Option<()> {
-        let session = self.open_session().await?;
+    async fn legacy_session(&mut self, calls: u64, abandon: bool, bridged: bool) -> Option<()> {
+        let session = self.open_session_as(bridged).await?;
         for _ in 0..calls {
             self.call_in_session(session.as_deref()).await?;
         }
@@ -552,7 +562,8 @@ impl Client {
                 Scenario::Stateless => self.stateless().await,
                 Scenario::Modern => self.modern().await,
                 Scenario::Stream => self.stream().await,
-                Scenario::LegacySession => self.legacy_session(calls, abandon).await,
+                Scenario::LegacySession => self.legacy_session(calls, abandon, false).await,
+                Scenario::Bridged => self.legacy_session(calls, abandon, true).await,
                 Scenario::Mixed => self.mixed(i).await,
                 Scenario::Revoke => self.revoke().await,
             };

@@ -16,6 +16,9 @@ pub enum Scenario {
     Stream,
     /// 70 % stateless, 15 % modern, 10 % calls in a legacy session, 5 % stream.
     Mixed,
+    /// legacy-session with a client that declared sampling at initialize: mcp-edge bridges its
+    /// calls over 2026-07-28 replicas (echo asks nothing, so this is the bridge's cost alone).
+    Bridged,
     /// A legacy session DELETEd at one address, then used at the next until refused (404):
     /// how long a DELETE takes to reach the other mcp-edge processes (with `--spread`).
     Revoke,
@@ -117,7 +120,12 @@ pub const MODERN_HEADERS: &[(&str, &str)] = &[
 ];
 
 pub fn initialize() -> String {
-    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"mcp-load","version":"1"}}}).to_string()
+    initialize_with(json!({}))
+}
+
+/// initialize for a client declaring `capabilities`.
+pub fn initialize_with(capabilities: Value) -> String {
+    json!({"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":capabilities,"clientInfo":{"name":"mcp-load","version":"1"}}}).to_string()
 }
 
 pub const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;

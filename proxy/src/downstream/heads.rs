@@ -97,6 +97,8 @@ pub struct Routing {
     pub mcp_method: Option<String>,
     pub mcp_name: Option<String>,
     pub last_event_id: Option<String>,
+    /// `Accept` allows `text/event-stream` (a bridged call needs a stream to ask on).
+    pub accepts_sse: bool,
 }
 
 impl Heads<'_> {
@@ -107,6 +109,7 @@ impl Heads<'_> {
             mcp_method: self.mcp_method.map(str::to_owned),
             mcp_name: self.mcp_name.map(str::to_owned),
             last_event_id: self.last_event_id.map(str::to_owned),
+            accepts_sse: self.accept.sse,
         }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod idle;
 pub mod peers;
+pub mod profile;
 pub mod revoked;
 pub mod token;
 
@@ -17,6 +18,7 @@ use std::{
 use rand::RngCore;
 
 use idle::{Idle, IdleStats};
+pub use profile::Profile;
 use revoked::{Revoked, RevokedStats};
 pub use token::{Claims, Key, Keys, Uid};
 
@@ -45,6 +47,8 @@ pub struct SessionView {
     pub owner: Option<Owner>,
     /// When the token stops opening (Unix seconds).
     pub expires: u64,
+    /// What the client declared at `initialize` (empty for format-1 tokens).
+    pub profile: Profile,
 }
 
 /// What the request's `Mcp-Session-Id` header led to.
@@ -93,6 +97,8 @@ pub struct Sessions {
     lifetime: Duration,
     revoked: Revoked,
     idle: Idle,
+    /// `false` with `--session-format 1`: profiles are not sealed (a rollout over old releases).
+    seal_profiles: bool,
 }
 
 impl Sessions {
@@ -103,7 +109,15 @@ impl Sessions {
             lifetime,
             revoked: Revoked::new(cap, lifetime),
             idle: Idle::new(cap, idle),
+            seal_profiles: true,
         }
+    }
+
+    /// Seal format-1 tokens only (no client profile, so no bridging) while processes of a
+    /// release that cannot open format 2 still serve the same sessions.
+    pub fn without_profiles(mut self) -> Self {
+        self.seal_profiles = false;
+        self
     }
 
     /// Start a session: its token (visible ASCII, at most 256 characters) and its view.
@@ -112,8 +126,9 @@ impl Sessions {
         version: &str,
         owner: Option<Owner>,
         identity: &[u8],
+        profile: Profile,
     ) -> Result<(String, SessionView), token::TooLong> {
-        self.mint_at(unix_now(), version, owner, identity)
+        self.mint_at(unix_now(), version, owner, identity, profile)
     }
 
     /// [`Sessions::mint`] with a given issue time (tests, benchmarks).
@@ -123,6 +138,7 @@ impl Sessions {
         version: &str,
         owner: Option<Owner>,
         identity: &[u8],
+        profile: Profile,
     ) -> Result<(String, SessionView), token::TooLong> {
         let mut uid = Uid::default();
         rand::rng().fill_bytes(&mut uid);
@@ -131,6 +147,12 @@ impl Sessions {
             issued,
             version: version.to_owned(),
             identity: identity.to_vec(),
+            // A session owned by a stateful replica is never bridged: its replica asks itself.
+            profile: if self.seal_profiles && owner.is_none() {
+                profile
+            } else {
+                Profile::default()
+            },
             owner,
         };
         let token = self.keys.seal(&claims)?;
@@ -146,6 +168,7 @@ impl Sessions {
             version: claims.version,
             owner: claims.owner,
             expires: claims.issued.saturating_add(self.lifetime.as_secs()),
+            profile: claims.profile,
         }
     }
 
@@ -199,14 +222,17 @@ impl Sessions {
         self.revoked.insert(uid, expires);
     }
 
-    /// A peer's announcement: end the session sealed in `token`; `false` when it is not ours.
-    pub fn revoke_token(&self, token: &str) -> bool {
-        let Some(claims) = self.keys.open(token) else {
-            return false;
-        };
-        let view = self.view(claims);
+    /// A peer's announcement: end the session sealed in `token`; its uid, `None` when it is
+    /// not ours.
+    pub fn revoke_token(&self, token: &str) -> Option<Uid> {
+        let view = self.view(self.keys.open(token)?);
         self.revoke(&view.uid, view.expires);
-        true
+        Some(view.uid)
+    }
+
+    /// The uid sealed in `token` (a peer's proof that it serves the session), without using it.
+    pub fn uid_of(&self, token: &str) -> Option<Uid> {
+        self.keys.open(token).map(|claims| claims.uid)
     }
 
     /// Drop what no longer matters: revocations of tokens that expired anyway, and idle
@@ -277,7 +303,9 @@ mod tests {
             replica: "r2".into(),
             session_id: "theirs".into(),
         };
-        let (token, view) = here.mint("2025-06-18", Some(owner.clone()), b"").unwrap();
+        let (token, view) = here
+            .mint("2025-06-18", Some(owner.clone()), b"", Profile::default())
+            .unwrap();
         assert_eq!(here.open(&token, b""), Ok(view.clone()));
         let elsewhere = Sessions::new(
             Keys::new(&key, None),
@@ -304,13 +332,21 @@ mod tests {
     #[test]
     fn revoked_expired_and_idle_sessions_are_gone() {
         let s = sessions(60, 60);
-        let (token, view) = s.mint("2025-03-26", None, b"").unwrap();
+        let (token, view) = s.mint("2025-03-26", None, b"", Profile::default()).unwrap();
         s.revoke(&view.uid, view.expires);
         assert_eq!(s.open(&token, b""), Err(Closed::Revoked));
-        let (old, _) = s.mint_at(unix_now() - 61, "2025-03-26", None, b"").unwrap();
+        let (old, _) = s
+            .mint_at(unix_now() - 61, "2025-03-26", None, b"", Profile::default())
+            .unwrap();
         assert_eq!(s.open(&old, b""), Err(Closed::Expired), "past its lifetime");
         let (future, _) = s
-            .mint_at(unix_now() + 3600, "2025-03-26", None, b"")
+            .mint_at(
+                unix_now() + 3600,
+                "2025-03-26",
+                None,
+                b"",
+                Profile::default(),
+            )
             .unwrap();
         assert_eq!(
             s.open(&future, b""),
@@ -323,7 +359,9 @@ mod tests {
             Duration::ZERO,
             1000,
         );
-        let (token, _) = idle.mint("2025-03-26", None, b"").unwrap();
+        let (token, _) = idle
+            .mint("2025-03-26", None, b"", Profile::default())
+            .unwrap();
         // Idle time is counted in whole seconds.
         let deadline = Instant::now() + Duration::from_secs(3);
         while Instant::now() < deadline && idle.open(&token, b"") != Err(Closed::Idle) {}
@@ -339,10 +377,10 @@ mod tests {
     #[test]
     fn a_deleted_session_stays_refused_after_the_cap_is_passed_many_times_over() {
         let s = sessions(3600, 3600);
-        let (token, view) = s.mint("2025-06-18", None, b"").unwrap();
+        let (token, view) = s.mint("2025-06-18", None, b"", Profile::default()).unwrap();
         s.revoke(&view.uid, view.expires);
         for _ in 0..5000 {
-            let (_, other) = s.mint("2025-06-18", None, b"").unwrap();
+            let (_, other) = s.mint("2025-06-18", None, b"", Profile::default()).unwrap();
             s.revoke(&other.uid, other.expires);
         }
         let stats = s.stats();
@@ -350,7 +388,9 @@ mod tests {
         assert_eq!(s.open(&token, b""), Err(Closed::Revoked));
         // The flood's revocations were folded: tokens expiring up to the last one are refused,
         // a session started a second later is not.
-        let (fresh, _) = s.mint_at(unix_now() + 1, "2025-06-18", None, b"").unwrap();
+        let (fresh, _) = s
+            .mint_at(unix_now() + 1, "2025-06-18", None, b"", Profile::default())
+            .unwrap();
         assert!(s.open(&fresh, b"").is_ok(), "a new session still opens");
     }
 }

@@ -1,5 +1,6 @@
-//! Revocations reach the other mcp-edge processes: a DELETE ends its session on every peer
-//! listed with `--peer`, not only on the process that received it.
+//! The other mcp-edge processes (`--peer`): a DELETE ends its session on every peer, not only
+//! on the process that received it, and a client's answer to a bridged call's question that
+//! reached this process finds the process holding the call (`POST /bridge/deliver`).
 //!
 //! Each peer is an admin listener (`host:port`), resolved at every announcement so a DNS name
 //! with one record per process (Swarm's `tasks.<service>`) reaches all of them, including ones
@@ -16,6 +17,8 @@ use tokio::{
 };
 
 pub const REVOKE_PATH: &str = "/sessions/revoke";
+pub const DELIVER_PATH: &str = "/bridge/deliver";
+pub const CANCEL_PATH: &str = "/bridge/cancel";
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Default)]
@@ -36,6 +39,50 @@ impl Peers {
 
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    /// A client's cancel that named no call of this process: it may name a bridged call of a
+    /// peer (rare; every address is told, and returns at once).
+    pub fn cancel(&self, token: &str, notification: &[u8]) {
+        if self.list.is_empty() {
+            return;
+        }
+        let peers = self.clone();
+        let (token, notification) = (token.to_owned(), notification.to_vec());
+        tokio::spawn(async move {
+            peers.post_all(CANCEL_PATH, &token, &notification).await;
+        });
+    }
+
+    /// Hand a client's answer to a bridged call to the peer holding it: every address of every
+    /// peer is asked at once (the token proves the session); `true` when one took it.
+    pub async fn deliver(&self, token: &str, answer: &[u8]) -> bool {
+        self.post_all(DELIVER_PATH, token, answer).await
+    }
+
+    /// POST `body` with the session's token to every address of every peer at once: whether
+    /// one answered 200.
+    async fn post_all(&self, path: &str, token: &str, body: &[u8]) -> bool {
+        let mut sends = Vec::new();
+        for peer in &self.list {
+            let Ok(Ok(addrs)) =
+                tokio::time::timeout(TIMEOUT, tokio::net::lookup_host(peer.as_str())).await
+            else {
+                tracing::warn!(%peer, path, "cannot resolve peer: not told");
+                continue;
+            };
+            for addr in addrs {
+                let header = format!("mcp-session-id: {token}\r\n");
+                sends.push(async move {
+                    let post = post(addr, peer, path, "application/json", &header, body);
+                    matches!(tokio::time::timeout(TIMEOUT, post).await, Ok(Ok(200)))
+                });
+            }
+        }
+        futures::future::join_all(sends)
+            .await
+            .into_iter()
+            .any(|taken| taken)
     }
 
     /// Tell every peer that the session sealed in `token` has ended; returns at once.
@@ -65,7 +112,8 @@ impl Peers {
                 let sends = addrs.into_iter().map(|addr| {
                     let (peer, token) = (peer.clone(), token.as_str());
                     async move {
-                        match tokio::time::timeout(TIMEOUT, send(addr, &peer, token)).await {
+                        let post = post(addr, &peer, REVOKE_PATH, "text/plain", "", token.as_bytes());
+                        match tokio::time::timeout(TIMEOUT, post).await {
                             Ok(Ok(200 | 404)) => {}
                             Ok(Ok(status)) => tracing::warn!(%peer, %addr, status, "peer refused a session revocation"),
                             Ok(Err(e)) => tracing::warn!(%peer, %addr, error = %e, "session revocation not delivered"),
@@ -79,13 +127,21 @@ impl Peers {
     }
 }
 
-async fn send(addr: std::net::SocketAddr, host: &str, token: &str) -> std::io::Result<u16> {
+/// One POST to a peer's admin listener: its status.
+async fn post(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    content_type: &str,
+    headers: &str,
+    body: &[u8],
+) -> std::io::Result<u16> {
     let mut stream = TcpStream::connect(addr).await?;
-    let request = format!(
-        "POST {REVOKE_PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{token}",
-        token.len()
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
     );
-    stream.write_all(request.as_bytes()).await?;
+    stream.write_all(&[head.as_bytes(), body].concat()).await?;
     let mut head = Vec::with_capacity(64);
     stream.take(64).read_to_end(&mut head).await?;
     let line = String::from_utf8_lossy(&head);

@@ -16,12 +16,21 @@
 //!
 //! | field | bytes |
 //! |---|---|
-//! | format | 1 (`1`) |
+//! | format | 1 (`1`, or `2` with a client profile) |
 //! | session uid | 16, random |
 //! | issued at | 8, Unix seconds, big endian |
 //! | protocol version | length + text |
 //! | identity binding | length + hash of the caller's credential (empty without auth) |
 //! | owner | 0, or 1 + replica id (length + text) + the replica's session id (encoding byte + length + bytes) |
+//!
+//! | profile (format 2 only) | capability bits + 0, or 1 + clientInfo name (length + text) + version (length + text) |
+//!
+//! Format 2 carries what a legacy client declared at `initialize` ([`Profile`]), for the bridge;
+//! a session with nothing to carry is sealed in format 1, byte for byte as before format 2
+//! existed. Both formats open. Rolling out format 2 over a fleet that still runs a release
+//! that opens only format 1 (a start-first update): run the new release with
+//! `--session-format 1` until no old process is left, then drop the flag; otherwise an old
+//! process answers 404 to a new process's format-2 token.
 //!
 //! A replica's own session id is packed when it is lowercase hex or a UUID (half the bytes);
 //! otherwise it is carried as is, and one too long to fit the token is refused at initialize.
@@ -33,7 +42,7 @@ use aes_gcm_siv::{
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 
-use super::{Owner, ReplicaId};
+use super::{Owner, ReplicaId, profile::Profile};
 
 /// Longest token handed to a client, in characters.
 pub const MAX_TOKEN_LEN: usize = 256;
@@ -42,6 +51,7 @@ const TAG: usize = 16;
 /// Bytes of claims that fit: `MAX_TOKEN_LEN` characters of base64 carry 192 bytes.
 const MAX_CLAIMS: usize = MAX_TOKEN_LEN / 4 * 3 - NONCE - TAG;
 const FORMAT: u8 = 1;
+const FORMAT_PROFILE: u8 = 2;
 /// Binds every token to its purpose: the same key sealing something else never opens as a session.
 const CONTEXT: &[u8] = b"mcp-edge session token v1";
 
@@ -61,6 +71,8 @@ pub struct Claims {
     /// Hash of the credential that opened the session; empty when there is no auth.
     pub identity: Vec<u8>,
     pub owner: Option<Owner>,
+    /// What the client declared at `initialize`; the default (nothing) seals as format 1.
+    pub profile: Profile,
 }
 
 /// Why a session could not be sealed into a token.
@@ -225,7 +237,8 @@ fn encode(claims: &Claims) -> Result<Vec<u8>, TooLong> {
         return Err(TooLong { needed });
     }
     let mut out = Vec::with_capacity(MAX_CLAIMS);
-    out.push(FORMAT);
+    let with_profile = claims.profile != Profile::default();
+    out.push(if with_profile { FORMAT_PROFILE } else { FORMAT });
     out.extend_from_slice(&claims.uid);
     out.extend_from_slice(&claims.issued.to_be_bytes());
     put_field(&mut out, claims.version.as_bytes());
@@ -236,6 +249,17 @@ fn encode(claims: &Claims) -> Result<Vec<u8>, TooLong> {
             out.push(1);
             put_field(&mut out, owner.replica.as_bytes());
             pack_session_id(&mut out, &owner.session_id);
+        }
+    }
+    if with_profile {
+        out.push(claims.profile.capabilities);
+        match &claims.profile.info {
+            None => out.push(0),
+            Some((name, version)) => {
+                out.push(1);
+                put_field(&mut out, name.as_bytes());
+                put_field(&mut out, version.as_bytes());
+            }
         }
     }
     if out.len() > MAX_CLAIMS {
@@ -270,7 +294,8 @@ impl<'a> Reader<'a> {
 
 fn decode(plain: &[u8]) -> Option<Claims> {
     let mut r = Reader(plain);
-    if r.byte()? != FORMAT {
+    let format = r.byte()?;
+    if format != FORMAT && format != FORMAT_PROFILE {
         return None;
     }
     let uid: Uid = r.take(16)?.try_into().ok()?;
@@ -290,12 +315,22 @@ fn decode(plain: &[u8]) -> Option<Claims> {
         }
         _ => return None,
     };
+    let mut profile = Profile::default();
+    if format == FORMAT_PROFILE {
+        profile.capabilities = r.byte()?;
+        profile.info = match r.byte()? {
+            0 => None,
+            1 => Some((r.text()?, r.text()?)),
+            _ => return None,
+        };
+    }
     r.0.is_empty().then_some(Claims {
         uid,
         issued,
         version,
         identity,
         owner,
+        profile,
     })
 }
 
@@ -310,6 +345,7 @@ mod tests {
             version: "2025-06-18".into(),
             identity: vec![],
             owner,
+            profile: Profile::default(),
         }
     }
 
@@ -344,6 +380,38 @@ mod tests {
             keys.seal(&claims(None)).unwrap(),
             "a fresh nonce every time"
         );
+    }
+
+    #[test]
+    fn a_client_profile_seals_as_format_2_and_fits_beside_an_identity() {
+        use super::super::profile::{MAX_NAME, MAX_VERSION};
+        let keys = Keys::random();
+        let c = Claims {
+            identity: vec![9; 16],
+            version: "2025-11-25".into(),
+            profile: Profile {
+                capabilities: 0x7f,
+                info: Some(("n".repeat(MAX_NAME), "v".repeat(MAX_VERSION))),
+            },
+            ..claims(None)
+        };
+        assert_eq!(encode(&c).unwrap()[0], FORMAT_PROFILE);
+        let token = keys.seal(&c).unwrap();
+        assert!(token.len() <= MAX_TOKEN_LEN, "{}", token.len());
+        assert_eq!(keys.open(&token), Some(c));
+    }
+
+    #[test]
+    fn a_session_without_a_profile_is_sealed_in_format_1_as_before() {
+        let plain = encode(&claims(None)).unwrap();
+        let mut before = vec![FORMAT];
+        before.extend_from_slice(&[7; 16]);
+        before.extend_from_slice(&1_790_000_000u64.to_be_bytes());
+        before.push(10);
+        before.extend_from_slice(b"2025-06-18");
+        before.extend_from_slice(&[0, 0]);
+        assert_eq!(plain, before, "the format-1 layout, byte for byte");
+        assert_eq!(decode(&before), Some(claims(None)));
     }
 
     #[test]

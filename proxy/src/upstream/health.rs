@@ -7,11 +7,12 @@
 //! once, so that the tools declaring themselves safe to repeat are known to this process before
 //! any client lists them through it: a request in flight on a replica that dies can then move
 //! to another one ([`crate::route::retry_is_safe`]), whichever mcp-edge process the client used
-//! for `tools/list`.
+//! for `tools/list`. At the same moment `server/discover` learns whether the replica speaks
+//! 2026-07-28 (the bridge sends legacy clients' asking calls only to such replicas).
 
 use std::{sync::Arc, time::Duration};
 
-use mcp_protocol::probe;
+use mcp_protocol::{probe, version::MODERN};
 
 use super::{Replica, Replicas};
 use crate::{
@@ -44,6 +45,9 @@ impl HealthCheck {
                 tracing::warn!(replica = %replica.id, ?verdict, "health check failed");
             }
             if self.replicas.checked(replica, passed) {
+                let modern = speaks_modern(replica, self.timeout).await;
+                replica.set_modern(modern);
+                tracing::debug!(replica = %replica.id, modern, "server/discover read");
                 match list_tools(replica, self.timeout).await {
                     Ok(body) => {
                         let tools = self.tools.learn(&body);
@@ -60,7 +64,7 @@ impl HealthCheck {
 
 /// One stateless legacy `tools/list` to the replica's MCP path: the response body (JSON, or the
 /// SSE stream carrying it), at most [`LIST_LIMIT`] bytes.
-async fn list_tools(replica: &Replica, timeout: Duration) -> Result<Vec<u8>, String> {
+pub(crate) async fn list_tools(replica: &Replica, timeout: Duration) -> Result<Vec<u8>, String> {
     const BODY: &str =
         r#"{"jsonrpc":"2.0","id":"mcp-edge-tools","method":"tools/list","params":{}}"#;
     let headers = "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
@@ -83,6 +87,42 @@ async fn list_tools(replica: &Replica, timeout: Duration) -> Result<Vec<u8>, Str
         return Err(format!("answered {status}"));
     }
     Ok(body)
+}
+
+/// Whether `server/discover` lists 2026-07-28 among the replica's supported versions.
+async fn speaks_modern(replica: &Replica, timeout: Duration) -> bool {
+    const BODY: &str = r#"{"jsonrpc":"2.0","id":"mcp-edge-discover","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"mcp-edge","version":"0"}}}}"#;
+    let headers = "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
+                   MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: server/discover\r\n";
+    let request = probe::Request {
+        method: "POST",
+        path: &replica.path,
+        headers,
+        body: BODY.as_bytes(),
+    };
+    #[derive(serde::Deserialize)]
+    struct Discovered {
+        result: Versions,
+    }
+    #[derive(serde::Deserialize)]
+    struct Versions {
+        #[serde(rename = "supportedVersions", default)]
+        supported: Vec<String>,
+    }
+    match probe::exchange(
+        replica.addr,
+        &replica.authority,
+        &request,
+        64 << 10,
+        timeout,
+    )
+    .await
+    {
+        Ok((200, body)) => mcp_protocol::sse::response_json(&body)
+            .and_then(|json| serde_json::from_slice::<Discovered>(&json).ok())
+            .is_some_and(|d| d.result.supported.iter().any(|v| v == MODERN)),
+        _ => false,
+    }
 }
 
 #[async_trait::async_trait]

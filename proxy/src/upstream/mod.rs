@@ -45,6 +45,9 @@ pub struct Replica {
     /// Milliseconds since [`Replicas`] started: not readmitted before, last ejected at.
     ejected_until: AtomicU64,
     ejected_at: AtomicU64,
+    /// It answered `server/discover` with 2026-07-28 among its versions (bridged calls go
+    /// only to such replicas).
+    modern: AtomicBool,
 }
 
 impl Replica {
@@ -67,11 +70,21 @@ impl Replica {
             ejections: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             ejected_at: AtomicU64::new(0),
+            modern: AtomicBool::new(false),
         }
     }
 
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Whether it speaks 2026-07-28, as last learnt.
+    pub fn is_modern(&self) -> bool {
+        self.modern.load(Ordering::Relaxed)
+    }
+
+    pub fn set_modern(&self, modern: bool) {
+        self.modern.store(modern, Ordering::Relaxed);
     }
 }
 
@@ -251,6 +264,26 @@ impl Replicas {
             .map(|i| &list[(start + i) % n])
             .find(|r| r.is_healthy() && !tried.iter().any(|t| *t == r.id))
             .cloned()
+    }
+
+    /// [`Replicas::pick`] among the replicas that speak 2026-07-28 (all healthy ones when
+    /// `any` is set: `--bridge on`).
+    pub fn pick_modern(&self, tried: &[ReplicaId], any: bool) -> Option<Arc<Replica>> {
+        let list = self.list.load();
+        let n = list.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        (0..n)
+            .map(|i| &list[(start + i) % n.max(1)])
+            .find(|r| r.is_healthy() && (any || r.is_modern()) && !tried.iter().any(|t| *t == r.id))
+            .cloned()
+    }
+
+    /// Whether a healthy replica speaks 2026-07-28.
+    pub fn any_modern(&self) -> bool {
+        self.list
+            .load()
+            .iter()
+            .any(|r| r.is_healthy() && r.is_modern())
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Replica>> {

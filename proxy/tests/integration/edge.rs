@@ -818,7 +818,7 @@ fn help_documents_every_flag() {
 /// does, and a DELETE reaches the peers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sessions_live_in_their_tokens() {
-    use mcp_edge::session::{Keys, Sessions, unix_now};
+    use mcp_edge::session::{Keys, Profile, Sessions, unix_now};
     let key = "5a".repeat(32);
     let (a_admin, b_admin) = (free_port(), free_port());
     let a = start_on(
@@ -898,10 +898,22 @@ async fn sessions_live_in_their_tokens() {
         1000,
     );
     let (day_old, _) = minter
-        .mint_at(unix_now() - 25 * 3600, "2025-06-18", None, b"")
+        .mint_at(
+            unix_now() - 25 * 3600,
+            "2025-06-18",
+            None,
+            b"",
+            Profile::default(),
+        )
         .unwrap();
     let (hour_old, _) = minter
-        .mint_at(unix_now() - 3600, "2025-06-18", None, b"")
+        .mint_at(
+            unix_now() - 3600,
+            "2025-06-18",
+            None,
+            b"",
+            Profile::default(),
+        )
         .unwrap();
     let before = total_requests(&a).await;
     for (edge, bad, what) in [

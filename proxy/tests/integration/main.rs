@@ -1,12 +1,15 @@
 //! The mcp-edge binary over real HTTP, in one test binary (each binary in `tests/` is linked
 //! on its own, with the release profile's fat LTO: one link instead of three).
 //!
+//! - [`bridge`]: legacy clients asked for sampling, elicitation and roots over 2026-07-28
+//!   replicas, and every way such a call ends.
 //! - [`edge`]: the proxy as users run it, in front of its embedded replicas or of replicas the
 //!   test starts.
 //! - [`failover`]: replicas that come, go and die; DNS discovery; SIGTERM.
 //! - [`operate`]: metrics, the access log, rate and header limits, slow headers, hostile
 //!   requests, memory bounds.
 
+mod bridge;
 mod common;
 mod edge;
 mod failover;
