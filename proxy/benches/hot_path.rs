@@ -28,6 +28,12 @@ impl Facts for Quiet {
     fn tool_is_safe(&self, name: &str) -> bool {
         name == "echo"
     }
+    fn bridge_ready(&self) -> bool {
+        true
+    }
+    fn bridged(&self, _: &str) -> bool {
+        false
+    }
 }
 
 const ECHO: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}"#;
@@ -54,6 +60,7 @@ fn bench(c: &mut Criterion) {
                 header_method: None,
                 header_name: None,
                 resume_from: None,
+                accepts_sse: true,
             };
             (
                 route::decide(&request, &Quiet),
@@ -67,7 +74,9 @@ fn bench(c: &mut Criterion) {
         Duration::from_secs(3600),
         1000,
     );
-    let (token, _) = sessions.mint("2025-06-18", None, b"").unwrap();
+    let (token, _) = sessions
+        .mint("2025-06-18", None, b"", Default::default())
+        .unwrap();
     group.bench_function("open a session token (with idle tracking)", |b| {
         b.iter(|| sessions.open(black_box(&token), b"").unwrap())
     });

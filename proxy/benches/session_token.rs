@@ -21,6 +21,7 @@ fn claims(owner: Option<Owner>) -> Claims {
         version: "2025-06-18".into(),
         identity: vec![],
         owner,
+        profile: Default::default(),
     }
 }
 

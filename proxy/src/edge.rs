@@ -158,12 +158,31 @@ impl Edge {
                     unreachable!("route bridges live sessions' requests only")
                 };
                 let call = bridge::Call {
+                    tool: ctx.tool.as_deref(),
                     body,
                     method: m.method.as_deref().unwrap_or_default(),
                     id: m.id.unwrap_or("null"),
                     view: v,
                 };
-                let result = bridge::run(self, client, ctx, call).await;
+                let parts = bridge::Parts {
+                    bridges: &self.bridges,
+                    upstream: &self.upstream,
+                    tools: &self.tools,
+                    streams: &self.streams,
+                    limits: &self.admission.limits,
+                    own_auth: self.admission.auth.is_some(),
+                };
+                let tool = ctx.tool.clone();
+                let call = bridge::Call {
+                    tool: tool.as_deref(),
+                    ..call
+                };
+                let held = bridge::Held {
+                    replica: &mut ctx.replica,
+                    stream: &mut ctx.stream,
+                    log: &mut ctx.bridged,
+                };
+                let result = bridge::run(&parts, client, held, call).await;
                 (ctx.token, ctx.session) = (token, view);
                 return result;
             }

@@ -17,7 +17,7 @@ use crate::{
     route,
     session::{Owner, Profile, ReplicaId, SessionView, Sessions, Uid},
     telemetry::{
-        access::AccessLog,
+        access::{AccessLog, Bridged},
         metrics::{self, Event, Metrics},
     },
     tools::KnownTools,
@@ -52,6 +52,8 @@ pub struct Ctx {
     pub streaming: Option<Streaming>,
     /// A legacy `initialize`'s client profile, sealed into the session it starts.
     pub profile: Profile,
+    /// A bridged call's rounds and replicas (the access log).
+    pub bridged: Option<Box<Bridged>>,
 }
 
 impl Ctx {
@@ -72,6 +74,7 @@ impl Ctx {
             stream: None,
             streaming: None,
             profile: Profile::default(),
+            bridged: None,
         }
     }
 
@@ -123,7 +126,15 @@ impl Ctx {
         };
         metrics.request(&request);
         if let Some(access) = access {
-            access.log(&traffic, self.addr, self.session.as_ref(), &request, e);
+            let bridged = self.bridged.as_deref();
+            access.log(
+                &traffic,
+                self.addr,
+                self.session.as_ref(),
+                &request,
+                bridged,
+                e,
+            );
         }
     }
 }

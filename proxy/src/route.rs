@@ -418,7 +418,7 @@ mod tests {
             !self.legacy_replicas
         }
         fn bridged(&self, id: &str) -> bool {
-            self.bridging.iter().any(|b| *b == id)
+            self.bridging.contains(&id)
         }
     }
 
@@ -763,8 +763,10 @@ mod tests {
 
     #[test]
     fn answers_to_bridge_questions_and_cancels_of_bridged_calls_stay_at_the_edge() {
-        let mut facts = Live::default();
-        facts.bridging = vec!["5"];
+        let facts = Live {
+            bridging: vec!["5"],
+            ..Live::default()
+        };
         let session = asking("2025-11-25");
         let answer = br#"{"jsonrpc":"2.0","id":"mcp-edge:0000000000000001:00000000000000000000000000000002:0","result":{}}"#;
         assert_eq!(

@@ -28,6 +28,7 @@ pub mod translate;
 use std::{
     collections::BTreeMap,
     fmt::Write,
+    sync::Arc,
     sync::atomic::{AtomicU64, AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
@@ -44,10 +45,13 @@ use crate::{
     answer::Stop,
     config::BridgeMode,
     downstream::client::Client,
-    edge::Edge,
-    request::Ctx,
+    inflight::{self, Streams},
+    limits::Limits,
+    retry::Upstream,
     route::{self, Attempt, Next, Stage},
     session::{SessionView, Uid},
+    telemetry::access::Bridged,
+    tools::KnownTools,
     upstream::{
         Replica, Replicas,
         exchange::{self, Rewrite},
@@ -331,8 +335,30 @@ impl Bridges {
     }
 }
 
+/// What the bridge needs of the process (handed over by the edge, which the bridge does not
+/// import).
+pub struct Parts<'a> {
+    pub bridges: &'a Bridges,
+    pub upstream: &'a Upstream,
+    pub tools: &'a KnownTools,
+    pub streams: &'a Arc<Streams>,
+    pub limits: &'a Limits,
+    /// mcp-edge checks bearer tokens itself: the client's `Authorization` stays here.
+    pub own_auth: bool,
+}
+
+/// Where the request records what the call held (metrics, the access log, the stream limits).
+pub struct Held<'a> {
+    pub replica: &'a mut Option<Arc<Replica>>,
+    pub stream: &'a mut Option<inflight::Stream>,
+    /// Rounds and replicas, for the access log.
+    pub log: &'a mut Option<Box<Bridged>>,
+}
+
 /// One bridged call, as the edge hands it over.
 pub struct Call<'a> {
+    /// The tool called (`tools/call`).
+    pub tool: Option<&'a str>,
     pub body: &'a Bytes,
     pub method: &'a str,
     /// The client's request id, raw JSON.
@@ -356,12 +382,12 @@ struct Stream {
 
 /// Run a bridged call to its end; the client's answer is written here.
 pub async fn run(
-    edge: &Edge,
+    parts: &Parts<'_>,
     client: &mut Client<'_>,
-    ctx: &mut Ctx,
+    mut held_by: Held<'_>,
     call: Call<'_>,
 ) -> Result<(), Stop> {
-    let bridges = &edge.bridges;
+    let bridges = parts.bridges;
     let Some((_ticket, call_id, mut rx)) = bridges.open(call.view.uid, call.id) else {
         bridges.ended(End::Refused);
         let error = translate::error(
@@ -372,11 +398,8 @@ pub async fn run(
         return write_json(client, &translate::error_response(call.id, &error)).await;
     };
     // A bridged call counts as a stream from its start (it may ask at any round).
-    match edge
-        .streams
-        .hold(&edge.admission.limits, Some(call.view.uid))
-    {
-        Ok(held) => ctx.stream = Some(held),
+    match parts.streams.hold(parts.limits, Some(call.view.uid)) {
+        Ok(held) => *held_by.stream = Some(held),
         Err(reply) => {
             bridges.ended(End::Refused);
             return client
@@ -426,23 +449,18 @@ pub async fn run(
                 .await;
             }
         };
+        // The tool's Mcp-Param-* arguments, as last learnt (again after a -32020).
         let declared = call
-            .view
-            .profile
-            .can_be_asked()
-            .then(|| {
-                ctx.tool
-                    .as_deref()
-                    .map(|t| edge.tools.headers(t))
-                    .unwrap_or_default()
-            })
+            .tool
+            .map(|t| parts.tools.headers(t))
             .unwrap_or_default();
         let headers = translate::headers(call.body, call.method, &declared);
         bridges.counts.rounds.fetch_add(1, Ordering::Relaxed);
         let message = match send_round(
-            edge,
+            parts,
             client,
-            ctx,
+            &mut held_by,
+            call.tool,
             &headers,
             &body,
             &mut stream,
@@ -489,12 +507,23 @@ pub async fn run(
             Outcome::Error(translate::HEADER_MISMATCH, _) if !relearned => {
                 // Rejected before it ran: learn the tool's headers again, and send it once more.
                 relearned = true;
-                if let Some(replica) = edge
+                if let Some(replica) = parts
                     .upstream
                     .replicas
-                    .pick_modern(&[], edge.bridges.mode == BridgeMode::On)
+                    .pick_modern(&[], parts.bridges.mode == BridgeMode::On)
                 {
-                    relearn_tools(edge, &replica).await;
+                    relearn_tools(parts, &replica).await;
+                }
+                continue;
+            }
+            Outcome::Error(translate::UNSUPPORTED_VERSION, _)
+                if answers.is_none() && parts.bridges.mode != BridgeMode::On =>
+            {
+                // It does not speak 2026-07-28 after all (refused before running): it takes no
+                // more bridged rounds, and the round goes to another replica.
+                if let Some(replica) = served.last().and_then(|id| parts.upstream.replicas.get(id))
+                {
+                    replica.set_modern(false);
                 }
                 continue;
             }
@@ -823,20 +852,21 @@ async fn write_json(client: &mut Client<'_>, message: &[u8]) -> Result<(), Stop>
 /// returned. `Ok(Err(why))`: no replica answered it.
 #[allow(clippy::too_many_arguments)]
 async fn send_round(
-    edge: &Edge,
+    parts: &Parts<'_>,
     client: &mut Client<'_>,
-    ctx: &mut Ctx,
+    held_by: &mut Held<'_>,
+    tool: Option<&str>,
     headers: &[(String, String)],
     body: &[u8],
     stream: &mut Stream,
     rx: &mut mpsc::UnboundedReceiver<Event>,
     served: &mut Vec<String>,
 ) -> Result<Result<Round, String>, Stop> {
-    let upstream = &edge.upstream;
-    let any = edge.bridges.mode == BridgeMode::On;
+    let upstream = &parts.upstream;
+    let any = parts.bridges.mode == BridgeMode::On;
     let mut tried = Vec::new();
     let mut attempt = Attempt {
-        safe: ctx.tool.as_deref().is_some_and(|t| edge.tools.is_safe(t)),
+        safe: tool.is_some_and(|t| parts.tools.is_safe(t)),
         ..Attempt::default()
     };
     let mut same: Option<std::sync::Arc<Replica>> = None;
@@ -852,15 +882,9 @@ async fn send_round(
                 }
             },
         };
-        ctx.replica = Some(replica.clone());
+        *held_by.replica = Some(replica.clone());
         let peer = upstream.timeouts.peer(&replica);
-        let wire = round_request(
-            client.header(),
-            &replica,
-            headers,
-            body,
-            edge.admission.auth.is_some(),
-        );
+        let wire = round_request(client.header(), &replica, headers, body, parts.own_auth);
         let (stage, error) = match upstream.pool.get(&peer, replica.addr).await {
             Err(e) => (Stage::Connect, e),
             Ok((conn, reused)) => {
@@ -911,6 +935,10 @@ async fn send_round(
     };
     let (replica, mut response) = response;
     served.push(replica.id.to_string());
+    *held_by.log = Some(Box::new(Bridged {
+        rounds: served.len() as u32,
+        replicas: served.join(","),
+    }));
     let head = response.head();
     let status = head.status.as_u16();
     let is_sse = head
@@ -930,7 +958,7 @@ async fn send_round(
         });
         let (data, end) = match next.await {
             Err(gone) => {
-                edge.bridges.ended(End::ClientGone);
+                parts.bridges.ended(End::ClientGone);
                 return Err(Stop::Broken(gone));
             }
             // Dropping the replica's connection is the cancel in 2026-07-28.
@@ -950,7 +978,7 @@ async fn send_round(
                 if is_response(&message) {
                     last = Some(message);
                 } else {
-                    relay_notification(edge, client, stream, served, &message).await?;
+                    relay_notification(parts, client, stream, served, &message).await?;
                 }
             }
             if events.pending() > ANSWER_LIMIT {
@@ -995,7 +1023,7 @@ fn is_response(message: &[u8]) -> bool {
 /// A replica's notification during a round, relayed to the client (progress only when it
 /// rises; server→client requests are not a 2026-07-28 thing and are dropped).
 async fn relay_notification(
-    edge: &Edge,
+    parts: &Parts<'_>,
     client: &mut Client<'_>,
     stream: &mut Stream,
     served: &[String],
@@ -1013,7 +1041,8 @@ async fn relay_notification(
     if let Some((token, value)) = translate::progress(message) {
         match stream.progress.get(&token) {
             Some(&highest) if value <= highest => {
-                edge.bridges
+                parts
+                    .bridges
                     .counts
                     .progress_dropped
                     .fetch_add(1, Ordering::Relaxed);
@@ -1060,10 +1089,10 @@ fn round_request(
 }
 
 /// Read the tools of `replica` again (a round was refused for its `Mcp-Param-*` headers).
-async fn relearn_tools(edge: &Edge, replica: &Replica) {
+async fn relearn_tools(parts: &Parts<'_>, replica: &Replica) {
     match crate::upstream::health::list_tools(replica, Duration::from_secs(5)).await {
         Ok(body) => {
-            edge.tools.learn(&body);
+            parts.tools.learn(&body);
         }
         Err(e) => tracing::warn!(replica = %replica.id, "tools/list not read again: {e}"),
     }

@@ -59,6 +59,7 @@ impl AccessLog {
         addr: Option<std::net::SocketAddr>,
         view: Option<&SessionView>,
         r: &Request,
+        bridged: Option<&Bridged>,
         error: Option<&Error>,
     ) {
         // A short, stable name for the session: 8 hex digits of SHA-256 of its uid.
@@ -84,6 +85,8 @@ impl AccessLog {
             bytes_in: traffic.bytes_in as u64,
             bytes_out: traffic.bytes_out as u64,
             client: client.as_deref(),
+            rounds: bridged.map(|b| b.rounds.into()),
+            replicas: bridged.map(|b| b.replicas.as_str()),
             error: error.as_deref(),
         };
         LINE.with_borrow_mut(|line| {
@@ -111,12 +114,22 @@ pub struct Entry<'a> {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub client: Option<&'a str>,
+    /// A bridged call: its rounds, and the replicas that served them (comma list).
+    pub rounds: Option<u64>,
+    pub replicas: Option<&'a str>,
     pub error: Option<&'a str>,
+}
+
+/// What a bridged call adds to its line.
+#[derive(Debug, Default, Clone)]
+pub struct Bridged {
+    pub rounds: u32,
+    pub replicas: String,
 }
 
 impl Entry<'_> {
     /// The fields after the timestamp, in their order; `None` when absent.
-    fn fields(&self) -> [(&'static str, Option<Value<'_>>); 11] {
+    fn fields(&self) -> [(&'static str, Option<Value<'_>>); 13] {
         use Value::{Number, Text};
         [
             ("method", Some(Text(self.method))),
@@ -129,6 +142,8 @@ impl Entry<'_> {
             ("bytes_in", Some(Number(self.bytes_in))),
             ("bytes_out", Some(Number(self.bytes_out))),
             ("client", self.client.map(Text)),
+            ("rounds", self.rounds.map(Number)),
+            ("replicas", self.replicas.map(Text)),
             ("error", self.error.map(Text)),
         ]
     }
@@ -408,6 +423,8 @@ mod tests {
             bytes_in: 90,
             bytes_out: 120,
             client: Some("127.0.0.1:5000"),
+            rounds: None,
+            replicas: None,
             error,
         }
     }

@@ -550,3 +550,71 @@ async fn sessions_sealed_without_a_profile_still_open_and_are_not_bridged() {
         a.body
     );
 }
+
+#[tokio::test]
+async fn a_drain_tells_a_waiting_call_to_repeat_itself_elsewhere() {
+    let mut edge = start(&["--grace-seconds", "2"]).await;
+    let token = session(&edge, "2025-11-25", json!({"elicitation":{}})).await;
+    let mut stream =
+        Stream::open(&edge, &token, tool_call(16, "test_elicitation", json!({}))).await;
+    let ask = stream.next().await.unwrap();
+    unsafe { libc::kill(edge.child.id() as i32, libc::SIGTERM) };
+    let withdrawn = stream.next().await.unwrap();
+    assert_eq!(withdrawn["params"]["requestId"], ask["id"]);
+    let last = stream.next().await.unwrap();
+    assert_eq!(
+        (last["id"].clone(), last["error"]["code"].clone()),
+        (json!(16), json!(-32603))
+    );
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("shutting down"),
+        "{last}"
+    );
+    assert!(edge.child.wait().unwrap().success());
+}
+
+#[tokio::test]
+async fn a_replica_that_dies_mid_round_ends_the_call_with_an_error() {
+    let port = free_port();
+    let mut replica = std::process::Command::new(backend_bin())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--replica-id",
+            "solo",
+            "--log",
+            "error",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let edge = start(&["--backend", &url]).await;
+    let token = session(&edge, "2025-11-25", json!({"sampling":{}})).await;
+    let call = json!({"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":"progress","arguments":{"steps":50,"interval_ms":100},"_meta":{"progressToken":"p"}}});
+    let mut stream = Stream::open(&edge, &token, call).await;
+    let progress = stream.next().await.unwrap();
+    assert_eq!(
+        progress["method"], "notifications/progress",
+        "relayed as it comes"
+    );
+    let _ = replica.kill();
+    let _ = replica.wait();
+    let mut last = stream.next().await.unwrap();
+    while last["method"] == "notifications/progress" {
+        last = stream.next().await.unwrap();
+    }
+    assert_eq!(
+        (last["id"].clone(), last["error"]["code"].clone()),
+        (json!(17), json!(-32603))
+    );
+    let message = last["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&format!("127.0.0.1:{port}")),
+        "names the replica: {last}"
+    );
+}
