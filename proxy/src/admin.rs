@@ -199,6 +199,19 @@ async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
     }
 }
 
+/// The session a peer names with its token in `Mcp-Session-Id` (holding it is the proof).
+fn peer_session(admin: &Admin, headers: &axum::http::HeaderMap) -> Option<crate::session::Uid> {
+    let token = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+    admin.sessions.uid_of(token.unwrap_or(""))
+}
+
+fn not_our_token() -> Response {
+    json(
+        404,
+        r#"{"error":"not a session token of this key"}"#.to_owned(),
+    )
+}
+
 /// A peer's client answer to a bridge question: the session's token in `Mcp-Session-Id`, the
 /// answer as the body. 200 when a call of this process took it, 404 otherwise.
 async fn deliver(
@@ -206,15 +219,8 @@ async fn deliver(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    let token = headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Some(uid) = admin.sessions.uid_of(token) else {
-        return json(
-            404,
-            r#"{"error":"not a session token of this key"}"#.to_owned(),
-        );
+    let Some(uid) = peer_session(&admin, &headers) else {
+        return not_our_token();
     };
     let id = match mcp_protocol::classify(&body) {
         Ok(m) if m.kind == mcp_protocol::Kind::Response => m.id.map(str::to_owned),
@@ -241,15 +247,8 @@ async fn cancel(
     headers: axum::http::HeaderMap,
     body: Bytes,
 ) -> Response {
-    let token = headers
-        .get("mcp-session-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Some(uid) = admin.sessions.uid_of(token) else {
-        return json(
-            404,
-            r#"{"error":"not a session token of this key"}"#.to_owned(),
-        );
+    let Some(uid) = peer_session(&admin, &headers) else {
+        return not_our_token();
     };
     let cancels = mcp_protocol::classify(&body)
         .ok()

@@ -195,9 +195,10 @@ pub struct Config {
     /// Bridge legacy clients' sampling, elicitation and roots over stateless replicas: a
     /// `tools/call`, `prompts/get` or `resources/read` from a client that declared one of them
     /// goes to 2026-07-28 replicas as a multi round-trip request, and mcp-edge asks the client
-    /// on the call's SSE stream. auto: when a healthy replica speaks 2026-07-28 (learnt by
-    /// `server/discover` with the health checks); on: the same, and a warning at start when the
-    /// replicas cannot; off: never (the replicas answer such calls as they would directly).
+    /// on the call's SSE stream. auto: onto the replicas that answer `server/discover` with
+    /// 2026-07-28 (asked at each replica's first passing health check); on: onto every healthy
+    /// replica (replicas known to speak 2026-07-28 without answering `server/discover`); off:
+    /// never (the replicas answer such calls as they would directly).
     #[arg(long, env = "MCP_EDGE_BRIDGE", value_enum, default_value_t = BridgeMode::Auto)]
     pub bridge: BridgeMode,
 

@@ -435,18 +435,8 @@ pub async fn run(
         let body = match translate::modern_body(call.body, &meta, retry.as_ref()) {
             Ok(body) => body,
             Err(why) => {
-                bridges.ended(End::Error);
-                let error = translate::error(
-                    translate::INTERNAL,
-                    &format!("mcp-edge cannot bridge this call: {why}"),
-                    None,
-                );
-                return finish(
-                    client,
-                    &mut stream,
-                    &translate::error_response(call.id, &error),
-                )
-                .await;
+                let why = format!("mcp-edge cannot bridge this call: {why}");
+                return fail_internal(bridges, client, &mut stream, call.id, &why, None).await;
             }
         };
         // The tool's Mcp-Param-* arguments, as last learnt (again after a -32020).
@@ -474,13 +464,13 @@ pub async fn run(
                 return interrupted(bridges, client, &mut stream, call.id, event, &[]).await;
             }
             Err(why) => {
-                bridges.ended(End::Error);
-                let error =
-                    translate::error(translate::INTERNAL, &why, Some(json!({"round": round})));
-                return finish(
+                return fail_internal(
+                    bridges,
                     client,
                     &mut stream,
-                    &translate::error_response(call.id, &error),
+                    call.id,
+                    &why,
+                    Some(json!({"round": round})),
                 )
                 .await;
             }
@@ -488,14 +478,7 @@ pub async fn run(
         let outcome = match translate::outcome(&message) {
             Ok(outcome) => outcome,
             Err(why) => {
-                bridges.ended(End::Error);
-                let error = translate::error(translate::INTERNAL, &why, None);
-                return finish(
-                    client,
-                    &mut stream,
-                    &translate::error_response(call.id, &error),
-                )
-                .await;
+                return fail_internal(bridges, client, &mut stream, call.id, &why, None).await;
             }
         };
         match outcome {
@@ -528,29 +511,20 @@ pub async fn run(
                 continue;
             }
             Outcome::Error(_, error) => {
-                bridges.ended(End::Error);
-                return finish(
-                    client,
-                    &mut stream,
-                    &translate::error_response(call.id, &error),
-                )
-                .await;
+                return fail(bridges, End::Error, client, &mut stream, call.id, error).await;
             }
             Outcome::InputRequired {
                 requests,
                 state: next,
             } => {
                 if round >= MAX_ROUNDS {
-                    bridges.ended(End::Error);
-                    let error = translate::error(
-                        translate::INTERNAL,
-                        &format!("the call needed more than {MAX_ROUNDS} rounds of input"),
-                        None,
-                    );
-                    return finish(
+                    return fail_internal(
+                        bridges,
                         client,
                         &mut stream,
-                        &translate::error_response(call.id, &error),
+                        call.id,
+                        &format!("the call needed more than {MAX_ROUNDS} rounds of input"),
+                        None,
                     )
                     .await;
                 }
@@ -582,16 +556,13 @@ pub async fn run(
                             request.get("method").cloned(),
                         )),
                         Err(why) => {
-                            bridges.ended(End::Error);
-                            let error = translate::error(
-                                translate::INTERNAL,
-                                &why,
-                                Some(json!({"inputKey": key})),
-                            );
-                            return finish(
+                            return fail_internal(
+                                bridges,
                                 client,
                                 &mut stream,
-                                &translate::error_response(call.id, &error),
+                                call.id,
+                                &why,
+                                Some(json!({"inputKey": key})),
                             )
                             .await;
                         }
@@ -617,7 +588,6 @@ pub async fn run(
                             .await;
                     }
                     Waited::ClientError { key, method, error } => {
-                        bridges.ended(End::Error);
                         cancel_pending(
                             client,
                             &pending,
@@ -632,15 +602,10 @@ pub async fn run(
                             ),
                             Some(data),
                         );
-                        return finish(
-                            client,
-                            &mut stream,
-                            &translate::error_response(call.id, &error),
-                        )
-                        .await;
+                        return fail(bridges, End::Error, client, &mut stream, call.id, error)
+                            .await;
                     }
                     Waited::TimedOut => {
-                        bridges.ended(End::Timeout);
                         cancel_pending(client, &pending, "timed out").await?;
                         let secs = bridges.input_timeout.as_secs();
                         let error = translate::error(
@@ -650,12 +615,8 @@ pub async fn run(
                             ),
                             None,
                         );
-                        return finish(
-                            client,
-                            &mut stream,
-                            &translate::error_response(call.id, &error),
-                        )
-                        .await;
+                        return fail(bridges, End::Timeout, client, &mut stream, call.id, error)
+                            .await;
                     }
                 }
             }
@@ -701,12 +662,34 @@ async fn interrupted(
                     .map_err(Stop::from)
             }
         }
-        _ => {
-            bridges.ended(End::Error);
-            let error = translate::error(translate::INTERNAL, reason, None);
-            finish(client, stream, &translate::error_response(id, &error)).await
-        }
+        _ => fail_internal(bridges, client, stream, id, reason, None).await,
     }
+}
+
+/// End the call with an error for the client's request `id`, counted as `end`.
+async fn fail(
+    bridges: &Bridges,
+    end: End,
+    client: &mut Client<'_>,
+    stream: &mut Stream,
+    id: &str,
+    error: Box<RawValue>,
+) -> Result<(), Stop> {
+    bridges.ended(end);
+    finish(client, stream, &translate::error_response(id, &error)).await
+}
+
+/// [`fail`] with the bridge's own error (-32603, `message`, `data`), counted as an error.
+async fn fail_internal(
+    bridges: &Bridges,
+    client: &mut Client<'_>,
+    stream: &mut Stream,
+    id: &str,
+    message: &str,
+    data: Option<Value>,
+) -> Result<(), Stop> {
+    let error = translate::error(translate::INTERNAL, message, data);
+    fail(bridges, End::Error, client, stream, id, error).await
 }
 
 async fn cancel_pending(
