@@ -148,6 +148,26 @@ async fn a_legacy_client_that_declared_sampling_is_asked_on_the_calls_stream() {
         metric(&edge, "mcp_edge_bridge_answers_total{delivery=\"local\"}").await,
         1.0
     );
+    // The access log line of the call names its rounds and the replicas that ran them.
+    let line = || {
+        edge.stdout
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["tool"] == "test_sampling")
+    };
+    wait_for(5, "the call's access log line", || async {
+        line().is_some()
+    })
+    .await;
+    let line = line().unwrap();
+    assert_eq!(line["rounds"], 2, "{line}");
+    assert_eq!(
+        line["replicas"].as_str().unwrap().split(',').count(),
+        2,
+        "{line}"
+    );
 }
 
 #[tokio::test]
