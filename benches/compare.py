@@ -34,6 +34,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", HERE / "target"))
+# The built binaries: the release profile's, or another profile's (scripts/test's soak stage runs
+# its `ci` build).
+BINS = Path(os.environ.get("MCP_EDGE_BIN_DIR", TARGET / "release"))
 HZ = os.sysconf("SC_CLK_TCK")
 
 
@@ -168,7 +171,7 @@ def start_replicas(procs, n: int = 3):
     ports = []
     for i in range(1, n + 1):
         port = free_port()
-        procs.append(Proc([str(TARGET / "release" / "mcp-backend"), "--listen", f"127.0.0.1:{port}",
+        procs.append(Proc([str(BINS / "mcp-backend"), "--listen", f"127.0.0.1:{port}",
                            "--replica-id", f"r{i}", "--log", "error"]))
         wait_http(f"http://127.0.0.1:{port}/healthz", 20)
         ports.append(port)
@@ -184,7 +187,7 @@ def start_proxy(kind: str, replicas, workdir: Path):
     if kind in EDGE_VARIANTS:
         admin = free_port()
         binary, flags = EDGE_VARIANTS[kind]
-        argv = [binary or str(TARGET / "release" / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+        argv = [binary or str(BINS / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
                 "--log", "error,pingora_core::connectors=off", *flags]
         for r in replicas:
             argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
@@ -208,7 +211,7 @@ def start_proxy(kind: str, replicas, workdir: Path):
 
 
 def load(url: str, concurrency: int, seconds: float) -> dict:
-    argv = [str(TARGET / "release" / "mcp-load"), "--url", url, "--scenario", "stateless", "-c", str(concurrency),
+    argv = [str(BINS / "mcp-load"), "--url", url, "--scenario", "stateless", "-c", str(concurrency),
             "-d", str(seconds), "--json"]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
     return json.loads(out.stdout)
@@ -290,8 +293,8 @@ def main():
     need("nginx", "nginx-light")
     need("haproxy", "haproxy")
     for binary in ("mcp-backend", "mcp-edge", "mcp-load"):
-        if not (TARGET / "release" / binary).exists():
-            sys.exit(f"{TARGET}/release/{binary} is missing: cargo build --release --workspace --all-targets (benches/compare does)")
+        if not (BINS / binary).exists():
+            sys.exit(f"{BINS}/{binary} is missing: cargo build --release --workspace --all-targets (benches/compare does)")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -638,3 +638,33 @@ async fn a_replica_that_dies_mid_round_ends_the_call_with_an_error() {
         "names the replica: {last}"
     );
 }
+
+#[tokio::test]
+async fn a_bridged_call_carries_the_headers_its_tool_mirrors_its_arguments_into() {
+    let edge = start(&[]).await;
+    let token = session(&edge, "2025-11-25", json!({"sampling":{}})).await;
+    // test_custom_headers declares x-mcp-header "Region": a 2026-07-28 replica refuses the call
+    // without Mcp-Param-Region (-32020), so this passes only if the bridge sent it.
+    let a = post(
+        &edge.url,
+        &[JSON, BOTH, ("mcp-session-id", &token)],
+        tool_call(
+            18,
+            "test_custom_headers",
+            json!({"region":"eu-west 1","query":"q"}),
+        )
+        .to_string(),
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.json()["result"]["content"][0]["text"],
+        "region=eu-west 1",
+        "{}",
+        a.body
+    );
+    assert_eq!(
+        metric(&edge, "mcp_edge_bridged_total{outcome=\"complete\"}").await,
+        1.0
+    );
+}

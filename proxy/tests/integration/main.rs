@@ -1,5 +1,5 @@
 //! The mcp-edge binary over real HTTP, in one test binary (each binary in `tests/` is linked
-//! on its own, with the release profile's fat LTO: one link instead of three).
+//! on its own: one link instead of four).
 //!
 //! - [`bridge`]: legacy clients asked for sampling, elicitation and roots over 2026-07-28
 //!   replicas, and every way such a call ends.
