@@ -612,8 +612,26 @@ async fn a_replica_that_dies_mid_round_ends_the_call_with_an_error() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
+    let ready = format!("http://127.0.0.1:{port}/readyz");
+    wait_for(20, "the replica to be ready", || {
+        let ready = ready.clone();
+        async move {
+            client()
+                .get(&ready)
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        }
+    })
+    .await;
     let url = format!("http://127.0.0.1:{port}/mcp");
     let edge = start(&["--backend", &url]).await;
+    let readyz = format!("{}/readyz", edge.admin);
+    wait_for(20, "mcp-edge to take the replica in", || {
+        let readyz = readyz.clone();
+        async move { get_json(&readyz).await["healthy_replicas"] == 1 }
+    })
+    .await;
     let token = session(&edge, "2025-11-25", json!({"sampling":{}})).await;
     let call = json!({"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":"progress","arguments":{"steps":50,"interval_ms":100},"_meta":{"progressToken":"p"}}});
     let mut stream = Stream::open(&edge, &token, call).await;
@@ -666,5 +684,58 @@ async fn a_bridged_call_carries_the_headers_its_tool_mirrors_its_arguments_into(
     assert_eq!(
         metric(&edge, "mcp_edge_bridged_total{outcome=\"complete\"}").await,
         1.0
+    );
+}
+
+#[tokio::test]
+async fn a_call_waiting_for_its_client_keeps_its_stream_alive() {
+    // A keep-alive comment every 15 s while the question is open (intermediaries and Node's
+    // fetch cut quiet streams); the input timeout ends the wait after 17.
+    let edge = start(&["--bridge-input-timeout-seconds", "17"]).await;
+    let token = session(&edge, "2025-11-25", json!({"elicitation":{}})).await;
+    let mut stream =
+        Stream::open(&edge, &token, tool_call(19, "test_elicitation", json!({}))).await;
+    stream.next().await.unwrap();
+    let cancel = stream.next().await.unwrap();
+    assert_eq!(cancel["method"], "notifications/cancelled");
+    assert!(
+        stream.raw.contains(": keep-alive\n\n"),
+        "no keep-alive in {}",
+        stream.raw
+    );
+}
+
+#[tokio::test]
+async fn a_session_ended_at_another_edge_ends_its_bridged_calls_here() {
+    let key = "ef".repeat(32);
+    let (admin_a, admin_b) = (free_port(), free_port());
+    let peer_a = format!("127.0.0.1:{admin_a}");
+    let peer_b = format!("127.0.0.1:{admin_b}");
+    let a = start_on(
+        free_port(),
+        admin_a,
+        &["--session-key", &key, "--peer", &peer_b],
+    )
+    .await;
+    let b = start_on(
+        free_port(),
+        admin_b,
+        &["--session-key", &key, "--peer", &peer_a],
+    )
+    .await;
+    let token = session(&a, "2025-11-25", json!({"elicitation":{}})).await;
+    let mut stream = Stream::open(&a, &token, tool_call(20, "test_elicitation", json!({}))).await;
+    stream.next().await.unwrap();
+    assert_eq!(delete_session(&b.url, &token).await.status, 200);
+    let mut last = stream.next().await.unwrap();
+    if last["method"] == "notifications/cancelled" {
+        last = stream.next().await.unwrap();
+    }
+    assert_eq!(last["error"]["code"], -32603, "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("session ended")
     );
 }
