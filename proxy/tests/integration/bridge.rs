@@ -87,6 +87,29 @@ impl Stream {
     }
 }
 
+/// Two mcp-edge processes on one session key, each the other's `--peer`.
+async fn peers() -> (Edge, Edge) {
+    let key = "ab".repeat(32);
+    let (admin_a, admin_b) = (free_port(), free_port());
+    let (peer_a, peer_b) = (
+        format!("127.0.0.1:{admin_a}"),
+        format!("127.0.0.1:{admin_b}"),
+    );
+    let a = start_on(
+        free_port(),
+        admin_a,
+        &["--session-key", &key, "--peer", &peer_b],
+    )
+    .await;
+    let b = start_on(
+        free_port(),
+        admin_b,
+        &["--session-key", &key, "--peer", &peer_a],
+    )
+    .await;
+    (a, b)
+}
+
 async fn answer(edge: &Edge, token: &str, id: &Value, result: Value) -> Answer {
     let body = json!({"jsonrpc":"2.0","id":id,"result":result});
     post(
@@ -497,22 +520,7 @@ async fn past_max_bridges_a_call_is_refused_with_a_json_rpc_error() {
 
 #[tokio::test]
 async fn an_answer_that_reaches_another_edge_is_delivered_over_the_peer_link() {
-    let key = "ab".repeat(32);
-    let (admin_a, admin_b) = (free_port(), free_port());
-    let peer_a = format!("127.0.0.1:{admin_a}");
-    let peer_b = format!("127.0.0.1:{admin_b}");
-    let a = start_on(
-        free_port(),
-        admin_a,
-        &["--session-key", &key, "--peer", &peer_b],
-    )
-    .await;
-    let b = start_on(
-        free_port(),
-        admin_b,
-        &["--session-key", &key, "--peer", &peer_a],
-    )
-    .await;
+    let (a, b) = peers().await;
     let token = session(&a, "2025-11-25", json!({"sampling":{}})).await;
     let mut stream = Stream::open(
         &a,
@@ -707,22 +715,7 @@ async fn a_call_waiting_for_its_client_keeps_its_stream_alive() {
 
 #[tokio::test]
 async fn a_session_ended_at_another_edge_ends_its_bridged_calls_here() {
-    let key = "ef".repeat(32);
-    let (admin_a, admin_b) = (free_port(), free_port());
-    let peer_a = format!("127.0.0.1:{admin_a}");
-    let peer_b = format!("127.0.0.1:{admin_b}");
-    let a = start_on(
-        free_port(),
-        admin_a,
-        &["--session-key", &key, "--peer", &peer_b],
-    )
-    .await;
-    let b = start_on(
-        free_port(),
-        admin_b,
-        &["--session-key", &key, "--peer", &peer_a],
-    )
-    .await;
+    let (a, b) = peers().await;
     let token = session(&a, "2025-11-25", json!({"elicitation":{}})).await;
     let mut stream = Stream::open(&a, &token, tool_call(20, "test_elicitation", json!({}))).await;
     stream.next().await.unwrap();
