@@ -87,6 +87,22 @@ impl Stream {
     }
 }
 
+/// A child process killed when the test ends, however it ends.
+struct Reaped(std::process::Child);
+
+impl Reaped {
+    fn reap(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
 /// Two mcp-edge processes on one session key, each the other's `--peer`.
 async fn peers() -> (Edge, Edge) {
     let key = "ab".repeat(32);
@@ -607,19 +623,21 @@ async fn a_drain_tells_a_waiting_call_to_repeat_itself_elsewhere() {
 #[tokio::test]
 async fn a_replica_that_dies_mid_round_ends_the_call_with_an_error() {
     let port = free_port();
-    let mut replica = std::process::Command::new(backend_bin())
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--replica-id",
-            "solo",
-            "--log",
-            "error",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut replica = Reaped(
+        std::process::Command::new(backend_bin())
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--replica-id",
+                "solo",
+                "--log",
+                "error",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let ready = format!("http://127.0.0.1:{port}/readyz");
     wait_for(20, "the replica to be ready", || {
         let ready = ready.clone();
@@ -648,8 +666,7 @@ async fn a_replica_that_dies_mid_round_ends_the_call_with_an_error() {
         progress["method"], "notifications/progress",
         "relayed as it comes"
     );
-    let _ = replica.kill();
-    let _ = replica.wait();
+    replica.reap();
     let mut last = stream.next().await.unwrap();
     while last["method"] == "notifications/progress" {
         last = stream.next().await.unwrap();
