@@ -425,6 +425,16 @@ pub async fn run(
     let mut round = 1u32;
     let mut backoff = Duration::from_millis(50);
     let mut served: Vec<String> = Vec::new();
+    // The round's headers, the same every round: read from the call once, and again only after
+    // a -32020 made the tool's Mcp-Param-* arguments be learnt anew.
+    let headers_of = || {
+        let declared = call
+            .tool
+            .map(|t| parts.tools.headers(t))
+            .unwrap_or_default();
+        translate::headers(call.body, call.method, &declared)
+    };
+    let mut headers = headers_of();
     loop {
         let retry_id = format!("{call_id:032x}.{round}");
         let retry = answers.as_ref().map(|responses| translate::Retry {
@@ -439,12 +449,6 @@ pub async fn run(
                 return fail_internal(bridges, client, &mut stream, call.id, &why, None).await;
             }
         };
-        // The tool's Mcp-Param-* arguments, as last learnt (again after a -32020).
-        let declared = call
-            .tool
-            .map(|t| parts.tools.headers(t))
-            .unwrap_or_default();
-        let headers = translate::headers(call.body, call.method, &declared);
         bridges.counts.rounds.fetch_add(1, Ordering::Relaxed);
         let message = match send_round(
             parts,
@@ -497,6 +501,7 @@ pub async fn run(
                 {
                     relearn_tools(parts, &replica).await;
                 }
+                headers = headers_of();
                 continue;
             }
             Outcome::Error(translate::UNSUPPORTED_VERSION, _)
