@@ -7,7 +7,13 @@ const tools = process.env.MCP_EDGE_TOOLS ?? path.resolve(import.meta.dirname, ".
 const require = createRequire(path.join(tools, "node", "package.json"));
 export const { Client } = require("@modelcontextprotocol/sdk/client/index.js");
 export const { StreamableHTTPClientTransport } = require("@modelcontextprotocol/sdk/client/streamableHttp.js");
-export const { CreateMessageRequestSchema, ElicitRequestSchema, ListRootsRequestSchema } = require("@modelcontextprotocol/sdk/types.js");
+export const {
+  CreateMessageRequestSchema,
+  ElicitRequestSchema,
+  ListRootsRequestSchema,
+  ResourceUpdatedNotificationSchema,
+  ToolListChangedNotificationSchema,
+} = require("@modelcontextprotocol/sdk/types.js");
 
 /** Poll `check` (sync or async) until it holds, failing with `what` after `ms`. */
 export async function waitFor(check, ms, what) {

@@ -11,12 +11,14 @@ use tokio::sync::broadcast;
 
 pub const SERVER_NAME: &str = "mcp-backend";
 
-/// A list-changed event, delivered to this process's open listen streams.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A change, delivered to this process's open listen streams: a list changed, or one
+/// resource did (`notifications/resources/updated`, to the streams that subscribed its URI).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListChange {
     Tools,
     Prompts,
     Resources,
+    Updated(Arc<str>),
 }
 
 /// The server handler. Cheap to clone: rmcp makes one per stateless request.

@@ -182,9 +182,8 @@ impl ServerHandler for Backend {
         &self,
         requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        let mut accepted = requested.clone();
-        accepted.resource_subscriptions = None;
-        Some(accepted)
+        // Every URI is honoured: an update is announced by URI, whatever the resource.
+        Some(requested.clone())
     }
 
     async fn listen(&self, ctx: SubscriptionContext) -> Result<(), ErrorData> {
@@ -204,6 +203,11 @@ impl ServerHandler for Backend {
                 Ok(ListChange::Resources) => {
                     ServerNotification::ResourceListChangedNotification(Default::default())
                 }
+                Ok(ListChange::Updated(uri)) => ServerNotification::ResourceUpdatedNotification(
+                    ResourceUpdatedNotification::new(ResourceUpdatedNotificationParam::new(
+                        uri.to_string(),
+                    )),
+                ),
                 Err(broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(broadcast::error::RecvError::Closed) => return Ok(()),
             };

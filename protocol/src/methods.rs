@@ -53,6 +53,7 @@ pub const METHODS: &[Method] = &[
     row("completion/complete", true, All, false),
     row("logging/setLevel", false, Legacy, false),
     row("server/discover", true, Modern, false),
+    row("subscriptions/listen", true, Modern, false),
     row("notifications/initialized", false, Legacy, false),
     row("notifications/cancelled", false, All, false),
     row("notifications/progress", false, All, false),

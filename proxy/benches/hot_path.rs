@@ -34,6 +34,9 @@ impl Facts for Quiet {
     fn bridged(&self, _: &str) -> bool {
         false
     }
+    fn push_ready(&self) -> bool {
+        true
+    }
 }
 
 const ECHO: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}"#;

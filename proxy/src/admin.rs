@@ -48,6 +48,7 @@ pub struct LifecycleWatch {
     pub drain: Arc<crate::drain::Drain>,
     pub grace: std::time::Duration,
     pub bridges: Arc<crate::bridge::Bridges>,
+    pub push: Arc<crate::push::Push>,
 }
 
 #[async_trait]
@@ -75,6 +76,9 @@ impl BackgroundService for LifecycleWatch {
             "shutdown: readiness now 503, in-flight requests may finish"
         );
         let started = std::time::Instant::now();
+        // Listen streams never finish by themselves: they end now (2026-07-28 ones with their
+        // response), and their clients listen again at another process.
+        self.push.end_all();
         // Bridged calls waiting for a person get the grace period, less a moment to tell
         // their clients to repeat the call elsewhere (rather than a reset).
         let bridges = self.bridges.clone();
@@ -109,6 +113,7 @@ pub struct Admin {
     pub access: Option<crate::telemetry::access::AccessLog>,
     pub lifecycle: Lifecycle,
     pub bridges: Arc<crate::bridge::Bridges>,
+    pub push: Arc<crate::push::Push>,
 }
 
 fn json(status: u16, body: String) -> Response {
@@ -134,6 +139,7 @@ impl Admin {
             .route(REVOKE_PATH, post(revoke))
             .route(crate::session::peers::DELIVER_PATH, post(deliver))
             .route(crate::session::peers::CANCEL_PATH, post(cancel))
+            .route(crate::session::peers::SUBSCRIBE_PATH, post(subscribe))
             .fallback(|uri: Uri| async move {
                 json(404, format!(r#"{{"error":"no admin endpoint at {}: try /healthz, /readyz or /metrics"}}"#, uri.path()))
             })
@@ -189,6 +195,7 @@ async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
         .trim();
     if let Some(uid) = admin.sessions.revoke_token(token) {
         admin.bridges.end_session(&uid);
+        admin.push.end_session(&uid);
         admin.metrics.count(Event::SessionRevoked);
         json(200, r#"{"revoked":true}"#.to_owned())
     } else {
@@ -264,6 +271,48 @@ async fn cancel(
     }
 }
 
+/// A peer's legacy `resources/subscribe` or `unsubscribe` (the body), for the session whose token
+/// is in `Mcp-Session-Id`: applied here, so that this process's GET stream of the session, if
+/// it has it, hears the URI's updates. 200 once applied.
+async fn subscribe(
+    State(admin): State<Arc<Admin>>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> Response {
+    let token = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
+    let Some((uid, expires)) = admin.sessions.expiry_of(token.unwrap_or("")) else {
+        return not_our_token();
+    };
+    let method = mcp_protocol::classify(&body)
+        .ok()
+        .and_then(|m| m.method.map(|m| m.into_owned()));
+    let subscribe = match method.as_deref() {
+        Some("resources/subscribe") => true,
+        Some("resources/unsubscribe") => false,
+        _ => {
+            return json(
+                400,
+                r#"{"error":"the body is not resources/subscribe or resources/unsubscribe"}"#
+                    .to_owned(),
+            );
+        }
+    };
+    let view = crate::session::SessionView {
+        uid,
+        version: String::new(),
+        owner: None,
+        expires,
+        profile: Default::default(),
+    };
+    match crate::push::stream::subscription(&admin.push, &view, subscribe, &body).await {
+        Ok(()) => json(200, r#"{"applied":true}"#.to_owned()),
+        Err(reply) => json(
+            409,
+            serde_json::json!({"error": reply.error.map(|e| e.message)}).to_string(),
+        ),
+    }
+}
+
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     let gauges = crate::telemetry::metrics::Gauges {
         open_streams: admin.streams.open_now(),
@@ -282,6 +331,7 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     };
     let mut text = admin.metrics.render(&gauges);
     text.push_str(&admin.bridges.render());
+    text.push_str(&admin.push.render());
     (
         StatusCode::OK,
         [(

@@ -45,6 +45,11 @@ pub fn fail(message: impl std::fmt::Display) -> ! {
 /// The proxy's shared state, from the flags.
 pub fn edge(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<Auth>) -> Edge {
     let metrics = Arc::new(Metrics::default());
+    let timeouts = Timeouts {
+        connect: config.connect_timeout(),
+        first_byte: config.first_byte_timeout(),
+        idle: config.stream_idle(),
+    };
     Edge {
         admission: Admission {
             limits: config.limits(),
@@ -70,14 +75,11 @@ pub fn edge(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<A
         owners: Arc::new(Owners::default()),
         streams: Arc::new(Streams::default()),
         tools: Arc::new(KnownTools::default()),
+        push: crate::push::Push::new(config.push, replicas.clone(), timeouts),
         upstream: Upstream {
             replicas,
             pool: Pool::new(UPSTREAM_IDLE),
-            timeouts: Timeouts {
-                connect: config.connect_timeout(),
-                first_byte: config.first_byte_timeout(),
-                idle: config.stream_idle(),
-            },
+            timeouts,
             metrics: metrics.clone(),
         },
         metrics,
@@ -158,6 +160,7 @@ pub fn run(config: Config) -> ! {
     let owners = edge.owners.clone();
     let access = edge.access.clone();
     let bridges = edge.bridges.clone();
+    let push = edge.push.clone();
     let drain = Arc::new(Drain::default());
     let proxy = Front::new(
         edge,
@@ -184,6 +187,7 @@ pub fn run(config: Config) -> ! {
         access,
         lifecycle: lifecycle.clone(),
         bridges: bridges.clone(),
+        push: push.clone(),
     }
     .spawn(admin_listener)
     .unwrap_or_else(|e| fail(format!("cannot serve the admin listener: {e}")));
@@ -261,6 +265,7 @@ pub fn run(config: Config) -> ! {
     }
     ticker.add(Sweep(sessions));
     ticker.add(crate::inflight::Sweep(owners));
+    ticker.add(crate::push::Tick(push.clone()));
     if let Some(limit) = rate_limit {
         ticker.add(crate::ratelimit::Sweep(limit));
     }
@@ -274,6 +279,7 @@ pub fn run(config: Config) -> ! {
             drain,
             grace,
             bridges,
+            push,
         },
     ));
     server.run_forever();

@@ -4,6 +4,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use clap::Parser;
 
+pub use crate::upstream::BridgeMode;
 use crate::{
     session::token::{Key, parse_key},
     upstream::ReplicaSpec,
@@ -210,6 +211,14 @@ pub struct Config {
         default_value_t = 300
     )]
     pub bridge_input_timeout_seconds: u64,
+
+    /// Serve server push over stateless replicas: a 2026-07-28 client's `subscriptions/listen`
+    /// and a legacy session's GET stream (with its `resources/subscribe`) are fed by one listen
+    /// stream per replica per mcp-edge process, fanned out to every client. auto: when replicas
+    /// answer `server/discover` with 2026-07-28; on: with every healthy replica; off: listens go
+    /// to one replica as any request, and GET is 405.
+    #[arg(long, env = "MCP_EDGE_PUSH", value_enum, default_value_t = BridgeMode::Auto)]
+    pub push: BridgeMode,
 
     /// Most bridged calls in flight in this process; past it, a call that would be bridged gets
     /// JSON-RPC error -32603 "too many bridged calls" (HTTP 200), and the count is in the metrics.
@@ -495,12 +504,4 @@ mod tests {
         ]);
         assert_eq!(c.replica_specs().len(), 2);
     }
-}
-
-/// `--bridge`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum BridgeMode {
-    Auto,
-    On,
-    Off,
 }

@@ -9,6 +9,8 @@
 //! route ─── route::decide ─┬─ Reply: answered here, no replica sees it
 //!                          ├─ Bridge: bridge::run, rounds over 2026-07-28 replicas;
 //!                          │  Deliver / CancelBridge: to the call waiting here or at a peer
+//!                          ├─ Listen / Push: push::stream, a listen stream fed by the
+//!                          │  fan-out; Subscribe: answered here, told to the peers
 //!                          └─ AnyReplica / Replica(id)
 //! exchange  retry: attempts until a replica answers (upstream::exchange, one attempt);
 //!           route::after_failure decides each next step, answer::Failure says it
@@ -33,6 +35,7 @@ use crate::{
     bridge::{self, Bridges, Delivery},
     downstream::client::Client,
     inflight::{Owners, Scope, Streams},
+    push::{self, Push},
     relay::{self, Relay},
     request::{Ctx, Found, Live},
     respond::respond,
@@ -57,6 +60,7 @@ pub struct Edge {
     pub metrics: Arc<Metrics>,
     pub peers: Peers,
     pub bridges: Arc<Bridges>,
+    pub push: Arc<Push>,
     pub body_limit: usize,
     /// `None` with `--access-log off`.
     pub access: Option<AccessLog>,
@@ -124,6 +128,7 @@ impl Edge {
             replicas: &self.upstream.replicas,
             tools: &self.tools,
             bridges: &self.bridges,
+            push: &self.push,
             session: match &state {
                 SessionState::Live(view) => Some(view.uid),
                 _ => None,
@@ -203,6 +208,41 @@ impl Edge {
                 }
                 (ctx.token, ctx.session) = (token, view);
                 return Ok(client.reply(&Reply::ok(202)).await?);
+            }
+            Decision::Listen => {
+                let (Some(m), Some(body)) = (message.as_ref(), body.as_ref()) else {
+                    unreachable!("a listen is a request")
+                };
+                let parts = self.push_parts();
+                let id = m.id.unwrap_or("null");
+                return push::stream::listen(&parts, client, &mut ctx.stream, id, body).await;
+            }
+            Decision::Push => {
+                let uid = view.as_ref().expect("a live session").uid;
+                let parts = self.push_parts();
+                let result = push::stream::legacy(&parts, client, &mut ctx.stream, uid).await;
+                (ctx.token, ctx.session) = (token, view);
+                return result;
+            }
+            Decision::Subscribe(subscribe) => {
+                let (Some(v), Some(body)) = (view.as_ref(), body.as_ref()) else {
+                    unreachable!("route answers live sessions' requests only")
+                };
+                let answer = push::stream::subscription(&self.push, v, subscribe, body).await;
+                if answer.is_ok()
+                    && let Some(token) = token.as_deref()
+                {
+                    self.peers.subscription(token, body).await;
+                }
+                (ctx.token, ctx.session) = (token, view);
+                let id = ctx.id.as_deref().unwrap_or("null");
+                return match answer {
+                    Ok(()) => {
+                        let ok = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
+                        bridge::write_json(client, ok.as_bytes()).await
+                    }
+                    Err(reply) => Ok(client.reply(&reply.with_id(Some(id))).await?),
+                };
             }
             Decision::CancelBridge => {
                 if let (Some(view), Some(id)) =
@@ -313,11 +353,20 @@ impl Edge {
         .await
     }
 
+    fn push_parts(&self) -> push::stream::Parts<'_> {
+        push::stream::Parts {
+            push: &self.push,
+            streams: &self.streams,
+            limits: &self.admission.limits,
+        }
+    }
+
     /// The client's session is over (DELETE, or its owner forgot it): revoked here and at peers.
     fn end_session(&self, token: Option<&str>, view: Option<&SessionView>) {
         if let (Some(token), Some(view)) = (token, view) {
             self.sessions.revoke(&view.uid, view.expires);
             self.bridges.end_session(&view.uid);
+            self.push.end_session(&view.uid);
             self.metrics.count(Event::SessionRevoked);
             self.peers.announce(token);
         }

@@ -27,6 +27,7 @@ pub mod edge;
 pub mod embedded;
 pub mod inflight;
 pub mod limits;
+pub mod push;
 pub mod ratelimit;
 pub mod relay;
 pub mod request;

@@ -151,6 +151,7 @@ pub struct Live<'a> {
     pub replicas: &'a Replicas,
     pub tools: &'a KnownTools,
     pub bridges: &'a Bridges,
+    pub push: &'a crate::push::Push,
     /// The request's live session.
     pub session: Option<Uid>,
     pub scope: Scope,
@@ -175,6 +176,9 @@ impl route::Facts for Live<'_> {
     fn bridged(&self, id: &str) -> bool {
         self.session
             .is_some_and(|s| self.bridges.is_bridged(&s, id))
+    }
+    fn push_ready(&self) -> bool {
+        self.push.ready()
     }
 }
 

@@ -5,12 +5,14 @@
 //! | request | decision |
 //! |---|---|
 //! | POST, 2026-07-28 | header/body mismatch → 400 (-32020); else any replica (an incoming session id is ignored) |
+//! | POST `subscriptions/listen`, 2026-07-28, when a replica speaks it | served by mcp-edge's fan-out: one listen per replica per process, shared by every client |
 //! | POST `initialize` | any replica (the response gets a minted session) |
 //! | POST with an unknown/expired/ended session | 404: the client must re-initialize |
 //! | POST in a session owned by a stateful replica | that replica (gone → 404) |
 //! | POST legacy `tools/call`, `prompts/get`, `resources/read` in a session whose client declared sampling, elicitation or roots, accepting SSE, when a replica speaks 2026-07-28 | bridged: mcp-edge runs the call as multi round-trip requests, asking the client on the call's stream |
 //! | POST answer to a question of a bridged call (`"mcp-edge:…"` id) | delivered to the call (here or at a peer), 202 |
 //! | POST `notifications/cancelled` for a bridged call of this process | the call ends, 202 |
+//! | POST legacy `resources/subscribe` / `unsubscribe` in a session not owned by a stateful replica, when a replica speaks 2026-07-28 | answered by mcp-edge (and told to its peers): the session's GET stream hears the URI's updates |
 //! | POST answer to a server→client request | the replica that asked (gone → 404) |
 //! | POST `notifications/cancelled` for a streaming request | the replica running it (gone → 202, nothing left to cancel) |
 //! | POST batch | any replica in 2025-03-26, else 400 |
@@ -18,7 +20,8 @@
 //! | GET in a session owned by a stateful replica | that replica: its listen stream, or a resumption (gone → 404) |
 //! | GET with an unknown/expired/ended session | 404 |
 //! | GET with our `Last-Event-ID` | the replica that produced the stream (gone → 404) |
-//! | GET | 405: the proxy offers no listen stream (stateless replicas would hold it open silently) |
+//! | GET in a live session, when a replica speaks 2026-07-28 | the session's listen stream, fed by the fan-out (one per session per process, else 409; 406 without `Accept: text/event-stream`) |
+//! | GET | 405: the proxy offers no listen stream (stateless legacy replicas would hold it open silently) |
 //! | DELETE with a live session | ends it at the proxy (200), or at its owning replica |
 //! | DELETE otherwise | 404 (unknown session) or 405 (no session) |
 
@@ -51,6 +54,12 @@ pub enum Decision {
     Deliver,
     /// The client cancels a bridged call of this process: it ends, 202.
     CancelBridge,
+    /// A 2026-07-28 `subscriptions/listen`, served by the fan-out ([`crate::push`]).
+    Listen,
+    /// A legacy session's GET stream, fed by the fan-out.
+    Push,
+    /// A legacy `resources/subscribe` (`true`) or `unsubscribe`, answered by the fan-out.
+    Subscribe(bool),
 }
 
 /// The HTTP verb, as far as routing cares.
@@ -115,6 +124,9 @@ pub trait Facts {
     fn bridge_ready(&self) -> bool;
     /// Whether client request `id` is a call this process is bridging.
     fn bridged(&self, id: &str) -> bool;
+    /// Whether the fan-out serves listen streams (`--push` not off, a healthy replica speaks
+    /// 2026-07-28).
+    fn push_ready(&self) -> bool;
 }
 
 /// The methods a 2026-07-28 server may answer with `input_required`.
@@ -193,6 +205,10 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
                 "JSON-RPC batches are not allowed in 2026-07-28",
             ));
         }
+        if message.kind == Kind::Request && message.is("subscriptions/listen") && facts.push_ready()
+        {
+            return Decision::Listen;
+        }
         // Sessions do not exist in this revision: an incoming Mcp-Session-Id is ignored.
         return Decision::AnyReplica;
     }
@@ -211,6 +227,18 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
             }
             if bridged(request, message, view, facts) {
                 return Decision::Bridge;
+            }
+            if message.kind == Kind::Request {
+                let subscribe = match message.method.as_deref() {
+                    Some("resources/subscribe") => Some(true),
+                    Some("resources/unsubscribe") => Some(false),
+                    _ => None,
+                };
+                if let Some(subscribe) = subscribe
+                    && facts.push_ready()
+                {
+                    return Decision::Subscribe(subscribe);
+                }
             }
             Some(view.version.as_str())
         }
@@ -275,6 +303,17 @@ fn resume(request: &Request<'_>, facts: &dyn Facts) -> Decision {
         return session_gone(None);
     }
     match request.resume_from {
+        None if matches!(request.session, SessionState::Live(_)) && facts.push_ready() => {
+            if request.accepts_sse {
+                Decision::Push
+            } else {
+                Decision::Reply(Reply::error(
+                    406,
+                    INVALID_REQUEST,
+                    "a GET listen stream needs Accept: text/event-stream",
+                ))
+            }
+        }
         Some(replica) if facts.is_alive(replica) => Decision::Replica(replica.into()),
         Some(_) => Decision::Reply(Reply::error(
             404,
@@ -399,6 +438,7 @@ mod tests {
         dead: Vec<&'static str>,
         legacy_replicas: bool,
         bridging: Vec<&'static str>,
+        push: bool,
     }
 
     impl Facts for Live {
@@ -419,6 +459,9 @@ mod tests {
         }
         fn bridged(&self, id: &str) -> bool {
             self.bridging.contains(&id)
+        }
+        fn push_ready(&self) -> bool {
+            self.push
         }
     }
 
@@ -485,6 +528,76 @@ mod tests {
             route(Verb::Post, INIT, &SessionState::Unknown, None, &facts),
             Decision::AnyReplica,
             "initialize starts over"
+        );
+    }
+
+    #[test]
+    fn listens_subscriptions_and_get_streams_go_to_the_fan_out_only_when_it_is_ready() {
+        let listen = br#"{"jsonrpc":"2.0","id":"l","method":"subscriptions/listen","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"},"notifications":{}}}"#;
+        let subscribe = br#"{"jsonrpc":"2.0","id":2,"method":"resources/subscribe","params":{"uri":"test://w"}}"#;
+        let unsubscribe = br#"{"jsonrpc":"2.0","id":3,"method":"resources/unsubscribe","params":{"uri":"test://w"}}"#;
+        let session = live("2025-11-25");
+        let ready = Live {
+            push: true,
+            ..Live::default()
+        };
+        let v = Some("2026-07-28");
+        assert_eq!(
+            route(Verb::Post, listen, &SessionState::None, v, &ready),
+            Decision::Listen
+        );
+        assert_eq!(
+            route(Verb::Post, subscribe, &session, None, &ready),
+            Decision::Subscribe(true)
+        );
+        assert_eq!(
+            route(Verb::Post, unsubscribe, &session, None, &ready),
+            Decision::Subscribe(false)
+        );
+        assert_eq!(
+            route(Verb::Get, b"", &session, None, &ready),
+            Decision::Push
+        );
+        // Without a session a GET is still 405, with an ended one 404.
+        assert_eq!(
+            status(&route(Verb::Get, b"", &SessionState::None, None, &ready)),
+            405
+        );
+        assert_eq!(
+            status(&route(Verb::Get, b"", &SessionState::Unknown, None, &ready)),
+            404
+        );
+        let not_ready = Live::default();
+        assert_eq!(
+            route(Verb::Post, listen, &SessionState::None, v, &not_ready),
+            Decision::AnyReplica
+        );
+        assert_eq!(
+            route(Verb::Post, subscribe, &session, None, &not_ready),
+            Decision::AnyReplica
+        );
+        assert_eq!(
+            status(&route(Verb::Get, b"", &session, None, &not_ready)),
+            405
+        );
+        // A stateful replica's session keeps going to it.
+        let owned = SessionState::Live(SessionView {
+            owner: Some(Owner {
+                replica: "r1".into(),
+                session_id: "s".into(),
+            }),
+            ..match live("2025-11-25") {
+                SessionState::Live(v) => v,
+                _ => unreachable!(),
+            }
+        });
+        assert_eq!(
+            route(Verb::Get, b"", &owned, None, &ready),
+            Decision::Replica("r1".into())
+        );
+        assert_eq!(
+            route(Verb::Post, subscribe, &owned, None, &ready),
+            Decision::Replica("r1".into())
         );
     }
 

@@ -5,7 +5,7 @@ import os
 
 import httpx
 import pytest
-from conftest import BEHIND_EDGE, SERVER_NAMES, Wire, assert_wire
+from conftest import BEHIND_EDGE, PUSH, SERVER_NAMES, Wire, assert_wire
 from mcp import ClientSession
 from mcp.client.streamable_http import streamablehttp_client
 from mcp.shared._httpx_utils import create_mcp_http_client
@@ -84,3 +84,40 @@ async def test_tools_that_ask_the_client(mcp_url, tool, args, expected, asks):
     assert not result.isError, result.content[0].text
     assert expected in result.content[0].text, result.content[0].text
     assert len(asked) == asks, asked
+
+
+@pytest.mark.skipif(not PUSH, reason="a stateless replica offers no GET stream; mcp-edge feeds it")
+async def test_the_get_stream_hears_list_changes_and_subscribed_updates(mcp_url):
+    """The session's GET stream (opened by the SDK after initialize) carries a tool-list change
+    and the update of a `resources/subscribe`d URI, whichever replica they happen on."""
+    import anyio
+    from mcp import types
+
+    wire = Wire()
+    send, received = anyio.create_memory_object_stream(16)
+
+    def factory(headers=None, timeout=None, auth=None) -> httpx.AsyncClient:
+        client = create_mcp_http_client(headers=headers, timeout=timeout, auth=auth)
+        client.event_hooks["response"].append(wire.on_response)
+        return client
+
+    async def handler(message):
+        if isinstance(message, types.ServerNotification):
+            send.send_nowait(message.root)
+
+    async with streamablehttp_client(mcp_url, httpx_client_factory=factory) as (read, write, _):
+        async with ClientSession(read, write, message_handler=handler) as session:
+            await session.initialize()
+            with anyio.fail_after(5):
+                while not any(e["method"] == "GET" and e["status"] == 200 for e in wire.exchanges):
+                    await anyio.sleep(0.02)
+            await session.subscribe_resource("test://watched-resource")
+            for _ in range(3):
+                await session.call_tool("test_trigger_tool_change", {})
+                with anyio.fail_after(1):
+                    assert isinstance(await received.receive(), types.ToolListChangedNotification)
+            await session.call_tool("test_trigger_resource_update", {})
+            with anyio.fail_after(1):
+                note = await received.receive()
+            assert isinstance(note, types.ResourceUpdatedNotification), note
+            assert str(note.params.uri) == "test://watched-resource"

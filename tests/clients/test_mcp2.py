@@ -148,3 +148,25 @@ async def test_tools_that_ask_the_client(mcp_url, mode, tool, args, expected, as
     seen = (["model"] * len(_answer_model.asked) + ["user"] * len(_answer_user.asked)
             + ["roots"] * len(_answer_roots.asked))
     assert sorted(seen) == sorted(asks), seen
+
+
+@pytest.mark.skipif(TARGET == "edge-fastmcp", reason="the fastmcp template announces no changes")
+async def test_a_listen_hears_a_change_made_on_each_replica(mcp_url):
+    """`Client.listen` through mcp-edge: a change on whichever replica the trigger reached arrives.
+
+    The three triggers go round robin, so behind mcp-edge each lands on another replica."""
+    import anyio
+    from mcp.client.subscriptions import ResourceUpdated, ToolsListChanged
+
+    async with Client(mcp_url, mode="2026-07-28") as client:
+        async with client.listen(tools_list_changed=True, resource_subscriptions=["test://watched-resource"]) as sub:
+            assert sub.honored.tools_list_changed
+            assert sub.honored.resource_subscriptions == ["test://watched-resource"]
+            for _ in range(3):
+                await client.call_tool("test_trigger_tool_change", {})
+                with anyio.fail_after(1):
+                    assert isinstance(await anext(sub), ToolsListChanged)
+            await client.call_tool("test_trigger_resource_update", {})
+            with anyio.fail_after(1):
+                event = await anext(sub)
+            assert isinstance(event, ResourceUpdated) and event.uri == "test://watched-resource", event

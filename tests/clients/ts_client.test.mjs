@@ -7,13 +7,16 @@ import {
   CreateMessageRequestSchema,
   ElicitRequestSchema,
   ListRootsRequestSchema,
+  ResourceUpdatedNotificationSchema,
   StreamableHTTPClientTransport,
+  ToolListChangedNotificationSchema,
   recordingFetch,
   waitFor,
 } from "../support.mjs";
 
 const url = process.env.MCP_TEST_URL;
 const behindEdge = (process.env.MCP_TEST_TARGET ?? "backend").startsWith("edge");
+const push = behindEdge && !(process.env.MCP_TEST_TARGET ?? "").includes("fastmcp");
 
 test("TypeScript SDK client: initialize, list, call, read, prompt, terminate", { skip: !url }, async () => {
   const wire = [];
@@ -31,9 +34,10 @@ test("TypeScript SDK client: initialize, list, call, read, prompt, terminate", {
   const prompt = await client.getPrompt({ name: "code_review", arguments: { language: "typescript" } });
   assert.match(prompt.messages[0].content.text, /typescript/);
 
-  // The SDK always opens the GET listen stream after `initialized`; a stateless server says 405.
+  // The SDK always opens the GET listen stream after `initialized`; a stateless server says 405,
+  // mcp-edge serves it when its replicas announce changes (not the fastmcp template's).
   await waitFor(() => wire.some((e) => e.verb === "GET"), 5000, "the client's GET stream");
-  assert.deepEqual(wire.filter((e) => e.verb === "GET").map((e) => e.status), [405]);
+  assert.deepEqual(wire.filter((e) => e.verb === "GET").map((e) => e.status), [push ? 200 : 405]);
 
   const sessionId = transport.sessionId;
   await transport.terminateSession();
@@ -112,3 +116,26 @@ for (const [tool, args, expected, questions] of asking) {
     await client.close();
   });
 }
+
+test("TypeScript SDK client: the GET stream hears list changes and subscribed updates", { skip: !url || !push }, async () => {
+  const wire = [];
+  const got = [];
+  const transport = new StreamableHTTPClientTransport(new URL(url), { fetch: recordingFetch(wire) });
+  const client = new Client({ name: "mcp-edge-ts-push", version: "1.0.0" });
+  client.setNotificationHandler(ToolListChangedNotificationSchema, (n) => got.push(n));
+  client.setNotificationHandler(ResourceUpdatedNotificationSchema, (n) => got.push(n));
+  await client.connect(transport);
+  await waitFor(() => wire.some((e) => e.verb === "GET" && e.status === 200), 5000, "the GET stream");
+  await client.subscribeResource({ uri: "test://watched-resource" });
+  // Three triggers, round robin: behind mcp-edge, one on each replica.
+  for (let i = 1; i <= 3; i++) {
+    await client.callTool({ name: "test_trigger_tool_change", arguments: {} });
+    await waitFor(() => got.length === i, 1000, `tool-list change ${i}`);
+    assert.equal(got[i - 1].method, "notifications/tools/list_changed");
+  }
+  await client.callTool({ name: "test_trigger_resource_update", arguments: {} });
+  await waitFor(() => got.length === 4, 1000, "the resource update");
+  assert.deepEqual(got[3].params, { uri: "test://watched-resource" });
+  await transport.terminateSession();
+  await client.close();
+});

@@ -1,9 +1,10 @@
 """Compare conformance results through mcp-edge with results against a replica directly.
 
-    python compare.py DIRECT_DIR EDGE_DIR [--lifecycle]
+    python compare.py DIRECT_DIR EDGE_DIR [--lifecycle] [--no-warnings]
 
 Fails when a scenario has a failing check through the edge that has none directly; with
---lifecycle, also when server-session-lifecycle did not run its checks (a skip is not a pass).
+--lifecycle, also when server-session-lifecycle did not run its checks (a skip is not a pass);
+with --no-warnings, when any check through the edge ended as a warning (a SHOULD not met).
 Prints one line per difference, then a summary.
 """
 
@@ -41,6 +42,11 @@ def main() -> int:
             problems.append(f"server-session-lifecycle did not run its checks: {[(c['id'], c['status']) for c in checks]}")
         else:
             print(f"server-session-lifecycle ran and passed: {passed}")
+    if "--no-warnings" in sys.argv:
+        for checks in sorted(edge.glob("server-*/checks.json")):
+            for c in json.loads(checks.read_text()):
+                if c["status"] == "WARNING":
+                    problems.append(f"{checks.parent.name}: warning {c['id']}: {c.get('errorMessage', '')}")
     for p in problems:
         print(p)
     print(f"compare: {len(edge_failing)} scenarios through the edge, {len(problems)} problems")

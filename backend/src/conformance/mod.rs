@@ -349,6 +349,15 @@ pub struct MessageArg {
     pub message: Option<String>,
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct UriArg {
+    /// The resource that changed (default: test://watched-resource).
+    pub uri: Option<String>,
+}
+
+/// The suite's subscribable resource.
+const WATCHED: &str = "test://watched-resource";
+
 #[tool_router(router = conformance_tools, vis = "pub(crate)")]
 impl Backend {
     #[tool(description = "Returns simple text content", input_schema = no_args())]
@@ -600,6 +609,19 @@ impl Backend {
     async fn test_trigger_prompt_change(&self) -> CallToolResult {
         self.announce(ListChange::Prompts);
         text("prompts/list_changed announced")
+    }
+
+    #[tool(
+        description = "Announces that a resource changed (notifications/resources/updated) to this replica's listen streams that subscribed its URI"
+    )]
+    async fn test_trigger_resource_update(
+        &self,
+        Parameters(args): Parameters<UriArg>,
+    ) -> CallToolResult {
+        let uri = args.uri.unwrap_or_else(|| WATCHED.to_owned());
+        let done = format!("resources/updated announced for {uri}");
+        self.announce(ListChange::Updated(uri.into()));
+        text(done)
     }
 
     // ----- 2026-07-28: multi round-trip requests (SEP-2322) -----------------------------------

@@ -175,11 +175,7 @@ impl Bridges {
     /// Whether calls are bridged now: `--bridge` is not off, and a healthy replica speaks
     /// 2026-07-28 (with `on`, any healthy replica is taken to).
     pub fn ready(&self, replicas: &Replicas) -> bool {
-        match self.mode {
-            BridgeMode::Off => false,
-            BridgeMode::On => replicas.healthy_count() > 0,
-            BridgeMode::Auto => replicas.any_modern(),
-        }
+        replicas.modern_ready(self.mode, Replica::is_modern)
     }
 
     /// Whether the session's request `id` (raw JSON) is a call bridged here.
@@ -821,7 +817,8 @@ async fn finish(client: &mut Client<'_>, stream: &mut Stream, message: &[u8]) ->
     }
 }
 
-async fn write_json(client: &mut Client<'_>, message: &[u8]) -> Result<(), Stop> {
+/// A JSON-RPC message as the whole response (200, JSON).
+pub(crate) async fn write_json(client: &mut Client<'_>, message: &[u8]) -> Result<(), Stop> {
     let mut head = ResponseHeader::build(200, Some(2)).map_err(Stop::from)?;
     head.insert_header("content-type", mcp_protocol::headers::JSON)
         .map_err(Stop::from)?;
@@ -999,7 +996,8 @@ async fn send_round(
     }
 }
 
-fn is_response(message: &[u8]) -> bool {
+/// Whether a JSON-RPC message is a response (it has no method).
+pub(crate) fn is_response(message: &[u8]) -> bool {
     #[derive(serde::Deserialize)]
     struct Peek<'a> {
         #[serde(borrow, default)]

@@ -235,6 +235,15 @@ impl Sessions {
         self.keys.open(token).map(|claims| claims.uid)
     }
 
+    /// The session `token` seals and when it stops opening (Unix seconds), whether or not it
+    /// is live here (a peer's word, proven by the token).
+    pub fn expiry_of(&self, token: &str) -> Option<(Uid, u64)> {
+        self.keys.open(token).map(|claims| {
+            let expires = claims.issued.saturating_add(self.lifetime.as_secs());
+            (claims.uid, expires)
+        })
+    }
+
     /// Drop what no longer matters: revocations of tokens that expired anyway, and idle
     /// sessions (which become revocations).
     pub fn sweep(&self) -> SessionStats {

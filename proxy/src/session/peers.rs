@@ -1,6 +1,8 @@
 //! The other mcp-edge processes (`--peer`): a DELETE ends its session on every peer, not only
 //! on the process that received it, and a client's answer to a bridged call's question that
-//! reached this process finds the process holding the call (`POST /bridge/deliver`).
+//! reached this process finds the process holding the call (`POST /bridge/deliver`), and a
+//! legacy session's `resources/subscribe` reaches the process holding its GET stream
+//! (`POST /push/subscribe`).
 //!
 //! Each peer is an admin listener (`host:port`), resolved at every announcement so a DNS name
 //! with one record per process (Swarm's `tasks.<service>`) reaches all of them, including ones
@@ -19,6 +21,7 @@ use tokio::{
 pub const REVOKE_PATH: &str = "/sessions/revoke";
 pub const DELIVER_PATH: &str = "/bridge/deliver";
 pub const CANCEL_PATH: &str = "/bridge/cancel";
+pub const SUBSCRIBE_PATH: &str = "/push/subscribe";
 const TIMEOUT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Default)]
@@ -58,6 +61,15 @@ impl Peers {
     /// peer is asked at once (the token proves the session); `true` when one took it.
     pub async fn deliver(&self, token: &str, answer: &[u8]) -> bool {
         self.post_all(DELIVER_PATH, token, answer).await
+    }
+
+    /// Tell every peer of a legacy session's `resources/subscribe` or `unsubscribe` (the
+    /// request), so the process holding the session's GET stream has it; returns once every
+    /// address answered or timed out.
+    pub async fn subscription(&self, token: &str, request: &[u8]) {
+        if !self.list.is_empty() {
+            self.post_all(SUBSCRIBE_PATH, token, request).await;
+        }
     }
 
     /// POST `body` with the session's token to every address of every peer at once: whether

@@ -45,9 +45,10 @@ impl HealthCheck {
                 tracing::warn!(replica = %replica.id, ?verdict, "health check failed");
             }
             if self.replicas.checked(replica, passed) {
-                let modern = speaks_modern(replica, self.timeout).await;
+                let (modern, pushes) = discover(replica, self.timeout).await;
                 replica.set_modern(modern);
-                tracing::debug!(replica = %replica.id, modern, "server/discover read");
+                replica.set_pushes(pushes);
+                tracing::debug!(replica = %replica.id, modern, pushes, "server/discover read");
                 match list_tools(replica, self.timeout).await {
                     Ok(body) => {
                         let tools = self.tools.learn(&body);
@@ -89,8 +90,10 @@ pub(crate) async fn list_tools(replica: &Replica, timeout: Duration) -> Result<V
     Ok(body)
 }
 
-/// Whether `server/discover` lists 2026-07-28 among the replica's supported versions.
-async fn speaks_modern(replica: &Replica, timeout: Duration) -> bool {
+/// Whether `server/discover` lists 2026-07-28 among the replica's supported versions, and
+/// whether its capabilities declare a change it announces on listen streams (a list's
+/// `listChanged`, or `resources.subscribe`).
+async fn discover(replica: &Replica, timeout: Duration) -> (bool, bool) {
     const BODY: &str = r#"{"jsonrpc":"2.0","id":"mcp-edge-discover","method":"server/discover","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{},"io.modelcontextprotocol/clientInfo":{"name":"mcp-edge","version":"0"}}}}"#;
     let headers = "Content-Type: application/json\r\nAccept: application/json, text/event-stream\r\n\
                    MCP-Protocol-Version: 2026-07-28\r\nMcp-Method: server/discover\r\n";
@@ -108,7 +111,15 @@ async fn speaks_modern(replica: &Replica, timeout: Duration) -> bool {
     struct Versions {
         #[serde(rename = "supportedVersions", default)]
         supported: Vec<String>,
+        #[serde(default)]
+        capabilities: serde_json::Value,
     }
+    let announces = |c: &serde_json::Value| {
+        ["tools", "prompts", "resources"]
+            .iter()
+            .any(|k| c[k]["listChanged"] == true)
+            || c["resources"]["subscribe"] == true
+    };
     match probe::exchange(
         replica.addr,
         &replica.authority,
@@ -120,8 +131,11 @@ async fn speaks_modern(replica: &Replica, timeout: Duration) -> bool {
     {
         Ok((200, body)) => mcp_protocol::sse::response_json(&body)
             .and_then(|json| serde_json::from_slice::<Discovered>(&json).ok())
-            .is_some_and(|d| d.result.supported.iter().any(|v| v == MODERN)),
-        _ => false,
+            .filter(|d| d.result.supported.iter().any(|v| v == MODERN))
+            .map_or((false, false), |d| {
+                (true, announces(&d.result.capabilities))
+            }),
+        _ => (false, false),
     }
 }
 

@@ -48,6 +48,9 @@ pub struct Replica {
     /// It answered `server/discover` with 2026-07-28 among its versions (bridged calls go
     /// only to such replicas).
     modern: AtomicBool,
+    /// Its `server/discover` declared a change it announces on listen streams (a list's
+    /// `listChanged`, or `resources.subscribe`): the fan-out follows only such replicas.
+    pushes: AtomicBool,
 }
 
 impl Replica {
@@ -71,6 +74,7 @@ impl Replica {
             ejected_until: AtomicU64::new(0),
             ejected_at: AtomicU64::new(0),
             modern: AtomicBool::new(false),
+            pushes: AtomicBool::new(false),
         }
     }
 
@@ -86,6 +90,23 @@ impl Replica {
     pub fn set_modern(&self, modern: bool) {
         self.modern.store(modern, Ordering::Relaxed);
     }
+
+    /// Whether it announces changes on listen streams, as last learnt.
+    pub fn pushes(&self) -> bool {
+        self.pushes.load(Ordering::Relaxed)
+    }
+
+    pub fn set_pushes(&self, pushes: bool) {
+        self.pushes.store(pushes, Ordering::Relaxed);
+    }
+}
+
+/// `--bridge` and `--push`: what runs over 2026-07-28 replicas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum BridgeMode {
+    Auto,
+    On,
+    Off,
 }
 
 /// Where replicas come from: `http://host:port/path`, with an optional id.
@@ -278,12 +299,19 @@ impl Replicas {
             .cloned()
     }
 
-    /// Whether a healthy replica speaks 2026-07-28.
-    pub fn any_modern(&self) -> bool {
-        self.list
-            .load()
-            .iter()
-            .any(|r| r.is_healthy() && r.is_modern())
+    /// Whether what needs 2026-07-28 replicas runs now in `mode`: never when off; with `on`,
+    /// whenever a replica is healthy; else when a healthy one `qualifies` (speaks 2026-07-28
+    /// for the bridge; also announces changes, for the fan-out).
+    pub fn modern_ready(&self, mode: BridgeMode, qualifies: impl Fn(&Replica) -> bool) -> bool {
+        match mode {
+            BridgeMode::Off => false,
+            BridgeMode::On => self.healthy_count() > 0,
+            BridgeMode::Auto => self
+                .list
+                .load()
+                .iter()
+                .any(|r| r.is_healthy() && qualifies(r)),
+        }
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Replica>> {

@@ -2,8 +2,6 @@
 //! client: what a legacy client that declared sampling, elicitation or roots sees, and every
 //! way a bridged call can end.
 
-use std::time::{Duration, Instant};
-
 use serde_json::{Value, json};
 
 use crate::common::*;
@@ -14,116 +12,6 @@ async fn session(edge: &Edge, version: &str, capabilities: Value) -> String {
     let a = post(&edge.url, &[JSON, BOTH], init.to_string()).await;
     assert_eq!(a.status, 200, "{}", a.body);
     a.session().expect("a session")
-}
-
-/// An SSE response read event by event.
-struct Stream {
-    response: reqwest::Response,
-    pending: String,
-    /// Everything received, to check what the stream carried.
-    pub raw: String,
-}
-
-impl Stream {
-    async fn open(edge: &Edge, token: &str, body: Value) -> Self {
-        let response = client()
-            .post(&edge.url)
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .header("mcp-session-id", token)
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        Self {
-            response,
-            pending: String::new(),
-            raw: String::new(),
-        }
-    }
-
-    fn content_type(&self) -> String {
-        self.response
-            .headers()
-            .get("content-type")
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default()
-    }
-
-    /// The next message (comments skipped); `None` when the stream ended.
-    async fn next(&mut self) -> Option<Value> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Some(end) = self.pending.find("\n\n") {
-                let event: String = self.pending.drain(..end + 2).collect();
-                let data: Vec<&str> = event
-                    .lines()
-                    .filter_map(|l| l.strip_prefix("data:"))
-                    .map(str::trim)
-                    .collect();
-                if !data.is_empty() {
-                    return Some(serde_json::from_str(&data.join("\n")).unwrap());
-                }
-                continue;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no event within 20 s: {}",
-                self.raw
-            );
-            match tokio::time::timeout(Duration::from_secs(20), self.response.chunk())
-                .await
-                .expect("an event")
-            {
-                Ok(Some(chunk)) => {
-                    let text = String::from_utf8_lossy(&chunk).into_owned();
-                    self.raw.push_str(&text);
-                    self.pending.push_str(&text);
-                }
-                _ => return None,
-            }
-        }
-    }
-}
-
-/// A child process killed when the test ends, however it ends.
-struct Reaped(std::process::Child);
-
-impl Reaped {
-    fn reap(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        self.reap();
-    }
-}
-
-/// Two mcp-edge processes on one session key, each the other's `--peer`.
-async fn peers() -> (Edge, Edge) {
-    let key = "ab".repeat(32);
-    let (admin_a, admin_b) = (free_port(), free_port());
-    let (peer_a, peer_b) = (
-        format!("127.0.0.1:{admin_a}"),
-        format!("127.0.0.1:{admin_b}"),
-    );
-    let a = start_on(
-        free_port(),
-        admin_a,
-        &["--session-key", &key, "--peer", &peer_b],
-    )
-    .await;
-    let b = start_on(
-        free_port(),
-        admin_b,
-        &["--session-key", &key, "--peer", &peer_a],
-    )
-    .await;
-    (a, b)
 }
 
 async fn answer(edge: &Edge, token: &str, id: &Value, result: Value) -> Answer {

@@ -5,6 +5,7 @@
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
+    net::SocketAddr,
     path::PathBuf,
     process::{Child, Command, Stdio},
     time::{Duration, Instant},
@@ -339,5 +340,198 @@ where
             "timed out after {secs} s waiting for {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An SSE response read event by event.
+pub struct Stream {
+    response: reqwest::Response,
+    pending: String,
+    /// Everything received, to check what the stream carried.
+    pub raw: String,
+}
+
+impl Stream {
+    pub async fn open(edge: &Edge, token: &str, body: Value) -> Self {
+        let response = client()
+            .post(&edge.url)
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-session-id", token)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        Self::from(response)
+    }
+
+    /// A response already received (its status checked by the caller).
+    pub fn from(response: reqwest::Response) -> Self {
+        Self {
+            response,
+            pending: String::new(),
+            raw: String::new(),
+        }
+    }
+
+    pub fn header(&self, name: &str) -> String {
+        self.response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default()
+    }
+
+    pub fn content_type(&self) -> String {
+        self.header("content-type")
+    }
+
+    /// The next message (comments skipped); `None` when the stream ended.
+    pub async fn next(&mut self) -> Option<Value> {
+        match self.within(Duration::from_secs(20)).await {
+            Some(next) => next,
+            None => panic!("no event within 20 s: {}", self.raw),
+        }
+    }
+
+    /// [`Stream::next`], or `None` when nothing came within `limit`.
+    pub async fn within(&mut self, limit: Duration) -> Option<Option<Value>> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(end) = self.pending.find("\n\n") {
+                let event: String = self.pending.drain(..end + 2).collect();
+                let data: Vec<&str> = event
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim)
+                    .collect();
+                if !data.is_empty() {
+                    return Some(Some(serde_json::from_str(&data.join("\n")).unwrap()));
+                }
+                continue;
+            }
+            match tokio::time::timeout_at(deadline, self.response.chunk()).await {
+                Err(_) => return None,
+                Ok(Ok(Some(chunk))) => {
+                    let text = String::from_utf8_lossy(&chunk).into_owned();
+                    self.raw.push_str(&text);
+                    self.pending.push_str(&text);
+                }
+                Ok(_) => return Some(None),
+            }
+        }
+    }
+}
+
+/// A child process killed when the test ends, however it ends.
+pub struct Reaped(pub std::process::Child);
+
+impl Reaped {
+    pub fn reap(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        self.reap();
+    }
+}
+
+/// Two mcp-edge processes on one session key, each the other's `--peer`.
+pub async fn peers() -> (Edge, Edge) {
+    let key = "ab".repeat(32);
+    let (admin_a, admin_b) = (free_port(), free_port());
+    let (peer_a, peer_b) = (
+        format!("127.0.0.1:{admin_a}"),
+        format!("127.0.0.1:{admin_b}"),
+    );
+    let a = start_on(
+        free_port(),
+        admin_a,
+        &["--session-key", &key, "--peer", &peer_b],
+    )
+    .await;
+    let b = start_on(
+        free_port(),
+        admin_b,
+        &["--session-key", &key, "--peer", &peer_a],
+    )
+    .await;
+    (a, b)
+}
+
+/// One mcp-backend process.
+pub struct Backend {
+    pub id: String,
+    pub addr: SocketAddr,
+    child: Child,
+}
+
+impl Backend {
+    pub fn spawn(id: &str, addr: SocketAddr) -> Self {
+        let child = Command::new(backend_bin())
+            .args([
+                "--listen",
+                &addr.to_string(),
+                "--replica-id",
+                id,
+                "--grace-seconds",
+                "1",
+                "--log",
+                "error",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Self {
+            id: id.to_owned(),
+            addr,
+            child,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    pub async fn ready(&self) {
+        let url = format!("http://{}/readyz", self.addr);
+        wait_for(20, &format!("{} to be ready", self.id), || {
+            let url = url.clone();
+            async move {
+                client()
+                    .get(&url)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            }
+        })
+        .await;
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; the exit status once it drained.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Self::spawn(&self.id, self.addr);
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.kill();
     }
 }

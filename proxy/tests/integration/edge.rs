@@ -185,15 +185,15 @@ async fn every_rejection_is_answered_at_the_edge() {
             Some(-32020),
         ),
         (
-            "GET stream",
+            "GET stream refusing SSE",
             send(
                 reqwest::Method::GET,
                 &edge.url,
-                &[("mcp-session-id", &token)],
+                &[("mcp-session-id", &token), ("accept", "application/json")],
                 "",
             )
             .await,
-            405,
+            406,
             Some(-32600),
         ),
         (

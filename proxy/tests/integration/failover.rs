@@ -5,7 +5,6 @@
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
-    process::{Child, Command, Stdio},
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, Ordering},
@@ -15,79 +14,6 @@ use std::{
 
 use crate::common::*;
 use serde_json::{Value, json};
-
-/// One mcp-backend process.
-struct Backend {
-    id: String,
-    addr: SocketAddr,
-    child: Child,
-}
-
-impl Backend {
-    fn spawn(id: &str, addr: SocketAddr) -> Self {
-        let child = Command::new(backend_bin())
-            .args([
-                "--listen",
-                &addr.to_string(),
-                "--replica-id",
-                id,
-                "--grace-seconds",
-                "1",
-                "--log",
-                "error",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        Self {
-            id: id.to_owned(),
-            addr,
-            child,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("http://{}/mcp", self.addr)
-    }
-
-    async fn ready(&self) {
-        let url = format!("http://{}/readyz", self.addr);
-        wait_for(20, &format!("{} to be ready", self.id), || {
-            let url = url.clone();
-            async move {
-                client()
-                    .get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == 200)
-            }
-        })
-        .await;
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM; the exit status once it drained.
-    fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap()
-    }
-
-    fn restart(&mut self) {
-        self.kill();
-        *self = Self::spawn(&self.id, self.addr);
-    }
-}
-
-impl Drop for Backend {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 fn loopback(last: u8, port: u16) -> SocketAddr {
     SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), port))

@@ -6,6 +6,8 @@
 //! - [`edge`]: the proxy as users run it, in front of its embedded replicas or of replicas the
 //!   test starts.
 //! - [`failover`]: replicas that come, go and die; DNS discovery; SIGTERM.
+//! - [`push`]: list changes and resource updates fanned out from one listen per replica to
+//!   2026-07-28 listen streams and legacy GET streams, across replicas and processes.
 //! - [`operate`]: metrics, the access log, rate and header limits, slow headers, hostile
 //!   requests, memory bounds.
 
@@ -14,3 +16,4 @@ mod common;
 mod edge;
 mod failover;
 mod operate;
+mod push;

@@ -1,0 +1,404 @@
+//! Server push over stateless replicas: list changes and resource updates, fanned out.
+//!
+//! ```text
+//!  replica r1 ─┐ one subscriptions/listen per replica per mcp-edge process (link), opened
+//!  replica r2 ─┼─▶ with the union of what its listeners want: every list change, and each
+//!  replica r3 ─┘   URI subscribed ──▶ the hub: one broadcast of ready-made notes
+//!                                     ├─▶ 2026-07-28 listen streams (their own subscriptionId)
+//!                                     └─▶ legacy sessions' GET streams (their resources/subscribe)
+//! ```
+//!
+//! A client's listen is acknowledged only once every replica this process follows has
+//! acknowledged a stream covering it (or missed a 2 s deadline), with the filter they all
+//! agreed to: a change right after the client's acknowledgement is not missed, whichever
+//! replica it happens on. Each client gets only the types (and URIs) it asked for. A replica
+//! that joins is followed; one that leaves is dropped. After a replica joins, or its stream is
+//! opened again after a break, every listener gets one hint per type it listens to (and per URI)
+//! — the replica may serve a different list (a rolling update), or a change may have been lost
+//! while the stream was down; a spurious hint costs a client one re-list. The links exist while
+//! a listener does (closed 5 s after the last one leaves). Legacy sessions' resource
+//! subscriptions are kept by every process ([`subscribed`]): a `resources/subscribe` is told to
+//! the peers, so the process holding the session's GET stream has it wherever it arrived.
+
+pub mod filter;
+pub mod link;
+pub mod stream;
+pub mod subscribed;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fmt::Write,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use pingora::connectors::TransportConnector;
+use rand::RngCore;
+use tokio::sync::{broadcast, watch};
+
+use crate::{
+    config::BridgeMode,
+    session::ReplicaId,
+    ticker::Periodic,
+    upstream::{Replica, Replicas, exchange::Timeouts},
+};
+use filter::{Filter, Note, Topic};
+use link::{Acked, Link};
+
+/// Notes kept for a slow listener before it falls behind (then it gets hints instead).
+const BACKLOG: usize = 4096;
+/// Links are closed this long after the last listener left.
+const LINGER: Duration = Duration::from_secs(5);
+
+/// Which kind of client listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Listener {
+    /// A 2026-07-28 `subscriptions/listen` stream.
+    Modern,
+    /// A legacy session's GET stream.
+    Legacy,
+}
+
+#[derive(Default)]
+struct Counts {
+    received: AtomicU64,
+    relayed: AtomicU64,
+    dropped: AtomicU64,
+    hints: AtomicU64,
+    opened: AtomicU64,
+    broke: AtomicU64,
+}
+
+/// This process's fan-out.
+pub struct Push {
+    pub mode: BridgeMode,
+    /// This process, as its upstream listen ids name it.
+    process: u64,
+    replicas: Arc<Replicas>,
+    connector: TransportConnector,
+    timeouts: Timeouts,
+    notes: broadcast::Sender<Arc<Note>>,
+    links: Mutex<HashMap<ReplicaId, Link>>,
+    /// What every link asks its replica for.
+    wanted: watch::Sender<Arc<Filter>>,
+    /// How many listeners (and legacy subscriptions) want each URI.
+    uris: Mutex<BTreeMap<String, usize>>,
+    listeners: [AtomicUsize; 2],
+    idle_since: Mutex<Option<Instant>>,
+    /// Legacy sessions' `resources/subscribe` URIs, and their GET streams here.
+    pub sessions: subscribed::Subscribed,
+    ending: watch::Sender<bool>,
+    counts: Counts,
+}
+
+/// A listener's place in the hub, given up when dropped.
+pub struct Joined {
+    push: Arc<Push>,
+    kind: Listener,
+    uris: Vec<String>,
+}
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        self.push.listeners[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
+        self.push.unwant(&self.uris);
+    }
+}
+
+impl Push {
+    pub fn new(mode: BridgeMode, replicas: Arc<Replicas>, timeouts: Timeouts) -> Arc<Self> {
+        Arc::new(Self {
+            mode,
+            process: rand::rng().next_u64(),
+            replicas,
+            connector: TransportConnector::new(None),
+            timeouts,
+            notes: broadcast::channel(BACKLOG).0,
+            links: Mutex::new(HashMap::new()),
+            wanted: watch::channel(Arc::new(Filter::lists())).0,
+            uris: Mutex::new(BTreeMap::new()),
+            listeners: [AtomicUsize::new(0), AtomicUsize::new(0)],
+            idle_since: Mutex::new(None),
+            sessions: subscribed::Subscribed::default(),
+            ending: watch::channel(false).0,
+            counts: Counts::default(),
+        })
+    }
+
+    /// Whether mcp-edge serves listen streams now: `--push` is not off, and a healthy replica
+    /// speaks 2026-07-28 and declares a change it announces (with `on`, any healthy replica is
+    /// taken to).
+    pub fn ready(&self) -> bool {
+        self.replicas.modern_ready(self.mode, announces)
+    }
+
+    fn follows(&self, replica: &Replica) -> bool {
+        replica.is_healthy() && (self.mode == BridgeMode::On || announces(replica))
+    }
+
+    /// A listener arrives: counted, its URIs wanted, the links opened if they were not.
+    pub fn join(self: &Arc<Self>, kind: Listener, uris: &[String]) -> Joined {
+        self.listeners[kind as usize].fetch_add(1, Ordering::Relaxed);
+        self.want(uris);
+        self.reconcile();
+        Joined {
+            push: self.clone(),
+            kind,
+            uris: uris.to_vec(),
+        }
+    }
+
+    /// Count `uris` as wanted once more; the links follow when one is new.
+    pub fn want(&self, uris: &[String]) {
+        if uris.is_empty() {
+            return;
+        }
+        let mut wanted = self.uris.lock().expect("uris");
+        let mut grew = false;
+        for uri in uris {
+            let n = wanted.entry(uri.clone()).or_insert(0);
+            grew |= *n == 0;
+            *n += 1;
+        }
+        if grew {
+            self.publish_wanted(&wanted);
+        }
+    }
+
+    /// Count `uris` as wanted once less.
+    pub fn unwant(&self, uris: &[String]) {
+        if uris.is_empty() {
+            return;
+        }
+        let mut wanted = self.uris.lock().expect("uris");
+        let mut shrank = false;
+        for uri in uris {
+            if let Some(n) = wanted.get_mut(uri) {
+                *n -= 1;
+                if *n == 0 {
+                    wanted.remove(uri);
+                    shrank = true;
+                }
+            }
+        }
+        if shrank {
+            self.publish_wanted(&wanted);
+        }
+    }
+
+    fn publish_wanted(&self, wanted: &BTreeMap<String, usize>) {
+        let mut filter = Filter::lists();
+        filter.uris = wanted.keys().cloned().collect();
+        self.wanted.send_replace(Arc::new(filter));
+    }
+
+    fn listening(&self) -> usize {
+        self.listeners
+            .iter()
+            .map(|n| n.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Follow every healthy replica that speaks 2026-07-28 while someone listens; drop the
+    /// links of replicas gone, unhealthy, or not needed any more.
+    pub fn reconcile(self: &Arc<Self>) {
+        let mut links = self.links.lock().expect("links");
+        let idle = {
+            let mut since = self.idle_since.lock().expect("idle");
+            if self.listening() > 0 {
+                *since = None;
+                false
+            } else {
+                since.get_or_insert_with(Instant::now).elapsed() >= LINGER
+            }
+        };
+        if idle {
+            links.clear();
+            return;
+        }
+        if self.listening() == 0 && links.is_empty() {
+            return;
+        }
+        let replicas = self.replicas.all();
+        links.retain(|id, _| replicas.iter().any(|r| r.id == *id && self.follows(r)));
+        let joining = !links.is_empty();
+        for replica in replicas.iter().filter(|r| self.follows(r)) {
+            if !links.contains_key(&replica.id) {
+                let link = Link::start(self.clone(), replica.clone(), joining);
+                links.insert(replica.id.clone(), link);
+            }
+        }
+    }
+
+    /// Wait (at most `within`) until every followed replica has acknowledged a stream that
+    /// covers `needed`: what they all agreed to of it, or `None` when none did.
+    pub async fn cover(&self, needed: &Filter, within: Duration) -> Option<Filter> {
+        let waiting: Vec<_> = self
+            .links
+            .lock()
+            .expect("links")
+            .values()
+            .map(|l| l.acked.clone())
+            .collect();
+        let until = tokio::time::Instant::now() + within;
+        let mut agreed: Option<Filter> = None;
+        for mut acked in waiting {
+            let covers =
+                |a: &Option<Acked>| a.as_ref().is_some_and(|a| a.asked.has_uris_of(needed));
+            let Ok(Ok(got)) = tokio::time::timeout_at(until, acked.wait_for(covers)).await else {
+                continue;
+            };
+            let theirs = got.as_ref().expect("covered").agreed.intersect(needed);
+            agreed = Some(match agreed {
+                None => theirs,
+                Some(so_far) => so_far.intersect(&theirs),
+            });
+        }
+        agreed
+    }
+
+    /// Whether links are open (someone listens here).
+    pub fn active(&self) -> bool {
+        !self.links.lock().expect("links").is_empty()
+    }
+
+    /// A replica's message on its listen stream.
+    fn relay(&self, message: &[u8]) {
+        if let Some(note) = Note::from_upstream(message) {
+            self.counts.received.fetch_add(1, Ordering::Relaxed);
+            let _ = self.notes.send(Arc::new(note));
+        }
+    }
+
+    /// Tell every listener that what `filter` covers may have changed.
+    fn hint(&self, filter: &Filter) {
+        for topic in Topic::all_of(filter) {
+            self.counts.hints.fetch_add(1, Ordering::Relaxed);
+            let _ = self.notes.send(Arc::new(Note::hint(topic)));
+        }
+    }
+
+    fn opened(&self, replica: &Replica, acked: &Acked) {
+        self.counts.opened.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(replica = %replica.id, agreed = %acked.agreed.to_json(), "listen stream acknowledged");
+    }
+
+    fn broke(&self) {
+        self.counts.broke.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The notes from now on.
+    pub fn notes(&self) -> broadcast::Receiver<Arc<Note>> {
+        self.notes.subscribe()
+    }
+
+    /// Shutdown: every listen stream ends (2026-07-28 ones with their response).
+    pub fn end_all(&self) {
+        self.ending.send_replace(true);
+    }
+
+    /// A legacy session ended: its subscriptions are forgotten, its GET stream here ends.
+    pub fn end_session(&self, uid: &crate::session::Uid) {
+        let uris = self.sessions.end(uid);
+        self.unwant(&uris);
+    }
+
+    /// The fan-out's series, in the Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP mcp_edge_push_listeners Clients listening for server push at this process: 2026-07-28 listen streams and legacy GET streams.\n# TYPE mcp_edge_push_listeners gauge\n");
+        for (era, kind) in [
+            ("2026-07-28", Listener::Modern),
+            ("legacy", Listener::Legacy),
+        ] {
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_push_listeners{{era="{era}"}} {}"#,
+                self.listeners[kind as usize].load(Ordering::Relaxed)
+            );
+        }
+        out.push_str("# HELP mcp_edge_push_upstream_streams Listen streams this process holds open to each replica (acknowledged: 1).\n# TYPE mcp_edge_push_upstream_streams gauge\n");
+        let mut links: Vec<_> = self
+            .links
+            .lock()
+            .expect("links")
+            .iter()
+            .map(|(id, l)| (id.clone(), l.acked.borrow().is_some()))
+            .collect();
+        links.sort();
+        for (id, up) in links {
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_push_upstream_streams{{replica="{id}"}} {}"#,
+                u8::from(up)
+            );
+        }
+        out.push_str("# HELP mcp_edge_push_notifications_total Notifications: received from replicas, relayed to clients (one per client), dropped for clients that fell behind, and hints mcp-edge made (a replica joined, a stream re-opened).\n# TYPE mcp_edge_push_notifications_total counter\n");
+        let c = &self.counts;
+        for (outcome, n) in [
+            ("received", &c.received),
+            ("relayed", &c.relayed),
+            ("dropped", &c.dropped),
+            ("hint", &c.hints),
+        ] {
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_push_notifications_total{{outcome="{outcome}"}} {}"#,
+                n.load(Ordering::Relaxed)
+            );
+        }
+        let series = [
+            (
+                "mcp_edge_push_upstream_opened_total",
+                "counter",
+                "Listen streams to replicas acknowledged (first opens, re-opens, filter changes).",
+                c.opened.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_edge_push_upstream_broken_total",
+                "counter",
+                "Listen streams to replicas that ended or failed to open (each is opened again).",
+                c.broke.load(Ordering::Relaxed),
+            ),
+            (
+                "mcp_edge_push_resource_subscriptions",
+                "gauge",
+                "Legacy sessions' resources/subscribe URIs this process knows.",
+                self.sessions.subscriptions() as u64,
+            ),
+        ];
+        for (name, kind, help, value) in series {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        }
+        out
+    }
+}
+
+fn announces(replica: &Replica) -> bool {
+    replica.is_modern() && replica.pushes()
+}
+
+/// The periodic job: links follow the replica set; expired sessions' subscriptions go.
+pub struct Tick(pub Arc<Push>);
+
+#[async_trait::async_trait]
+impl Periodic for Tick {
+    fn name(&self) -> &'static str {
+        "push links"
+    }
+    fn every(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    async fn tick(&self) {
+        self.0.reconcile();
+        let uris = self.0.sessions.sweep(crate::session::unix_now());
+        self.0.unwant(&uris);
+    }
+}

@@ -1,0 +1,312 @@
+//! The client's side of the fan-out: a 2026-07-28 `subscriptions/listen` stream, a legacy
+//! session's GET stream, and a legacy `resources/subscribe` / `unsubscribe` answered here.
+//! Every stream gets a keep-alive comment every 15 s and `X-Accel-Buffering: no`, ends when the
+//! client closes it, and ends at shutdown (a 2026-07-28 one with its listen response, so the
+//! client knows to listen again elsewhere).
+
+use std::{sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use mcp_protocol::error::{INTERNAL_ERROR, INVALID_PARAMS};
+use pingora::http::ResponseHeader;
+use serde_json::Value;
+use tokio::sync::{Notify, broadcast::error::RecvError};
+
+use super::{
+    Listener, Push,
+    filter::{self, Filter, Note, Topic},
+};
+use crate::{
+    answer::{Reply, Stop},
+    downstream::client::Client,
+    inflight::{self, Streams},
+    limits::Limits,
+    session::{SessionView, Uid},
+};
+
+/// How long a new listener waits for the replicas' acknowledgements.
+pub const COVER_WAIT: Duration = Duration::from_secs(2);
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// What a stream needs of the process.
+pub struct Parts<'a> {
+    pub push: &'a Arc<Push>,
+    pub streams: &'a Arc<Streams>,
+    pub limits: &'a Limits,
+}
+
+fn params(body: &[u8]) -> Value {
+    serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|mut v| v.get_mut("params").map(Value::take))
+        .unwrap_or(Value::Null)
+}
+
+fn no_replica() -> Reply {
+    Reply::error(
+        503,
+        INTERNAL_ERROR,
+        "no replica acknowledged a listen stream in time; try again shortly",
+    )
+}
+
+/// A 2026-07-28 client's `subscriptions/listen` (`id`: its request id, raw JSON).
+pub async fn listen(
+    parts: &Parts<'_>,
+    client: &mut Client<'_>,
+    held: &mut Option<inflight::Stream>,
+    id: &str,
+    body: &Bytes,
+) -> Result<(), Stop> {
+    let asked = match params(body).get("notifications") {
+        Some(n) => Filter::parse(n),
+        None => Err("subscriptions/listen needs params.notifications".into()),
+    };
+    let asked = match asked {
+        Ok(asked) => asked,
+        Err(why) => {
+            let reply = Reply::error(400, INVALID_PARAMS, why).with_id(Some(id));
+            return Ok(client.reply(&reply).await?);
+        }
+    };
+    match parts.streams.hold(parts.limits, None) {
+        Ok(stream) => *held = Some(stream),
+        Err(reply) => return Ok(client.reply(&reply.with_id(Some(id))).await?),
+    }
+    let push = parts.push;
+    // Notes from now on wait in the receiver: none is lost between the replicas' acks and ours.
+    let notes = push.notes();
+    let uris: Vec<String> = asked.uris.iter().cloned().collect();
+    let _joined = push.join(Listener::Modern, &uris);
+    let agreed = match client
+        .unless_gone(push.cover(&asked, COVER_WAIT))
+        .await
+        .map_err(Stop::Broken)?
+    {
+        Some(agreed) => agreed,
+        None => return Ok(client.reply(&no_replica().with_id(Some(id))).await?),
+    };
+    open(client).await?;
+    client
+        .write_body(filter::acknowledgement(id, &agreed), false)
+        .await?;
+    let hints: Vec<Topic> = Topic::all_of(&agreed);
+    pump(
+        push,
+        client,
+        notes,
+        |note| agreed.admits(&note.topic).then(|| note.modern(id)),
+        || {
+            hints
+                .iter()
+                .map(|t| Note::hint(t.clone()).modern(id))
+                .collect()
+        },
+        Some(filter::closing(id)),
+        None,
+    )
+    .await
+}
+
+/// A legacy session's GET stream: its list changes, and updates of the URIs it subscribed.
+pub async fn legacy(
+    parts: &Parts<'_>,
+    client: &mut Client<'_>,
+    held: &mut Option<inflight::Stream>,
+    uid: Uid,
+) -> Result<(), Stop> {
+    let push = parts.push;
+    let Some(streaming) = push.sessions.stream(uid) else {
+        let reply = Reply::error(
+            409,
+            mcp_protocol::error::INVALID_REQUEST,
+            "this session already has its GET stream open at this mcp-edge process",
+        );
+        return Ok(client.reply(&reply).await?);
+    };
+    match parts.streams.hold(parts.limits, Some(uid)) {
+        Ok(stream) => *held = Some(stream),
+        Err(reply) => return Ok(client.reply(&reply).await?),
+    }
+    let notes = push.notes();
+    let _joined = push.join(Listener::Legacy, &[]);
+    let agreed = match client
+        .unless_gone(push.cover(&Filter::lists(), COVER_WAIT))
+        .await
+        .map_err(Stop::Broken)?
+    {
+        Some(agreed) => agreed,
+        None => return Ok(client.reply(&no_replica()).await?),
+    };
+    open(client).await?;
+    client
+        .write_body(Bytes::from_static(b": mcp-edge listen stream\n\n"), false)
+        .await?;
+    let sessions = &push.sessions;
+    pump(
+        push,
+        client,
+        notes,
+        |note| {
+            let wanted = match &note.topic {
+                Topic::Updated(uri) => sessions.admits(&uid, uri),
+                topic => agreed.admits(topic),
+            };
+            wanted.then(|| note.legacy())
+        },
+        || {
+            let mut topics = Topic::all_of(&agreed);
+            topics.extend(sessions.uris(&uid).into_iter().map(Topic::Updated));
+            topics.into_iter().map(|t| Note::hint(t).legacy()).collect()
+        },
+        None,
+        Some(streaming.ended.clone()),
+    )
+    .await
+}
+
+async fn open(client: &mut Client<'_>) -> Result<(), Stop> {
+    let mut head = ResponseHeader::build(200, Some(4)).map_err(Stop::from)?;
+    for (name, value) in [
+        ("content-type", mcp_protocol::headers::SSE),
+        ("cache-control", "no-cache"),
+        ("x-accel-buffering", "no"),
+        ("transfer-encoding", "chunked"),
+    ] {
+        head.insert_header(name, value).map_err(Stop::from)?;
+    }
+    client.write_head(Box::new(head)).await?;
+    Ok(())
+}
+
+enum Woke {
+    Note(Result<Arc<Note>, RecvError>),
+    KeepAlive,
+    End,
+}
+
+/// Write what `render` makes of each note until the client leaves, the session ends, or the
+/// process shuts down (`closing`, if any, is the last event then). A client that fell behind
+/// gets `hints` for what it missed.
+async fn pump(
+    push: &Push,
+    client: &mut Client<'_>,
+    mut notes: tokio::sync::broadcast::Receiver<Arc<Note>>,
+    render: impl Fn(&Note) -> Option<Bytes>,
+    hints: impl Fn() -> Vec<Bytes>,
+    closing: Option<Bytes>,
+    session_ended: Option<Arc<Notify>>,
+) -> Result<(), Stop> {
+    let mut ending = push.ending.subscribe();
+    let mut keep_alive =
+        tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    loop {
+        let woke = client
+            .unless_gone(async {
+                tokio::select! {
+                    note = notes.recv() => Woke::Note(note),
+                    _ = keep_alive.tick() => Woke::KeepAlive,
+                    _ = ending.wait_for(|e| *e) => Woke::End,
+                    _ = async {
+                        match &session_ended {
+                            Some(ended) => ended.notified().await,
+                            None => std::future::pending().await,
+                        }
+                    } => Woke::End,
+                }
+            })
+            .await
+            .map_err(Stop::Broken)?;
+        match woke {
+            Woke::Note(Ok(note)) => {
+                if let Some(event) = render(&note) {
+                    client.write_body(event, false).await?;
+                    push.counts
+                        .relayed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Woke::Note(Err(RecvError::Lagged(missed))) => {
+                push.counts
+                    .dropped
+                    .fetch_add(missed, std::sync::atomic::Ordering::Relaxed);
+                for hint in hints() {
+                    client.write_body(hint, false).await?;
+                }
+            }
+            Woke::KeepAlive => {
+                client
+                    .write_body(Bytes::from_static(b": keep-alive\n\n"), false)
+                    .await?;
+            }
+            Woke::Note(Err(RecvError::Closed)) | Woke::End => {
+                client.write_body(closing.unwrap_or_default(), true).await?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// A legacy `resources/subscribe` or `resources/unsubscribe` in a live session, answered here
+/// (`id`: its request id, raw JSON). `Ok`: the JSON-RPC response to send (the peers are told by
+/// the caller).
+pub async fn subscription(
+    push: &Push,
+    view: &SessionView,
+    subscribe: bool,
+    body: &[u8],
+) -> Result<(), Reply> {
+    let uri = match params(body).get("uri").and_then(Value::as_str) {
+        Some(uri) if !uri.is_empty() => uri.to_owned(),
+        _ => {
+            return Err(Reply::error(
+                200,
+                INVALID_PARAMS,
+                "params.uri must name the resource",
+            ));
+        }
+    };
+    apply(push, view.uid, view.expires, subscribe, &uri).await
+}
+
+/// Subscribe (or unsubscribe) `uid` to `uri` at this process; a subscription is checked with
+/// the replicas when links are open here (the URI must be among what they agreed to).
+pub async fn apply(
+    push: &Push,
+    uid: Uid,
+    expires: u64,
+    subscribe: bool,
+    uri: &str,
+) -> Result<(), Reply> {
+    if !subscribe {
+        if push.sessions.remove(&uid, uri) {
+            push.unwant(&[uri.to_owned()]);
+        }
+        return Ok(());
+    }
+    match push.sessions.add(uid, uri, expires) {
+        Ok(true) => push.want(&[uri.to_owned()]),
+        Ok(false) => {}
+        Err(why) => return Err(Reply::error(200, INTERNAL_ERROR, why)),
+    }
+    if !push.active() {
+        return Ok(());
+    }
+    let needed = Filter {
+        uris: [uri.to_owned()].into(),
+        ..Filter::default()
+    };
+    match push.cover(&needed, COVER_WAIT).await {
+        Some(agreed) if agreed.uris.contains(uri) => Ok(()),
+        _ => {
+            if push.sessions.remove(&uid, uri) {
+                push.unwant(&[uri.to_owned()]);
+            }
+            Err(Reply::error(
+                200,
+                INTERNAL_ERROR,
+                format!("the replicas did not accept a subscription to {uri}"),
+            ))
+        }
+    }
+}
