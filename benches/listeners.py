@@ -8,7 +8,8 @@ Reports the upstream listen streams mcp-edge holds (its metric, and the replicas
 open streams: at most one per replica however many clients listen), mcp-edge's RSS before and
 with the N listeners held, and for each of --changes tool-list changes made directly on one
 replica (round robin over the three) the time from the trigger's answer to the last client's
-notification. Loopback only; every wait has a deadline; the file descriptor limit is raised as
+notification: as the clients read it (this process, asyncio, on the same two cores), and as
+mcp-edge counted it written (its relayed counter, polled from a thread). Loopback only; every wait has a deadline; the file descriptor limit is raised as
 far as the hard limit allows. Prints a markdown table and writes it and the raw figures (JSON)
 to --out (default: results/listeners).
 """
@@ -129,11 +130,24 @@ async def run(clients: int, changes: int) -> dict:
             await asyncio.wait_for(r.readuntil(b"\r\n\r\n"), 10)
             t0 = time.monotonic()
             w.close()
+            target_count = (k + 1) * len(held)
+            written = {}
+
+            def poll_written():
+                end = t0 + 30
+                while time.monotonic() < end:
+                    if metric(admin, 'mcp_edge_push_notifications_total{outcome="relayed"}') >= target_count:
+                        written["ms"] = (time.monotonic() - t0) * 1000
+                        return
+                    time.sleep(0.002)
+
+            poller = asyncio.get_running_loop().run_in_executor(None, poll_written)
             deadline = t0 + 30
             while sum(len(l.seen) > k for l in held) < len(held) and time.monotonic() < deadline:
                 await asyncio.sleep(0.005)
             heard = [l.seen[k] for l in held if len(l.seen) > k]
-            latencies.append({"replica": target, "heard": len(heard),
+            await poller
+            latencies.append({"replica": target, "heard": len(heard), "written_ms": written.get("ms"),
                               "last_ms": (max(heard) - t0) * 1000 if heard else None,
                               "median_ms": (sorted(heard)[len(heard) // 2] - t0) * 1000 if heard else None})
         relayed = metric(admin, 'mcp_edge_push_notifications_total{outcome="relayed"}')
@@ -168,10 +182,12 @@ def main():
              f"upstream listen streams: {r['upstream_streams_metric']:.0f} (metric), {r['replica_open_streams']} (replicas' count)",
              f"mcp-edge RSS {r['rss_before_kib'] / 1024:.1f} → {r['rss_with_kib'] / 1024:.1f} MiB "
              f"({r['per_listener_bytes']:.0f} B per listener)",
-             "", "| change | on replica port | clients notified | median | last |", "|---|---|---|---|---|"]
+             "", "| change | on replica port | clients notified | median read | last read | all written by mcp-edge |",
+             "|---|---|---|---|---|---|"]
     for k, c in enumerate(r["changes"], 1):
-        lines.append(f"| {k} | {c['replica']} | {c['heard']} | {c['median_ms']:.0f} ms | {c['last_ms']:.0f} ms |"
-                     if c["heard"] else f"| {k} | {c['replica']} | 0 | — | — |")
+        wrote = f"{c['written_ms']:.0f} ms" if c["written_ms"] is not None else "—"
+        lines.append(f"| {k} | {c['replica']} | {c['heard']} | {c['median_ms']:.0f} ms | {c['last_ms']:.0f} ms | {wrote} |"
+                     if c["heard"] else f"| {k} | {c['replica']} | 0 | — | — | {wrote} |")
     lines.append(f"\nrelayed {r['relayed']:.0f}, dropped {r['dropped']:.0f}; {r['meta']}")
     text = "\n".join(lines)
     print(text)

@@ -19,6 +19,14 @@ pub const SERVED_BY: &str = "x-served-by";
 pub const JSON: &str = "application/json";
 pub const SSE: &str = "text/event-stream";
 
+/// Whether a response's `Content-Type` says it is an SSE stream.
+pub fn is_sse(headers: &http::HeaderMap) -> bool {
+    headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with(SSE))
+}
+
 /// What the client's `Accept` header allows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Accepts {

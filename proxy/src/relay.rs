@@ -116,11 +116,7 @@ impl Relay {
             let _ = head.insert_header(SESSION_ID, token);
         }
         let status = head.status.as_u16();
-        let stream = head
-            .headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with(mcp_protocol::headers::SSE));
+        let stream = mcp_protocol::headers::is_sse(&head.headers);
         if stream {
             head.remove_header("content-length");
             relay.sse = Some(sse::Scanner::new(request.replica));

@@ -313,12 +313,7 @@ impl Bridges {
                 c.progress_dropped.load(Ordering::Relaxed),
             ),
         ];
-        for (name, kind, help, value) in series {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
+        crate::telemetry::metrics::write_series(&mut out, &series);
         out.push_str("# HELP mcp_edge_bridge_answers_total Client answers to bridge questions: delivered here, via a peer, or to no waiting call (late, duplicate, forged).\n# TYPE mcp_edge_bridge_answers_total counter\n");
         for (label, v) in [("local", &c.local), ("peer", &c.peer), ("late", &c.late)] {
             let _ = writeln!(
@@ -787,20 +782,9 @@ async fn open_stream(
     if stream.open {
         return Ok(());
     }
-    let mut head = ResponseHeader::build(200, Some(6)).map_err(Stop::from)?;
-    for (name, value) in [
-        ("content-type", mcp_protocol::headers::SSE),
-        ("cache-control", "no-cache"),
-        ("x-accel-buffering", "no"),
-        ("transfer-encoding", "chunked"),
-    ] {
-        head.insert_header(name, value).map_err(Stop::from)?;
-    }
-    if let Some(first) = served.first() {
-        head.insert_header("x-served-by", first.as_str())
-            .map_err(Stop::from)?;
-    }
-    client.write_head(Box::new(head)).await?;
+    client
+        .write_sse_head(served.first().map(String::as_str))
+        .await?;
     stream.open = true;
     Ok(())
 }
@@ -926,11 +910,7 @@ async fn send_round(
     }));
     let head = response.head();
     let status = head.status.as_u16();
-    let is_sse = head
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with(mcp_protocol::headers::SSE));
+    let is_sse = mcp_protocol::headers::is_sse(&head.headers);
     let mut events = Events::default();
     let mut json = Vec::new();
     let mut last = None;

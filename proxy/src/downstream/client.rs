@@ -123,6 +123,24 @@ impl<'s> Client<'s> {
             .map_err(|e| e.into_down())
     }
 
+    /// The head of an SSE response made here (a bridged call's, a listen stream's): no caching,
+    /// no buffering by a proxy in front (`X-Accel-Buffering: no`), chunked.
+    pub async fn write_sse_head(&mut self, served_by: Option<&str>) -> Result<()> {
+        let mut head = ResponseHeader::build(200, Some(5))?;
+        for (name, value) in [
+            ("content-type", mcp_protocol::headers::SSE),
+            ("cache-control", "no-cache"),
+            ("x-accel-buffering", "no"),
+            ("transfer-encoding", "chunked"),
+        ] {
+            head.insert_header(name, value)?;
+        }
+        if let Some(replica) = served_by {
+            head.insert_header(mcp_protocol::headers::SERVED_BY, replica)?;
+        }
+        self.write_head(Box::new(head)).await
+    }
+
     /// A chunk of the response body; `end`: the last. An empty chunk that does not end the body
     /// writes nothing (pingora's rule).
     pub async fn write_body(&mut self, chunk: Bytes, end: bool) -> Result<()> {

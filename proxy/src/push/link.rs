@@ -12,7 +12,7 @@
 use std::{sync::Arc, time::Duration};
 
 use mcp_protocol::{
-    headers::{JSON, METHOD, PROTOCOL_VERSION, SSE},
+    headers::{JSON, METHOD, PROTOCOL_VERSION},
     sse::Events,
     version::MODERN,
 };
@@ -218,11 +218,7 @@ async fn follow(
         .map_err(|e| format!("no answer: {e}"))?;
     let head = response.head();
     let status = head.status.as_u16();
-    let is_sse = head
-        .headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| t.starts_with(SSE));
+    let is_sse = mcp_protocol::headers::is_sse(&head.headers);
     if status != 200 || !is_sse {
         return Err(format!("answered HTTP {status} without a stream"));
     }

@@ -371,12 +371,7 @@ impl Push {
                 self.sessions.subscriptions() as u64,
             ),
         ];
-        for (name, kind, help, value) in series {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        }
+        crate::telemetry::metrics::write_series(&mut out, &series);
         out
     }
 }

@@ -8,7 +8,6 @@ use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use mcp_protocol::error::{INTERNAL_ERROR, INVALID_PARAMS};
-use pingora::http::ResponseHeader;
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast::error::RecvError};
 
@@ -86,7 +85,7 @@ pub async fn listen(
         Some(agreed) => agreed,
         None => return Ok(client.reply(&no_replica().with_id(Some(id))).await?),
     };
-    open(client).await?;
+    client.write_sse_head(None).await?;
     client
         .write_body(filter::acknowledgement(id, &agreed), false)
         .await?;
@@ -138,7 +137,7 @@ pub async fn legacy(
         Some(agreed) => agreed,
         None => return Ok(client.reply(&no_replica()).await?),
     };
-    open(client).await?;
+    client.write_sse_head(None).await?;
     client
         .write_body(Bytes::from_static(b": mcp-edge listen stream\n\n"), false)
         .await?;
@@ -163,20 +162,6 @@ pub async fn legacy(
         Some(streaming.ended.clone()),
     )
     .await
-}
-
-async fn open(client: &mut Client<'_>) -> Result<(), Stop> {
-    let mut head = ResponseHeader::build(200, Some(4)).map_err(Stop::from)?;
-    for (name, value) in [
-        ("content-type", mcp_protocol::headers::SSE),
-        ("cache-control", "no-cache"),
-        ("x-accel-buffering", "no"),
-        ("transfer-encoding", "chunked"),
-    ] {
-        head.insert_header(name, value).map_err(Stop::from)?;
-    }
-    client.write_head(Box::new(head)).await?;
-    Ok(())
 }
 
 enum Woke {

@@ -392,6 +392,17 @@ fn escape(value: &str) -> String {
         .replace('\n', r"\n")
 }
 
+/// Append unlabelled series — (name, type, help, value) — in the Prometheus text format.
+pub fn write_series(out: &mut String, series: &[(&str, &str, &str, u64)]) {
+    use std::fmt::Write;
+    for (name, kind, help, value) in series {
+        let _ = writeln!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -378,27 +378,23 @@ async fn listeners_survive_a_replica_that_dies_and_hear_one_that_joins() {
         1.0,
         "a listen stream held to r3"
     );
-    trigger(
-        &format!("http://{}", r3.addr),
-        "test_trigger_prompt_change",
-        json!({}),
-    )
-    .await;
-    assert_eq!(
-        legacy.next().await.unwrap()["method"],
-        "notifications/prompts/list_changed",
-        "the new replica's change"
-    );
-    trigger(
-        &format!("http://{}", r3.addr),
-        "test_trigger_tool_change",
-        json!({}),
-    )
-    .await;
-    assert_eq!(
-        modern.next().await.unwrap()["method"],
-        "notifications/tools/list_changed"
-    );
+    // The new replica's changes: each listener hears its own kind.
+    let r3_base = format!("http://{}", r3.addr);
+    for (tool, stream, method) in [
+        (
+            "test_trigger_prompt_change",
+            &mut legacy,
+            "notifications/prompts/list_changed",
+        ),
+        (
+            "test_trigger_tool_change",
+            &mut modern,
+            "notifications/tools/list_changed",
+        ),
+    ] {
+        trigger(&r3_base, tool, json!({})).await;
+        assert_eq!(stream.next().await.unwrap()["method"], method, "{tool}");
+    }
     assert_eq!(metric(&edge, &series(0)).await, 0.0, "none to the dead r1");
 }
 
