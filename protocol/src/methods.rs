@@ -110,7 +110,8 @@ mod tests {
                 "prompts/list",
                 "prompts/get",
                 "completion/complete",
-                "server/discover"
+                "server/discover",
+                "subscriptions/listen"
             ]
         );
         assert!(

@@ -11,6 +11,7 @@ when a notification is missing or late.
 """
 
 import argparse
+import functools
 import json
 import pathlib
 import subprocess
@@ -65,7 +66,7 @@ async def main() -> int:
     failures = []
     try:
         async with anyio.create_task_group() as tg:
-            tg.start_soon(anyio.to_thread.run_sync, read_lines, abandon_on_cancel=True)
+            tg.start_soon(functools.partial(anyio.to_thread.run_sync, read_lines, abandon_on_cancel=True))
             with anyio.fail_after(20):
                 assert await lines[1].receive() == "ready"
 
