@@ -1,7 +1,10 @@
 //! The admin listener: `/healthz` (the process is up and its MCP listener accepts), `/readyz`
 //! (it can serve: a healthy replica exists and it is not shutting down), `/metrics` (Prometheus,
-//! [`crate::telemetry::metrics`]) and `POST /sessions/revoke` (a peer's DELETE, see [`crate::session::peers`]). It runs beside pingora, not as one
-//! of its services, so that it still answers (503) while pingora drains.
+//! [`crate::telemetry::metrics`]), and what peers tell each other ([`crate::session::peers`]):
+//! `POST /sessions/revoke` (a DELETE), `/bridge/deliver` and `/bridge/cancel` (a bridged
+//! call's answer and cancel), `/push/subscribe` (a legacy `resources/subscribe`). It runs
+//! beside pingora, not as one of its services, so that it still answers (503) while pingora
+//! drains.
 
 use std::sync::{
     Arc,

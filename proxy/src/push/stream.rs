@@ -232,9 +232,9 @@ async fn pump(
     }
 }
 
-/// A legacy `resources/subscribe` or `resources/unsubscribe` in a live session, answered here
-/// (`id`: its request id, raw JSON). `Ok`: the JSON-RPC response to send (the peers are told by
-/// the caller).
+/// A legacy `resources/subscribe` (`subscribe`) or `resources/unsubscribe` in a live session,
+/// applied here: `Ok` when the client gets an empty result, else the error to answer (the
+/// caller tells the peers, and answers).
 pub async fn subscription(
     push: &Push,
     view: &SessionView,
