@@ -300,14 +300,7 @@ async fn subscribe(
             );
         }
     };
-    let view = crate::session::SessionView {
-        uid,
-        version: String::new(),
-        owner: None,
-        expires,
-        profile: Default::default(),
-    };
-    match crate::push::stream::subscription(&admin.push, &view, subscribe, &body).await {
+    match crate::push::stream::subscription(&admin.push, (uid, expires), subscribe, &body).await {
         Ok(()) => json(200, r#"{"applied":true}"#.to_owned()),
         Err(reply) => json(
             409,

@@ -228,7 +228,8 @@ impl Edge {
                 let (Some(v), Some(body)) = (view.as_ref(), body.as_ref()) else {
                     unreachable!("route answers live sessions' requests only")
                 };
-                let answer = push::stream::subscription(&self.push, v, subscribe, body).await;
+                let session = (v.uid, v.expires);
+                let answer = push::stream::subscription(&self.push, session, subscribe, body).await;
                 if answer.is_ok()
                     && let Some(token) = token.as_deref()
                 {

@@ -176,10 +176,10 @@ async fn follow(
     generation: u64,
     said: &mpsc::UnboundedSender<Said>,
 ) -> Result<(), String> {
-    let id = format!(r#""mcp-edge-listen-{:016x}-{generation}""#, push.process);
+    let id = format!("mcp-edge-listen-{:016x}-{generation}", push.process);
     let body = json!({
         "jsonrpc": "2.0",
-        "id": serde_json::from_str::<serde_json::Value>(&id).expect("a string"),
+        "id": id,
         "method": "subscriptions/listen",
         "params": {
             "_meta": {

@@ -154,38 +154,34 @@ impl Push {
 
     /// Count `uris` as wanted once more; the links follow when one is new.
     pub fn want(&self, uris: &[String]) {
-        if uris.is_empty() {
-            return;
-        }
-        let mut wanted = self.uris.lock().expect("uris");
-        let mut grew = false;
-        for uri in uris {
-            let n = wanted.entry(uri.clone()).or_insert(0);
-            grew |= *n == 0;
-            *n += 1;
-        }
-        if grew {
-            self.publish_wanted(&wanted);
-        }
+        self.recount(uris, true);
     }
 
-    /// Count `uris` as wanted once less.
+    /// Count `uris` as wanted once less; the links follow when one is no longer wanted.
     pub fn unwant(&self, uris: &[String]) {
+        self.recount(uris, false);
+    }
+
+    fn recount(&self, uris: &[String], more: bool) {
         if uris.is_empty() {
             return;
         }
         let mut wanted = self.uris.lock().expect("uris");
-        let mut shrank = false;
+        let mut changed = false;
         for uri in uris {
-            if let Some(n) = wanted.get_mut(uri) {
+            if more {
+                let n = wanted.entry(uri.clone()).or_insert(0);
+                *n += 1;
+                changed |= *n == 1;
+            } else if let Some(n) = wanted.get_mut(uri) {
                 *n -= 1;
                 if *n == 0 {
                     wanted.remove(uri);
-                    shrank = true;
+                    changed = true;
                 }
             }
         }
-        if shrank {
+        if changed {
             self.publish_wanted(&wanted);
         }
     }

@@ -20,7 +20,7 @@ use crate::{
     downstream::client::Client,
     inflight::{self, Streams},
     limits::Limits,
-    session::{SessionView, Uid},
+    session::Uid,
 };
 
 /// How long a new listener waits for the replicas' acknowledgements.
@@ -232,12 +232,12 @@ async fn pump(
     }
 }
 
-/// A legacy `resources/subscribe` (`subscribe`) or `resources/unsubscribe` in a live session,
-/// applied here: `Ok` when the client gets an empty result, else the error to answer (the
+/// A legacy `resources/subscribe` (`subscribe`) or `resources/unsubscribe` of the session `uid`
+/// (its token expiring at `expires`), applied here: `Ok` when the client gets an empty result, else the error to answer (the
 /// caller tells the peers, and answers).
 pub async fn subscription(
     push: &Push,
-    view: &SessionView,
+    (uid, expires): (Uid, u64),
     subscribe: bool,
     body: &[u8],
 ) -> Result<(), Reply> {
@@ -251,12 +251,12 @@ pub async fn subscription(
             ));
         }
     };
-    apply(push, view.uid, view.expires, subscribe, &uri).await
+    apply(push, uid, expires, subscribe, &uri).await
 }
 
 /// Subscribe (or unsubscribe) `uid` to `uri` at this process; a subscription is checked with
 /// the replicas when links are open here (the URI must be among what they agreed to).
-pub async fn apply(
+async fn apply(
     push: &Push,
     uid: Uid,
     expires: u64,

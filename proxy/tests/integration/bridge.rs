@@ -511,33 +511,8 @@ async fn a_drain_tells_a_waiting_call_to_repeat_itself_elsewhere() {
 #[tokio::test]
 async fn a_replica_that_dies_mid_round_ends_the_call_with_an_error() {
     let port = free_port();
-    let mut replica = Reaped(
-        std::process::Command::new(backend_bin())
-            .args([
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--replica-id",
-                "solo",
-                "--log",
-                "error",
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let ready = format!("http://127.0.0.1:{port}/readyz");
-    wait_for(20, "the replica to be ready", || {
-        let ready = ready.clone();
-        async move {
-            client()
-                .get(&ready)
-                .send()
-                .await
-                .is_ok_and(|r| r.status() == 200)
-        }
-    })
-    .await;
+    let mut replica = Backend::spawn("solo", std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    replica.ready().await;
     let url = format!("http://127.0.0.1:{port}/mcp");
     let edge = start(&["--backend", &url]).await;
     let readyz = format!("{}/readyz", edge.admin);
@@ -554,7 +529,7 @@ async fn a_replica_that_dies_mid_round_ends_the_call_with_an_error() {
         progress["method"], "notifications/progress",
         "relayed as it comes"
     );
-    replica.reap();
+    replica.kill();
     let mut last = stream.next().await.unwrap();
     while last["method"] == "notifications/progress" {
         last = stream.next().await.unwrap();

@@ -424,22 +424,6 @@ impl Stream {
     }
 }
 
-/// A child process killed when the test ends, however it ends.
-pub struct Reaped(pub std::process::Child);
-
-impl Reaped {
-    pub fn reap(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        self.reap();
-    }
-}
-
 /// Two mcp-edge processes on one session key, each the other's `--peer`.
 pub async fn peers() -> (Edge, Edge) {
     let key = "ab".repeat(32);
