@@ -228,22 +228,17 @@ impl Edge {
                 let (Some(v), Some(body)) = (view.as_ref(), body.as_ref()) else {
                     unreachable!("route answers live sessions' requests only")
                 };
-                let session = (v.uid, v.expires);
-                let answer = push::stream::subscription(&self.push, session, subscribe, body).await;
-                if answer.is_ok()
-                    && let Some(token) = token.as_deref()
-                {
-                    self.peers.subscription(token, body).await;
-                }
-                (ctx.token, ctx.session) = (token, view);
-                let id = ctx.id.as_deref().unwrap_or("null");
-                return match answer {
-                    Ok(()) => {
-                        let ok = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
-                        bridge::write_json(client, ok.as_bytes()).await
-                    }
-                    Err(reply) => Ok(client.reply(&reply.with_id(Some(id))).await?),
+                let request = push::stream::Subscription {
+                    session: (v.uid, v.expires),
+                    token: token.as_deref(),
+                    id: ctx.id.as_deref().unwrap_or("null"),
+                    subscribe,
+                    body,
                 };
+                let result =
+                    push::stream::subscribe(&self.push, &self.peers, client, request).await;
+                (ctx.token, ctx.session) = (token, view);
+                return result;
             }
             Decision::CancelBridge => {
                 if let (Some(view), Some(id)) =

@@ -20,7 +20,7 @@ use crate::{
     downstream::client::Client,
     inflight::{self, Streams},
     limits::Limits,
-    session::Uid,
+    session::{Uid, peers::Peers},
 };
 
 /// How long a new listener waits for the replicas' acknowledgements.
@@ -229,6 +229,41 @@ async fn pump(
                 return Ok(());
             }
         }
+    }
+}
+
+/// A legacy `resources/subscribe` or `unsubscribe` as the edge hands it over.
+pub struct Subscription<'a> {
+    /// The session's uid and when its token expires.
+    pub session: (Uid, u64),
+    pub token: Option<&'a str>,
+    /// The request id, raw JSON.
+    pub id: &'a str,
+    pub subscribe: bool,
+    pub body: &'a [u8],
+}
+
+/// Answer a legacy `resources/subscribe` or `unsubscribe` here: applied, told to every peer
+/// (so the process holding the session's GET stream has it), then the empty result or the error.
+pub async fn subscribe(
+    push: &Push,
+    peers: &Peers,
+    client: &mut Client<'_>,
+    request: Subscription<'_>,
+) -> Result<(), Stop> {
+    let applied = subscription(push, request.session, request.subscribe, request.body).await;
+    if applied.is_ok()
+        && let Some(token) = request.token
+    {
+        peers.subscription(token, request.body).await;
+    }
+    let id = request.id;
+    match applied {
+        Ok(()) => {
+            let ok = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
+            crate::bridge::write_json(client, ok.as_bytes()).await
+        }
+        Err(reply) => Ok(client.reply(&reply.with_id(Some(id))).await?),
     }
 }
 
