@@ -1,6 +1,6 @@
 //! The [`Backend`] type: one value answers every request of both protocol eras (rmcp makes a
 //! clone per stateless request). It holds the replica's identity, its tools, the key that seals
-//! multi round-trip `requestState`, and the feed of list changes for listen streams. A leaf:
+//! multi round-trip `requestState`, the feed of list changes for listen streams, and its tasks. A leaf:
 //! what it serves is composed in [`crate::catalog`], how it answers in [`crate::handler`].
 
 use std::sync::Arc;
@@ -8,6 +8,8 @@ use std::sync::Arc;
 use rmcp::{ErrorData, handler::server::router::tool::ToolRouter, model::RequestStateCodec};
 use serde::{Serialize, de::DeserializeOwned};
 use tokio::sync::broadcast;
+
+use crate::tasks::Tasks;
 
 pub const SERVER_NAME: &str = "mcp-backend";
 
@@ -32,6 +34,7 @@ struct Shared {
     tools: ToolRouter<Backend>,
     state: RequestStateCodec,
     changes: broadcast::Sender<ListChange>,
+    tasks: Tasks,
 }
 
 impl Backend {
@@ -55,6 +58,7 @@ impl Backend {
                 tools,
                 state: RequestStateCodec::try_new(key).expect("keys are at least 32 bytes"),
                 changes,
+                tasks: Tasks::default(),
             }),
         }
     }
@@ -84,6 +88,11 @@ impl Backend {
     /// The tools this handler serves.
     pub fn tools(&self) -> &ToolRouter<Backend> {
         &self.shared.tools
+    }
+
+    /// This process's tasks (the tasks extension, [`crate::tasks`]).
+    pub fn tasks(&self) -> &Tasks {
+        &self.shared.tasks
     }
 
     /// The list changes announced from now on (a listen stream's feed).

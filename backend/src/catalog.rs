@@ -19,7 +19,7 @@ impl Backend {
         Self::with_tools(
             replica_id,
             state_key,
-            Self::template_tools() + Self::conformance_tools(),
+            Self::template_tools() + Self::conformance_tools() + Self::task_fixtures(),
         )
     }
 }

@@ -1,6 +1,7 @@
 //! How the [`Backend`] answers: rmcp does the protocol work (negotiation, 2026-07-28 `_meta`
-//! and header validation, MRTR gating, SSE); this handler supplies capabilities, lists and reads
-//! what the [`catalog`](crate::catalog) composes, and runs `subscriptions/listen` streams.
+//! and header validation, MRTR gating, the tasks extension's gating, SSE); this handler supplies
+//! capabilities, lists and reads what the [`catalog`](crate::catalog) composes, answers `tasks/*`
+//! from [`crate::tasks`], and runs `subscriptions/listen` streams.
 
 use std::borrow::Cow;
 
@@ -49,6 +50,7 @@ impl ServerHandler for Backend {
             .enable_prompts_list_changed()
             .enable_logging() // deprecated by 2026-07-28, still part of the legacy revisions
             .enable_completions()
+            .enable_tasks()
             .build();
         let mut config = ServerConfig::new(capabilities)
             .with_server_info(Implementation::new(SERVER_NAME, env!("CARGO_PKG_VERSION")))
@@ -176,6 +178,30 @@ impl ServerHandler for Backend {
     ) -> Result<(), ErrorData> {
         // Stateless: nothing to remember between requests. Accepted so legacy clients proceed.
         Ok(())
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        Backend::get_task(self, &request.task_id)
+    }
+
+    async fn update_task(
+        &self,
+        request: UpdateTaskParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Backend::update_task(self, &request.task_id, request.input_responses)
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        _ctx: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        Backend::cancel_task(self, &request.task_id)
     }
 
     fn accepted_subscription_filter(

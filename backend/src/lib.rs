@@ -7,6 +7,7 @@
 //! - [`template`]: what users copy — `tools` (`echo`, and the streaming/benchmark helpers),
 //!   `resources` (`info://server`), `prompts` (`code_review`);
 //! - [`conformance`]: the fixtures the official conformance suite calls;
+//! - [`tasks`]: long-running tools as tasks (the tasks extension), and how a drain waits for them;
 //! - [`http`]: routes and the JSON-RPC error edge in front of rmcp (`http::jsonrpc`);
 //! - [`serve`]/[`Replica`]: binding, serving and the graceful drain on shutdown.
 
@@ -16,6 +17,7 @@ pub mod config;
 pub mod conformance;
 pub mod handler;
 pub mod http;
+pub mod tasks;
 pub mod template;
 
 use std::{future::Future, net::SocketAddr};

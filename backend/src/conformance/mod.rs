@@ -881,6 +881,7 @@ impl Backend {
 
 pub mod prompts;
 pub mod resources;
+pub mod tasks;
 
 #[cfg(test)]
 mod tests {
