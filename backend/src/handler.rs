@@ -302,6 +302,9 @@ mod tests {
             "sleep",
             "progress",
             "payload",
+            "report",
+            "greet",
+            "slow_compute",
             "test_simple_text",
             "test_input_required_result_elicitation",
         ] {

@@ -47,9 +47,10 @@ impl Replica {
             .expect("a bound listener has an address")
     }
 
-    /// Serve until `shutdown` completes, then drain: readiness turns 503 at once, the listener
-    /// closes, and in-flight requests and SSE streams get `config.grace()` to finish before
-    /// they are cut.
+    /// Serve until `shutdown` completes, then drain: readiness turns 503 at once; while tasks
+    /// run the listener stays open so their polls are answered (until they end and
+    /// [`tasks::SETTLE_LINGER`] passed); then it closes, and in-flight requests and SSE streams
+    /// finish. All of it within `config.grace()`, after which what is left is cut.
     pub async fn serve(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -61,6 +62,7 @@ impl Replica {
         let readiness = http::Readiness::default();
         let streams = CancellationToken::new();
         let backend = Backend::new(self.config.replica_id(), state_key);
+        let tasks = backend.tasks().clone();
         let app = http::router(
             backend,
             http::HttpOptions {
@@ -85,6 +87,10 @@ impl Replica {
             shutdown.await;
             drain.drain();
             let _ = draining_tx.send(());
+            if tasks.running() > 0 {
+                tracing::info!(tasks = tasks.running(), "draining: answering polls until the tasks end");
+                tasks.settle().await;
+            }
         });
         let grace = self.config.grace();
         let mut server = std::pin::pin!(server.into_future());

@@ -25,14 +25,14 @@ use rmcp::{
         InputRequest, InputResponses, ProgressNotificationParam, ProgressToken,
     },
     service::{Peer, RequestContext},
-    task_manager::{TaskContext, TaskExit, TaskManager, TaskOptions},
+    task_manager::{TaskContext, TaskManager, TaskOptions},
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::Backend;
 
-pub use rmcp::task_manager::{DEFAULT_POLL_INTERVAL_MS, DEFAULT_TASK_TTL_MS};
+pub use rmcp::task_manager::{DEFAULT_POLL_INTERVAL_MS, DEFAULT_TASK_TTL_MS, TaskExit};
 
 /// After the last task of a draining replica ends, how long it keeps answering so that its
 /// pollers read the result (two poll intervals).

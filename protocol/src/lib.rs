@@ -6,6 +6,7 @@
 //! - [`methods`]: the one method table (metric label, safe to repeat, era, `Mcp-Name`);
 //! - [`message`]: a POST body classified ([`classify`]), its era, the 2026-07-28 header rules;
 //! - [`sse`]: server-sent events read event by event (and a whole body's last response);
+//! - [`tasks`]: task ids that name their replica, rewritten in responses and requests;
 //! - [`error`]: JSON-RPC error codes and the one error body;
 //! - [`post`]: the POST header checks and the Origin allow-list, each with its rejection;
 //! - `probe` (feature `probe`, the only I/O): the small HTTP client of health checks.
@@ -18,6 +19,7 @@ pub mod post;
 #[cfg(feature = "probe")]
 pub mod probe;
 pub mod sse;
+pub mod tasks;
 pub mod version;
 
 pub use error::RpcError;

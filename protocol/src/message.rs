@@ -26,7 +26,8 @@ pub struct Message<'a> {
     pub method: Option<Cow<'a, str>>,
     /// The raw JSON text of `id` (`1`, `"abc"`), as the key for in-flight lookups.
     pub id: Option<&'a str>,
-    /// `params.name` (tools/call, prompts/get) or `params.uri` (resources/read).
+    /// `params.name` (tools/call, prompts/get), `params.uri` (resources/read) or
+    /// `params.taskId` (tasks/get, tasks/update, tasks/cancel).
     pub name: Option<Cow<'a, str>>,
     /// `params.requestId` of a `notifications/cancelled`.
     pub cancels: Option<&'a str>,
@@ -34,6 +35,8 @@ pub struct Message<'a> {
     pub init_version: Option<Cow<'a, str>>,
     /// `params._meta["io.modelcontextprotocol/protocolVersion"]` (2026-07-28 requests).
     pub meta_version: Option<Cow<'a, str>>,
+    /// The request's `_meta` client capabilities declare the tasks extension (2026-07-28).
+    pub declares_tasks: bool,
 }
 
 impl Message<'_> {
@@ -87,6 +90,8 @@ struct RawParams<'a> {
     uri: Option<Text<'a>>,
     #[serde(borrow, default, rename = "protocolVersion")]
     protocol_version: Option<Text<'a>>,
+    #[serde(borrow, default, rename = "taskId")]
+    task_id: Option<Text<'a>>,
     #[serde(borrow, default, rename = "requestId")]
     request_id: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "_meta")]
@@ -97,6 +102,20 @@ struct RawParams<'a> {
 struct RawMeta<'a> {
     #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
     version: Option<Text<'a>>,
+    #[serde(borrow, default, rename = "io.modelcontextprotocol/clientCapabilities")]
+    capabilities: Option<RawCapabilities<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawCapabilities<'a> {
+    #[serde(borrow, default)]
+    extensions: Option<RawExtensions<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RawExtensions<'a> {
+    #[serde(borrow, default, rename = "io.modelcontextprotocol/tasks")]
+    tasks: Option<&'a RawValue>,
 }
 
 /// Classify a POST body without building a JSON tree.
@@ -145,6 +164,7 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
             cancels: None,
             init_version: None,
             meta_version: None,
+            declares_tasks: false,
         });
     }
     let raw: RawMessage<'_> = serde_json::from_str(text).map_err(|e| {
@@ -178,14 +198,21 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
         }
     };
     let params = raw.params;
-    let (name, init_version, meta_version, cancels) = match params {
-        Some(p) => (
-            cow(p.name.or(p.uri)),
-            cow(p.protocol_version),
-            cow(p.meta.and_then(|m| m.version)),
-            p.request_id.map(RawValue::get).filter(|r| is_valid_id(r)),
-        ),
-        None => (None, None, None, None),
+    let (name, init_version, meta_version, cancels, declares_tasks) = match params {
+        Some(p) => {
+            let (version, capabilities) = p.meta.map_or((None, None), |m| (m.version, m.capabilities));
+            let declares_tasks = capabilities
+                .and_then(|c| c.extensions)
+                .is_some_and(|e| e.tasks.is_some());
+            (
+                cow(p.name.or(p.uri).or(p.task_id)),
+                cow(p.protocol_version),
+                cow(version),
+                p.request_id.map(RawValue::get).filter(|r| is_valid_id(r)),
+                declares_tasks,
+            )
+        }
+        None => (None, None, None, None, false),
     };
     Ok(Message {
         kind,
@@ -195,6 +222,7 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
         cancels,
         init_version,
         meta_version,
+        declares_tasks,
     })
 }
 
@@ -315,6 +343,19 @@ pub fn header_mismatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_task_request_names_its_task_and_says_whether_it_declares_the_extension() {
+        let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"r1/abc","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}}"#).unwrap();
+        assert_eq!((m.name.as_deref(), m.declares_tasks), (Some("r1/abc"), true));
+        assert_eq!(
+            header_mismatch(&m, Some("2026-07-28"), None, Some("r1/other")).is_some(),
+            true,
+            "Mcp-Name carries the task id"
+        );
+        let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"x","_meta":{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"other/ext":{}}}}}}"#).unwrap();
+        assert!(!m.declares_tasks);
+    }
 
     #[test]
     fn classifies_requests_notifications_responses_and_batches() {

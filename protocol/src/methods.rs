@@ -22,7 +22,8 @@ pub struct Method {
     /// go to another replica.
     pub safe: bool,
     pub eras: Eras,
-    /// 2026-07-28 names its target (`params.name`, or `params.uri`) in the `Mcp-Name` header.
+    /// 2026-07-28 names its target (`params.name`, `params.uri`, or a task's `params.taskId`) in
+    /// the `Mcp-Name` header.
     pub named: bool,
 }
 
@@ -54,6 +55,9 @@ pub const METHODS: &[Method] = &[
     row("logging/setLevel", false, Legacy, false),
     row("server/discover", true, Modern, false),
     row("subscriptions/listen", true, Modern, false),
+    row("tasks/get", true, Modern, true),
+    row("tasks/update", false, Modern, true),
+    row("tasks/cancel", false, Modern, true),
     row("notifications/initialized", false, Legacy, false),
     row("notifications/cancelled", false, All, false),
     row("notifications/progress", false, All, false),
@@ -111,7 +115,8 @@ mod tests {
                 "prompts/get",
                 "completion/complete",
                 "server/discover",
-                "subscriptions/listen"
+                "subscriptions/listen",
+                "tasks/get"
             ]
         );
         assert!(

@@ -28,11 +28,14 @@ pub struct Scanned {
     pub out: Bytes,
     /// Ids (raw JSON) of server→client requests seen in these events.
     pub server_requests: Vec<String>,
+    /// A response in these events named a task (see [`Scanner::naming_tasks`]).
+    pub named_task: bool,
 }
 
 pub struct Scanner {
     replica: String,
     pending: BytesMut,
+    names_tasks: bool,
 }
 
 #[derive(Deserialize)]
@@ -48,29 +51,35 @@ impl Scanner {
         Self {
             replica: replica.to_owned(),
             pending: BytesMut::new(),
+            names_tasks: false,
         }
+    }
+
+    /// Also name the replica in a response's `result.taskId` ([`crate::tasks`]), for events
+    /// whose data is one line.
+    pub fn naming_tasks(mut self) -> Self {
+        self.names_tasks = true;
+        self
     }
 
     /// Feed a chunk from the replica; `end`: the stream is over (flush what is left).
     pub fn feed(&mut self, chunk: &[u8], end: bool) -> Scanned {
         self.pending.extend_from_slice(chunk);
         let mut out = BytesMut::new();
-        let mut requests = Vec::new();
+        let mut scanned = Scanned::default();
         while let Some(len) = event_end(&self.pending) {
             let event = self.pending.split_to(len);
-            self.event(&event, &mut out, &mut requests);
+            self.event(&event, &mut out, &mut scanned);
         }
         if end && !self.pending.is_empty() {
             let rest = self.pending.split();
-            self.event(&rest, &mut out, &mut requests);
+            self.event(&rest, &mut out, &mut scanned);
         }
-        Scanned {
-            out: out.freeze(),
-            server_requests: requests,
-        }
+        scanned.out = out.freeze();
+        scanned
     }
 
-    fn event(&self, event: &[u8], out: &mut BytesMut, requests: &mut Vec<String>) {
+    fn event(&self, event: &[u8], out: &mut BytesMut, scanned: &mut Scanned) {
         for line in event.split_inclusive(|b| *b == b'\n') {
             let bare = trim_eol(line);
             if let Some(id) = bare.strip_prefix(b"id:") {
@@ -82,13 +91,24 @@ impl Scanner {
                 out.extend_from_slice(&line[bare.len()..]);
                 continue;
             }
+            if self.names_tasks
+                && let Some(data) = bare.strip_prefix(b"data:")
+                && let Some(named) =
+                    crate::tasks::name_in_response(data.trim_ascii_start(), &self.replica)
+            {
+                out.extend_from_slice(b"data: ");
+                out.extend_from_slice(&named);
+                out.extend_from_slice(&line[bare.len()..]);
+                scanned.named_task = true;
+                continue;
+            }
             out.extend_from_slice(line);
         }
         let data = data_of(event);
         if let Ok(peek) = serde_json::from_slice::<Peek<'_>>(&data)
             && let (Some(id), Some(_)) = (peek.id, peek.method)
         {
-            requests.push(id.get().to_owned());
+            scanned.server_requests.push(id.get().to_owned());
         }
     }
 }

@@ -117,6 +117,7 @@ pub struct Admin {
     pub lifecycle: Lifecycle,
     pub bridges: Arc<crate::bridge::Bridges>,
     pub push: Arc<crate::push::Push>,
+    pub tasks: Arc<crate::tasks::TaskCounts>,
 }
 
 fn json(status: u16, body: String) -> Response {
@@ -328,6 +329,7 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     let mut text = admin.metrics.render(&gauges);
     text.push_str(&admin.bridges.render());
     text.push_str(&admin.push.render());
+    text.push_str(&admin.tasks.render());
     (
         StatusCode::OK,
         [(

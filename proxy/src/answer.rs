@@ -11,6 +11,7 @@
 //! | `Cut`: the replica's answer broke after it began | 502 (504 when it was a timeout) | the replica failed while answering (…); the request was not repeated |
 //! | `InitTooLarge`: an initialize answer too large to hold while sealing the session | 502 | the replica's initialize response is too large |
 //! | `Seal`: the session token could not be made | 502 | cannot start the session: … |
+//! | `TaskGone`: the replica a task id names left the set, stopped answering, or cannot be reached | 200, -32602 | unknown task: the replica that ran it is gone, and its work with it; call the tool again |
 //!
 //! A stream whose answer had begun gets the same message as its last SSE event, a JSON-RPC
 //! error for the request it was answering ([`Failure::last_event`]).
@@ -18,7 +19,7 @@
 use bytes::Bytes;
 use mcp_protocol::{
     Invalid, RpcError,
-    error::{INTERNAL_ERROR, INVALID_REQUEST, PARSE_ERROR},
+    error::{INTERNAL_ERROR, INVALID_PARAMS, INVALID_REQUEST, PARSE_ERROR},
     post::Rejection,
 };
 use pingora::{Error, ErrorType};
@@ -109,6 +110,7 @@ pub enum Failure {
     Cut(ErrorType),
     InitTooLarge,
     Seal(String),
+    TaskGone,
 }
 
 /// How a phase ended early.
@@ -182,16 +184,18 @@ impl Failure {
             ),
             Failure::InitTooLarge => (502, "the replica's initialize response is too large".into()),
             Failure::Seal(e) => (502, format!("cannot start the session: {e}")),
+            Failure::TaskGone => (200, TASK_GONE.into()),
         }
     }
 
     /// The client's answer, for the request with this id.
     pub fn reply(&self, id: Option<&str>) -> Reply {
         let (status, message) = self.status_and_message();
-        let code = if matches!(self, Failure::SessionGone) {
-            INVALID_REQUEST
-        } else {
-            INTERNAL_ERROR
+        let code = match self {
+            Failure::SessionGone => INVALID_REQUEST,
+            // What the replica itself answers for a task it does not know (SEP-2663).
+            Failure::TaskGone => INVALID_PARAMS,
+            _ => INTERNAL_ERROR,
         };
         Reply::error(status, code, message).with_id(id)
     }
@@ -208,6 +212,8 @@ impl Failure {
         Bytes::from([&b"event: message\ndata: "[..], &body, b"\n\n"].concat())
     }
 }
+
+const TASK_GONE: &str = "unknown task: the replica that ran it is gone (left the replica set, stopped answering, or cannot be reached), and its work with it; call the tool again";
 
 const SESSION_GONE: &str = "Session not found: it expired, was deleted, or its replica is gone; send initialize to start a new session";
 
@@ -237,6 +243,7 @@ mod tests {
             (Failure::Cut(ErrorType::ReadTimedout), 504),
             (Failure::InitTooLarge, 502),
             (Failure::Seal("no key".into()), 502),
+            (Failure::TaskGone, 200),
         ];
         for (failure, status) in table {
             let reply = failure.reply(Some("7"));

@@ -76,6 +76,7 @@ pub fn edge(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<A
         streams: Arc::new(Streams::default()),
         tools: Arc::new(KnownTools::default()),
         push: crate::push::Push::new(config.push, replicas.clone(), timeouts),
+        tasks: Arc::new(crate::tasks::TaskCounts::default()),
         upstream: Upstream {
             replicas,
             pool: Pool::new(UPSTREAM_IDLE),
@@ -161,6 +162,7 @@ pub fn run(config: Config) -> ! {
     let access = edge.access.clone();
     let bridges = edge.bridges.clone();
     let push = edge.push.clone();
+    let tasks = edge.tasks.clone();
     let drain = Arc::new(Drain::default());
     let proxy = Front::new(
         edge,
@@ -188,6 +190,7 @@ pub fn run(config: Config) -> ! {
         lifecycle: lifecycle.clone(),
         bridges: bridges.clone(),
         push: push.clone(),
+        tasks,
     }
     .spawn(admin_listener)
     .unwrap_or_else(|e| fail(format!("cannot serve the admin listener: {e}")));

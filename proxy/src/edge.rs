@@ -11,11 +11,13 @@
 //!                          │  Deliver / CancelBridge: to the call waiting here or at a peer
 //!                          ├─ Listen / Push: push::stream, a listen stream fed by the
 //!                          │  fan-out; Subscribe: answered here, told to the peers
+//!                          ├─ Task(id): the task's replica, its own id restored (tasks);
+//!                          │  TaskGone: -32602 here
 //!                          └─ AnyReplica / Replica(id)
 //! exchange  retry: attempts until a replica answers (upstream::exchange, one attempt);
 //!           route::after_failure decides each next step, answer::Failure says it
 //! relay ─── relay (the policy, pure) + respond (the bytes): X-Served-By, session header,
-//!           SSE ids, server→client asks, tools/list learning, sealing on initialize
+//!           SSE ids, task ids, server→client asks, tools/list learning, sealing on initialize
 //! log ───── telemetry: metrics, access log; in-flight guards released (inflight)
 //! ```
 //!
@@ -30,8 +32,7 @@ use mcp_protocol::{sse, version::MODERN};
 
 use crate::{
     admit::{Admission, VERSION_PATH},
-    answer::Reply,
-    answer::Stop,
+    answer::{Failure, Reply, Stop},
     bridge::{self, Bridges, Delivery},
     downstream::client::Client,
     inflight::{Owners, Scope, Streams},
@@ -46,6 +47,7 @@ use crate::{
         access::AccessLog,
         metrics::{Event, Metrics},
     },
+    tasks::{self, Outcome, TaskCounts},
     tools::KnownTools,
 };
 
@@ -61,6 +63,7 @@ pub struct Edge {
     pub peers: Peers,
     pub bridges: Arc<Bridges>,
     pub push: Arc<Push>,
+    pub tasks: Arc<TaskCounts>,
     pub body_limit: usize,
     /// `None` with `--access-log off`.
     pub access: Option<AccessLog>,
@@ -146,6 +149,7 @@ impl Edge {
             SessionState::Live(view) => (admitted.token, Some(view)),
             _ => (None, None),
         };
+        let mut task = None;
         let target = match decision {
             Decision::Reply(reply) => {
                 if verb == Verb::Delete && reply.status == 200 {
@@ -156,6 +160,15 @@ impl Edge {
             }
             Decision::Replica(id) => Some(id),
             Decision::AnyReplica => None,
+            Decision::Task(id, raw) => {
+                task = Some(raw);
+                Some(id)
+            }
+            Decision::TaskGone => {
+                self.tasks.request(ctx.method, Outcome::Gone);
+                let reply = Failure::TaskGone.reply(ctx.id.as_deref());
+                return Ok(client.reply(&reply).await?);
+            }
             Decision::Bridge => {
                 let (Some(v), Some(m), Some(body)) =
                     (view.as_ref(), message.as_ref(), body.as_ref())
@@ -259,17 +272,27 @@ impl Edge {
             // It may name a call another process bridges; the replicas ignore what they never saw.
             self.peers.cancel(token, body);
         }
-        let body = body.as_ref().unwrap_or(&empty);
+        let restored = match (&task, &body) {
+            (Some(raw), Some(body)) => Some(tasks::restored(body, raw)),
+            _ => None,
+        };
+        let body = restored.as_ref().or(body.as_ref()).unwrap_or(&empty);
         let resume = resume.map(|(_, original)| original);
         let mut plan = Plan::new(body, target.as_ref(), view.as_ref(), resume);
         plan.attempt.safe = safe;
+        plan.attempt.task = task.is_some();
         plan.rewrite.drop_authorization = self.admission.auth.is_some();
+        plan.rewrite.name = task.as_deref();
         let is = |method| {
             message
                 .as_ref()
                 .is_some_and(|m| ctx.is_request && m.is(method))
         };
         let initialize = is("initialize") && !era.is_modern();
+        // Where a replica may name a task: a call that allows one, a poll of one.
+        let names_task = era.is_modern()
+            && (task.is_some() && is("tasks/get")
+                || is("tools/call") && message.as_ref().is_some_and(|m| m.declares_tasks));
         if initialize {
             ctx.profile = Profile::of_initialize(body);
         }
@@ -281,6 +304,7 @@ impl Edge {
             lists_tools: is("tools/list"),
             delete: verb == Verb::Delete,
             owned: plan.attempt.owned,
+            names_task,
         };
         let session = (token.as_deref(), view.as_ref());
         let result = self.forward(client, ctx, plan, policy, session).await;
@@ -299,13 +323,21 @@ impl Edge {
     ) -> Result<(), Stop> {
         // Boxed: the exchange's state (the replica's peer, 672 bytes, and the attempt) would
         // otherwise stay in this future for as long as the stream that follows it.
-        let mut response = Box::pin(retry::exchange(
+        let exchanged = Box::pin(retry::exchange(
             &self.upstream,
             client,
             &plan,
             &mut ctx.replica,
         ))
-        .await?;
+        .await;
+        if plan.attempt.task {
+            match &exchanged {
+                Ok(_) => self.tasks.request(ctx.method, Outcome::Routed),
+                Err(Stop::Answer(Failure::TaskGone)) => self.tasks.request(ctx.method, Outcome::Gone),
+                Err(_) => {}
+            }
+        }
+        let mut response = exchanged?;
         let replica = ctx.replica.clone().expect("a replica answered");
         let mut head = response.head();
         let (relay, shown) = Relay::head(
@@ -334,6 +366,7 @@ impl Edge {
             tools: &self.tools,
             sessions: &self.sessions,
             metrics: &self.metrics,
+            tasks: &self.tasks,
             ctx,
             replica: &replica.id,
         };

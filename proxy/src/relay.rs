@@ -11,6 +11,7 @@
 //! | head | `text/event-stream`: a stream (counted against the limits; a client request's stream records its replica); `Content-Length` dropped, since event ids grow |
 //! | body | SSE event ids become `<replica>/<id>`; server→client requests are reported ([`Chunk::asked`]) |
 //! | body | a successful `tools/list` is collected (up to [`LIST_LIMIT`]) for its annotations ([`Chunk::tools_list`]) |
+//! | body | where a task may be named (a 2026-07-28 `tools/call` declaring the tasks extension, a `tasks/get`): `result.taskId` gets the replica's id in front ([`mcp_protocol::tasks`]); a JSON body is held whole for it (up to [`TASK_HOLD_LIMIT`], `Content-Length` dropped), an SSE one rewritten event by event |
 
 use bytes::{Bytes, BytesMut};
 use mcp_protocol::{
@@ -23,6 +24,9 @@ use crate::{answer::Failure, tools::LIST_LIMIT};
 
 /// Most of an initialize response held back while waiting for its result.
 pub const INIT_HOLD_LIMIT: usize = 1 << 20;
+/// Most of a JSON response held to name its task (a `CreateTaskResult` is a few hundred bytes;
+/// a longer body is a plain result, passed on as it is).
+pub const TASK_HOLD_LIMIT: usize = 256 << 10;
 
 /// What the policy needs to know of the request.
 #[derive(Debug, Clone, Copy, Default)]
@@ -41,6 +45,8 @@ pub struct Request<'a> {
     pub delete: bool,
     /// Sent to the session's stateful owner.
     pub owned: bool,
+    /// A task may be named in the result: its id gets the replica's in front.
+    pub names_task: bool,
 }
 
 /// What the head showed.
@@ -59,12 +65,14 @@ pub struct Chunk {
     pub asked: Vec<String>,
     /// A whole `tools/list` response, to learn tool annotations from.
     pub tools_list: Option<BytesMut>,
+    /// A task was named in this chunk (a `CreateTaskResult`, or a `tasks/get` answer).
+    pub named_task: bool,
 }
 
 impl Chunk {
     /// Nothing for the edge to record (most chunks).
     pub fn is_empty(&self) -> bool {
-        self.asked.is_empty() && self.tools_list.is_none()
+        self.asked.is_empty() && self.tools_list.is_none() && !self.named_task
     }
 }
 
@@ -91,6 +99,8 @@ pub struct Relay {
     /// session id, until the session is sealed.
     init: Option<(BytesMut, Option<String>)>,
     tools_list: Option<BytesMut>,
+    /// A JSON response held whole to name its task, and the replica to name.
+    task: Option<(BytesMut, String)>,
 }
 
 impl Relay {
@@ -119,7 +129,14 @@ impl Relay {
         let stream = mcp_protocol::headers::is_sse(&head.headers);
         if stream {
             head.remove_header("content-length");
-            relay.sse = Some(sse::Scanner::new(request.replica));
+            let mut scanner = sse::Scanner::new(request.replica);
+            if request.names_task {
+                scanner = scanner.naming_tasks();
+            }
+            relay.sse = Some(scanner);
+        } else if request.names_task && ok {
+            head.remove_header("content-length");
+            relay.task = Some((BytesMut::new(), request.replica.to_owned()));
         }
         let outcome = Head {
             ends_session: (request.delete && ok) || (request.owned && status == 404),
@@ -153,7 +170,22 @@ impl Relay {
             let chunk = body.take().unwrap_or_default();
             let scanned = scanner.feed(&chunk, end);
             out.asked = scanned.server_requests;
+            out.named_task = scanned.named_task;
             *body = Some(scanned.out);
+        }
+        if let Some((held, replica)) = &mut self.task {
+            if let Some(chunk) = body.take() {
+                held.extend_from_slice(&chunk);
+            }
+            if end || held.len() > TASK_HOLD_LIMIT {
+                let held = held.split().freeze();
+                let named = end
+                    .then(|| mcp_protocol::tasks::name_in_response(&held, replica))
+                    .flatten();
+                out.named_task = named.is_some();
+                *body = Some(named.map_or(held, Bytes::from));
+                self.task = None;
+            }
         }
         out
     }
@@ -218,6 +250,7 @@ mod tests {
         lists_tools: false,
         delete: false,
         owned: false,
+        names_task: false,
     };
 
     #[test]
@@ -351,6 +384,44 @@ mod tests {
         assert_eq!(&list.unwrap()[..], b"{\"result\":{\"tools\":[]}}");
         let mut failed = policy(LIST, 500);
         assert!(feed(&mut failed, &b"{}"[..], true).tools_list.is_none());
+    }
+
+    const TASKS: Request = Request {
+        names_task: true,
+        ..R2
+    };
+
+    #[test]
+    fn a_created_task_is_named_for_its_replica_whether_json_or_sse() {
+        let created = &br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"abc","status":"working"}}"#[..];
+        let mut h = head(200, &[("content-length", "90")]);
+        let (mut relay, _) = Relay::head(&TASKS, &mut h);
+        assert_eq!(field(&h, "content-length"), None, "the length changes");
+        let (first, rest) = created.split_at(20);
+        let mut body = Some(Bytes::copy_from_slice(first));
+        assert!(!relay.chunk(&mut body, false).named_task);
+        assert!(body.is_none(), "held until the whole body is here");
+        let mut body = Some(Bytes::copy_from_slice(rest));
+        assert!(relay.chunk(&mut body, true).named_task);
+        assert!(std::str::from_utf8(&body.unwrap()).unwrap().contains(r#""taskId":"r2/abc""#));
+
+        let mut h = head(200, &[("content-type", "text/event-stream")]);
+        let (mut relay, _) = Relay::head(&TASKS, &mut h);
+        let event = [&b"event: message\ndata: "[..], created, b"\n\n"].concat();
+        let mut body = Some(Bytes::from(event));
+        assert!(relay.chunk(&mut body, true).named_task);
+        assert!(std::str::from_utf8(&body.unwrap()).unwrap().contains(r#"data: {"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"r2/abc""#));
+
+        // A plain result is passed on as it came; so is one too long to be a CreateTaskResult.
+        let plain = &br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#[..];
+        let mut relay = policy(TASKS, 200);
+        let mut body = Some(Bytes::from_static(plain));
+        assert!(!relay.chunk(&mut body, true).named_task);
+        assert_eq!(&body.unwrap()[..], plain);
+        let mut relay = policy(TASKS, 200);
+        let mut body = Some(Bytes::from(vec![b' '; TASK_HOLD_LIMIT + 1]));
+        relay.chunk(&mut body, false);
+        assert_eq!(body.unwrap().len(), TASK_HOLD_LIMIT + 1, "released unchanged");
     }
 
     #[test]

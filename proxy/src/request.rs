@@ -16,6 +16,7 @@ use crate::{
     relay::Chunk,
     route,
     session::{Owner, Profile, ReplicaId, SessionView, Sessions, Uid},
+    tasks::TaskCounts,
     telemetry::{
         access::{AccessLog, Bridged},
         metrics::{self, Event, Metrics},
@@ -180,6 +181,9 @@ impl route::Facts for Live<'_> {
     fn push_ready(&self) -> bool {
         self.push.ready()
     }
+    fn task_home(&self, replica: &str) -> bool {
+        self.replicas.answers(replica)
+    }
 }
 
 /// What the relay policy found, applied to the process's state.
@@ -188,12 +192,14 @@ pub struct Found<'a> {
     pub tools: &'a KnownTools,
     pub sessions: &'a Sessions,
     pub metrics: &'a Metrics,
+    pub tasks: &'a TaskCounts,
     pub ctx: &'a Ctx,
     pub replica: &'a ReplicaId,
 }
 
 impl Found<'_> {
-    /// A chunk's findings: server→client requests asked, a `tools/list` to learn from.
+    /// A chunk's findings: server→client requests asked, a `tools/list` to learn from, a task
+    /// created.
     pub fn apply(&self, chunk: Chunk) {
         if chunk.is_empty() {
             return;
@@ -204,6 +210,9 @@ impl Found<'_> {
         }
         if let Some(list) = chunk.tools_list {
             self.tools.learn(&list);
+        }
+        if chunk.named_task && self.ctx.method == "tools/call" {
+            self.tasks.created();
         }
     }
 

@@ -1,8 +1,9 @@
 //! The exchange phase: one attempt after another until a replica's response head arrives.
 //!
 //! ```text
-//! choose ─ the sticky target if healthy, else the next healthy replica not tried yet
-//!   └─ none → route::no_replica (503, or 404 for a session whose owner is gone)
+//! choose ─ the sticky target if healthy (a task's: if it answers), else the next healthy
+//!   │       replica not tried yet
+//!   └─ none → route::no_replica (503; 404 for a session whose owner is gone, -32602 for a task)
 //! connect ─ a pooled connection of this worker thread, or a new one
 //!   └─ Err → route::after_failure(Connect)
 //! upstream::exchange::send ─ head and body in one write, the response head read
@@ -114,11 +115,14 @@ pub async fn exchange(
             (true, Some(replica)) => replica.clone(),
             _ => {
                 let next = match plan.target {
-                    Some(id) => upstream.replicas.get(id).filter(|r| r.is_healthy()),
+                    Some(id) => upstream
+                        .replicas
+                        .get(id)
+                        .filter(|r| r.is_healthy() || (attempt.task && r.answers())),
                     None => upstream.replicas.pick(&tried),
                 };
                 let Some(replica) = next else {
-                    return Err(Stop::Answer(route::no_replica(attempt.owned)));
+                    return Err(Stop::Answer(route::no_replica(&attempt)));
                 };
                 *chosen = Some(replica.clone());
                 replica

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | POST, 2026-07-28 | header/body mismatch → 400 (-32020); else any replica (an incoming session id is ignored) |
 //! | POST `subscriptions/listen`, 2026-07-28, when a replica speaks it | served by mcp-edge's fan-out: one listen per replica per process, shared by every client |
+//! | POST `tasks/get`, `tasks/update`, `tasks/cancel`, 2026-07-28, declaring the tasks extension, for a task id mcp-edge gave out (`<replica>/<id>`) | that replica, with its own id back in the body and `Mcp-Name`, while it is in the set and answering (draining counts); else -32602 here: the task is gone with its replica |
 //! | POST `initialize` | any replica (the response gets a minted session) |
 //! | POST with an unknown/expired/ended session | 404: the client must re-initialize |
 //! | POST in a session owned by a stateful replica | that replica (gone → 404) |
@@ -60,6 +61,10 @@ pub enum Decision {
     Push,
     /// A legacy `resources/subscribe` (`true`) or `unsubscribe`, answered by the fan-out.
     Subscribe(bool),
+    /// A task request for a task of this replica ([`mcp::tasks`]), and the replica's own id.
+    Task(ReplicaId, String),
+    /// A task request for a task whose replica is gone: -32602 here.
+    TaskGone,
 }
 
 /// The HTTP verb, as far as routing cares.
@@ -127,6 +132,28 @@ pub trait Facts {
     /// Whether the fan-out serves listen streams (`--push` not off, a healthy replica speaks
     /// 2026-07-28).
     fn push_ready(&self) -> bool;
+    /// Whether `replica` is in the set and answers (healthy, or draining): its tasks' home.
+    fn task_home(&self, replica: &str) -> bool;
+}
+
+/// Where a 2026-07-28 task request goes: `None` when it names no task mcp-edge gave out (or
+/// does not declare the extension): any replica answers it (unknown task, or -32021).
+fn task(message: &Message<'_>, facts: &dyn Facts) -> Option<Decision> {
+    let names_task = message.kind == Kind::Request
+        && message.declares_tasks
+        && message
+            .method
+            .as_deref()
+            .is_some_and(|m| mcp::tasks::METHODS.contains(&m));
+    if !names_task {
+        return None;
+    }
+    let (replica, raw) = mcp::tasks::parse(message.name.as_deref()?)?;
+    Some(if facts.task_home(replica) {
+        Decision::Task(replica.into(), raw.to_owned())
+    } else {
+        Decision::TaskGone
+    })
 }
 
 /// The methods a 2026-07-28 server may answer with `input_required`.
@@ -208,6 +235,9 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
         if message.kind == Kind::Request && message.is("subscriptions/listen") && facts.push_ready()
         {
             return Decision::Listen;
+        }
+        if let Some(decision) = task(message, facts) {
+            return decision;
         }
         // Sessions do not exist in this revision: an incoming Mcp-Session-Id is ignored.
         return Decision::AnyReplica;
@@ -362,6 +392,8 @@ pub struct Attempt {
     pub reused: bool,
     /// This attempt is already the one more try on a new connection to the same replica.
     pub fresh_retry: bool,
+    /// It names a task of this replica: without the replica, the task is gone.
+    pub task: bool,
 }
 
 /// Where a failed attempt had got to.
@@ -389,6 +421,7 @@ pub enum Next {
 /// | stage | attempt | next | counts against the replica |
 /// |---|---|---|---|
 /// | connect | the session's stateful owner | answer 404: the session is gone | yes |
+/// | connect | a task request, to the task's replica | answer -32602: the task is gone | yes |
 /// | connect | pinned, or the retry of a broken pooled connection that was not safe | answer 502, not repeated | yes |
 /// | connect | otherwise (nothing was sent) | another replica | yes |
 /// | exchange | a pooled connection, not a timeout, not yet retried | the same replica, new connection | no |
@@ -398,6 +431,7 @@ pub fn after_failure(attempt: &Attempt, stage: Stage, error: Box<Error>) -> (Nex
     let timeout = is_timeout(error.etype());
     match stage {
         Stage::Connect if attempt.owned => (Next::Answer(Failure::SessionGone), true),
+        Stage::Connect if attempt.task => (Next::Answer(Failure::TaskGone), true),
         Stage::Connect if attempt.pinned || (attempt.fresh_retry && !attempt.safe) => {
             (Next::Answer(Failure::Unreachable(error)), true)
         }
@@ -413,9 +447,11 @@ pub fn after_failure(attempt: &Attempt, stage: Stage, error: Box<Error>) -> (Nex
 }
 
 /// The answer when no replica is left to try.
-pub fn no_replica(owned: bool) -> Failure {
-    if owned {
+pub fn no_replica(attempt: &Attempt) -> Failure {
+    if attempt.owned {
         Failure::SessionGone
+    } else if attempt.task {
+        Failure::TaskGone
     } else {
         Failure::NoReplica
     }
@@ -462,6 +498,9 @@ mod tests {
         }
         fn push_ready(&self) -> bool {
             self.push
+        }
+        fn task_home(&self, replica: &str) -> bool {
+            !self.dead.contains(&replica)
         }
     }
 
@@ -614,6 +653,46 @@ mod tests {
             panic!("{d:?}")
         };
         assert_eq!((reply.status, reply.id()), (404, Some("1")));
+    }
+
+    #[test]
+    fn a_task_request_goes_to_the_replica_its_id_names_or_is_gone_with_it() {
+        let facts = Live {
+            dead: vec!["r3"],
+            ..Live::default()
+        };
+        let v = Some("2026-07-28");
+        let body = |method: &str, id: &str, declared: bool| {
+            let caps = if declared {
+                r#""io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}},"#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"taskId":"{id}","_meta":{{{caps}"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}}}}"#
+            )
+            .into_bytes()
+        };
+        let none = &SessionState::None;
+        for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
+            assert_eq!(
+                route(Verb::Post, &body(method, "r2/abc", true), none, v, &facts),
+                Decision::Task("r2".into(), "abc".into()),
+                "{method}"
+            );
+            assert_eq!(
+                route(Verb::Post, &body(method, "r3/abc", true), none, v, &facts),
+                Decision::TaskGone,
+                "{method}: its replica is gone"
+            );
+        }
+        for (body, why) in [
+            (body("tasks/get", "abc", true), "an id mcp-edge did not give out"),
+            (body("tasks/get", "r2/abc", false), "no declaration: the replica answers -32021"),
+            (body("tasks/list", "r2/abc", true), "not a method naming a task (-32601 from a replica)"),
+        ] {
+            assert_eq!(route(Verb::Post, &body, none, v, &facts), Decision::AnyReplica, "{why}");
+        }
     }
 
     #[test]
@@ -936,6 +1015,7 @@ mod tests {
             let next = match next {
                 Next::SameReplica => "same",
                 Next::OtherReplica => "other",
+                Next::Answer(Failure::TaskGone) => "task gone",
                 Next::Answer(f) => match f.reply(None).status {
                     404 => "404",
                     502 => "502",
@@ -969,7 +1049,22 @@ mod tests {
             fresh_retry: true,
             ..plain
         };
+        let task = Attempt {
+            task: true,
+            pinned: true,
+            ..plain
+        };
         let table = [
+            (task, Stage::Connect, refused(), ("task gone", true)),
+            (
+                Attempt {
+                    fresh_retry: true,
+                    ..task
+                },
+                Stage::Connect,
+                refused(),
+                ("task gone", true),
+            ),
             (plain, Stage::Connect, refused(), ("other", true)),
             (pinned, Stage::Connect, refused(), ("502", true)),
             (owned, Stage::Connect, refused(), ("404", true)),
@@ -998,7 +1093,8 @@ mod tests {
                 "{attempt:?} {stage:?}"
             );
         }
-        assert_eq!(no_replica(true).reply(None).status, 404);
-        assert_eq!(no_replica(false).reply(None).status, 503);
+        assert_eq!(no_replica(&owned).reply(None).status, 404);
+        assert_eq!(no_replica(&plain).reply(None).status, 503);
+        assert_eq!(no_replica(&task).reply(None).error.unwrap().code, -32602);
     }
 }

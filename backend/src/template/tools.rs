@@ -1,5 +1,6 @@
 //! The template's tools: `echo`, the one users copy; `confirm` and `summarize`, the ones to copy
-//! for a tool that asks the user (elicitation) or the client's model (sampling); and the helpers
+//! for a tool that asks the user (elicitation) or the client's model (sampling); `report`, the one
+//! to copy for long-running work (a task, polled by the client, with progress); and the helpers
 //! that streaming tests and benchmarks need (`sleep`, `progress`, `payload`).
 //!
 //! A tool that asks is a multi round-trip request (2026-07-28): its first answer is
@@ -15,7 +16,9 @@
 //! description, an argument struct deriving `Deserialize` + `JsonSchema`, and a body returning
 //! `CallToolResult` (use `CallToolResult::error` for failures the caller should read). Annotate
 //! read-only or idempotent tools: mcp-edge retries such calls on another replica when a
-//! connection breaks before any response byte.
+//! connection breaks before any response byte. Work that takes longer than a request should
+//! wait returns `self.long(&ctx, Support::Optional, |job| async move { … })` (see `report` and
+//! [`crate::tasks`]): a client with the tasks extension gets a task id at once and polls.
 
 use std::time::Duration;
 
@@ -34,7 +37,10 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::backend::Backend;
+use crate::{
+    backend::Backend,
+    tasks::{Support, TaskExit},
+};
 
 /// Largest `payload` the helper produces (bytes).
 pub const MAX_PAYLOAD: usize = 16 * 1024 * 1024;
@@ -74,6 +80,27 @@ pub struct ProgressArgs {
 pub struct PayloadArgs {
     /// Size of the returned text in bytes (at most 16 MiB).
     pub bytes: usize,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ReportArgs {
+    /// What the report is about.
+    pub topic: String,
+    /// Sections to write (1 to 100), one after the other.
+    #[serde(default = "three")]
+    #[schemars(range(min = 1, max = 100))]
+    pub sections: u32,
+    /// Milliseconds each section takes (at most 60000 in total).
+    #[serde(default = "second")]
+    pub section_ms: u64,
+}
+
+fn three() -> u32 {
+    3
+}
+
+fn second() -> u64 {
+    1_000
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -286,6 +313,43 @@ impl Backend {
             ));
         }
         text(payload_text(args.bytes))
+    }
+
+    #[tool(
+        description = "Write a report on `topic`, one section at a time: long-running work. With the tasks extension it runs as a task (poll tasks/get; statusMessage says how far it is; tasks/cancel stops it); without, the call waits (progress notifications when asked for)."
+    )]
+    async fn report(
+        &self,
+        Parameters(args): Parameters<ReportArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        if !(1..=100).contains(&args.sections) {
+            return Ok(tool_error(format!(
+                "sections must be between 1 and 100, got {}",
+                args.sections
+            ))
+            .into());
+        }
+        if args.section_ms.saturating_mul(args.sections as u64) > MAX_SLEEP_MS {
+            return Ok(tool_error(format!(
+                "sections × section_ms must be at most {MAX_SLEEP_MS} ms"
+            ))
+            .into());
+        }
+        self.long(&ctx, Support::Optional, move |job| async move {
+            let mut report = format!("# {}\n", args.topic);
+            for n in 1..=args.sections {
+                tokio::select! {
+                    _ = job.cancelled() => return Err(TaskExit::Cancelled),
+                    _ = tokio::time::sleep(Duration::from_millis(args.section_ms)) => {}
+                }
+                report.push_str(&format!("\n## Section {n}\n…\n"));
+                job.progress(n, args.sections, format!("section {n} of {}", args.sections))
+                    .await;
+            }
+            Ok(text(report))
+        })
+        .await
     }
 }
 

@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use mcp_protocol::headers::{LAST_EVENT_ID, PROTOCOL_VERSION, SESSION_ID};
+use mcp_protocol::headers::{LAST_EVENT_ID, NAME, PROTOCOL_VERSION, SESSION_ID};
 use pingora::{
     Error, ErrorType, Result,
     http::{RequestHeader, ResponseHeader},
@@ -58,6 +58,8 @@ pub struct Rewrite<'a> {
     pub last_event_id: Option<&'a str>,
     /// Whether `Authorization` stays here (it was the edge's own credential).
     pub drop_authorization: bool,
+    /// `Mcp-Name`, replacing the client's when it sent one (a task's id as its replica knows it).
+    pub name: Option<&'a str>,
 }
 
 /// The replica's request as bytes on the wire, head then the whole body, written straight from
@@ -89,6 +91,10 @@ pub fn request_to_wire(request: &RequestHeader, rewrite: &Rewrite, body: &[u8]) 
             "host" | "expect" | "content-length" | SESSION_ID => continue,
             "authorization" if rewrite.drop_authorization => continue,
             LAST_EVENT_ID if rewrite.last_event_id.is_some() => continue,
+            NAME if let Some(name) = rewrite.name => {
+                field(&mut wire, NAME, name.as_bytes());
+                continue;
+            }
             PROTOCOL_VERSION => has_version = true,
             _ => {}
         }
@@ -191,6 +197,7 @@ mod tests {
         version: None,
         last_event_id: None,
         drop_authorization: false,
+        name: None,
     };
 
     fn text(wire: &[u8]) -> String {
@@ -253,6 +260,7 @@ mod tests {
             ("Mcp-Session-Id", "client-token"),
             ("Last-Event-ID", "r2/41"),
             ("Authorization", "Bearer edge-secret"),
+            ("Mcp-Name", "r2/task-7"),
         ] {
             request.append_header(name, value).unwrap();
         }
@@ -261,6 +269,7 @@ mod tests {
             version: Some("2025-06-18"),
             last_event_id: Some("41"),
             drop_authorization: true,
+            name: Some("task-7"),
             ..PLAIN
         };
         let wire = text(&request_to_wire(&request, &rewrite, b""));
@@ -277,6 +286,10 @@ mod tests {
             "{wire}"
         );
         assert!(!wire.contains("edge-secret"), "{wire}");
+        assert!(
+            wire.contains("mcp-name: task-7\r\n") && !wire.contains("r2/task-7"),
+            "{wire}"
+        );
 
         // A version the client sent is the one the replica gets.
         request

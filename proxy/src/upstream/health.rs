@@ -41,6 +41,7 @@ impl HealthCheck {
         let probes = replicas.iter().map(|replica| async move {
             let verdict = probe(replica, &self.path, self.timeout).await;
             let passed = matches!(verdict, Ok(status) if status < 500);
+            replica.set_answering(verdict.is_ok());
             if !passed && replica.is_healthy() {
                 tracing::warn!(replica = %replica.id, ?verdict, "health check failed");
             }

@@ -51,6 +51,9 @@ pub struct Replica {
     /// Its `server/discover` declared a change it announces on listen streams (a list's
     /// `listChanged`, or `resources.subscribe`): the fan-out follows only such replicas.
     pushes: AtomicBool,
+    /// Its last health check got an HTTP answer, passing or not (a draining replica's 503):
+    /// the process is there to serve its tasks.
+    answering: AtomicBool,
 }
 
 impl Replica {
@@ -75,6 +78,7 @@ impl Replica {
             ejected_at: AtomicU64::new(0),
             modern: AtomicBool::new(false),
             pushes: AtomicBool::new(false),
+            answering: AtomicBool::new(healthy),
         }
     }
 
@@ -98,6 +102,16 @@ impl Replica {
 
     pub fn set_pushes(&self, pushes: bool) {
         self.pushes.store(pushes, Ordering::Relaxed);
+    }
+
+    /// Healthy, or at least answering health checks (draining): it can serve its own tasks.
+    pub fn answers(&self) -> bool {
+        self.is_healthy() || self.answering.load(Ordering::Relaxed)
+    }
+
+    /// Record whether a health check got an HTTP answer.
+    pub fn set_answering(&self, answering: bool) {
+        self.answering.store(answering, Ordering::Relaxed);
     }
 }
 
@@ -321,6 +335,12 @@ impl Replicas {
     /// In the set and healthy: able to serve what it owns.
     pub fn is_alive(&self, id: &str) -> bool {
         self.get(id).is_some_and(|r| r.is_healthy())
+    }
+
+    /// In the set and answering, healthy or not (a draining replica still answers): able to
+    /// serve the tasks it runs.
+    pub fn answers(&self, id: &str) -> bool {
+        self.get(id).is_some_and(|r| r.answers())
     }
 
     pub fn healthy_count(&self) -> usize {

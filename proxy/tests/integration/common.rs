@@ -456,6 +456,11 @@ pub struct Backend {
 
 impl Backend {
     pub fn spawn(id: &str, addr: SocketAddr) -> Self {
+        Self::with_grace(id, addr, 1)
+    }
+
+    /// [`Backend::spawn`] with a drain of `grace` seconds after SIGTERM.
+    pub fn with_grace(id: &str, addr: SocketAddr, grace: u32) -> Self {
         let child = Command::new(backend_bin())
             .args([
                 "--listen",
@@ -463,7 +468,7 @@ impl Backend {
                 "--replica-id",
                 id,
                 "--grace-seconds",
-                "1",
+                &grace.to_string(),
                 "--log",
                 "error",
             ])
@@ -504,8 +509,26 @@ impl Backend {
 
     /// SIGTERM; the exit status once it drained.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.signal(libc::SIGTERM);
         self.child.wait().unwrap()
+    }
+
+    pub fn signal(&self, signal: i32) {
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Its exit status, if it exits within `limit`.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn restart(&mut self) {

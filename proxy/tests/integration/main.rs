@@ -8,6 +8,8 @@
 //! - [`failover`]: replicas that come, go and die; DNS discovery; SIGTERM.
 //! - [`push`]: list changes and resource updates fanned out from one listen per replica to
 //!   2026-07-28 listen streams and legacy GET streams, across replicas and processes.
+//! - [`tasks`]: long-running calls as tasks, polled through either of two processes on the
+//!   replica that runs them; replicas that die or drain with tasks running.
 //! - [`operate`]: metrics, the access log, rate and header limits, slow headers, hostile
 //!   requests, memory bounds.
 
@@ -17,3 +19,4 @@ mod edge;
 mod failover;
 mod operate;
 mod push;
+mod tasks;

@@ -1,0 +1,118 @@
+//! Tasks over replicas (the tasks extension, SEP-2663): a task lives in the replica that runs
+//! it, so mcp-edge hands out task ids that name that replica and sends each `tasks/get`,
+//! `tasks/update` and `tasks/cancel` there — from any process, with no shared store.
+//!
+//! - the id: [`mcp_protocol::tasks`] (`<replica>/<the replica's id>`, spliced into the bytes);
+//! - where a task request goes: [`crate::route`] (`Decision::Task`, or `TaskGone`);
+//! - the replica's own id back in the request: [`restored`] (body and `Mcp-Name`);
+//! - the replica named in the answer: [`crate::relay`] (`result.taskId`);
+//! - a replica that cannot be reached: [`crate::route::after_failure`] (`Failure::TaskGone`);
+//! - what happened: [`TaskCounts`], rendered with the metrics.
+
+use std::{
+    fmt::Write,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use bytes::Bytes;
+use mcp_protocol::tasks::{self, METHODS};
+
+/// The request body with the replica's own task id `raw` in `params.taskId`.
+pub fn restored(body: &Bytes, raw: &str) -> Bytes {
+    tasks::restore_in_request(body, raw).map_or_else(|| body.clone(), Bytes::from)
+}
+
+/// How a task request ended at mcp-edge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Sent to the replica its id names.
+    Routed = 0,
+    /// Answered -32602 here: that replica is gone, and the task with it.
+    Gone = 1,
+}
+
+/// Counters of the tasks that passed through this process.
+#[derive(Debug, Default)]
+pub struct TaskCounts {
+    created: AtomicU64,
+    /// By [`METHODS`] index and [`Outcome`].
+    requests: [[AtomicU64; 2]; 3],
+}
+
+impl TaskCounts {
+    /// A replica created a task (its `CreateTaskResult` passed, its id named).
+    pub fn created(&self) {
+        self.created.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A task request (`method` one of [`METHODS`]) ended with `outcome`.
+    pub fn request(&self, method: &str, outcome: Outcome) {
+        if let Some(i) = METHODS.iter().position(|m| *m == method) {
+            self.requests[i][outcome as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Prometheus text: `mcp_edge_tasks_created_total`, `mcp_edge_task_requests_total` by
+    /// method and outcome, and `mcp_edge_tasks_lost_total`.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP mcp_edge_tasks_created_total Tasks replicas created through this process (CreateTaskResult relayed, its id naming the replica).\n# TYPE mcp_edge_tasks_created_total counter\nmcp_edge_tasks_created_total {}",
+            load(&self.created)
+        );
+        out.push_str("# HELP mcp_edge_task_requests_total tasks/get, tasks/update and tasks/cancel for ids mcp-edge gave out: routed to the replica the id names, or answered -32602 here because that replica is gone.\n# TYPE mcp_edge_task_requests_total counter\n");
+        for (i, method) in METHODS.iter().enumerate() {
+            for (outcome, name) in [(Outcome::Routed, "routed"), (Outcome::Gone, "gone")] {
+                let _ = writeln!(
+                    out,
+                    r#"mcp_edge_task_requests_total{{method="{method}",outcome="{name}"}} {}"#,
+                    load(&self.requests[i][outcome as usize])
+                );
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mcp_edge_tasks_lost_total Polls (tasks/get) of tasks lost with their replica: a poller stops at the first, so this counts lost tasks as their clients learnt it.\n# TYPE mcp_edge_tasks_lost_total counter\nmcp_edge_tasks_lost_total {}",
+            load(&self.requests[0][Outcome::Gone as usize])
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_restored_request_carries_the_replica_s_id_and_the_rest_unchanged() {
+        let body = Bytes::from_static(
+            br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"r2/abc"}}"#,
+        );
+        assert_eq!(
+            &restored(&body, "abc")[..],
+            br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"abc"}}"#
+        );
+    }
+
+    #[test]
+    fn counts_render_by_method_and_outcome() {
+        let counts = TaskCounts::default();
+        counts.created();
+        counts.request("tasks/get", Outcome::Routed);
+        counts.request("tasks/get", Outcome::Gone);
+        counts.request("tasks/cancel", Outcome::Gone);
+        counts.request("tasks/list", Outcome::Routed);
+        let text = counts.render();
+        for line in [
+            "mcp_edge_tasks_created_total 1",
+            r#"mcp_edge_task_requests_total{method="tasks/get",outcome="routed"} 1"#,
+            r#"mcp_edge_task_requests_total{method="tasks/cancel",outcome="gone"} 1"#,
+            r#"mcp_edge_task_requests_total{method="tasks/update",outcome="routed"} 0"#,
+            "mcp_edge_tasks_lost_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+}
