@@ -88,7 +88,10 @@ impl Replica {
             drain.drain();
             let _ = draining_tx.send(());
             if tasks.running() > 0 {
-                tracing::info!(tasks = tasks.running(), "draining: answering polls until the tasks end");
+                tracing::info!(
+                    tasks = tasks.running(),
+                    "draining: answering polls until the tasks end"
+                );
                 tasks.settle().await;
             }
         });

@@ -131,7 +131,9 @@ fn declared(ctx: &RequestContext<RoleServer>) -> bool {
 
 /// `-32021`: the extension is required.
 pub fn required() -> ErrorData {
-    ErrorData::missing_required_client_capability(ClientCapabilities::builder().enable_tasks().build())
+    ErrorData::missing_required_client_capability(
+        ClientCapabilities::builder().enable_tasks().build(),
+    )
 }
 
 impl Backend {
@@ -148,14 +150,17 @@ impl Backend {
         Fut: Future<Output = Result<CallToolResult, TaskExit>> + Send + 'static,
     {
         if declared(ctx) {
-            let task = self.tasks().manager().spawn(TaskOptions::default(), |task| {
-                let job = Job {
-                    task: Some(task),
-                    progress: None,
-                    cancelled: CancellationToken::new(),
-                };
-                work(job).boxed()
-            });
+            let task = self
+                .tasks()
+                .manager()
+                .spawn(TaskOptions::default(), |task| {
+                    let job = Job {
+                        task: Some(task),
+                        progress: None,
+                        cancelled: CancellationToken::new(),
+                    };
+                    work(job).boxed()
+                });
             return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
         }
         if support == Support::Required {

@@ -200,7 +200,8 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
     let params = raw.params;
     let (name, init_version, meta_version, cancels, declares_tasks) = match params {
         Some(p) => {
-            let (version, capabilities) = p.meta.map_or((None, None), |m| (m.version, m.capabilities));
+            let (version, capabilities) =
+                p.meta.map_or((None, None), |m| (m.version, m.capabilities));
             let declares_tasks = capabilities
                 .and_then(|c| c.extensions)
                 .is_some_and(|e| e.tasks.is_some());
@@ -347,10 +348,12 @@ mod tests {
     #[test]
     fn a_task_request_names_its_task_and_says_whether_it_declares_the_extension() {
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"r1/abc","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}}"#).unwrap();
-        assert_eq!((m.name.as_deref(), m.declares_tasks), (Some("r1/abc"), true));
         assert_eq!(
+            (m.name.as_deref(), m.declares_tasks),
+            (Some("r1/abc"), true)
+        );
+        assert!(
             header_mismatch(&m, Some("2026-07-28"), None, Some("r1/other")).is_some(),
-            true,
             "Mcp-Name carries the task id"
         );
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"x","_meta":{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"other/ext":{}}}}}}"#).unwrap();

@@ -128,7 +128,10 @@ mod tests {
         let polled = br#"{"jsonrpc":"2.0","id":"q","result":{"resultType":"complete","status":"completed","taskId":"abc","result":{"content":[{"type":"text","text":"taskId"}]}}}"#;
         let named = String::from_utf8(name_in_response(polled, "r3").unwrap()).unwrap();
         assert!(named.contains(r#""taskId":"r3/abc""#), "{named}");
-        assert!(named.ends_with(r#""text":"taskId"}]}}}"#), "the rest is untouched");
+        assert!(
+            named.ends_with(r#""text":"taskId"}]}}}"#),
+            "the rest is untouched"
+        );
     }
 
     #[test]
@@ -152,11 +155,15 @@ mod tests {
             String::from_utf8(restored).unwrap(),
             r#"{"jsonrpc":"2.0","id":5,"method":"tasks/get","params":{"taskId":"abc","_meta":{"k":"taskId"}}}"#
         );
-        let escaped = br#"{"jsonrpc":"2.0","id":5,"method":"tasks/cancel","params":{"taskId":"r2\/abc"}}"#;
+        let escaped =
+            br#"{"jsonrpc":"2.0","id":5,"method":"tasks/cancel","params":{"taskId":"r2\/abc"}}"#;
         let restored = restore_in_request(escaped, "abc").unwrap();
         assert!(restored.ends_with(br#"{"taskId":"abc"}}"#));
         assert_eq!(
-            restore_in_request(br#"{"jsonrpc":"2.0","id":5,"method":"tasks/get","params":{}}"#, "abc"),
+            restore_in_request(
+                br#"{"jsonrpc":"2.0","id":5,"method":"tasks/get","params":{}}"#,
+                "abc"
+            ),
             None
         );
     }

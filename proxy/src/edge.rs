@@ -43,11 +43,11 @@ use crate::{
     retry::{self, Plan, Upstream},
     route::{self, Decision, SessionState, Verb},
     session::{Profile, SessionView, Sessions, peers::Peers},
+    tasks::{self, Outcome, TaskCounts},
     telemetry::{
         access::AccessLog,
         metrics::{Event, Metrics},
     },
-    tasks::{self, Outcome, TaskCounts},
     tools::KnownTools,
 };
 
@@ -333,7 +333,9 @@ impl Edge {
         if plan.attempt.task {
             match &exchanged {
                 Ok(_) => self.tasks.request(ctx.method, Outcome::Routed),
-                Err(Stop::Answer(Failure::TaskGone)) => self.tasks.request(ctx.method, Outcome::Gone),
+                Err(Stop::Answer(Failure::TaskGone)) => {
+                    self.tasks.request(ctx.method, Outcome::Gone)
+                }
                 Err(_) => {}
             }
         }

@@ -403,14 +403,20 @@ mod tests {
         assert!(body.is_none(), "held until the whole body is here");
         let mut body = Some(Bytes::copy_from_slice(rest));
         assert!(relay.chunk(&mut body, true).named_task);
-        assert!(std::str::from_utf8(&body.unwrap()).unwrap().contains(r#""taskId":"r2/abc""#));
+        assert!(
+            std::str::from_utf8(&body.unwrap())
+                .unwrap()
+                .contains(r#""taskId":"r2/abc""#)
+        );
 
         let mut h = head(200, &[("content-type", "text/event-stream")]);
         let (mut relay, _) = Relay::head(&TASKS, &mut h);
         let event = [&b"event: message\ndata: "[..], created, b"\n\n"].concat();
         let mut body = Some(Bytes::from(event));
         assert!(relay.chunk(&mut body, true).named_task);
-        assert!(std::str::from_utf8(&body.unwrap()).unwrap().contains(r#"data: {"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"r2/abc""#));
+        assert!(std::str::from_utf8(&body.unwrap()).unwrap().contains(
+            r#"data: {"jsonrpc":"2.0","id":1,"result":{"resultType":"task","taskId":"r2/abc""#
+        ));
 
         // A plain result is passed on as it came; so is one too long to be a CreateTaskResult.
         let plain = &br#"{"jsonrpc":"2.0","id":1,"result":{"content":[]}}"#[..];
@@ -421,7 +427,11 @@ mod tests {
         let mut relay = policy(TASKS, 200);
         let mut body = Some(Bytes::from(vec![b' '; TASK_HOLD_LIMIT + 1]));
         relay.chunk(&mut body, false);
-        assert_eq!(body.unwrap().len(), TASK_HOLD_LIMIT + 1, "released unchanged");
+        assert_eq!(
+            body.unwrap().len(),
+            TASK_HOLD_LIMIT + 1,
+            "released unchanged"
+        );
     }
 
     #[test]

@@ -687,11 +687,24 @@ mod tests {
             );
         }
         for (body, why) in [
-            (body("tasks/get", "abc", true), "an id mcp-edge did not give out"),
-            (body("tasks/get", "r2/abc", false), "no declaration: the replica answers -32021"),
-            (body("tasks/list", "r2/abc", true), "not a method naming a task (-32601 from a replica)"),
+            (
+                body("tasks/get", "abc", true),
+                "an id mcp-edge did not give out",
+            ),
+            (
+                body("tasks/get", "r2/abc", false),
+                "no declaration: the replica answers -32021",
+            ),
+            (
+                body("tasks/list", "r2/abc", true),
+                "not a method naming a task (-32601 from a replica)",
+            ),
         ] {
-            assert_eq!(route(Verb::Post, &body, none, v, &facts), Decision::AnyReplica, "{why}");
+            assert_eq!(
+                route(Verb::Post, &body, none, v, &facts),
+                Decision::AnyReplica,
+                "{why}"
+            );
         }
     }
 

@@ -143,11 +143,7 @@ impl Backend {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         self.long(&ctx, Support::Required, move |job| async move {
-            let question = elicit(
-                &format!("Delete {}?", args.filename),
-                "confirm",
-                "boolean",
-            );
+            let question = elicit(&format!("Delete {}?", args.filename), "confirm", "boolean");
             let answer = job.ask("confirm", question).await?;
             Ok(match confirmed(&answer) {
                 Ok(true) => text(format!("Deleted {}", args.filename)),
@@ -187,7 +183,10 @@ impl Backend {
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let Some(answer) = answer(r.as_ref(), "user_name")? else {
-            if !ctx.client_capabilities().is_some_and(|c| c.supports_tasks()) {
+            if !ctx
+                .client_capabilities()
+                .is_some_and(|c| c.supports_tasks())
+            {
                 return Err(crate::tasks::required());
             }
             return Ok(input_required(

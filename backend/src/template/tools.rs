@@ -344,8 +344,12 @@ impl Backend {
                     _ = tokio::time::sleep(Duration::from_millis(args.section_ms)) => {}
                 }
                 report.push_str(&format!("\n## Section {n}\n…\n"));
-                job.progress(n, args.sections, format!("section {n} of {}", args.sections))
-                    .await;
+                job.progress(
+                    n,
+                    args.sections,
+                    format!("section {n} of {}", args.sections),
+                )
+                .await;
             }
             Ok(text(report))
         })

@@ -132,7 +132,10 @@ async fn fifty_tasks_polled_through_two_processes_each_reach_the_replica_that_ru
         }
     }))
     .await;
-    assert!(polls.iter().all(|&n| n >= 2), "polled through both: {polls:?}");
+    assert!(
+        polls.iter().all(|&n| n >= 2),
+        "polled through both: {polls:?}"
+    );
 
     for edge in [&a, &b] {
         assert_eq!(metric(edge, "mcp_edge_tasks_created_total").await, 25.0);
@@ -158,10 +161,20 @@ async fn a_task_request_is_checked_and_restored_for_its_replica() {
     assert_eq!((mismatch.status, mismatch.error_code()), (400, -32020));
     // Cancel and update reach the replica with its own id (an unknown one would be -32602).
     let ack = request(&edge.url, "tasks/cancel", &id, json!({"taskId": id})).await;
-    assert_eq!(ack.json()["result"], json!({"resultType": "complete"}), "{}", ack.body);
+    assert_eq!(
+        ack.json()["result"],
+        json!({"resultType": "complete"}),
+        "{}",
+        ack.body
+    );
     let update = json!({"taskId": id, "inputResponses": {}});
     let ack = request(&edge.url, "tasks/update", &id, update).await;
-    assert_eq!(ack.json()["result"]["resultType"], "complete", "{}", ack.body);
+    assert_eq!(
+        ack.json()["result"]["resultType"],
+        "complete",
+        "{}",
+        ack.body
+    );
     wait_for(10, "the cancelled status", || {
         let (url, id) = (edge.url.clone(), id.clone());
         async move { get(&url, &id).await.json()["result"]["status"] == "cancelled" }
@@ -192,7 +205,8 @@ async fn a_replica_that_dies_takes_its_tasks_and_says_so_while_the_others_comple
     ready(&backends).await;
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let edge = start(&args).await;
-    let ids = futures::future::join_all((0..6).map(|i| create(&edge.url, 2, format!("d{i}")))).await;
+    let ids =
+        futures::future::join_all((0..6).map(|i| create(&edge.url, 2, format!("d{i}")))).await;
     let home = |id: &str| id.split_once('/').unwrap().0.to_owned();
     let dead = home(&ids[0]);
     let victim = backends
@@ -214,7 +228,12 @@ async fn a_replica_that_dies_takes_its_tasks_and_says_so_while_the_others_comple
                 "{error}"
             );
         } else {
-            assert_eq!(answer.json()["result"]["status"], "working", "{}", answer.body);
+            assert_eq!(
+                answer.json()["result"]["status"],
+                "working",
+                "{}",
+                answer.body
+            );
         }
     }
     eprintln!(
