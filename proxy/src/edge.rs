@@ -272,10 +272,7 @@ impl Edge {
             // It may name a call another process bridges; the replicas ignore what they never saw.
             self.peers.cancel(token, body);
         }
-        let restored = match (&task, &body) {
-            (Some(raw), Some(body)) => Some(tasks::restored(body, raw)),
-            _ => None,
-        };
+        let restored = tasks::restored(body.as_ref(), task.as_deref());
         let body = restored.as_ref().or(body.as_ref()).unwrap_or(&empty);
         let resume = resume.map(|(_, original)| original);
         let mut plan = Plan::new(body, target.as_ref(), view.as_ref(), resume);
@@ -289,10 +286,7 @@ impl Edge {
                 .is_some_and(|m| ctx.is_request && m.is(method))
         };
         let initialize = is("initialize") && !era.is_modern();
-        // Where a replica may name a task: a call that allows one, a poll of one.
-        let names_task = era.is_modern()
-            && (task.is_some() && is("tasks/get")
-                || is("tools/call") && message.as_ref().is_some_and(|m| m.declares_tasks));
+        let names_task = era.is_modern() && tasks::may_name(message.as_ref(), task.is_some());
         if initialize {
             ctx.profile = Profile::of_initialize(body);
         }
@@ -331,13 +325,7 @@ impl Edge {
         ))
         .await;
         if plan.attempt.task {
-            match &exchanged {
-                Ok(_) => self.tasks.request(ctx.method, Outcome::Routed),
-                Err(Stop::Answer(Failure::TaskGone)) => {
-                    self.tasks.request(ctx.method, Outcome::Gone)
-                }
-                Err(_) => {}
-            }
+            self.tasks.exchanged(ctx.method, &exchanged);
         }
         let mut response = exchanged?;
         let replica = ctx.replica.clone().expect("a replica answered");

@@ -15,11 +15,26 @@ use std::{
 };
 
 use bytes::Bytes;
-use mcp_protocol::tasks::{self, METHODS};
+use mcp_protocol::{
+    Kind, Message,
+    tasks::{self, METHODS},
+};
 
-/// The request body with the replica's own task id `raw` in `params.taskId`.
-pub fn restored(body: &Bytes, raw: &str) -> Bytes {
-    tasks::restore_in_request(body, raw).map_or_else(|| body.clone(), Bytes::from)
+use crate::answer::{Failure, Stop};
+
+/// For a request to a task's replica (`raw`: the replica's own id), the body with that id in
+/// `params.taskId`; `None` otherwise (or when the body has no such field: sent as it is).
+pub fn restored(body: Option<&Bytes>, raw: Option<&str>) -> Option<Bytes> {
+    tasks::restore_in_request(body?, raw?).map(Bytes::from)
+}
+
+/// Whether a 2026-07-28 request's answer may name a task: a `tools/call` whose client allows
+/// tasks, or a `tasks/get` routed to its task's replica (`routed`).
+pub fn may_name(message: Option<&Message<'_>>, routed: bool) -> bool {
+    message.is_some_and(|m| {
+        m.kind == Kind::Request
+            && (m.is("tools/call") && m.declares_tasks || routed && m.is("tasks/get"))
+    })
 }
 
 /// How a task request ended at mcp-edge.
@@ -49,6 +64,15 @@ impl TaskCounts {
     pub fn request(&self, method: &str, outcome: Outcome) {
         if let Some(i) = METHODS.iter().position(|m| *m == method) {
             self.requests[i][outcome as usize].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The exchange of a task request routed to its replica: it answered, or it is gone.
+    pub fn exchanged<T>(&self, method: &str, exchanged: &Result<T, Stop>) {
+        match exchanged {
+            Ok(_) => self.request(method, Outcome::Routed),
+            Err(Stop::Answer(Failure::TaskGone)) => self.request(method, Outcome::Gone),
+            Err(_) => {}
         }
     }
 
@@ -91,8 +115,25 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"r2/abc"}}"#,
         );
         assert_eq!(
-            &restored(&body, "abc")[..],
+            &restored(Some(&body), Some("abc")).unwrap()[..],
             br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"abc"}}"#
+        );
+        assert_eq!(restored(Some(&body), None), None, "not routed to a task");
+    }
+
+    #[test]
+    fn only_a_call_allowing_tasks_and_a_routed_poll_may_name_one() {
+        let call = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x","_meta":{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"io.modelcontextprotocol/tasks":{}}}}}}"#;
+        let plain = br#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"x"}}"#;
+        let poll = br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"r1/a"}}"#;
+        let may =
+            |body: &[u8], routed| may_name(Some(&mcp_protocol::classify(body).unwrap()), routed);
+        assert!(may(call, false));
+        assert!(!may(plain, false));
+        assert!(may(poll, true));
+        assert!(
+            !may(poll, false),
+            "a poll of an id mcp-edge did not give out"
         );
     }
 

@@ -1,6 +1,7 @@
 """The official Python SDK 2.x `Client`, in each of its connection modes."""
 
 import json
+from typing import Literal
 
 import httpx2
 import pytest
@@ -170,3 +171,78 @@ async def test_a_listen_hears_a_change_made_on_each_replica(mcp_url):
             with anyio.fail_after(1):
                 event = await anext(sub)
             assert isinstance(event, ResourceUpdated) and event.uri == "test://watched-resource", event
+
+
+def _tasks_extension(progress: list):
+    """The tasks extension (SEP-2663) on the SDK's own extension hooks: advertised with every
+    request, a `resultType: "task"` answer to `call_tool` claimed and resolved by polling
+    `tasks/get` (Mcp-Name carries the task id), at the interval the server suggests."""
+    from typing import Any
+
+    import anyio
+    import mcp_types
+    from mcp.client.extension import ClientExtension, ResultClaim
+    from pydantic import Field, TypeAdapter
+
+    class Created(mcp_types.Result):
+        result_type: Literal["task"]
+        task_id: str
+        poll_interval_ms: int | None = None
+
+    class TaskParams(mcp_types.RequestParams):
+        task_id: str = Field(alias="taskId")
+
+    class GetTask(mcp_types.Request[TaskParams, Literal["tasks/get"]]):
+        method: Literal["tasks/get"] = "tasks/get"
+        name_param = "taskId"
+
+    async def resolve(created: Created, ctx) -> mcp_types.CallToolResult:
+        any_dict = TypeAdapter(dict[str, Any])
+        while True:
+            await anyio.sleep((created.poll_interval_ms or 1000) / 1000)
+            request = GetTask(params=TaskParams(taskId=created.task_id))
+            task = await ctx.session.send_request(request, any_dict)
+            assert task["taskId"] == created.task_id, task
+            if task["status"] == "completed":
+                return mcp_types.CallToolResult.model_validate(task["result"])
+            assert task["status"] == "working", task
+            progress.append(task.get("statusMessage"))
+
+    class Tasks(ClientExtension):
+        identifier = "io.modelcontextprotocol/tasks"
+
+        def claims(self):
+            return [ResultClaim(result_type="task", model=Created, resolve=resolve)]
+
+    return Tasks()
+
+
+@pytest.mark.skipif(TARGET == "edge-fastmcp", reason="the task fixtures are tools of the bundled backend")
+async def test_long_running_calls_run_as_tasks_through_the_sdk_s_extension_hook(mcp_url):
+    """`Client(extensions=[tasks])`: `call_tool` gets a task id and polls it to its result.
+
+    Behind mcp-edge the calls spread over the replicas and every poll must reach the task's own
+    replica (another one would answer -32602, failing the call)."""
+    import anyio
+
+    progress: list = []
+    results: dict = {}
+    async with Client(mcp_url, mode="2026-07-28", extensions=[_tasks_extension(progress)]) as client:
+
+        async def compute(i: int):
+            result = await client.call_tool("slow_compute", {"seconds": 1, "label": f"c{i}"})
+            results[i] = text_of(result)
+
+        with anyio.fail_after(30):
+            async with anyio.create_task_group() as group:
+                for i in range(12):
+                    group.start_soon(compute, i)
+            report = await client.call_tool("report", {"topic": "tasks", "sections": 5, "section_ms": 600})
+    replicas = set()
+    for i, text in results.items():
+        assert text.startswith(f"slow_compute(c{i}) finished after 1s on "), text
+        replicas.add(text.rsplit(" ", 1)[1])
+    if TARGET.startswith("edge"):
+        assert len(replicas) == 3, replicas
+    assert not report.is_error and text_of(report).startswith("# tasks\n"), text_of(report)
+    assert any(p and p.startswith("section ") for p in progress), progress

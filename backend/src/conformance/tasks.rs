@@ -24,8 +24,9 @@ use crate::{
     tasks::{Job, Support},
 };
 
-/// Longest `slow_compute` (seconds).
-const MAX_SECONDS: u64 = 600;
+/// Longest `slow_compute` (seconds): inside the task's TTL (5 minutes), after which a task
+/// still working is marked failed.
+const MAX_SECONDS: u64 = 240;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct GreetArgs {
@@ -35,7 +36,7 @@ pub struct GreetArgs {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 pub struct SlowArgs {
-    /// Seconds to work before answering (0 answers at once; at most 600).
+    /// Seconds to work before answering (0 answers at once; at most 240).
     #[serde(default)]
     pub seconds: u64,
     /// A label echoed in the result.
