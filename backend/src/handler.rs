@@ -185,7 +185,7 @@ impl ServerHandler for Backend {
         request: GetTaskParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<GetTaskResult, ErrorData> {
-        Backend::get_task(self, &request.task_id)
+        self.tasks().get(&request.task_id)
     }
 
     async fn update_task(
@@ -193,7 +193,8 @@ impl ServerHandler for Backend {
         request: UpdateTaskParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        Backend::update_task(self, &request.task_id, request.input_responses)
+        self.tasks()
+            .update(&request.task_id, request.input_responses)
     }
 
     async fn cancel_task(
@@ -201,7 +202,7 @@ impl ServerHandler for Backend {
         request: CancelTaskParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        Backend::cancel_task(self, &request.task_id)
+        self.tasks().cancel(&request.task_id)
     }
 
     fn accepted_subscription_filter(

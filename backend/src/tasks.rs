@@ -1,7 +1,7 @@
 //! Long-running tools as tasks (the `io.modelcontextprotocol/tasks` extension, SEP-2663), on
 //! rmcp's [`TaskManager`].
 //!
-//! A tool opts in by returning [`Backend::long`] with its work: a client that declared the
+//! A tool opts in by returning [`Tasks::long`] with its work (`self.tasks().long(…)`): a client that declared the
 //! extension (for its session, or in this request's `_meta`) gets a `CreateTaskResult` at once
 //! and polls `tasks/get` until the task is terminal; answers in-task questions with
 //! `tasks/update`; cancels with `tasks/cancel`. A client that did not declare it gets the work
@@ -29,8 +29,6 @@ use rmcp::{
 };
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-
-use crate::backend::Backend;
 
 pub use rmcp::task_manager::{DEFAULT_POLL_INTERVAL_MS, DEFAULT_TASK_TTL_MS, TaskExit};
 
@@ -103,10 +101,6 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    pub fn manager(&self) -> &TaskManager {
-        &self.manager
-    }
-
     /// Tasks not yet terminal.
     pub fn running(&self) -> usize {
         self.manager.running_task_count()
@@ -121,22 +115,7 @@ impl Tasks {
         }
         tokio::time::sleep(SETTLE_LINGER).await;
     }
-}
 
-/// Whether the request (or, in a legacy session, its client) declared the extension.
-fn declared(ctx: &RequestContext<RoleServer>) -> bool {
-    ctx.client_capabilities()
-        .is_some_and(|caps| caps.supports_tasks())
-}
-
-/// `-32021`: the extension is required.
-pub fn required() -> ErrorData {
-    ErrorData::missing_required_client_capability(
-        ClientCapabilities::builder().enable_tasks().build(),
-    )
-}
-
-impl Backend {
     /// Run `work` as a task when the client declared the extension, else inline (or refuse it,
     /// for [`Support::Required`]).
     pub async fn long<F, Fut>(
@@ -150,17 +129,14 @@ impl Backend {
         Fut: Future<Output = Result<CallToolResult, TaskExit>> + Send + 'static,
     {
         if declared(ctx) {
-            let task = self
-                .tasks()
-                .manager()
-                .spawn(TaskOptions::default(), |task| {
-                    let job = Job {
-                        task: Some(task),
-                        progress: None,
-                        cancelled: CancellationToken::new(),
-                    };
-                    work(job).boxed()
-                });
+            let task = self.manager.spawn(TaskOptions::default(), |task| {
+                let job = Job {
+                    task: Some(task),
+                    progress: None,
+                    cancelled: CancellationToken::new(),
+                };
+                work(job).boxed()
+            });
             return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
         }
         if support == Support::Required {
@@ -182,20 +158,30 @@ impl Backend {
     }
 
     /// `tasks/get`.
-    pub fn get_task(&self, task_id: &str) -> Result<GetTaskResult, ErrorData> {
-        self.tasks()
-            .manager()
-            .get_task(task_id)
-            .map(GetTaskResult::new)
+    pub fn get(&self, task_id: &str) -> Result<GetTaskResult, ErrorData> {
+        self.manager.get_task(task_id).map(GetTaskResult::new)
     }
 
     /// `tasks/update`: answers to the task's questions (unknown or answered keys are ignored).
-    pub fn update_task(&self, task_id: &str, answers: InputResponses) -> Result<(), ErrorData> {
-        self.tasks().manager().update_task(task_id, answers)
+    pub fn update(&self, task_id: &str, answers: InputResponses) -> Result<(), ErrorData> {
+        self.manager.update_task(task_id, answers)
     }
 
     /// `tasks/cancel`: asks the work to stop (it settles as `cancelled` when it honours it).
-    pub fn cancel_task(&self, task_id: &str) -> Result<(), ErrorData> {
-        self.tasks().manager().cancel_task(task_id)
+    pub fn cancel(&self, task_id: &str) -> Result<(), ErrorData> {
+        self.manager.cancel_task(task_id)
     }
+}
+
+/// Whether the request (or, in a legacy session, its client) declared the extension.
+fn declared(ctx: &RequestContext<RoleServer>) -> bool {
+    ctx.client_capabilities()
+        .is_some_and(|caps| caps.supports_tasks())
+}
+
+/// `-32021`: the extension is required.
+pub fn required() -> ErrorData {
+    ErrorData::missing_required_client_capability(
+        ClientCapabilities::builder().enable_tasks().build(),
+    )
 }

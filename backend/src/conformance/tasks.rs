@@ -93,14 +93,15 @@ impl Backend {
             ));
         }
         let replica = self.replica_id().to_owned();
-        self.long(&ctx, Support::Optional, move |job| async move {
-            sleep_or_cancel(&job, args.seconds).await?;
-            Ok(text(format!(
-                "slow_compute({}) finished after {}s on {replica}",
-                args.label, args.seconds
-            )))
-        })
-        .await
+        self.tasks()
+            .long(&ctx, Support::Optional, move |job| async move {
+                sleep_or_cancel(&job, args.seconds).await?;
+                Ok(text(format!(
+                    "slow_compute({}) finished after {}s on {replica}",
+                    args.label, args.seconds
+                )))
+            })
+            .await
     }
 
     #[tool(
@@ -111,13 +112,14 @@ impl Backend {
         &self,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.long(&ctx, Support::Required, |job| async move {
-            sleep_or_cancel(&job, 1).await?;
-            Ok(CallToolResult::error(vec![ContentBlock::text(
-                "failing_job always fails (a tool execution error)",
-            )]))
-        })
-        .await
+        self.tasks()
+            .long(&ctx, Support::Required, |job| async move {
+                sleep_or_cancel(&job, 1).await?;
+                Ok(CallToolResult::error(vec![ContentBlock::text(
+                    "failing_job always fails (a tool execution error)",
+                )]))
+            })
+            .await
     }
 
     #[tool(
@@ -128,13 +130,14 @@ impl Backend {
         &self,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.long(&ctx, Support::Optional, |_job| async move {
-            Err(TaskExit::Error(ErrorData::internal_error(
-                "protocol_error_job: the operation broke (a protocol error)",
-                None,
-            )))
-        })
-        .await
+        self.tasks()
+            .long(&ctx, Support::Optional, |_job| async move {
+                Err(TaskExit::Error(ErrorData::internal_error(
+                    "protocol_error_job: the operation broke (a protocol error)",
+                    None,
+                )))
+            })
+            .await
     }
 
     #[tool(description = "Task-required: asks the user to confirm, then deletes `filename`")]
@@ -143,16 +146,17 @@ impl Backend {
         Parameters(args): Parameters<DeleteArgs>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.long(&ctx, Support::Required, move |job| async move {
-            let question = elicit(&format!("Delete {}?", args.filename), "confirm", "boolean");
-            let answer = job.ask("confirm", question).await?;
-            Ok(match confirmed(&answer) {
-                Ok(true) => text(format!("Deleted {}", args.filename)),
-                Ok(false) => text(format!("Kept {}", args.filename)),
-                Err(action) => text(format!("Not deleted: the user chose {action}")),
+        self.tasks()
+            .long(&ctx, Support::Required, move |job| async move {
+                let question = elicit(&format!("Delete {}?", args.filename), "confirm", "boolean");
+                let answer = job.ask("confirm", question).await?;
+                Ok(match confirmed(&answer) {
+                    Ok(true) => text(format!("Deleted {}", args.filename)),
+                    Ok(false) => text(format!("Kept {}", args.filename)),
+                    Err(action) => text(format!("Not deleted: the user chose {action}")),
+                })
             })
-        })
-        .await
+            .await
     }
 
     #[tool(
@@ -163,15 +167,16 @@ impl Backend {
         &self,
         ctx: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        self.long(&ctx, Support::Required, |job| async move {
-            let (first, second) = tokio::join!(
-                job.ask("first", elicit("Your name?", "name", "string")),
-                job.ask("second", elicit("Confirm?", "confirm", "boolean")),
-            );
-            let (first, second) = (first?, second?);
-            Ok(text(format!("first: {first}; second: {second}")))
-        })
-        .await
+        self.tasks()
+            .long(&ctx, Support::Required, |job| async move {
+                let (first, second) = tokio::join!(
+                    job.ask("first", elicit("Your name?", "name", "string")),
+                    job.ask("second", elicit("Confirm?", "confirm", "boolean")),
+                );
+                let (first, second) = (first?, second?);
+                Ok(text(format!("first: {first}; second: {second}")))
+            })
+            .await
     }
 
     #[tool(
@@ -196,10 +201,11 @@ impl Backend {
             ));
         };
         let name = elicited(answer, "name")?;
-        self.long(&ctx, Support::Required, move |job| async move {
-            sleep_or_cancel(&job, 1).await?;
-            Ok(text(format!("Hello, {name}! (from a task)")))
-        })
-        .await
+        self.tasks()
+            .long(&ctx, Support::Required, move |job| async move {
+                sleep_or_cancel(&job, 1).await?;
+                Ok(text(format!("Hello, {name}! (from a task)")))
+            })
+            .await
     }
 }

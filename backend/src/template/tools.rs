@@ -17,7 +17,7 @@
 //! `CallToolResult` (use `CallToolResult::error` for failures the caller should read). Annotate
 //! read-only or idempotent tools: mcp-edge retries such calls on another replica when a
 //! connection breaks before any response byte. Work that takes longer than a request should
-//! wait returns `self.long(&ctx, Support::Optional, |job| async move { … })` (see `report` and
+//! wait returns `self.tasks().long(&ctx, Support::Optional, |job| async move { … })` (see `report` and
 //! [`crate::tasks`]): a client with the tasks extension gets a task id at once and polls.
 
 use std::time::Duration;
@@ -336,24 +336,25 @@ impl Backend {
             ))
             .into());
         }
-        self.long(&ctx, Support::Optional, move |job| async move {
-            let mut report = format!("# {}\n", args.topic);
-            for n in 1..=args.sections {
-                tokio::select! {
-                    _ = job.cancelled() => return Err(TaskExit::Cancelled),
-                    _ = tokio::time::sleep(Duration::from_millis(args.section_ms)) => {}
+        self.tasks()
+            .long(&ctx, Support::Optional, move |job| async move {
+                let mut report = format!("# {}\n", args.topic);
+                for n in 1..=args.sections {
+                    tokio::select! {
+                        _ = job.cancelled() => return Err(TaskExit::Cancelled),
+                        _ = tokio::time::sleep(Duration::from_millis(args.section_ms)) => {}
+                    }
+                    report.push_str(&format!("\n## Section {n}\n…\n"));
+                    job.progress(
+                        n,
+                        args.sections,
+                        format!("section {n} of {}", args.sections),
+                    )
+                    .await;
                 }
-                report.push_str(&format!("\n## Section {n}\n…\n"));
-                job.progress(
-                    n,
-                    args.sections,
-                    format!("section {n} of {}", args.sections),
-                )
-                .await;
-            }
-            Ok(text(report))
-        })
-        .await
+                Ok(text(report))
+            })
+            .await
     }
 }
 
