@@ -1,8 +1,8 @@
 //! The exchange phase: one attempt after another until a replica's response head arrives.
 //!
 //! ```text
-//! choose ─ the sticky target if healthy (a task's: if it answers), else the next healthy
-//!   │       replica not tried yet
+//! choose ─ the sticky target if healthy (a task's: if it answers, in the set or departed),
+//!   │       else the next healthy replica not tried yet
 //!   └─ none → route::no_replica (503; 404 for a session whose owner is gone, -32602 for a task)
 //! connect ─ a pooled connection of this worker thread, or a new one
 //!   └─ Err → route::after_failure(Connect)
@@ -115,10 +115,8 @@ pub async fn exchange(
             (true, Some(replica)) => replica.clone(),
             _ => {
                 let next = match plan.target {
-                    Some(id) => upstream
-                        .replicas
-                        .get(id)
-                        .filter(|r| r.is_healthy() || (attempt.task && r.answers())),
+                    Some(id) if attempt.task => upstream.replicas.home(id),
+                    Some(id) => upstream.replicas.get(id).filter(|r| r.is_healthy()),
                     None => upstream.replicas.pick(&tried),
                 };
                 let Some(replica) = next else {

@@ -6,7 +6,7 @@
 //! |---|---|
 //! | POST, 2026-07-28 | header/body mismatch → 400 (-32020); else any replica (an incoming session id is ignored) |
 //! | POST `subscriptions/listen`, 2026-07-28, when a replica speaks it | served by mcp-edge's fan-out: one listen per replica per process, shared by every client |
-//! | POST `tasks/get`, `tasks/update`, `tasks/cancel`, 2026-07-28, declaring the tasks extension, for a task id mcp-edge gave out (`<replica>/<id>`) | that replica, with its own id back in the body and `Mcp-Name`, while it is in the set and answering (draining counts); else -32602 here: the task is gone with its replica |
+//! | POST `tasks/get`, `tasks/update`, `tasks/cancel`, 2026-07-28, declaring the tasks extension, for a task id mcp-edge gave out (`<replica>/<id>`) | that replica, with its own id back in the body and `Mcp-Name`, while it answers (draining counts, also after it left the set); else -32602 here: the task is gone with its replica |
 //! | POST `initialize` | any replica (the response gets a minted session) |
 //! | POST with an unknown/expired/ended session | 404: the client must re-initialize |
 //! | POST in a session owned by a stateful replica | that replica (gone → 404) |
@@ -132,7 +132,7 @@ pub trait Facts {
     /// Whether the fan-out serves listen streams (`--push` not off, a healthy replica speaks
     /// 2026-07-28).
     fn push_ready(&self) -> bool;
-    /// Whether `replica` is in the set and answers (healthy, or draining): its tasks' home.
+    /// Whether `replica` answers (healthy, or draining; in the set or departed): its tasks' home.
     fn task_home(&self, replica: &str) -> bool;
 }
 

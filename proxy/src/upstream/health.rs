@@ -150,5 +150,15 @@ impl Periodic for HealthCheck {
     }
     async fn tick(&self) {
         self.check(&self.replicas.all()).await;
+        // Departed replicas are probed only for whether they still answer (their tasks' polls).
+        let departed = self.replicas.departed();
+        if !departed.is_empty() {
+            let probes = departed.iter().map(|replica| async move {
+                let answered = probe(replica, &self.path, self.timeout).await.is_ok();
+                replica.set_answering(answered);
+            });
+            futures::future::join_all(probes).await;
+            self.replicas.forget_silent();
+        }
     }
 }

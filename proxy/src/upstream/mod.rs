@@ -109,6 +109,11 @@ impl Replica {
         self.is_healthy() || self.answering.load(Ordering::Relaxed)
     }
 
+    /// Whether its last health check got an HTTP answer, passing or not.
+    pub fn answering(&self) -> bool {
+        self.answering.load(Ordering::Relaxed)
+    }
+
     /// Record whether a health check got an HTTP answer.
     pub fn set_answering(&self, answering: bool) {
         self.answering.store(answering, Ordering::Relaxed);
@@ -200,7 +205,14 @@ pub struct Replicas {
     next: AtomicUsize,
     policy: Policy,
     epoch: Instant,
+    /// Replicas that left the set (their DNS record went: Swarm removes a task's record before
+    /// it stops it) and may still be draining: probed until they stop answering, and reached
+    /// only by requests for the tasks they run ([`Replicas::home`]). At most [`DEPARTED`].
+    departed: std::sync::Mutex<Vec<Arc<Replica>>>,
 }
+
+/// Most departed replicas kept for their tasks (the oldest go first).
+pub const DEPARTED: usize = 64;
 
 impl Replicas {
     /// A fixed set, all healthy until shown otherwise.
@@ -237,6 +249,7 @@ impl Replicas {
             next: AtomicUsize::new(0),
             policy,
             epoch: Instant::now(),
+            departed: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -283,8 +296,39 @@ impl Replicas {
             .collect();
         if !added.is_empty() || !removed.is_empty() {
             self.list.store(Arc::new(next));
+            let mut departed = self.departed.lock().expect("departed");
+            departed.retain(|d| !addrs.contains(&d.addr));
+            departed.extend(removed.iter().filter(|r| r.answering()).cloned());
+            let over = departed.len().saturating_sub(DEPARTED);
+            departed.drain(..over);
         }
         (added, removed)
+    }
+
+    /// The replicas that left the set but still answered when last probed.
+    pub fn departed(&self) -> Vec<Arc<Replica>> {
+        self.departed.lock().expect("departed").clone()
+    }
+
+    /// Forget the departed replicas that stopped answering.
+    pub fn forget_silent(&self) {
+        self.departed
+            .lock()
+            .expect("departed")
+            .retain(|d| d.answering());
+    }
+
+    /// Where the tasks of replica `id` run: the replica, while it answers — in the set
+    /// (healthy, or draining), or departed (its health checks are only probes: answering).
+    pub fn home(&self, id: &str) -> Option<Arc<Replica>> {
+        if let Some(replica) = self.get(id) {
+            return replica.answers().then_some(replica);
+        }
+        let departed = self.departed.lock().expect("departed");
+        departed
+            .iter()
+            .find(|r| &*r.id == id && r.answering())
+            .cloned()
     }
 
     /// The next healthy replica in round-robin order, skipping `tried`.
@@ -337,10 +381,10 @@ impl Replicas {
         self.get(id).is_some_and(|r| r.is_healthy())
     }
 
-    /// In the set and answering, healthy or not (a draining replica still answers): able to
-    /// serve the tasks it runs.
+    /// Answering, healthy or not (a draining replica still answers), in the set or departed:
+    /// able to serve the tasks it runs.
     pub fn answers(&self, id: &str) -> bool {
-        self.get(id).is_some_and(|r| r.answers())
+        self.home(id).is_some()
     }
 
     pub fn healthy_count(&self) -> usize {
@@ -521,5 +565,30 @@ mod tests {
         assert!(r.get("127.0.0.3:8000").is_none());
         assert_eq!(r.replace(&[], "/mcp").1.len(), 1);
         assert!(r.pick(&[]).is_none());
+    }
+
+    #[test]
+    fn a_departed_replica_still_serves_its_tasks_while_it_answers() {
+        let r = Replicas::discovered(Policy::default());
+        let a: SocketAddr = "127.0.0.2:8000".parse().unwrap();
+        let b: SocketAddr = "127.0.0.3:8000".parse().unwrap();
+        let (added, _) = r.replace(&[a, b], "/mcp");
+        for replica in &added {
+            r.checked(replica, true);
+            replica.set_answering(true);
+        }
+        r.replace(&[a], "/mcp");
+        let gone = "127.0.0.3:8000";
+        assert!(r.get(gone).is_none(), "out of the set: no new work");
+        assert_eq!(r.home(gone).unwrap().addr, b, "its tasks still reach it");
+        assert!(r.pick(&[]).is_some_and(|p| p.addr == a));
+        // It stops answering (it exited): forgotten.
+        r.departed()[0].set_answering(false);
+        r.forget_silent();
+        assert!(r.home(gone).is_none() && r.departed().is_empty());
+        // One that comes back is in the set again, not departed twice.
+        r.replace(&[a, b], "/mcp");
+        r.replace(&[a], "/mcp");
+        assert!(r.departed().is_empty(), "never answered since it came back");
     }
 }

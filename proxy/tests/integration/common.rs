@@ -5,9 +5,10 @@
 use std::{
     collections::HashMap,
     io::{BufRead, BufReader},
-    net::SocketAddr,
+    net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
     process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -541,4 +542,98 @@ impl Drop for Backend {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+// ----- DNS discovery: replicas on 127.0.0.0/8 named by a DNS server the test runs -------------
+
+pub fn loopback(last: u8, port: u16) -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::new(127, 0, 0, last), port))
+}
+
+pub async fn ready_replicas(admin: &str) -> (u64, u64) {
+    match client().get(format!("{admin}/readyz")).send().await {
+        Ok(r) => {
+            let v: Value = r.json().await.unwrap_or_default();
+            (
+                v["healthy_replicas"].as_u64().unwrap_or(0),
+                v["replicas"].as_u64().unwrap_or(0),
+            )
+        }
+        Err(_) => (0, 0),
+    }
+}
+
+pub async fn wait_replicas(edge: &Edge, healthy: u64, total: u64) {
+    let admin = edge.admin.clone();
+    wait_for(
+        20,
+        &format!("{healthy} of {total} replicas healthy"),
+        || {
+            let admin = admin.clone();
+            async move { ready_replicas(&admin).await == (healthy, total) }
+        },
+    )
+    .await;
+}
+
+/// A DNS server on loopback answering A queries for one name from a list the test changes.
+pub struct Dns {
+    pub addr: SocketAddr,
+    records: Arc<Mutex<Vec<Ipv4Addr>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Dns {
+    pub async fn start(records: Vec<Ipv4Addr>) -> Self {
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let addr = socket.local_addr().unwrap();
+        let records = Arc::new(Mutex::new(records));
+        let shared = records.clone();
+        let task = tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+                let reply = answer(&buf[..n], &shared.lock().unwrap());
+                if let Some(answer) = reply {
+                    let _ = socket.send_to(&answer, from).await;
+                }
+            }
+        });
+        Self {
+            addr,
+            records,
+            task,
+        }
+    }
+
+    pub fn set(&self, records: &[Ipv4Addr]) {
+        *self.records.lock().unwrap() = records.to_vec();
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The answer to one query: every record for an A question, none for anything else (NOERROR).
+fn answer(query: &[u8], records: &[Ipv4Addr]) -> Option<Vec<u8>> {
+    let mut i = 12;
+    while *query.get(i)? != 0 {
+        i += 1 + query[i] as usize;
+    }
+    let question_end = i + 5;
+    let qtype = u16::from_be_bytes([*query.get(i + 1)?, *query.get(i + 2)?]);
+    let answers: &[Ipv4Addr] = if qtype == 1 { records } else { &[] };
+    let mut out = Vec::with_capacity(question_end + answers.len() * 16);
+    out.extend_from_slice(&query[..2]);
+    out.extend_from_slice(&[0x81, 0x80, 0, 1]);
+    out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(query.get(12..question_end)?);
+    for ip in answers {
+        out.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1, 0, 0, 0, 0, 0, 4]);
+        out.extend_from_slice(&ip.octets());
+    }
+    Some(out)
 }

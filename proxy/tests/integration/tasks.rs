@@ -3,7 +3,7 @@
 //! (not peered: nothing is shared) reach it; a replica that dies takes its tasks with it and
 //! says so; a draining one answers its tasks' polls until they end.
 
-use std::{collections::HashMap, time::Instant};
+use std::{collections::HashMap, net::Ipv4Addr, time::Instant};
 
 use serde_json::{Value, json};
 
@@ -305,4 +305,58 @@ async fn a_draining_replica_answers_its_tasks_polls_until_they_end_and_takes_no_
         exited.is_some_and(|s| s.success()),
         "it exits once the tasks ended and were read, long before its 20 s grace: {exited:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_dns_record_goes_while_it_drains_still_answers_its_tasks_polls() {
+    let port = free_port();
+    let mut leaving = Backend::with_grace("b2", loopback(2, port), 20);
+    let staying = Backend::spawn("b3", loopback(3, port));
+    leaving.ready().await;
+    staying.ready().await;
+    let dns = Dns::start(vec![
+        Ipv4Addr::new(127, 0, 0, 2),
+        Ipv4Addr::new(127, 0, 0, 3),
+    ])
+    .await;
+    let discover = format!("dns://tasks.backend.test:{port}/mcp");
+    let dns_server = dns.addr.to_string();
+    let edge = start(&[
+        "--discover",
+        &discover,
+        "--dns-server",
+        &dns_server,
+        "--discover-interval-ms",
+        "200",
+    ])
+    .await;
+    wait_replicas(&edge, 2, 2).await;
+    let home = leaving.addr.to_string();
+    let id = loop {
+        let id = create(&edge.url, 3, "swarm".into()).await;
+        if id.starts_with(&home) {
+            break id;
+        }
+    };
+    // Swarm's order: the task's record goes, then it is sent SIGTERM.
+    dns.set(&[Ipv4Addr::new(127, 0, 0, 3)]);
+    wait_replicas(&edge, 1, 1).await;
+    leaving.signal(libc::SIGTERM);
+    wait_for(10, "the departed replica's task to complete", || {
+        let (url, id) = (edge.url.clone(), id.clone());
+        async move {
+            let answer = get(&url, &id).await;
+            assert_eq!(answer.served_by(), "b2", "{}", answer.body);
+            answer.json()["result"]["status"] == "completed"
+        }
+    })
+    .await;
+    let exited = leaving.wait_exit(std::time::Duration::from_secs(10));
+    assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
+    // Once it exited, the task is gone with it.
+    wait_for(10, "the task to be reported gone", || {
+        let (url, id) = (edge.url.clone(), id.clone());
+        async move { get(&url, &id).await.json()["error"]["code"] == -32602 }
+    })
+    .await;
 }
