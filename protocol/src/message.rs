@@ -90,8 +90,9 @@ struct RawParams<'a> {
     uri: Option<Text<'a>>,
     #[serde(borrow, default, rename = "protocolVersion")]
     protocol_version: Option<Text<'a>>,
+    /// Read leniently (as the capabilities below): a wrong type is the replica's to refuse.
     #[serde(borrow, default, rename = "taskId")]
-    task_id: Option<Text<'a>>,
+    task_id: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "requestId")]
     request_id: Option<&'a RawValue>,
     #[serde(borrow, default, rename = "_meta")]
@@ -103,7 +104,7 @@ struct RawMeta<'a> {
     #[serde(borrow, default, rename = "io.modelcontextprotocol/protocolVersion")]
     version: Option<Text<'a>>,
     #[serde(borrow, default, rename = "io.modelcontextprotocol/clientCapabilities")]
-    capabilities: Option<RawCapabilities<'a>>,
+    capabilities: Option<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -203,10 +204,14 @@ pub fn classify(body: &[u8]) -> Result<Message<'_>, Invalid> {
             let (version, capabilities) =
                 p.meta.map_or((None, None), |m| (m.version, m.capabilities));
             let declares_tasks = capabilities
+                .and_then(|c| serde_json::from_str::<RawCapabilities<'_>>(c.get()).ok())
                 .and_then(|c| c.extensions)
                 .is_some_and(|e| e.tasks.is_some());
+            let task_id = p
+                .task_id
+                .and_then(|t| serde_json::from_str::<Text<'_>>(t.get()).ok());
             (
-                cow(p.name.or(p.uri).or(p.task_id)),
+                cow(p.name.or(p.uri).or(task_id)),
                 cow(p.protocol_version),
                 cow(version),
                 p.request_id.map(RawValue::get).filter(|r| is_valid_id(r)),
@@ -358,6 +363,9 @@ mod tests {
         );
         let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"x","_meta":{"io.modelcontextprotocol/clientCapabilities":{"extensions":{"other/ext":{}}}}}}"#).unwrap();
         assert!(!m.declares_tasks);
+        // Wrong types are the replica's to refuse (-32602): still a message here.
+        let m = classify(br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":7,"_meta":{"io.modelcontextprotocol/clientCapabilities":"none"}}}"#).unwrap();
+        assert_eq!((m.name, m.declares_tasks), (None, false));
     }
 
     #[test]
