@@ -1,10 +1,13 @@
 """Compare conformance results through mcp-edge with results against a replica directly.
 
-    python compare.py DIRECT_DIR EDGE_DIR [--lifecycle] [--no-warnings]
+    python compare.py DIRECT_DIR EDGE_DIR [--lifecycle] [--no-warnings] [--all-pass PREFIX]
 
 Fails when a scenario has a failing check through the edge that has none directly; with
 --lifecycle, also when server-session-lifecycle did not run its checks (a skip is not a pass);
-with --no-warnings, when any check through the edge ended as a warning (a SHOULD not met).
+with --no-warnings, when any check through the edge ended as a warning (a SHOULD not met); with
+--all-pass PREFIX, when a check of a scenario named PREFIX… failed either way, or none ran (for
+scenarios the suite does not score, such as the tasks extension's, whose failures would not
+fail the run).
 Prints one line per difference, then a summary.
 """
 
@@ -47,6 +50,17 @@ def main() -> int:
             for c in json.loads(checks.read_text()):
                 if c["status"] == "WARNING":
                     problems.append(f"{checks.parent.name}: warning {c['id']}: {c.get('errorMessage', '')}")
+    if "--all-pass" in sys.argv:
+        prefix = sys.argv[sys.argv.index("--all-pass") + 1]
+        for label, results in (("directly", direct_failing), ("through mcp-edge", edge_failing)):
+            ran = {s: f for s, f in results.items() if s.startswith(prefix)}
+            if not ran:
+                problems.append(f"no {prefix}* scenario ran {label}")
+            for scenario, checks in sorted(ran.items()):
+                if checks:
+                    problems.append(f"{scenario}: fails {label}: {sorted(checks)}")
+        if not any(p.startswith(("no ", prefix)) for p in problems):
+            print(f"every {prefix}* scenario passed, directly and through mcp-edge")
     for p in problems:
         print(p)
     print(f"compare: {len(edge_failing)} scenarios through the edge, {len(problems)} problems")
