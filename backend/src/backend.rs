@@ -1,7 +1,8 @@
 //! The [`Backend`] type: one value answers every request of both protocol eras (rmcp makes a
 //! clone per stateless request). It holds the replica's identity, its tools, the key that seals
-//! multi round-trip `requestState`, the feed of list changes for listen streams, and its tasks. A leaf:
-//! what it serves is composed in [`crate::catalog`], how it answers in [`crate::handler`].
+//! multi round-trip `requestState`, the feed of list changes for listen streams, and its tasks.
+//! A leaf: what it serves is composed in [`crate::catalog`], how it answers in
+//! [`crate::handler`].
 
 use std::sync::Arc;
 

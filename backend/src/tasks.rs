@@ -1,11 +1,11 @@
 //! Long-running tools as tasks (the `io.modelcontextprotocol/tasks` extension, SEP-2663), on
 //! rmcp's [`TaskManager`].
 //!
-//! A tool opts in by returning [`Tasks::long`] with its work (`self.tasks().long(…)`): a client that declared the
-//! extension (for its session, or in this request's `_meta`) gets a `CreateTaskResult` at once
-//! and polls `tasks/get` until the task is terminal; answers in-task questions with
-//! `tasks/update`; cancels with `tasks/cancel`. A client that did not declare it gets the work
-//! run inline, as an ordinary call — or, for a tool that cannot do without
+//! A tool opts in by returning [`Tasks::long`] with its work (`self.tasks().long(…)`): a client
+//! that declared the extension (for its session, or in this request's `_meta`) gets a
+//! `CreateTaskResult` at once and polls `tasks/get` until the task is terminal; answers in-task
+//! questions with `tasks/update`; cancels with `tasks/cancel`. A client that did not declare it
+//! gets the work run inline, as an ordinary call — or, for a tool that cannot do without
 //! ([`Support::Required`]: it asks the client mid-task), `-32021` naming the extension.
 //!
 //! The work sees one [`Job`] either way: progress becomes the task's `statusMessage` (a poller

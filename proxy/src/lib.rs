@@ -8,7 +8,8 @@
 //! - pure decisions: [`route`] (`decide`, `after_failure`), [`relay`] (the response policy),
 //!   [`answer`] (replies and the failure table), `mcp_protocol` (classification, SSE, errors);
 //! - state: [`session`] (sealed legacy sessions), [`inflight`] (streams and owners, by guard),
-//!   [`tools`] (tool annotations learned), [`tasks`] (task ids that name their replica), [`auth`], [`ratelimit`], [`limits`], [`drain`];
+//!   [`tools`] (tool annotations learned), [`tasks`] (task ids that name their replica),
+//!   [`auth`], [`ratelimit`], [`limits`], [`drain`];
 //! - upstream I/O: [`upstream`] (replica set, round robin, health, discovery, pool, exchange);
 //! - around it: [`app`] (flags → shared state → services), [`ticker`] (the periodic jobs),
 //!   [`admin`], [`telemetry`],

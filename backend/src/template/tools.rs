@@ -17,8 +17,9 @@
 //! `CallToolResult` (use `CallToolResult::error` for failures the caller should read). Annotate
 //! read-only or idempotent tools: mcp-edge retries such calls on another replica when a
 //! connection breaks before any response byte. Work that takes longer than a request should
-//! wait returns `self.tasks().long(&ctx, Support::Optional, |job| async move { … })` (see `report` and
-//! [`crate::tasks`]): a client with the tasks extension gets a task id at once and polls.
+//! wait returns `self.tasks().long(&ctx, Support::Optional, |job| async move { … })` (see
+//! `report` and [`crate::tasks`]): a client with the tasks extension gets a task id at once and
+//! polls.
 
 use std::time::Duration;
 
