@@ -577,6 +577,21 @@ pub async fn wait_replicas(edge: &Edge, healthy: u64, total: u64) {
 }
 
 /// A DNS server on loopback answering A queries for one name from a list the test changes.
+/// mcp-edge finding its replicas (`tasks.backend.test:port`) by asking `dns`, every 200 ms.
+pub async fn discovering(dns: &Dns, port: u16) -> Edge {
+    let discover = format!("dns://tasks.backend.test:{port}/mcp");
+    let dns_server = dns.addr.to_string();
+    start(&[
+        "--discover",
+        &discover,
+        "--dns-server",
+        &dns_server,
+        "--discover-interval-ms",
+        "200",
+    ])
+    .await
+}
+
 pub struct Dns {
     pub addr: SocketAddr,
     records: Arc<Mutex<Vec<Ipv4Addr>>>,

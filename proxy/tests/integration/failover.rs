@@ -43,17 +43,7 @@ async fn discovery_follows_dns_records() {
         Ipv4Addr::new(127, 0, 0, 3),
     ])
     .await;
-    let discover = format!("dns://tasks.backend.test:{port}/mcp");
-    let dns_server = dns.addr.to_string();
-    let edge = start(&[
-        "--discover",
-        &discover,
-        "--dns-server",
-        &dns_server,
-        "--discover-interval-ms",
-        "200",
-    ])
-    .await;
+    let edge = discovering(&dns, port).await;
     wait_replicas(&edge, 2, 2).await;
     let seen = served_by(&edge, 6).await;
     assert_eq!(seen.iter().filter(|s| *s == "b2").count(), 3, "{seen:?}");

@@ -50,6 +50,18 @@ async fn get(url: &str, id: &str) -> Answer {
     request(url, "tasks/get", id, json!({"taskId": id})).await
 }
 
+/// Poll `id` at `url` until it has `status`; every answer from replica `from`, when given.
+async fn until(url: &str, id: &str, status: &str, from: Option<&str>) {
+    wait_for(10, &format!("{id} to be {status}"), || async move {
+        let answer = get(url, id).await;
+        if let Some(from) = from {
+            assert_eq!(answer.served_by(), from, "{}", answer.body);
+        }
+        answer.json()["result"]["status"] == status
+    })
+    .await;
+}
+
 /// Three mcp-backend processes, and the edge arguments naming them.
 fn replicas() -> (Vec<Backend>, Vec<String>) {
     let backends: Vec<Backend> = ["r1", "r2", "r3"]
@@ -175,11 +187,7 @@ async fn a_task_request_is_checked_and_restored_for_its_replica() {
         "{}",
         ack.body
     );
-    wait_for(10, "the cancelled status", || {
-        let (url, id) = (edge.url.clone(), id.clone());
-        async move { get(&url, &id).await.json()["result"]["status"] == "cancelled" }
-    })
-    .await;
+    until(&edge.url, &id, "cancelled", None).await;
 
     // An id mcp-edge did not give out goes to a replica, which does not know it.
     let foreign = get(&edge.url, "not-ours").await;
@@ -241,11 +249,7 @@ async fn a_replica_that_dies_takes_its_tasks_and_says_so_while_the_others_comple
         killed.elapsed()
     );
     for id in ids.iter().filter(|id| home(id) != dead) {
-        wait_for(10, "the task to complete", || {
-            let (url, id) = (edge.url.clone(), id.clone());
-            async move { get(&url, &id).await.json()["result"]["status"] == "completed" }
-        })
-        .await;
+        until(&edge.url, id, "completed", None).await;
     }
     // Once the health check noticed, the answer is made before any connection is tried.
     wait_for(10, "the replica to leave rotation", || async {
@@ -290,15 +294,7 @@ async fn a_draining_replica_answers_its_tasks_polls_until_they_end_and_takes_no_
     }
     // Its own tasks are still answered, by it, until they complete.
     for id in &ids {
-        wait_for(10, "the draining replica's task to complete", || {
-            let (url, id) = (edge.url.clone(), id.clone());
-            async move {
-                let answer = get(&url, &id).await;
-                assert_eq!(answer.served_by(), "r1", "{}", answer.body);
-                answer.json()["result"]["status"] == "completed"
-            }
-        })
-        .await;
+        until(&edge.url, id, "completed", Some("r1")).await;
     }
     let exited = draining.wait_exit(std::time::Duration::from_secs(10));
     assert!(
@@ -319,17 +315,7 @@ async fn a_replica_whose_dns_record_goes_while_it_drains_still_answers_its_tasks
         Ipv4Addr::new(127, 0, 0, 3),
     ])
     .await;
-    let discover = format!("dns://tasks.backend.test:{port}/mcp");
-    let dns_server = dns.addr.to_string();
-    let edge = start(&[
-        "--discover",
-        &discover,
-        "--dns-server",
-        &dns_server,
-        "--discover-interval-ms",
-        "200",
-    ])
-    .await;
+    let edge = discovering(&dns, port).await;
     wait_replicas(&edge, 2, 2).await;
     let home = leaving.addr.to_string();
     let id = loop {
@@ -342,15 +328,7 @@ async fn a_replica_whose_dns_record_goes_while_it_drains_still_answers_its_tasks
     dns.set(&[Ipv4Addr::new(127, 0, 0, 3)]);
     wait_replicas(&edge, 1, 1).await;
     leaving.signal(libc::SIGTERM);
-    wait_for(10, "the departed replica's task to complete", || {
-        let (url, id) = (edge.url.clone(), id.clone());
-        async move {
-            let answer = get(&url, &id).await;
-            assert_eq!(answer.served_by(), "b2", "{}", answer.body);
-            answer.json()["result"]["status"] == "completed"
-        }
-    })
-    .await;
+    until(&edge.url, &id, "completed", Some("b2")).await;
     let exited = leaving.wait_exit(std::time::Duration::from_secs(10));
     assert!(exited.is_some_and(|s| s.success()), "{exited:?}");
     // Once it exited, the task is gone with it.
