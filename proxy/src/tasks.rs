@@ -6,6 +6,8 @@
 //! - where a task request goes: [`crate::route`] (`Decision::Task`, or `TaskGone`);
 //! - the replica's own id back in the request: [`restored`] (body and `Mcp-Name`);
 //! - the replica named in the answer: [`crate::relay`] (`result.taskId`);
+//! - which replica still serves its tasks: [`crate::upstream::Replicas::home`] (one that answers
+//!   health checks: healthy, draining, or departed from the DNS answer while draining);
 //! - a replica that cannot be reached: [`crate::route::after_failure`] (`Failure::TaskGone`);
 //! - what happened: [`TaskCounts`], rendered with the metrics.
 
