@@ -34,7 +34,7 @@ pub struct Scanned {
 
 pub struct Scanner {
     replica: String,
-    pending: BytesMut,
+    pending: Pending,
     names_tasks: bool,
 }
 
@@ -50,7 +50,7 @@ impl Scanner {
     pub fn new(replica: &str) -> Self {
         Self {
             replica: replica.to_owned(),
-            pending: BytesMut::new(),
+            pending: Pending::default(),
             names_tasks: false,
         }
     }
@@ -64,16 +64,11 @@ impl Scanner {
 
     /// Feed a chunk from the replica; `end`: the stream is over (flush what is left).
     pub fn feed(&mut self, chunk: &[u8], end: bool) -> Scanned {
-        self.pending.extend_from_slice(chunk);
+        self.pending.push(chunk);
         let mut out = BytesMut::new();
         let mut scanned = Scanned::default();
-        while let Some(len) = event_end(&self.pending) {
-            let event = self.pending.split_to(len);
+        while let Some(event) = self.pending.next_event(end) {
             self.event(&event, &mut out, &mut scanned);
-        }
-        if end && !self.pending.is_empty() {
-            let rest = self.pending.split();
-            self.event(&rest, &mut out, &mut scanned);
         }
         scanned.out = out.freeze();
         scanned
@@ -117,35 +112,27 @@ impl Scanner {
 /// such as keep-alive comments, yield nothing).
 #[derive(Default)]
 pub struct Events {
-    pending: BytesMut,
+    pending: Pending,
 }
 
 impl Events {
     /// The data of the events `chunk` completes (the last newline of each removed); `end`: the
     /// stream is over, so what is left is an event too.
     pub fn feed(&mut self, chunk: &[u8], end: bool) -> Vec<Vec<u8>> {
-        self.pending.extend_from_slice(chunk);
+        self.pending.push(chunk);
         let mut out = Vec::new();
-        let mut take = |event: &[u8]| {
-            let mut data = data_of(event);
+        while let Some(event) = self.pending.next_event(end) {
+            let mut data = data_of(&event);
             if data.pop().is_some() {
                 out.push(data);
             }
-        };
-        while let Some(len) = event_end(&self.pending) {
-            let event = self.pending.split_to(len);
-            take(&event);
-        }
-        if end && !self.pending.is_empty() {
-            let rest = self.pending.split();
-            take(&rest);
         }
         out
     }
 
     /// Bytes held of an event not complete yet.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        self.pending.buf.len()
     }
 }
 
@@ -167,7 +154,7 @@ fn events(mut body: &[u8]) -> impl Iterator<Item = &[u8]> {
         if body.is_empty() {
             return None;
         }
-        let len = event_end(body).unwrap_or(body.len());
+        let len = event_end(body, 0).unwrap_or(body.len());
         let (event, rest) = body.split_at(len);
         body = rest;
         Some(event)
@@ -214,9 +201,46 @@ fn trim_eol(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// The length of the first complete event (through its blank line), if any.
-fn event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
+/// Bytes of a stream not yet split into events, and how far they were searched for an
+/// event's end: each byte is looked at once however the stream is cut into chunks (a 256 KiB
+/// event arriving in small pieces was searched from its start at every piece, quadratic).
+#[derive(Debug, Default)]
+struct Pending {
+    buf: BytesMut,
+    searched: usize,
+}
+
+impl Pending {
+    fn push(&mut self, chunk: &[u8]) {
+        self.buf.extend_from_slice(chunk);
+    }
+
+    /// The next complete event (through its blank line); `end`: the stream is over, so what is
+    /// left is one too.
+    fn next_event(&mut self, end: bool) -> Option<BytesMut> {
+        // An end marker is at most 3 bytes: look again at the last 2 searched.
+        let from = self.searched.saturating_sub(2);
+        match event_end(&self.buf, from) {
+            Some(len) => {
+                self.searched = 0;
+                Some(self.buf.split_to(len))
+            }
+            None if end && !self.buf.is_empty() => {
+                self.searched = 0;
+                Some(self.buf.split())
+            }
+            None => {
+                self.searched = self.buf.len();
+                None
+            }
+        }
+    }
+}
+
+/// The length of the first complete event (through its blank line), if any, searching from
+/// `from` (no end lies wholly before it).
+fn event_end(buf: &[u8], from: usize) -> Option<usize> {
+    let mut i = from;
     while i < buf.len() {
         if buf[i] == b'\n' {
             match buf.get(i + 1) {
@@ -233,6 +257,22 @@ fn event_end(buf: &[u8]) -> Option<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn events_cut_into_any_pieces_come_out_whole() {
+        let stream = b"data: {\"a\":1}\n\ndata: {\"b\":2}\n\r\ndata: {\"c\":3}\n\n";
+        let whole = Events::default().feed(stream, true);
+        assert_eq!(whole.len(), 3);
+        for size in 1..stream.len() {
+            let mut events = Events::default();
+            let mut got = Vec::new();
+            let pieces: Vec<&[u8]> = stream.chunks(size).collect();
+            for (i, piece) in pieces.iter().enumerate() {
+                got.extend(events.feed(piece, i + 1 == pieces.len()));
+            }
+            assert_eq!(got, whole, "pieces of {size} bytes");
+        }
+    }
 
     #[test]
     fn rewrites_ids_and_passes_events_whole() {
