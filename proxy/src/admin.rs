@@ -2,28 +2,45 @@
 //! (it can serve: a healthy replica exists and it is not shutting down), `/metrics` (Prometheus,
 //! [`crate::telemetry::metrics`]), and what peers tell each other ([`crate::session::peers`]):
 //! `POST /sessions/revoke` (a DELETE), `/bridge/deliver` and `/bridge/cancel` (a bridged
-//! call's answer and cancel), `/push/subscribe` (a legacy `resources/subscribe`). It runs
-//! beside pingora, not as one of its services, so that it still answers (503) while pingora
-//! drains.
+//! call's answer and cancel), `/push/subscribe` (a legacy `resources/subscribe`), each taken only
+//! with a peer's proof ([`crate::session::peers`]). It runs beside pingora, not as one of its
+//! services, so that it still answers (503) while pingora drains.
+//!
+//! Its own bounds: at most [`CONNECTIONS`] connections at once (more wait in the backlog), each
+//! read from for at most [`CONNECTION_TIME`] (a head or body that trickles, an idle keep-alive:
+//! closed then), bodies up to `--body-limit` (a bridged call's answer crosses whole), and a 404
+//! that names no part of the request.
 
-use std::sync::{
-    Arc,
-    atomic::{AtomicBool, Ordering},
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
 };
 
 use async_trait::async_trait;
 use axum::{
     Router,
-    extract::State,
-    http::{StatusCode, Uri, header},
+    extract::{DefaultBodyLimit, State},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{get, post},
 };
 use bytes::Bytes;
 use pingora::{server::ShutdownWatch, services::background::BackgroundService};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 
 use crate::{
-    session::{Sessions, peers::REVOKE_PATH},
+    session::{
+        Sessions,
+        peers::{CANCEL_PATH, DELIVER_PATH, PROOF_HEADER, PeerKeys, REVOKE_PATH, SUBSCRIBE_PATH},
+    },
     telemetry::metrics::{Event, Metrics},
     upstream::Replicas,
 };
@@ -118,7 +135,17 @@ pub struct Admin {
     pub bridges: Arc<crate::bridge::Bridges>,
     pub push: Arc<crate::push::Push>,
     pub tasks: Arc<crate::tasks::TaskCounts>,
+    /// What peers prove themselves with (`None`: no session key, no peer is taken).
+    pub peer_keys: Option<PeerKeys>,
+    pub peers_refused: AtomicU64,
+    /// Largest body taken (a bridged call's answer): `--body-limit`, and room for the rest.
+    pub body_limit: usize,
 }
+
+/// Most admin connections served at once.
+pub const CONNECTIONS: usize = 256;
+/// How long an admin connection is read from, in all.
+pub const CONNECTION_TIME: Duration = Duration::from_secs(30);
 
 fn json(status: u16, body: String) -> Response {
     (
@@ -135,18 +162,24 @@ impl Admin {
     /// so `/readyz` can say 503 while in-flight requests finish.
     pub fn spawn(self, listener: std::net::TcpListener) -> std::io::Result<()> {
         listener.set_nonblocking(true)?;
+        let body_limit = self.body_limit + (64 << 10);
         let admin = Arc::new(self);
         let app = Router::new()
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
             .route(REVOKE_PATH, post(revoke))
-            .route(crate::session::peers::DELIVER_PATH, post(deliver))
-            .route(crate::session::peers::CANCEL_PATH, post(cancel))
-            .route(crate::session::peers::SUBSCRIBE_PATH, post(subscribe))
-            .fallback(|uri: Uri| async move {
-                json(404, format!(r#"{{"error":"no admin endpoint at {}: try /healthz, /readyz or /metrics"}}"#, uri.path()))
+            .route(DELIVER_PATH, post(deliver))
+            .route(CANCEL_PATH, post(cancel))
+            .route(SUBSCRIBE_PATH, post(subscribe))
+            .fallback(|| async {
+                json(
+                    404,
+                    r#"{"error":"no admin endpoint at this path: try /healthz, /readyz or /metrics"}"#
+                        .to_owned(),
+                )
             })
+            .layer(DefaultBodyLimit::max(body_limit))
             .with_state(admin);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -155,14 +188,85 @@ impl Admin {
             .name("mcp-edge-admin".into())
             .spawn(move || {
                 runtime.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("a tokio listener");
+                    let listener = Bounded {
+                        listener: tokio::net::TcpListener::from_std(listener)
+                            .expect("a tokio listener"),
+                        slots: Arc::new(Semaphore::new(CONNECTIONS)),
+                    };
                     if let Err(e) = axum::serve(listener, app).await {
                         tracing::error!(error = %e, "admin listener failed");
                     }
                 })
             })?;
         Ok(())
+    }
+}
+
+/// The admin listener with its bounds: a connection takes one of [`CONNECTIONS`] slots, and
+/// is read from for at most [`CONNECTION_TIME`].
+struct Bounded {
+    listener: tokio::net::TcpListener,
+    slots: Arc<Semaphore>,
+}
+
+impl axum::serve::Listener for Bounded {
+    type Io = Timed;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Timed, std::net::SocketAddr) {
+        let slot = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (stream, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        let timed = Timed {
+            stream,
+            until: Box::pin(tokio::time::sleep(CONNECTION_TIME)),
+            _slot: slot,
+        };
+        (timed, addr)
+    }
+
+    fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+}
+
+/// An admin connection: reads fail once its time is up (the server then closes it).
+struct Timed {
+    stream: tokio::net::TcpStream,
+    until: Pin<Box<tokio::time::Sleep>>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl AsyncRead for Timed {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.until.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
+        Pin::new(&mut self.stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Timed {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
     }
 }
 
@@ -192,46 +296,64 @@ async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
     )
 }
 
-/// A peer's DELETE: the body is the session's token (at most 256 characters).
-async fn revoke(State(admin): State<Arc<Admin>>, body: Bytes) -> Response {
-    let token = std::str::from_utf8(&body[..body.len().min(1024)])
-        .unwrap_or("")
-        .trim();
-    if let Some(uid) = admin.sessions.revoke_token(token) {
-        admin.bridges.end_session(&uid);
-        admin.push.end_session(&uid);
-        admin.metrics.count(Event::SessionRevoked);
-        json(200, r#"{"revoked":true}"#.to_owned())
-    } else {
-        json(
-            404,
-            r#"{"error":"not a session token of this key"}"#.to_owned(),
-        )
+/// A peer's request, checked: its proof (the `Mcp-Edge-Peer` header over `path`, `token` and
+/// `body`), then the session `token` seals — not ours, expired or ended: 404.
+fn peer(
+    admin: &Admin,
+    path: &str,
+    headers: &HeaderMap,
+    token: &str,
+    body: &[u8],
+) -> Result<(crate::session::Uid, u64), Box<Response>> {
+    let Some(keys) = &admin.peer_keys else {
+        return Err(Box::new(json(
+            403,
+            r#"{"error":"this mcp-edge has no session key configured: it takes no peer requests"}"#
+                .to_owned(),
+        )));
+    };
+    let proof = headers.get(PROOF_HEADER).and_then(|v| v.to_str().ok());
+    if let Err(refused) = keys.check(proof, path, token, body, crate::session::unix_now()) {
+        admin.peers_refused.fetch_add(1, Ordering::Relaxed);
+        let body = serde_json::json!({ "error": refused.message() }).to_string();
+        return Err(Box::new(json(403, body)));
     }
+    admin.sessions.for_peer(token).ok_or_else(|| {
+        Box::new(json(
+            404,
+            r#"{"error":"not a live session of this key"}"#.to_owned(),
+        ))
+    })
 }
 
-/// The session a peer names with its token in `Mcp-Session-Id` (holding it is the proof).
-fn peer_session(admin: &Admin, headers: &axum::http::HeaderMap) -> Option<crate::session::Uid> {
-    let token = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-    admin.sessions.uid_of(token.unwrap_or(""))
+/// The session token a peer names in `Mcp-Session-Id`.
+fn named(headers: &HeaderMap) -> &str {
+    headers
+        .get("mcp-session-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
 }
 
-fn not_our_token() -> Response {
-    json(
-        404,
-        r#"{"error":"not a session token of this key"}"#.to_owned(),
-    )
+/// A peer's DELETE: the body is the session's token.
+async fn revoke(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes) -> Response {
+    let token = std::str::from_utf8(&body).unwrap_or("").trim();
+    let (uid, _) = match peer(&admin, REVOKE_PATH, &headers, token, &body) {
+        Ok(session) => session,
+        Err(refused) => return *refused,
+    };
+    admin.sessions.revoke_token(token);
+    admin.bridges.end_session(&uid);
+    admin.push.end_session(&uid);
+    admin.metrics.count(Event::SessionRevoked);
+    json(200, r#"{"revoked":true}"#.to_owned())
 }
 
 /// A peer's client answer to a bridge question: the session's token in `Mcp-Session-Id`, the
 /// answer as the body. 200 when a call of this process took it, 404 otherwise.
-async fn deliver(
-    State(admin): State<Arc<Admin>>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(uid) = peer_session(&admin, &headers) else {
-        return not_our_token();
+async fn deliver(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (uid, _) = match peer(&admin, DELIVER_PATH, &headers, named(&headers), &body) {
+        Ok(session) => session,
+        Err(refused) => return *refused,
     };
     let id = match mcp_protocol::classify(&body) {
         Ok(m) if m.kind == mcp_protocol::Kind::Response => m.id.map(str::to_owned),
@@ -253,13 +375,10 @@ async fn deliver(
 }
 
 /// A peer's client cancel that named no call there: 200 when it ends a bridged call here.
-async fn cancel(
-    State(admin): State<Arc<Admin>>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Response {
-    let Some(uid) = peer_session(&admin, &headers) else {
-        return not_our_token();
+async fn cancel(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes) -> Response {
+    let (uid, _) = match peer(&admin, CANCEL_PATH, &headers, named(&headers), &body) {
+        Ok(session) => session,
+        Err(refused) => return *refused,
     };
     let cancels = mcp_protocol::classify(&body)
         .ok()
@@ -278,14 +397,10 @@ async fn cancel(
 /// A peer's legacy `resources/subscribe` or `unsubscribe` (the body), for the session whose token
 /// is in `Mcp-Session-Id`: applied here, so that this process's GET stream of the session, if
 /// it has it, hears the URI's updates. 200 once applied.
-async fn subscribe(
-    State(admin): State<Arc<Admin>>,
-    headers: axum::http::HeaderMap,
-    body: Bytes,
-) -> Response {
-    let token = headers.get("mcp-session-id").and_then(|v| v.to_str().ok());
-    let Some((uid, expires)) = admin.sessions.expiry_of(token.unwrap_or("")) else {
-        return not_our_token();
+async fn subscribe(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes) -> Response {
+    let session = match peer(&admin, SUBSCRIBE_PATH, &headers, named(&headers), &body) {
+        Ok(session) => session,
+        Err(refused) => return *refused,
     };
     let method = mcp_protocol::classify(&body)
         .ok()
@@ -301,7 +416,7 @@ async fn subscribe(
             );
         }
     };
-    match crate::push::stream::subscription(&admin.push, (uid, expires), subscribe, &body).await {
+    match crate::push::stream::subscription(&admin.push, session, subscribe, &body).await {
         Ok(()) => json(200, r#"{"applied":true}"#.to_owned()),
         Err(reply) => json(
             409,
@@ -330,6 +445,15 @@ async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
     text.push_str(&admin.bridges.render());
     text.push_str(&admin.push.render());
     text.push_str(&admin.tasks.render());
+    crate::telemetry::metrics::write_series(
+        &mut text,
+        &[(
+            "mcp_edge_peer_requests_refused_total",
+            "counter",
+            "Requests at the peer endpoints without a valid Mcp-Edge-Peer proof (403).",
+            admin.peers_refused.load(Ordering::Relaxed),
+        )],
+    );
     (
         StatusCode::OK,
         [(

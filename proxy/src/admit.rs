@@ -128,7 +128,7 @@ impl Admission {
         };
         let caller = match (identity, client) {
             (Some(identity), _) => Caller::Credential(identity),
-            (None, Some(addr)) => Caller::Ip(addr.ip()),
+            (None, Some(addr)) => Caller::Ip(crate::budget::network(addr.ip())),
             (None, None) => Caller::Overflow,
         };
         let Err(wait) = limit.check(caller, std::time::Instant::now()) else {

@@ -73,6 +73,25 @@ impl Reply {
         self.error.as_ref().map(RpcError::body)
     }
 
+    /// The whole HTTP/1.1 response, ending the connection: for a client whose request pingora
+    /// never parsed (a head over the limits).
+    pub fn raw_close(&self) -> Vec<u8> {
+        let body = self.body().unwrap_or_default();
+        let reason = pingora::http::StatusCode::from_u16(self.status)
+            .ok()
+            .and_then(|s| s.canonical_reason())
+            .unwrap_or("");
+        let mut out = format!(
+            "HTTP/1.1 {} {reason}\r\ncontent-type: {}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            self.status,
+            mcp_protocol::headers::JSON,
+            body.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(&body);
+        out
+    }
+
     /// The request id this answer carries.
     pub fn id(&self) -> Option<&str> {
         self.error.as_ref().and_then(|e| e.id.as_deref())

@@ -20,7 +20,10 @@ use crate::{
     embedded::Embedded,
     inflight::{Owners, Streams},
     retry::Upstream,
-    session::{Keys, Sessions, Sweep, peers::Peers},
+    session::{
+        Keys, Sessions, Sweep,
+        peers::{PeerKeys, Peers},
+    },
     telemetry::{access::AccessLog, metrics::Metrics},
     ticker::Ticker,
     tools::KnownTools,
@@ -43,7 +46,12 @@ pub fn fail(message: impl std::fmt::Display) -> ! {
 }
 
 /// The proxy's shared state, from the flags.
-pub fn edge(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<Auth>) -> Edge {
+pub fn edge(
+    config: &Config,
+    replicas: Arc<Replicas>,
+    (keys, peer_keys): (Keys, Option<PeerKeys>),
+    auth: Option<Auth>,
+) -> Edge {
     let metrics = Arc::new(Metrics::default());
     let timeouts = Timeouts {
         connect: config.connect_timeout(),
@@ -84,7 +92,7 @@ pub fn edge(config: &Config, replicas: Arc<Replicas>, keys: Keys, auth: Option<A
             metrics: metrics.clone(),
         },
         metrics,
-        peers: Peers::new(&config.peers),
+        peers: Peers::new(&config.peers, peer_keys),
         bridges: Arc::new(crate::bridge::Bridges::new(
             config.bridge,
             config.max_bridges,
@@ -141,15 +149,23 @@ pub fn run(config: Config) -> ! {
     server.bootstrap();
 
     let keys = match config.session_keys().unwrap_or_else(|e| fail(e)) {
-        Some((current, previous)) => Keys::new(&current, previous.as_ref()),
+        Some((current, previous)) => (
+            Keys::new(&current, previous.as_ref()),
+            Some(PeerKeys::derive(&current, previous.as_ref())),
+        ),
+        None if !config.peers.is_empty() => fail(
+            "--peer needs the session key every peer shares (--session-key or \
+             --session-key-file): peers prove themselves with a key derived from it",
+        ),
         None => {
             tracing::warn!(
                 "no session key configured (MCP_EDGE_SESSION_KEY or MCP_EDGE_SESSION_KEY_FILE): using a random one, \
                  so legacy sessions will not survive a restart and no other mcp-edge process can serve them"
             );
-            Keys::random()
+            (Keys::random(), None)
         }
     };
+    let peer_keys = keys.1.clone();
     let auth = config.auth().unwrap_or_else(|e| fail(e));
     let authenticated = auth.is_some();
     let edge = edge(&config, replicas.clone(), keys, auth);
@@ -167,6 +183,7 @@ pub fn run(config: Config) -> ! {
     let proxy = Front::new(
         edge,
         Duration::from_millis(config.header_timeout_ms.max(1)),
+        config.times(),
         drain.clone(),
     );
     let proxy = Listen::bind(proxy, config.listen, config.threads(), config.work_stealing)
@@ -191,6 +208,9 @@ pub fn run(config: Config) -> ! {
         bridges: bridges.clone(),
         push: push.clone(),
         tasks,
+        peer_keys,
+        peers_refused: Default::default(),
+        body_limit: config.body_limit,
     }
     .spawn(admin_listener)
     .unwrap_or_else(|e| fail(format!("cannot serve the admin listener: {e}")));

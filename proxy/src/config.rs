@@ -115,11 +115,34 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_MAX_STREAMS_PER_SESSION", default_value_t = 100)]
     pub max_streams_per_session: usize,
 
+    /// Most SSE streams (bridged calls and listens included) one caller may hold open: its bearer
+    /// token with authentication on, else its IP address (an IPv6 /64); one more is refused with
+    /// 429. Keeps one caller from taking every --max-streams slot. 0: no limit.
+    #[arg(long, env = "MCP_EDGE_MAX_STREAMS_PER_CALLER", default_value_t = 1_000)]
+    pub max_streams_per_caller: usize,
+
     /// A request's headers must be complete within this many milliseconds of the connection
     /// being ready for it (accepted, or the previous response sent); otherwise the connection is
     /// closed. Also how long an idle keep-alive connection stays open.
     #[arg(long, env = "MCP_EDGE_HEADER_TIMEOUT_MS", default_value_t = 30_000)]
     pub header_timeout_ms: u64,
+
+    /// A request body must be complete within this many seconds of its headers (a trickled or
+    /// stalled body gets 408 and the connection closes; nginx: client_body_timeout, HAProxy:
+    /// timeout http-request).
+    #[arg(long, env = "MCP_EDGE_BODY_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub body_timeout_seconds: u64,
+
+    /// A client that takes none of its answer for this many seconds (a write to it waits that
+    /// long) is cut: its connection closes, its stream slot and its replica connection are
+    /// released (nginx: send_timeout, HAProxy: timeout client).
+    #[arg(long, env = "MCP_EDGE_SEND_TIMEOUT_SECONDS", default_value_t = 60)]
+    pub send_timeout_seconds: u64,
+
+    /// Longest life of an SSE stream to a client (a relayed answer, a bridged call, a listen or
+    /// GET stream), in seconds; then it ends and the client listens again. 0: no limit.
+    #[arg(long, env = "MCP_EDGE_MAX_STREAM_SECONDS", default_value_t = 3600)]
+    pub max_stream_seconds: u64,
 
     /// Upstream TCP connect timeout, in milliseconds.
     #[arg(long, env = "MCP_EDGE_CONNECT_TIMEOUT_MS", default_value_t = 1000)]
@@ -335,6 +358,17 @@ impl Config {
             max_headers: self.max_headers,
             max_streams: self.max_streams,
             max_streams_per_session: self.max_streams_per_session,
+            max_streams_per_caller: self.max_streams_per_caller,
+        }
+    }
+
+    /// The time budgets of a client connection.
+    pub fn times(&self) -> crate::budget::Times {
+        crate::budget::Times {
+            body: Duration::from_secs(self.body_timeout_seconds.max(1)),
+            send: Duration::from_secs(self.send_timeout_seconds.max(1)),
+            stream: (self.max_stream_seconds > 0)
+                .then(|| Duration::from_secs(self.max_stream_seconds)),
         }
     }
 

@@ -34,6 +34,7 @@ use crate::{
     admit::{Admission, VERSION_PATH},
     answer::{Failure, Reply, Stop},
     bridge::{self, Bridges, Delivery},
+    budget::Limit,
     downstream::client::Client,
     inflight::{Owners, Scope, Streams},
     push::{self, Push},
@@ -80,6 +81,10 @@ impl Edge {
             Err(reply) => return Ok(client.reply(&reply).await?),
         };
         ctx.identity = admitted.identity;
+        ctx.caller = Some(crate::budget::caller(
+            ctx.identity.as_ref(),
+            addr.map(|a| a.ip()),
+        ));
         let verb = admitted.verb;
         let empty = bytes::Bytes::new();
         if admitted.version_path {
@@ -90,7 +95,12 @@ impl Edge {
         let body = match verb {
             Verb::Post => match client.read_body(self.body_limit, admitted.declared).await? {
                 Ok(body) => Some(body),
-                Err(reply) => return Ok(client.reply(&reply).await?),
+                Err(reply) => {
+                    if reply.status == 408 {
+                        self.metrics.spent.count(Limit::BodyTime);
+                    }
+                    return Ok(client.reply(&reply).await?);
+                }
             },
             _ => None,
         };
@@ -143,6 +153,7 @@ impl Edge {
         let mut safe = false;
         if let Some(m) = &message {
             ctx.label(m);
+            ctx.tool_listed = ctx.tool.as_deref().is_some_and(|t| self.tools.lists(t));
             safe = decision == Decision::AnyReplica && route::retry_is_safe(m, &live);
         }
         let (token, view) = match state {
@@ -189,6 +200,7 @@ impl Edge {
                     streams: &self.streams,
                     limits: &self.admission.limits,
                     own_auth: self.admission.auth.is_some(),
+                    caller: ctx.caller,
                 };
                 let tool = ctx.tool.clone();
                 let call = bridge::Call {
@@ -226,13 +238,13 @@ impl Edge {
                 let (Some(m), Some(body)) = (message.as_ref(), body.as_ref()) else {
                     unreachable!("a listen is a request")
                 };
-                let parts = self.push_parts();
+                let parts = self.push_parts(ctx);
                 let id = m.id.unwrap_or("null");
                 return push::stream::listen(&parts, client, &mut ctx.stream, id, body).await;
             }
             Decision::Push => {
                 let uid = view.as_ref().expect("a live session").uid;
-                let parts = self.push_parts();
+                let parts = self.push_parts(ctx);
                 let result = push::stream::legacy(&parts, client, &mut ctx.stream, uid).await;
                 (ctx.token, ctx.session) = (token, view);
                 return result;
@@ -342,7 +354,7 @@ impl Edge {
         }
         if shown.stream {
             let uid = view.map(|v| v.uid);
-            match self.streams.hold(&self.admission.limits, uid) {
+            match self.streams.hold(&self.admission.limits, uid, ctx.caller) {
                 Ok(stream) => ctx.stream = Some(stream),
                 // Refused here: dropping the replica's connection abandons the request there.
                 Err(reply) => return Ok(client.reply(&reply.with_id(ctx.id.as_deref())).await?),
@@ -372,11 +384,12 @@ impl Edge {
         .await
     }
 
-    fn push_parts(&self) -> push::stream::Parts<'_> {
+    fn push_parts(&self, ctx: &Ctx) -> push::stream::Parts<'_> {
         push::stream::Parts {
             push: &self.push,
             streams: &self.streams,
             limits: &self.admission.limits,
+            caller: ctx.caller,
         }
     }
 

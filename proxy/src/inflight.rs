@@ -158,11 +158,39 @@ impl Drop for Streaming {
 pub struct Streams {
     open: AtomicUsize,
     by_session: DashMap<[u8; 16], usize>,
+    /// Streams each caller holds (`budget::caller`), for its share of `--max-streams`.
+    by_caller: DashMap<Caller, usize>,
+}
+
+/// A caller, as `budget::caller` names it.
+pub type Caller = [u8; 17];
+
+/// Count one more of `key`'s in `table` unless it holds `most` already (0: no limit).
+fn take<K: std::hash::Hash + Eq>(table: &DashMap<K, usize>, key: K, most: usize) -> bool {
+    let mut held = table.entry(key).or_insert(0);
+    if most > 0 && *held >= most {
+        return false;
+    }
+    *held += 1;
+    true
+}
+
+/// Count one less of `key`'s in `table`.
+fn give<K: std::hash::Hash + Eq>(table: &DashMap<K, usize>, key: &K) {
+    table.remove_if_mut(key, |_, held| {
+        *held = held.saturating_sub(1);
+        *held == 0
+    });
 }
 
 impl Streams {
-    /// Count one more stream, or refuse it.
-    pub fn open(&self, limits: &Limits, session: Option<[u8; 16]>) -> Result<(), Reply> {
+    /// Count one more stream of `session` (a legacy session's uid) and `caller`, or refuse it.
+    pub fn open(
+        &self,
+        limits: &Limits,
+        session: Option<[u8; 16]>,
+        caller: Option<Caller>,
+    ) -> Result<(), Reply> {
         let now = self.open.fetch_add(1, Ordering::Relaxed) + 1;
         if limits.max_streams > 0 && now > limits.max_streams {
             self.open.fetch_sub(1, Ordering::Relaxed);
@@ -175,32 +203,42 @@ impl Streams {
                 ),
             ));
         }
-        if let Some(uid) = session {
-            let mut held = self.by_session.entry(uid).or_insert(0);
-            if limits.max_streams_per_session > 0 && *held >= limits.max_streams_per_session {
-                drop(held);
-                self.open.fetch_sub(1, Ordering::Relaxed);
-                return Err(Reply::error(
-                    429,
-                    LIMITED,
-                    format!(
-                        "this session already holds {} open streams (the limit)",
-                        limits.max_streams_per_session
-                    ),
-                ));
-            }
-            *held += 1;
+        if let Some(caller) = caller
+            && !take(&self.by_caller, caller, limits.max_streams_per_caller)
+        {
+            self.open.fetch_sub(1, Ordering::Relaxed);
+            return Err(Reply::error(
+                429,
+                LIMITED,
+                format!(
+                    "this caller already holds {} open streams (its share of the proxy's)",
+                    limits.max_streams_per_caller
+                ),
+            ));
+        }
+        if let Some(uid) = session
+            && !take(&self.by_session, uid, limits.max_streams_per_session)
+        {
+            self.close(None, caller);
+            return Err(Reply::error(
+                429,
+                LIMITED,
+                format!(
+                    "this session already holds {} open streams (the limit)",
+                    limits.max_streams_per_session
+                ),
+            ));
         }
         Ok(())
     }
 
-    pub fn close(&self, session: Option<[u8; 16]>) {
+    pub fn close(&self, session: Option<[u8; 16]>, caller: Option<Caller>) {
         self.open.fetch_sub(1, Ordering::Relaxed);
         if let Some(uid) = session {
-            self.by_session.remove_if_mut(&uid, |_, held| {
-                *held = held.saturating_sub(1);
-                *held == 0
-            });
+            give(&self.by_session, &uid);
+        }
+        if let Some(caller) = caller {
+            give(&self.by_caller, &caller);
         }
     }
 
@@ -213,6 +251,7 @@ impl Streams {
 pub struct Stream {
     streams: Arc<Streams>,
     session: Option<[u8; 16]>,
+    caller: Option<Caller>,
 }
 
 impl Streams {
@@ -221,18 +260,20 @@ impl Streams {
         self: &Arc<Self>,
         limits: &Limits,
         session: Option<[u8; 16]>,
+        caller: Option<Caller>,
     ) -> Result<Stream, Reply> {
-        self.open(limits, session)?;
+        self.open(limits, session, caller)?;
         Ok(Stream {
             streams: self.clone(),
             session,
+            caller,
         })
     }
 }
 
 impl Drop for Stream {
     fn drop(&mut self) {
-        self.streams.close(self.session);
+        self.streams.close(self.session, self.caller);
     }
 }
 
@@ -245,6 +286,7 @@ mod tests {
         max_headers: 3,
         max_streams: 3,
         max_streams_per_session: 2,
+        max_streams_per_caller: 0,
     };
 
     #[test]
@@ -274,26 +316,56 @@ mod tests {
     fn streams_overall_and_per_session() {
         let s = Streams::default();
         let a = Some([1u8; 16]);
-        assert!(s.open(&LIMITS, a).is_ok());
-        assert!(s.open(&LIMITS, a).is_ok());
+        assert!(s.open(&LIMITS, a, None).is_ok());
+        assert!(s.open(&LIMITS, a, None).is_ok());
         assert_eq!(
-            s.open(&LIMITS, a).unwrap_err().status,
+            s.open(&LIMITS, a, None).unwrap_err().status,
             429,
             "the session's third"
         );
-        assert!(s.open(&LIMITS, None).is_ok());
+        assert!(s.open(&LIMITS, None, None).is_ok());
         assert_eq!(
-            s.open(&LIMITS, None).unwrap_err().status,
+            s.open(&LIMITS, None, None).unwrap_err().status,
             503,
             "the fourth overall"
         );
-        s.close(a);
-        assert!(s.open(&LIMITS, a).is_ok(), "room again after a close");
-        s.close(a);
-        s.close(a);
-        s.close(None);
+        s.close(a, None);
+        assert!(s.open(&LIMITS, a, None).is_ok(), "room again after a close");
+        s.close(a, None);
+        s.close(a, None);
+        s.close(None, None);
         assert_eq!(s.open_now(), 0);
         assert!(s.by_session.is_empty());
+    }
+
+    #[test]
+    fn a_caller_holds_at_most_its_share_of_the_streams() {
+        let s = Streams::default();
+        let limits = Limits {
+            max_streams_per_caller: 2,
+            ..LIMITS
+        };
+        let (one, other) = (Some([1u8; 17]), Some([2u8; 17]));
+        assert!(s.open(&limits, None, one).is_ok());
+        assert!(s.open(&limits, Some([9; 16]), one).is_ok());
+        assert_eq!(
+            s.open(&limits, None, one).unwrap_err().status,
+            429,
+            "the caller's third"
+        );
+        assert!(
+            s.open(&limits, None, other).is_ok(),
+            "another caller has room"
+        );
+        assert_eq!(s.open_now(), 3);
+        s.close(None, one);
+        assert!(
+            s.open(&limits, None, one).is_ok(),
+            "room again after a close"
+        );
+        assert_eq!(s.open(&limits, None, other).unwrap_err().status, 503);
+        assert_eq!(s.open_now(), 3, "a refusal takes nothing");
+        assert_eq!(s.by_caller.get(&[2u8; 17]).map(|n| *n), Some(1));
     }
 
     #[test]
@@ -304,14 +376,21 @@ mod tests {
         drop(held);
         assert_eq!(owners.streaming_owner("s", "7"), None);
         let streams = Arc::new(Streams::default());
-        let a = streams.hold(&LIMITS, Some([1; 16])).unwrap();
-        let _b = streams.hold(&LIMITS, Some([1; 16])).unwrap();
+        let a = streams.hold(&LIMITS, Some([1; 16]), None).unwrap();
+        let _b = streams.hold(&LIMITS, Some([1; 16]), None).unwrap();
         assert_eq!(
-            streams.hold(&LIMITS, Some([1; 16])).err().unwrap().status,
+            streams
+                .hold(&LIMITS, Some([1; 16]), None)
+                .err()
+                .unwrap()
+                .status,
             429
         );
         drop(a);
         assert_eq!(streams.open_now(), 1);
-        assert!(streams.hold(&LIMITS, Some([1; 16])).is_ok(), "room again");
+        assert!(
+            streams.hold(&LIMITS, Some([1; 16]), None).is_ok(),
+            "room again"
+        );
     }
 }

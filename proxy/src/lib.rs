@@ -21,6 +21,7 @@ pub mod answer;
 pub mod app;
 pub mod auth;
 pub mod bridge;
+pub mod budget;
 pub mod config;
 pub mod downstream;
 pub mod drain;

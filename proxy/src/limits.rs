@@ -1,5 +1,5 @@
 //! Limits on what one client may hold: request header size and count (checked before anything
-//! else), and SSE streams open at once, overall and per legacy session (counted by
+//! else), and SSE streams open at once, overall, per caller and per legacy session (counted by
 //! [`crate::inflight::Streams`]).
 
 use mcp_protocol::error::INVALID_REQUEST;
@@ -14,6 +14,8 @@ pub struct Limits {
     pub max_streams: usize,
     /// 0: no limit.
     pub max_streams_per_session: usize,
+    /// A caller's share of `max_streams` (`budget::caller`); 0: no limit.
+    pub max_streams_per_caller: usize,
 }
 
 impl Limits {
@@ -52,6 +54,7 @@ mod tests {
         max_headers: 3,
         max_streams: 3,
         max_streams_per_session: 2,
+        max_streams_per_caller: 0,
     };
 
     #[test]

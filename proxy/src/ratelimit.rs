@@ -1,5 +1,5 @@
 //! Rate limiting: a token bucket per caller — the bearer credential when authentication is on,
-//! else the client's IP address. `rate` requests per second on average, up to `burst` at once;
+//! else the client's IP address (an IPv6 /64: `budget::network`). `rate` requests per second on average, up to `burst` at once;
 //! past it a request is answered 429 with `Retry-After` and never reaches a replica.
 //!
 //! Buckets that have refilled completely carry no information and are dropped by a sweep, so

@@ -11,7 +11,8 @@ use crate::{
     answer::Failure,
     auth::Identity,
     bridge::Bridges,
-    downstream::client::Client,
+    budget::Limit,
+    downstream::client::{Client, STREAM_LIFETIME},
     inflight::{Owners, Scope, Stream, Streaming},
     relay::Chunk,
     route,
@@ -32,6 +33,8 @@ pub struct Ctx {
     /// Labels for metrics and the access log.
     pub method: &'static str,
     pub tool: Option<String>,
+    /// Whether a replica listed the tool in `tools/list` (a metric label of its own).
+    pub tool_listed: bool,
     pub era: &'static str,
     /// Raw JSON text of the request id.
     pub id: Option<String>,
@@ -43,6 +46,8 @@ pub struct Ctx {
     /// The session token the client sent, when it names a live session.
     pub token: Option<String>,
     pub session: Option<SessionView>,
+    /// Who the request's share of the global caps belongs to (`budget::caller`).
+    pub caller: Option<crate::inflight::Caller>,
     /// The scope of in-flight keys: the session uid, or the client connection.
     pub scope: Scope,
     /// The replica last tried (it answered, or it failed).
@@ -63,6 +68,7 @@ impl Ctx {
             started: Instant::now(),
             method: "none",
             tool: None,
+            tool_listed: false,
             era: "unknown",
             id: None,
             is_request: false,
@@ -70,6 +76,7 @@ impl Ctx {
             addr: None,
             token: None,
             session: None,
+            caller: None,
             scope: Scope::Unknown,
             replica: None,
             stream: None,
@@ -116,10 +123,18 @@ impl Ctx {
     ) {
         self.streaming = None;
         self.stream = None;
+        if let Some(e) = e.filter(|e| e.esource() == &pingora::ErrorSource::Downstream) {
+            match e.etype() {
+                pingora::ErrorType::WriteTimedout => metrics.spent.count(Limit::SendTime),
+                &STREAM_LIFETIME => metrics.spent.count(Limit::StreamLifetime),
+                _ => {}
+            }
+        }
         let traffic = client.traffic();
         let request = metrics::Request {
             method: self.method,
             tool: self.tool.as_deref(),
+            listed: self.tool_listed,
             era: self.era,
             status: traffic.status,
             replica: self.replica.as_ref().map(|r| &r.id),

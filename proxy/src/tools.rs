@@ -33,6 +33,11 @@ impl KnownTools {
         self.known.is_empty()
     }
 
+    /// Whether a replica listed `name` in `tools/list`.
+    pub fn lists(&self, name: &str) -> bool {
+        self.known.contains_key(name)
+    }
+
     pub fn is_safe(&self, name: &str) -> bool {
         self.known.get(name).is_some_and(|k| k.safe)
     }

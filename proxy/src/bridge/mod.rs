@@ -336,6 +336,8 @@ pub struct Parts<'a> {
     pub limits: &'a Limits,
     /// mcp-edge checks bearer tokens itself: the client's `Authorization` stays here.
     pub own_auth: bool,
+    /// The request's caller, for its share of the streams.
+    pub caller: Option<crate::inflight::Caller>,
 }
 
 /// Where the request records what the call held (metrics, the access log, the stream limits).
@@ -389,7 +391,10 @@ pub async fn run(
         return write_json(client, &translate::error_response(call.id, &error)).await;
     };
     // A bridged call counts as a stream from its start (it may ask at any round).
-    match parts.streams.hold(parts.limits, Some(call.view.uid)) {
+    match parts
+        .streams
+        .hold(parts.limits, Some(call.view.uid), parts.caller)
+    {
         Ok(held) => *held_by.stream = Some(held),
         Err(reply) => {
             bridges.ended(End::Refused);
@@ -925,6 +930,12 @@ async fn send_round(
             Err(gone) => {
                 parts.bridges.ended(End::ClientGone);
                 return Err(Stop::Broken(gone));
+            }
+            // An answer while a round runs answers nothing pending (a duplicate, or one to an
+            // earlier round): dropped, the first one won.
+            Ok(Err(Some(Event::Answer { .. }))) => {
+                parts.bridges.counts.late.fetch_add(1, Ordering::Relaxed);
+                continue;
             }
             // Dropping the replica's connection is the cancel in 2026-07-28.
             Ok(Err(Some(event))) => return Ok(Ok(Round::Interrupted(event))),

@@ -10,7 +10,13 @@ use pingora::{
     protocols::http::ServerSession,
 };
 
-use crate::answer::{Failure, Reply};
+use crate::{
+    answer::{Failure, Reply},
+    budget::Times,
+};
+
+/// The error a stream past `--max-stream-seconds` ends with (the client's side: not a failure).
+pub const STREAM_LIFETIME: ErrorType = ErrorType::Custom("stream lifetime over");
 
 /// Most of an oversized body the proxy reads and throws away so the client sees its 413.
 const DISCARD_LIMIT: usize = 64 << 20;
@@ -20,6 +26,9 @@ pub struct Client<'s> {
     session: &'s mut ServerSession,
     /// The status of an answer the proxy made itself.
     replied: Option<u16>,
+    times: Times,
+    /// When an SSE response being written must end (`--max-stream-seconds`).
+    stream_until: Option<std::time::Instant>,
 }
 
 /// What the access log and metrics read of the client's side once the request is over.
@@ -30,10 +39,12 @@ pub struct Traffic {
 }
 
 impl<'s> Client<'s> {
-    pub fn new(session: &'s mut ServerSession) -> Self {
+    pub fn new(session: &'s mut ServerSession, times: Times) -> Self {
         Self {
             session,
             replied: None,
+            times,
+            stream_until: None,
         }
     }
 
@@ -54,9 +65,10 @@ impl<'s> Client<'s> {
         self.session.response_written().is_some()
     }
 
-    /// Read the whole request body, bounded by `limit`. `Ok(Err(413))` when it is too large:
-    /// it was read and discarded (up to [`DISCARD_LIMIT`], for a few seconds) so that a client
-    /// still sending it can read the 413; beyond that the connection closes.
+    /// Read the whole request body, bounded by `limit` and by the body deadline. `Ok(Err(413))`
+    /// when it is too large: it was read and discarded (up to [`DISCARD_LIMIT`], for a few
+    /// seconds) so that a client still sending it can read the 413; beyond that the connection
+    /// closes. `Ok(Err(408))` when it did not arrive in time (the connection closes after it).
     pub async fn read_body(
         &mut self,
         limit: usize,
@@ -70,15 +82,35 @@ impl<'s> Client<'s> {
             self.discard(declared).await;
             return Ok(Err(too_large()));
         }
-        let mut body = BytesMut::new();
-        while let Some(chunk) = self.session.read_request_body().await? {
-            if body.len() + chunk.len() > limit {
-                self.discard(declared).await;
-                return Ok(Err(too_large()));
+        let deadline = self.times.body;
+        let session = &mut *self.session;
+        let read = async {
+            let mut body = BytesMut::new();
+            while let Some(chunk) = session.read_request_body().await? {
+                if body.len() + chunk.len() > limit {
+                    return Ok::<_, Box<Error>>(None);
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
+            Ok(Some(body.freeze()))
+        };
+        let stalled = || {
+            let message = format!(
+                "the request body did not arrive within {} s (--body-timeout-seconds)",
+                deadline.as_secs()
+            );
+            Reply::error(408, mcp_protocol::error::INVALID_REQUEST, message)
+        };
+        match pingora_timeout::timeout(deadline, read).await {
+            Err(_) => Ok(Err(stalled())),
+            Ok(Err(e)) if e.etype() == &ErrorType::ReadTimedout => Ok(Err(stalled())),
+            Ok(Err(e)) => Err(e.into_down()),
+            Ok(Ok(Some(body))) => Ok(Ok(body)),
+            Ok(Ok(None)) => {
+                self.discard(declared).await;
+                Ok(Err(too_large()))
+            }
         }
-        Ok(Ok(body.freeze()))
     }
 
     /// Read and drop the rest of a rejected body, within bounds; past them the connection closes.
@@ -117,6 +149,9 @@ impl<'s> Client<'s> {
 
     /// The replica's response head, on its way to the client.
     pub async fn write_head(&mut self, head: Box<ResponseHeader>) -> Result<()> {
+        if mcp_protocol::headers::is_sse(&head.headers) {
+            self.stream_until = self.times.stream.map(|t| std::time::Instant::now() + t);
+        }
         self.session
             .write_response_header(head)
             .await
@@ -144,6 +179,12 @@ impl<'s> Client<'s> {
     /// A chunk of the response body; `end`: the last. An empty chunk that does not end the body
     /// writes nothing (pingora's rule).
     pub async fn write_body(&mut self, chunk: Bytes, end: bool) -> Result<()> {
+        if self
+            .stream_until
+            .is_some_and(|until| std::time::Instant::now() >= until)
+        {
+            return Err(Error::explain(STREAM_LIFETIME, "--max-stream-seconds").into_down());
+        }
         self.session
             .write_response_body(chunk, end)
             .await
@@ -156,14 +197,17 @@ impl<'s> Client<'s> {
         self.session.set_abort_on_close(true);
     }
 
-    /// Run `work` until it completes, or until the client closes its connection (`Err`).
+    /// Run `work` until it completes, or until the client closes its connection, or the SSE
+    /// stream being written reaches its lifetime (`Err`).
     pub async fn unless_gone<F: Future>(
         &mut self,
         work: F,
     ) -> std::result::Result<F::Output, Box<Error>> {
+        let until = self.stream_until;
         tokio::select! {
             done = work => Ok(done),
             gone = gone(self.session) => Err(gone),
+            () = lifetime(until) => Err(Error::explain(STREAM_LIFETIME, "--max-stream-seconds").into_down()),
         }
     }
 
@@ -175,7 +219,11 @@ impl<'s> Client<'s> {
         if e.esource() == &pingora::ErrorSource::Downstream {
             if !matches!(
                 e.etype(),
-                ErrorType::ConnectionClosed | ErrorType::ReadError | ErrorType::WriteError
+                ErrorType::ConnectionClosed
+                    | ErrorType::ReadError
+                    | ErrorType::WriteError
+                    | ErrorType::WriteTimedout
+                    | &STREAM_LIFETIME
             ) {
                 tracing::error!("client connection failed: {e}");
             }
@@ -202,6 +250,14 @@ impl<'s> Client<'s> {
             bytes_in: self.session.body_bytes_read(),
             bytes_out: self.session.body_bytes_sent(),
         }
+    }
+}
+
+/// Resolves when a stream's lifetime is over (never for `None`).
+async fn lifetime(until: Option<std::time::Instant>) {
+    match until {
+        Some(until) => tokio::time::sleep_until(until.into()).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -7,7 +7,9 @@
 //!   │         buffer) until the client's next byte arrives
 //! read_head ─ the request's headers, within --header-timeout-ms of the connection being ready
 //!   │          for it (accepted, or the previous response sent); else the connection closes
-//!   │          (also how an idle keep-alive connection ends); a malformed head → pingora's 400
+//!   │          (also how an idle keep-alive connection ends); a malformed head → pingora's 400;
+//!   │          a head still incomplete past the header limits → 431 (read here: pingora would
+//!   │          buffer up to 1 MiB before its own check)
 //! Edge::handle ─ the request's phases (edge.rs), through a Client (client.rs)
 //!   └─ Err ─ Client::fail: the client's answer when the request broke (502/504, or a stream's
 //!            last error event); a client that went away is not logged as a failure
@@ -41,14 +43,27 @@ use pingora::{
     apps::HttpPersistentSettings,
     protocols::{Stream, http::ServerSession},
 };
-use tokio::{io::AsyncReadExt, sync::Notify};
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    sync::Notify,
+};
 
-use crate::{answer::Stop, drain::Drain, edge::Edge, request::Ctx, telemetry::metrics::Event};
+use crate::{
+    answer::{Reply, Stop},
+    budget::{Limit, Times},
+    drain::Drain,
+    edge::Edge,
+    request::Ctx,
+    telemetry::metrics::Event,
+};
 
 use client::Client;
 
 /// The buffer a request's first bytes are read into: a typical MCP request's head and body fit.
 const FIRST_READ: usize = 1024;
+/// How long a connection refused before its head was parsed lingers to drain what the client
+/// still sends (so that the client reads its answer rather than a reset).
+const LINGER: Duration = Duration::from_secs(2);
 
 /// A connection kept for its next request.
 struct Kept {
@@ -63,6 +78,9 @@ struct Kept {
 pub struct Front {
     edge: Edge,
     header_deadline: Duration,
+    /// Most bytes of an incomplete request head read (`budget::head_bytes`).
+    head_bytes: usize,
+    times: Times,
     /// Connections waiting for or answering a request (the shutdown waits for them).
     drain: Arc<Drain>,
     /// Set when the service stops accepting: keep-alive connections waiting for a request close.
@@ -71,10 +89,12 @@ pub struct Front {
 }
 
 impl Front {
-    pub fn new(edge: Edge, header_deadline: Duration, drain: Arc<Drain>) -> Self {
+    pub fn new(edge: Edge, header_deadline: Duration, times: Times, drain: Arc<Drain>) -> Self {
         Self {
+            head_bytes: crate::budget::head_bytes(&edge.admission.limits),
             edge,
             header_deadline,
+            times,
             drain,
             closing: AtomicBool::new(false),
             closed: Notify::new(),
@@ -128,15 +148,59 @@ impl Front {
 
     /// The first bytes of a request, read into a buffer of [`FIRST_READ`] that pingora then
     /// parses from (and grows only for a larger head): its own would be 4 KiB, held for the
-    /// request's life. `None`: the client closed, or the deadline or the shutdown came first.
+    /// request's life. Read until the head is complete (usually the first read), at most
+    /// `head_bytes`: past that the client gets 431 here. `None`: the client closed, the head
+    /// was too large, or the deadline or the shutdown came first.
     async fn first_read(&self, stream: &mut Stream, deadline: Duration) -> Option<BytesMut> {
         let mut first = BytesMut::with_capacity(FIRST_READ);
-        let read = self
+        let complete = self
             .unless_closing(deadline, async {
-                stream.read_buf(&mut first).await.unwrap_or(0)
+                loop {
+                    if stream.read_buf(&mut first).await.unwrap_or(0) == 0 {
+                        return None;
+                    }
+                    if head_complete(&first) {
+                        return Some(true);
+                    }
+                    if first.len() > self.head_bytes {
+                        return Some(false);
+                    }
+                }
             })
-            .await?;
-        (read > 0).then_some(first)
+            .await
+            .flatten();
+        match complete {
+            Some(true) => Some(first),
+            Some(false) => {
+                self.edge.metrics.spent.count(Limit::HeadBytes);
+                let message = format!(
+                    "request head larger than {} bytes; at most {} header bytes in {} fields are accepted",
+                    self.head_bytes,
+                    self.edge.admission.limits.max_header_bytes,
+                    self.edge.admission.limits.max_headers
+                );
+                let reply = Reply::error(431, mcp_protocol::error::INVALID_REQUEST, message);
+                // Then a lingering close (nginx's): what the client is still sending is read and
+                // dropped for a moment, so that closing does not reset the connection before the
+                // client has read its 431.
+                let _ = pingora_timeout::fast_timeout::fast_timeout(LINGER, async {
+                    stream.write_all(&reply.raw_close()).await?;
+                    stream.shutdown().await?;
+                    let mut drained = 0;
+                    let mut sink = [0u8; 4096];
+                    while drained < self.head_bytes {
+                        match stream.read(&mut sink).await? {
+                            0 => break,
+                            n => drained += n,
+                        }
+                    }
+                    Ok::<_, std::io::Error>(())
+                })
+                .await;
+                None
+            }
+            None => None,
+        }
     }
 
     /// Wait, holding nothing but the socket, until a kept-alive connection's client sends its
@@ -211,6 +275,8 @@ impl Front {
         if let Some(first) = first {
             session.set_pipelined_prefix(first);
         }
+        session.set_read_timeout(Some(self.times.body));
+        session.set_write_timeout(Some(self.times.send));
         let deadline = self.header_deadline.saturating_sub(ready.elapsed());
         // A client may send its next request before this one's answer ends (pipelining, or
         // simply right after a bodiless answer such as a 202): those bytes are kept for the
@@ -224,7 +290,7 @@ impl Front {
         }
         let edge = &self.edge;
         let mut ctx = Ctx::new();
-        let mut client = Client::new(&mut session);
+        let mut client = Client::new(&mut session, self.times);
         let error = match edge.handle(&mut client, &mut ctx).await {
             Ok(()) => None,
             Err(Stop::Answer(failure)) => {
@@ -270,5 +336,22 @@ impl Front {
     pub fn close(&self) {
         self.closing.store(true, Ordering::Release);
         self.closed.notify_waiters();
+    }
+}
+
+/// Whether `buf` holds a whole request head (its blank line; a bare LF ends lines too).
+fn head_complete(buf: &[u8]) -> bool {
+    memchr::memmem::find(buf, b"\r\n\r\n").is_some() || memchr::memmem::find(buf, b"\n\n").is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_head_is_complete_at_its_blank_line() {
+        assert!(super::head_complete(
+            b"POST /mcp HTTP/1.1\r\nHost: a\r\n\r\n{}"
+        ));
+        assert!(super::head_complete(b"GET / HTTP/1.1\nHost: a\n\n"));
+        assert!(!super::head_complete(b"POST /mcp HTTP/1.1\r\nHost: a\r\n"));
     }
 }

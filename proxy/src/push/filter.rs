@@ -12,6 +12,35 @@ use serde_json::{Map, Value, json};
 /// `_meta` key naming the listen request a notification belongs to.
 pub const SUBSCRIPTION_ID: &str = "io.modelcontextprotocol/subscriptionId";
 
+/// Most URIs one session subscribes to (or one listen asks for).
+pub const PER_SESSION: usize = 64;
+/// Most bytes of URIs one session subscribes to (or one listen asks for).
+pub const SESSION_BYTES: usize = 16 << 10;
+/// Longest URI accepted.
+pub const URI_LIMIT: usize = 2048;
+
+/// `Err` when `count` URIs of these lengths are more than one session (or listen) may ask for.
+pub fn within_share(count: usize, lengths: impl Iterator<Item = usize>) -> Result<(), String> {
+    if count > PER_SESSION {
+        return Err(format!(
+            "at most {PER_SESSION} resource subscriptions are accepted, not {count}"
+        ));
+    }
+    let mut bytes = 0;
+    for length in lengths {
+        if length > URI_LIMIT {
+            return Err(format!("a URI is longer than {URI_LIMIT} bytes"));
+        }
+        bytes += length;
+    }
+    if bytes > SESSION_BYTES {
+        return Err(format!(
+            "resource subscriptions of at most {SESSION_BYTES} bytes of URIs are accepted, not {bytes}"
+        ));
+    }
+    Ok(())
+}
+
 /// The notification types of a listen stream (`SubscriptionFilter`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -43,7 +72,7 @@ impl Filter {
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(format!("params.notifications.{name} must be a boolean")),
         };
-        let uris = match object.get("resourceSubscriptions") {
+        let uris: BTreeSet<String> = match object.get("resourceSubscriptions") {
             None | Some(Value::Null) => BTreeSet::new(),
             Some(Value::Array(items)) => items
                 .iter()
@@ -60,6 +89,14 @@ impl Filter {
             resources: flag("resourcesListChanged")?,
             uris,
         })
+    }
+
+    /// The `notifications` object of a client's listen: [`Filter::parse`], within one
+    /// session's share of URIs ([`within_share`]).
+    pub fn parse_asked(value: &Value) -> Result<Self, String> {
+        let filter = Self::parse(value)?;
+        within_share(filter.uris.len(), filter.uris.iter().map(String::len))?;
+        Ok(filter)
     }
 
     /// The wire form, with only what is set (an empty filter is `{}`).
@@ -321,6 +358,17 @@ mod tests {
         assert!(Filter::parse(&json!({"toolsListChanged": "yes"})).is_err());
         assert!(Filter::parse(&json!({"resourceSubscriptions": [1]})).is_err());
         assert!(Filter::parse(&json!([])).is_err());
+        let many: Vec<String> = (0..65).map(|i| format!("a://{i}")).collect();
+        let many = json!({ "resourceSubscriptions": many });
+        assert!(
+            Filter::parse(&many).is_ok(),
+            "a replica's acknowledgement of the union is not a client's share"
+        );
+        assert!(
+            Filter::parse_asked(&many)
+                .unwrap_err()
+                .contains("at most 64")
+        );
     }
 
     #[test]

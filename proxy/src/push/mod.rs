@@ -52,6 +52,10 @@ use link::{Acked, Link};
 const BACKLOG: usize = 4096;
 /// Links are closed this long after the last listener left.
 const LINGER: Duration = Duration::from_secs(5);
+/// Most bytes of distinct URIs every upstream listen asks for (the union of every listener's
+/// and legacy session's): far below what a replica accepts in one request body (mcp-backend:
+/// 4 MiB), so that no set of clients can make the listen too large for the replicas.
+pub const WANTED_BYTES: usize = 256 << 10;
 
 /// Which kind of client listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,13 +90,22 @@ pub struct Push {
     /// What every link asks its replica for.
     wanted: watch::Sender<Arc<Filter>>,
     /// How many listeners (and legacy subscriptions) want each URI.
-    uris: Mutex<BTreeMap<String, usize>>,
+    uris: Mutex<Wanted>,
     listeners: [AtomicUsize; 2],
     idle_since: Mutex<Option<Instant>>,
     /// Legacy sessions' `resources/subscribe` URIs, and their GET streams here.
     pub sessions: subscribed::Subscribed,
     ending: watch::Sender<bool>,
     counts: Counts,
+    /// Subscriptions and listens refused because the union would pass [`WANTED_BYTES`].
+    refused: AtomicU64,
+}
+
+/// The URIs wanted upstream: how many listeners want each, and their bytes in all.
+#[derive(Default)]
+struct Wanted {
+    counts: BTreeMap<String, usize>,
+    bytes: usize,
 }
 
 /// A listener's place in the hub, given up when dropped.
@@ -120,12 +133,13 @@ impl Push {
             notes: broadcast::channel(BACKLOG).0,
             links: Mutex::new(HashMap::new()),
             wanted: watch::channel(Arc::new(Filter::lists())).0,
-            uris: Mutex::new(BTreeMap::new()),
+            uris: Mutex::new(Wanted::default()),
             listeners: [AtomicUsize::new(0), AtomicUsize::new(0)],
             idle_since: Mutex::new(None),
             sessions: subscribed::Subscribed::default(),
             ending: watch::channel(false).0,
             counts: Counts::default(),
+            refused: AtomicU64::new(0),
         })
     }
 
@@ -140,49 +154,67 @@ impl Push {
         replica.is_healthy() && (self.mode == BridgeMode::On || announces(replica))
     }
 
-    /// A listener arrives: counted, its URIs wanted, the links opened if they were not.
-    pub fn join(self: &Arc<Self>, kind: Listener, uris: &[String]) -> Joined {
+    /// A listener arrives: counted, its URIs wanted, the links opened if they were not. `Err`:
+    /// its URIs would take the union past [`WANTED_BYTES`] (nothing is counted).
+    pub fn join(self: &Arc<Self>, kind: Listener, uris: &[String]) -> Result<Joined, String> {
+        self.want(uris)?;
         self.listeners[kind as usize].fetch_add(1, Ordering::Relaxed);
-        self.want(uris);
         self.reconcile();
-        Joined {
+        Ok(Joined {
             push: self.clone(),
             kind,
             uris: uris.to_vec(),
-        }
+        })
     }
 
-    /// Count `uris` as wanted once more; the links follow when one is new.
-    pub fn want(&self, uris: &[String]) {
-        self.recount(uris, true);
+    /// Count `uris` as wanted once more; the links follow when one is new. `Err`: the new ones
+    /// would take the union past [`WANTED_BYTES`] (nothing is counted).
+    pub fn want(&self, uris: &[String]) -> Result<(), String> {
+        if uris.is_empty() {
+            return Ok(());
+        }
+        let mut wanted = self.uris.lock().expect("uris");
+        let new: usize = uris
+            .iter()
+            .filter(|u| !wanted.counts.contains_key(*u))
+            .map(String::len)
+            .sum();
+        if wanted.bytes + new > WANTED_BYTES {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(format!(
+                "mcp-edge follows at most {WANTED_BYTES} bytes of distinct subscribed URIs, and \
+                 they are taken; try again later"
+            ));
+        }
+        for uri in uris {
+            *wanted.counts.entry(uri.clone()).or_insert(0) += 1;
+        }
+        wanted.bytes += new;
+        if new > 0 {
+            self.publish_wanted(&wanted.counts);
+        }
+        Ok(())
     }
 
     /// Count `uris` as wanted once less; the links follow when one is no longer wanted.
     pub fn unwant(&self, uris: &[String]) {
-        self.recount(uris, false);
-    }
-
-    fn recount(&self, uris: &[String], more: bool) {
         if uris.is_empty() {
             return;
         }
         let mut wanted = self.uris.lock().expect("uris");
         let mut changed = false;
         for uri in uris {
-            if more {
-                let n = wanted.entry(uri.clone()).or_insert(0);
-                *n += 1;
-                changed |= *n == 1;
-            } else if let Some(n) = wanted.get_mut(uri) {
+            if let Some(n) = wanted.counts.get_mut(uri) {
                 *n -= 1;
                 if *n == 0 {
-                    wanted.remove(uri);
+                    wanted.counts.remove(uri);
+                    wanted.bytes -= uri.len();
                     changed = true;
                 }
             }
         }
         if changed {
-            self.publish_wanted(&wanted);
+            self.publish_wanted(&wanted.counts);
         }
     }
 
@@ -365,6 +397,18 @@ impl Push {
                 "gauge",
                 "Legacy sessions' resources/subscribe URIs this process knows.",
                 self.sessions.subscriptions() as u64,
+            ),
+            (
+                "mcp_edge_push_wanted_bytes",
+                "gauge",
+                "Bytes of distinct URIs the upstream listens ask for (at most 262144).",
+                self.uris.lock().expect("uris").bytes as u64,
+            ),
+            (
+                "mcp_edge_push_subscriptions_refused_total",
+                "counter",
+                "Subscriptions and listens refused because the URIs every listen asks for would pass 262144 bytes.",
+                self.refused.load(Ordering::Relaxed),
             ),
         ];
         crate::telemetry::metrics::write_series(&mut out, &series);

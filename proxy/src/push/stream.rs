@@ -32,6 +32,8 @@ pub struct Parts<'a> {
     pub push: &'a Arc<Push>,
     pub streams: &'a Arc<Streams>,
     pub limits: &'a Limits,
+    /// The request's caller, for its share of the streams.
+    pub caller: Option<inflight::Caller>,
 }
 
 fn params(body: &[u8]) -> Value {
@@ -58,7 +60,7 @@ pub async fn listen(
     body: &Bytes,
 ) -> Result<(), Stop> {
     let asked = match params(body).get("notifications") {
-        Some(n) => Filter::parse(n),
+        Some(n) => Filter::parse_asked(n),
         None => Err("subscriptions/listen needs params.notifications".into()),
     };
     let asked = match asked {
@@ -68,7 +70,7 @@ pub async fn listen(
             return Ok(client.reply(&reply).await?);
         }
     };
-    match parts.streams.hold(parts.limits, None) {
+    match parts.streams.hold(parts.limits, None, parts.caller) {
         Ok(stream) => *held = Some(stream),
         Err(reply) => return Ok(client.reply(&reply.with_id(Some(id))).await?),
     }
@@ -76,7 +78,13 @@ pub async fn listen(
     // Notes from now on wait in the receiver: none is lost between the replicas' acks and ours.
     let notes = push.notes();
     let uris: Vec<String> = asked.uris.iter().cloned().collect();
-    let _joined = push.join(Listener::Modern, &uris);
+    let _joined = match push.join(Listener::Modern, &uris) {
+        Ok(joined) => joined,
+        Err(why) => {
+            let reply = Reply::error(503, INTERNAL_ERROR, why).with_header("retry-after", "10");
+            return Ok(client.reply(&reply.with_id(Some(id))).await?);
+        }
+    };
     let agreed = match client
         .unless_gone(push.cover(&asked, COVER_WAIT))
         .await
@@ -123,12 +131,12 @@ pub async fn legacy(
         );
         return Ok(client.reply(&reply).await?);
     };
-    match parts.streams.hold(parts.limits, Some(uid)) {
+    match parts.streams.hold(parts.limits, Some(uid), parts.caller) {
         Ok(stream) => *held = Some(stream),
         Err(reply) => return Ok(client.reply(&reply).await?),
     }
     let notes = push.notes();
-    let _joined = push.join(Listener::Legacy, &[]);
+    let _joined = push.join(Listener::Legacy, &[]).expect("no URI to refuse");
     let agreed = match client
         .unless_gone(push.cover(&Filter::lists(), COVER_WAIT))
         .await
@@ -304,10 +312,16 @@ async fn apply(
         }
         return Ok(());
     }
-    match push.sessions.add(uid, uri, expires) {
-        Ok(true) => push.want(&[uri.to_owned()]),
-        Ok(false) => {}
-        Err(why) => return Err(Reply::error(200, INTERNAL_ERROR, why)),
+    let added = push.sessions.add(uid, uri, expires).and_then(|new| {
+        if !new {
+            return Ok(());
+        }
+        push.want(&[uri.to_owned()]).inspect_err(|_| {
+            push.sessions.remove(&uid, uri);
+        })
+    });
+    if let Err(why) = added {
+        return Err(Reply::error(200, INTERNAL_ERROR, why));
     }
     if !push.active() {
         return Ok(());

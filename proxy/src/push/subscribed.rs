@@ -8,14 +8,11 @@ use std::{collections::BTreeSet, sync::Arc};
 use dashmap::{DashMap, mapref::entry::Entry as Slot};
 use tokio::sync::Notify;
 
+use super::filter::{URI_LIMIT, within_share};
 use crate::session::Uid;
 
-/// Most URIs one session subscribes to.
-pub const PER_SESSION: usize = 256;
 /// Most sessions with subscriptions one process keeps.
 pub const SESSIONS: usize = 100_000;
-/// Longest URI accepted.
-pub const URI_LIMIT: usize = 2048;
 
 struct Entry {
     uris: BTreeSet<String>,
@@ -60,11 +57,9 @@ impl Subscribed {
         if entry.uris.contains(uri) {
             return Ok(false);
         }
-        if entry.uris.len() >= PER_SESSION {
-            return Err(format!(
-                "a session subscribes to at most {PER_SESSION} resources"
-            ));
-        }
+        let lengths = entry.uris.iter().map(String::len).chain([uri.len()]);
+        within_share(entry.uris.len() + 1, lengths)
+            .map_err(|why| format!("a session is past its share: {why}"))?;
         entry.uris.insert(uri.to_owned());
         Ok(true)
     }
@@ -144,6 +139,7 @@ impl Subscribed {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::push::filter::{PER_SESSION, SESSION_BYTES};
 
     #[test]
     fn a_session_subscribes_once_per_uri_and_its_end_returns_them() {
@@ -176,6 +172,17 @@ mod tests {
         assert_eq!(t.sweep(49).len(), 0);
         assert_eq!(t.sweep(50).len(), PER_SESSION);
         assert_eq!(t.subscriptions(), 0);
+        let wide = [7u8; 16];
+        for i in 0..SESSION_BYTES / URI_LIMIT {
+            t.add(wide, &format!("{i:0>w$}", w = URI_LIMIT), 50)
+                .unwrap();
+        }
+        assert!(
+            t.add(wide, "test://one-byte-too-many", 50)
+                .unwrap_err()
+                .contains("bytes of URIs"),
+            "a session's URIs are bounded in bytes too"
+        );
     }
 
     #[test]

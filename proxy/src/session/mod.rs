@@ -223,25 +223,25 @@ impl Sessions {
     }
 
     /// A peer's announcement: end the session sealed in `token`; its uid, `None` when it is
-    /// not ours.
+    /// not ours or already over.
     pub fn revoke_token(&self, token: &str) -> Option<Uid> {
-        let view = self.view(self.keys.open(token)?);
-        self.revoke(&view.uid, view.expires);
-        Some(view.uid)
+        let (uid, expires) = self.for_peer(token)?;
+        self.revoke(&uid, expires);
+        Some(uid)
     }
 
-    /// The uid sealed in `token` (a peer's proof that it serves the session), without using it.
-    pub fn uid_of(&self, token: &str) -> Option<Uid> {
-        self.keys.open(token).map(|claims| claims.uid)
-    }
-
-    /// The session `token` seals and when it stops opening (Unix seconds), whether or not it
-    /// is live here (a peer's word, proven by the token).
-    pub fn expiry_of(&self, token: &str) -> Option<(Uid, u64)> {
-        self.keys.open(token).map(|claims| {
-            let expires = claims.issued.saturating_add(self.lifetime.as_secs());
-            (claims.uid, expires)
-        })
+    /// The session a peer's request names with `token`, and when it stops opening (Unix
+    /// seconds): the checks of [`Sessions::open`] but the identity binding (the peer checked the
+    /// caller's credential) and the idle clock. `None`: not ours, expired, or ended.
+    pub fn for_peer(&self, token: &str) -> Option<(Uid, u64)> {
+        let claims = self.keys.open(token)?;
+        let now = unix_now();
+        if claims.issued > now + CLOCK_SKEW {
+            return None;
+        }
+        let view = self.view(claims);
+        let ended = now >= view.expires || self.revoked.contains(short(&view.uid), view.expires);
+        (!ended).then_some((view.uid, view.expires))
     }
 
     /// Drop what no longer matters: revocations of tokens that expired anyway, and idle

@@ -6,13 +6,22 @@
 //!
 //! Each peer is an admin listener (`host:port`), resolved at every announcement so a DNS name
 //! with one record per process (Swarm's `tasks.<service>`) reaches all of them, including ones
-//! started since. The announcement is `POST /sessions/revoke` with the token as its body: a peer
-//! opens it with the shared key, so only a holder of the session can end it, as with DELETE.
+//! started since. The announcement is `POST /sessions/revoke` with the token as its body.
 //! Delivery is best effort (one attempt per address, bounded by a timeout, failures logged);
 //! what holds without it is in the README ("Sessions").
+//!
+//! **Only mcp-edge processes are peers.** Every request carries `Mcp-Edge-Peer: <unix
+//! seconds>.<HMAC-SHA256 hex>` over its path, time, session token and body, keyed with a key
+//! derived from the session key ([`PeerKeys`]: HKDF-SHA256, so the sealing key itself is never
+//! used for anything else); the admin listener takes it within [`PROOF_WINDOW`] seconds of its
+//! clock, under the current or the previous session key, and otherwise answers 403. A client
+//! holding its own session token proves nothing there. Without a configured session key there
+//! is nothing to derive: `--peer` is refused at start.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::Sha256;
 use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
@@ -23,20 +32,145 @@ pub const DELIVER_PATH: &str = "/bridge/deliver";
 pub const CANCEL_PATH: &str = "/bridge/cancel";
 pub const SUBSCRIBE_PATH: &str = "/push/subscribe";
 const TIMEOUT: Duration = Duration::from_secs(2);
+/// The header carrying a peer's proof.
+pub const PROOF_HEADER: &str = "mcp-edge-peer";
+/// How far a proof's time may be from the receiver's clock, in seconds.
+pub const PROOF_WINDOW: u64 = 30;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The keys peers prove themselves with, derived from the session keys.
+#[derive(Clone)]
+pub struct PeerKeys {
+    current: [u8; 32],
+    previous: Option<[u8; 32]>,
+}
+
+impl std::fmt::Debug for PeerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerKeys(..)")
+    }
+}
+
+/// Why a peer's request was refused (403).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Missing,
+    Malformed,
+    Stale,
+    Forged,
+}
+
+impl Refused {
+    pub fn message(self) -> &'static str {
+        match self {
+            Refused::Missing => "not from an mcp-edge peer: no Mcp-Edge-Peer proof",
+            Refused::Malformed => "the Mcp-Edge-Peer proof is malformed",
+            Refused::Stale => {
+                "the Mcp-Edge-Peer proof is too old (or the clocks differ by more than 30 s)"
+            }
+            Refused::Forged => {
+                "the Mcp-Edge-Peer proof does not match: not a peer on this session key"
+            }
+        }
+    }
+}
+
+impl PeerKeys {
+    /// The peer keys of the session keys `current` (and `previous`, during a rotation).
+    pub fn derive(current: &[u8; 32], previous: Option<&[u8; 32]>) -> Self {
+        Self {
+            current: hkdf(current),
+            previous: previous.map(hkdf),
+        }
+    }
+
+    /// The proof of a request to `path` about `token` with `body`, made at `now`.
+    pub fn prove(&self, path: &str, token: &str, body: &[u8], now: u64) -> String {
+        let tag = mac(&self.current, path, now, token, body)
+            .finalize()
+            .into_bytes();
+        format!("{now}.{}", hex::encode(tag))
+    }
+
+    /// Check a proof (the header's value) at `now`.
+    pub fn check(
+        &self,
+        proof: Option<&str>,
+        path: &str,
+        token: &str,
+        body: &[u8],
+        now: u64,
+    ) -> Result<(), Refused> {
+        let (time, tag) = proof
+            .ok_or(Refused::Missing)?
+            .split_once('.')
+            .ok_or(Refused::Malformed)?;
+        let time: u64 = time.parse().map_err(|_| Refused::Malformed)?;
+        let mut raw = [0u8; 32];
+        hex::decode_to_slice(tag, &mut raw).map_err(|_| Refused::Malformed)?;
+        if time.abs_diff(now) > PROOF_WINDOW {
+            return Err(Refused::Stale);
+        }
+        let matches = |key: &[u8; 32]| mac(key, path, time, token, body).verify_slice(&raw).is_ok();
+        if matches(&self.current) || self.previous.as_ref().is_some_and(matches) {
+            Ok(())
+        } else {
+            Err(Refused::Forged)
+        }
+    }
+}
+
+/// HKDF-SHA256 (RFC 5869) of a session key, for one 32-byte output: extract with a fixed salt,
+/// expand with what the key is for.
+fn hkdf(session_key: &[u8; 32]) -> [u8; 32] {
+    let mut extract = HmacSha256::new_from_slice(b"mcp-edge").expect("any key length");
+    extract.update(session_key);
+    let prk = extract.finalize().into_bytes();
+    let mut expand = HmacSha256::new_from_slice(&prk).expect("any key length");
+    expand.update(b"mcp-edge peer proof v1");
+    expand.update(&[1]);
+    expand.finalize().into_bytes().into()
+}
+
+/// The MAC of one peer request: each part length-prefixed, so no two requests share a message.
+fn mac(key: &[u8; 32], path: &str, time: u64, token: &str, body: &[u8]) -> HmacSha256 {
+    let mut mac = HmacSha256::new_from_slice(key).expect("any key length");
+    for part in [path.as_bytes(), &time.to_be_bytes(), token.as_bytes(), body] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac
+}
 
 #[derive(Debug, Clone, Default)]
 pub struct Peers {
     list: Vec<String>,
+    keys: Option<Arc<PeerKeys>>,
 }
 
 impl Peers {
-    pub fn new(list: &[String]) -> Self {
+    /// The peers `list`, proving this process with `keys` (`None`: no session key was
+    /// configured, and a non-empty list is refused at start).
+    pub fn new(list: &[String], keys: Option<PeerKeys>) -> Self {
         Self {
             list: list
                 .iter()
                 .map(|p| p.trim().to_owned())
                 .filter(|p| !p.is_empty())
                 .collect(),
+            keys: keys.map(Arc::new),
+        }
+    }
+
+    /// The proof header of a request to a peer.
+    fn proof(&self, path: &str, token: &str, body: &[u8]) -> String {
+        match &self.keys {
+            Some(keys) => {
+                let now = super::unix_now();
+                format!("{PROOF_HEADER}: {}\r\n", keys.prove(path, token, body, now))
+            }
+            None => String::new(),
         }
     }
 
@@ -83,8 +217,9 @@ impl Peers {
                 tracing::warn!(%peer, path, "cannot resolve peer: not told");
                 continue;
             };
+            let proof = self.proof(path, token, body);
             for addr in addrs {
-                let header = format!("mcp-session-id: {token}\r\n");
+                let header = format!("mcp-session-id: {token}\r\n{proof}");
                 sends.push(async move {
                     let post = post(addr, peer, path, "application/json", &header, body);
                     matches!(tokio::time::timeout(TIMEOUT, post).await, Ok(Ok(200)))
@@ -103,6 +238,7 @@ impl Peers {
             return;
         }
         let (list, token) = (self.list.clone(), token.to_owned());
+        let proof = self.proof(REVOKE_PATH, &token, token.as_bytes());
         tokio::spawn(async move {
             for peer in list {
                 let addrs = match tokio::time::timeout(
@@ -122,9 +258,9 @@ impl Peers {
                     }
                 };
                 let sends = addrs.into_iter().map(|addr| {
-                    let (peer, token) = (peer.clone(), token.as_str());
+                    let (peer, token, proof) = (peer.clone(), token.as_str(), proof.as_str());
                     async move {
-                        let post = post(addr, &peer, REVOKE_PATH, "text/plain", "", token.as_bytes());
+                        let post = post(addr, &peer, REVOKE_PATH, "text/plain", proof, token.as_bytes());
                         match tokio::time::timeout(TIMEOUT, post).await {
                             Ok(Ok(200 | 404)) => {}
                             Ok(Ok(status)) => tracing::warn!(%peer, %addr, status, "peer refused a session revocation"),
@@ -163,4 +299,63 @@ async fn post(
             format!("bad status line {line:?}"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_proof_opens_only_for_its_path_token_body_and_time_under_a_shared_key() {
+        let keys = PeerKeys::derive(&[1; 32], None);
+        let proof = keys.prove("/bridge/deliver", "tok", b"{}", 1000);
+        let check =
+            |p: &str, path, token, body: &[u8], now| keys.check(Some(p), path, token, body, now);
+        assert_eq!(check(&proof, "/bridge/deliver", "tok", b"{}", 1000), Ok(()));
+        assert_eq!(
+            check(&proof, "/bridge/deliver", "tok", b"{}", 1000 + PROOF_WINDOW),
+            Ok(())
+        );
+        assert_eq!(
+            check(&proof, "/bridge/cancel", "tok", b"{}", 1000),
+            Err(Refused::Forged)
+        );
+        assert_eq!(
+            check(&proof, "/bridge/deliver", "other", b"{}", 1000),
+            Err(Refused::Forged)
+        );
+        assert_eq!(
+            check(&proof, "/bridge/deliver", "tok", b"{ }", 1000),
+            Err(Refused::Forged)
+        );
+        assert_eq!(
+            check(&proof, "/bridge/deliver", "tok", b"{}", 1031),
+            Err(Refused::Stale)
+        );
+        assert_eq!(
+            check("1000.zz", "/", "tok", b"", 1000),
+            Err(Refused::Malformed)
+        );
+        assert_eq!(
+            keys.check(None, "/", "tok", b"", 1000),
+            Err(Refused::Missing)
+        );
+        let other = PeerKeys::derive(&[2; 32], None);
+        assert_eq!(
+            other.check(Some(&proof), "/bridge/deliver", "tok", b"{}", 1000),
+            Err(Refused::Forged),
+            "another session key proves nothing"
+        );
+        let rotated = PeerKeys::derive(&[2; 32], Some(&[1; 32]));
+        assert_eq!(
+            rotated.check(Some(&proof), "/bridge/deliver", "tok", b"{}", 1000),
+            Ok(()),
+            "a peer still on the previous key is accepted during a rotation"
+        );
+        assert_ne!(
+            hkdf(&[1; 32]),
+            [1; 32],
+            "the derived key is not the session key"
+        );
+    }
 }

@@ -76,7 +76,9 @@ impl AccessLog {
         let entry = Entry {
             time: SystemTime::now(),
             method: r.method,
-            tool: r.tool,
+            tool: r
+                .tool
+                .map(|t| crate::budget::bounded(t, crate::budget::NAME_LIMIT)),
             era: r.era,
             session: tag.as_ref().map(|t| std::str::from_utf8(t).expect("hex")),
             replica: r.replica.map(|id| &**id),

@@ -1,7 +1,8 @@
 //! Prometheus metrics, served as text at the admin listener's `/metrics`.
 //!
 //! Every series is bounded: methods are those of mcp-protocol's method table (others count as
-//! `other`), tool names are the first [`TOOL_LABELS`] seen (later ones count as `other`),
+//! `other`), tool names only those a replica listed in `tools/list`, the first [`TOOL_LABELS`]
+//! of them (names a client made up, and later ones, count as `other`),
 //! eras and status classes are fixed sets, and replicas are the configured or discovered
 //! ones (plus `edge` for what the proxy answered itself). Counting is a sharded map update per
 //! request; nothing is formatted until a scrape.
@@ -20,7 +21,10 @@ use dashmap::DashMap;
 use crate::session::{ReplicaId, SessionStats};
 
 /// Distinct tool names that get their own label; later ones are counted as `other`.
-pub const TOOL_LABELS: usize = 50;
+pub const TOOL_LABELS: usize = 200;
+
+/// The label of every tool name that gets none of its own.
+static OTHER: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| "other".into());
 
 /// Latency bucket bounds, in seconds.
 const BUCKETS: [f64; 14] = [
@@ -50,6 +54,8 @@ impl Histogram {
 pub struct Request<'a> {
     pub method: &'static str,
     pub tool: Option<&'a str>,
+    /// Whether a replica listed the tool in `tools/list` (only then is it a label of its own).
+    pub listed: bool,
     pub era: &'static str,
     pub status: u16,
     pub replica: Option<&'a ReplicaId>,
@@ -144,6 +150,8 @@ pub struct Metrics {
     latency: DashMap<&'static str, Histogram, foldhash::fast::RandomState>,
     events: [AtomicU64; EVENTS.len()],
     tools: RwLock<Vec<Arc<str>>>,
+    /// Per-client budgets that ran out.
+    pub spent: crate::budget::Spent,
 }
 
 impl Metrics {
@@ -151,8 +159,12 @@ impl Metrics {
         self.events[event as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The tool label: the name when it is among the first [`TOOL_LABELS`] seen, else `other`.
-    fn tool_label(&self, tool: &str) -> Arc<str> {
+    /// The tool label: the name when a replica listed it and it is among the first
+    /// [`TOOL_LABELS`] such, else `other`.
+    fn tool_label(&self, tool: &str, listed: bool) -> Arc<str> {
+        if !listed || tool.len() > crate::budget::NAME_LIMIT {
+            return OTHER.clone();
+        }
         let known = |tools: &[Arc<str>]| tools.iter().find(|t| &***t == tool).cloned();
         if let Some(t) = known(&self.tools.read().expect("not poisoned")) {
             return t;
@@ -161,21 +173,18 @@ impl Metrics {
         if let Some(t) = known(&tools) {
             return t;
         }
-        let label: Arc<str> = if tools.len() < TOOL_LABELS {
-            tool.into()
-        } else {
-            "other".into()
-        };
-        if tools.len() < TOOL_LABELS {
-            tools.push(label.clone());
+        if tools.len() >= TOOL_LABELS {
+            return OTHER.clone();
         }
+        let label: Arc<str> = tool.into();
+        tools.push(label.clone());
         label
     }
 
     pub fn request(&self, r: &Request) {
         let key = RequestKey {
             method: r.method,
-            tool: r.tool.map(|t| self.tool_label(t)),
+            tool: r.tool.map(|t| self.tool_label(t, r.listed)),
             era: r.era,
             class: (r.status / 100).min(5) as u8,
             replica: r.replica.cloned(),
@@ -380,6 +389,7 @@ impl Metrics {
                 u8::from(*healthy)
             );
         }
+        self.spent.render(&mut out);
         out
     }
 }
@@ -408,24 +418,35 @@ mod tests {
     use super::*;
 
     #[test]
-    fn labels_stay_bounded() {
+    fn only_listed_tool_names_of_bounded_length_become_labels() {
         let m = Metrics::default();
-        for i in 0..TOOL_LABELS + 10 {
-            let name = format!("tool{i}");
+        let call = |name: &str, listed: bool| {
             m.request(&Request {
                 method: "tools/call",
-                tool: Some(&name),
+                tool: Some(name),
+                listed,
                 era: "legacy",
                 status: 200,
                 replica: None,
                 elapsed: Duration::from_millis(1),
-            });
+            })
+        };
+        for i in 0..TOOL_LABELS + 10 {
+            call(&format!("tool{i}"), true);
         }
         assert_eq!(
             m.requests.len(),
             TOOL_LABELS + 1,
             "the first {TOOL_LABELS} tools, then other"
         );
+        let made_up = "x".repeat(256 << 10);
+        for _ in 0..50 {
+            call(&made_up, false);
+        }
+        call(&"y".repeat(crate::budget::NAME_LIMIT + 1), true);
+        assert_eq!(m.requests.len(), TOOL_LABELS + 1, "all counted as other");
+        let text = m.render(&Gauges::default());
+        assert!(text.len() < 64 << 10, "{} bytes", text.len());
     }
 
     #[test]
@@ -436,6 +457,7 @@ mod tests {
             m.request(&Request {
                 method: "ping",
                 tool: None,
+                listed: false,
                 era: "2026-07-28",
                 status,
                 replica: Some(&replica),

@@ -612,3 +612,56 @@ async fn a_session_ended_at_another_edge_ends_its_bridged_calls_here() {
             .contains("session ended")
     );
 }
+
+#[tokio::test]
+async fn a_duplicated_answer_is_dropped_and_the_call_completes() {
+    let edge = start(&[]).await;
+    let token = session(&edge, "2025-11-25", json!({"sampling":{}})).await;
+    let mut stream = Stream::open(
+        &edge,
+        &token,
+        tool_call(2, "test_sampling", json!({"prompt":"Test prompt"})),
+    )
+    .await;
+    let ask = stream.next().await.expect("a question");
+    let result = json!({"role":"assistant","content":{"type":"text","text":"first"},"model":"m","stopReason":"endTurn"});
+    // The same answer twice, the second while the next round runs: the first one wins.
+    for _ in 0..2 {
+        let reply = answer(&edge, &token, &ask["id"], result.clone()).await;
+        assert_eq!(reply.status, 202);
+    }
+    let done = stream.next().await.expect("the result");
+    assert_eq!(text_of(&done), "LLM response: first", "{done}");
+    assert_eq!(
+        metric(&edge, "mcp_edge_bridged_total{outcome=\"complete\"}").await,
+        1.0
+    );
+    assert_eq!(
+        metric(&edge, "mcp_edge_bridge_answers_total{delivery=\"local\"}").await,
+        1.0,
+        "the first answer was taken, the second dropped"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_up_to_the_body_limit_crosses_to_the_peer_holding_the_call() {
+    let (a, b) = peers().await;
+    let token = session(&a, "2025-11-25", json!({"sampling":{}})).await;
+    let mut stream = Stream::open(
+        &a,
+        &token,
+        tool_call(2, "test_sampling", json!({"prompt":"Test prompt"})),
+    )
+    .await;
+    let ask = stream.next().await.expect("a question");
+    let big = "b".repeat(3 << 20);
+    let result = json!({"role":"assistant","content":{"type":"text","text":big},"model":"m","stopReason":"endTurn"});
+    let reply = answer(&b, &token, &ask["id"], result).await;
+    assert_eq!(reply.status, 202);
+    let done = stream.next().await.expect("the result");
+    assert_eq!(text_of(&done).len(), "LLM response: ".len() + big.len());
+    assert_eq!(
+        metric(&b, "mcp_edge_bridge_answers_total{delivery=\"peer\"}").await,
+        1.0
+    );
+}

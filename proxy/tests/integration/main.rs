@@ -6,6 +6,8 @@
 //! - [`edge`]: the proxy as users run it, in front of its embedded replicas or of replicas the
 //!   test starts.
 //! - [`failover`]: replicas that come, go and die; DNS discovery; SIGTERM.
+//! - [`hostile`]: clients that never read, stall, send oversized heads, names and
+//!   subscriptions, or pose as peers: each per-client budget holds.
 //! - [`push`]: list changes and resource updates fanned out from one listen per replica to
 //!   2026-07-28 listen streams and legacy GET streams, across replicas and processes.
 //! - [`tasks`]: long-running calls as tasks, polled through either of two processes on the
@@ -17,6 +19,7 @@ mod bridge;
 mod common;
 mod edge;
 mod failover;
+mod hostile;
 mod operate;
 mod push;
 mod tasks;

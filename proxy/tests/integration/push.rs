@@ -15,7 +15,7 @@ fn meta() -> Value {
 }
 
 /// Open a 2026-07-28 listen with `filter` at `url`.
-async fn listen(url: &str, id: Value, filter: Value) -> Stream {
+pub(crate) async fn listen(url: &str, id: Value, filter: Value) -> Stream {
     let body = json!({"jsonrpc":"2.0","id":id,"method":"subscriptions/listen","params":{"_meta":meta(),"notifications":filter}});
     let response = client()
         .post(url)
@@ -62,11 +62,11 @@ async fn trigger(base: &str, tool: &str, args: Value) {
     assert_eq!(a.status, 200, "{}", a.body);
 }
 
-async fn legacy_session(edge: &Edge) -> String {
+pub(crate) async fn legacy_session(edge: &Edge) -> String {
     open_session(edge, "2025-11-25").await
 }
 
-async fn subscribe(url: &str, token: &str, method: &str, uri: &str) -> Answer {
+pub(crate) async fn subscribe(url: &str, token: &str, method: &str, uri: &str) -> Answer {
     let body = json!({"jsonrpc":"2.0","id":5,"method":method,"params":{"uri":uri}});
     post(
         url,

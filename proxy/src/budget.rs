@@ -1,0 +1,195 @@
+//! What one client can make mcp-edge hold, in bytes and in time, and how a budget that ran out
+//! is counted (`mcp_edge_client_limits_total{limit}`).
+//!
+//! | limit | flag (default) | held until | the client sees |
+//! |---|---|---|---|
+//! | `head_bytes`: a request head still incomplete past the header limits | `--max-header-bytes` (32 KiB) | read by mcp-edge, never pingora's 1 MiB | 431, connection closed |
+//! | `body_time`: a body not complete within the deadline (trickled, or stalled) | `--body-timeout-seconds` (60) | the deadline | 408, connection closed |
+//! | `send_time`: a client that takes none of its answer for the deadline (a write blocked) | `--send-timeout-seconds` (60) | the deadline; then its stream slot and replica connection are released | connection closed |
+//! | `stream_lifetime`: an SSE stream (relayed, bridged, listen) older than the lifetime | `--max-stream-seconds` (3600) | its next write (keep-alives every 15 s) | the stream ends; the client listens again |
+//! | `subscriptions`: a `resources/subscribe` or listen past a session's or the process's share | [`crate::push::subscribed`] | refused at once | JSON-RPC -32603 naming the limit |
+//!
+//! Names a client chooses (tool names) become metric labels only when a replica listed them in
+//! `tools/list`, and reach labels and the access log cut to [`NAME_LIMIT`] bytes.
+
+use std::{
+    net::IpAddr,
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
+
+/// Longest tool name kept for labels and log fields (MCP tool names are 1-128 characters).
+pub const NAME_LIMIT: usize = 128;
+
+/// `name` cut to at most `limit` bytes, on a character boundary.
+pub fn bounded(name: &str, limit: usize) -> &str {
+    if name.len() <= limit {
+        return name;
+    }
+    let mut end = limit;
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
+
+/// Who a share of a global cap belongs to: the caller's credential (its hash) with
+/// authentication on, else its network ([`network`]).
+pub fn caller(identity: Option<&[u8; 16]>, addr: Option<IpAddr>) -> [u8; 17] {
+    let mut key = [0u8; 17];
+    match (identity, addr.map(network)) {
+        (Some(identity), _) => {
+            key[0] = 1;
+            key[1..].copy_from_slice(identity);
+        }
+        (None, Some(IpAddr::V4(v4))) => {
+            key[0] = 4;
+            key[1..5].copy_from_slice(&v4.octets());
+        }
+        (None, Some(IpAddr::V6(v6))) => {
+            key[0] = 6;
+            key[1..].copy_from_slice(&v6.octets());
+        }
+        (None, None) => {}
+    }
+    key
+}
+
+/// The network one client host has: its IPv4 address, or the /64 of its IPv6 address (one
+/// host's addresses, as home and cloud networks hand them out).
+pub fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+                IpAddr::V6(prefix.into())
+            }
+        },
+    }
+}
+
+/// The time budgets of one client connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Times {
+    /// A request body must be complete this long after its head.
+    pub body: Duration,
+    /// A write to the client may wait this long for it to read.
+    pub send: Duration,
+    /// An SSE stream ends this long after it began (`None`: never).
+    pub stream: Option<Duration>,
+}
+
+impl Default for Times {
+    fn default() -> Self {
+        Self {
+            body: Duration::from_secs(60),
+            send: Duration::from_secs(60),
+            stream: Some(Duration::from_secs(3600)),
+        }
+    }
+}
+
+/// The most bytes of a request head read before it must be complete: the header limits plus
+/// what the wire adds to them (the request line's two spaces and version, each field's `: `
+/// and line end, the blank line).
+pub fn head_bytes(limits: &crate::limits::Limits) -> usize {
+    limits.max_header_bytes + 4 * (limits.max_headers + 1) + 16
+}
+
+/// A budget that ran out (a metric label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Limit {
+    HeadBytes,
+    BodyTime,
+    SendTime,
+    StreamLifetime,
+    Subscriptions,
+}
+
+const LIMITS: [(Limit, &str); 5] = [
+    (Limit::HeadBytes, "head_bytes"),
+    (Limit::BodyTime, "body_time"),
+    (Limit::SendTime, "send_time"),
+    (Limit::StreamLifetime, "stream_lifetime"),
+    (Limit::Subscriptions, "subscriptions"),
+];
+
+/// How often each budget ran out.
+#[derive(Default)]
+pub struct Spent([AtomicU64; LIMITS.len()]);
+
+impl Spent {
+    pub fn count(&self, limit: Limit) {
+        self.0[limit as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn get(&self, limit: Limit) -> u64 {
+        self.0[limit as usize].load(Ordering::Relaxed)
+    }
+
+    /// The counter family, in the Prometheus text format.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        out.push_str("# HELP mcp_edge_client_limits_total Clients cut or refused because a per-client budget ran out (README: Bounds).\n# TYPE mcp_edge_client_limits_total counter\n");
+        for (limit, label) in LIMITS {
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_client_limits_total{{limit="{label}"}} {}"#,
+                self.get(limit)
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_cut_on_a_character_boundary() {
+        assert_eq!(bounded("echo", NAME_LIMIT), "echo");
+        assert_eq!(bounded("abcdef", 3), "abc");
+        // 'é' is two bytes: a cut inside it steps back.
+        assert_eq!(bounded("aé", 2), "a");
+    }
+
+    #[test]
+    fn a_caller_is_its_credential_else_its_ipv4_address_or_ipv6_64() {
+        let ip = |s: &str| Some(s.parse().unwrap());
+        assert_eq!(
+            caller(None, ip("2001:db8:1:2::1")),
+            caller(None, ip("2001:db8:1:2:ffff::9")),
+            "one /64 is one caller"
+        );
+        assert_ne!(
+            caller(None, ip("2001:db8:1:2::1")),
+            caller(None, ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            caller(None, ip("::ffff:10.0.0.1")),
+            caller(None, ip("10.0.0.1"))
+        );
+        assert_ne!(caller(None, ip("10.0.0.1")), caller(None, ip("10.0.0.2")));
+        assert_ne!(
+            caller(Some(&[1; 16]), ip("10.0.0.1")),
+            caller(Some(&[2; 16]), ip("10.0.0.1")),
+            "with authentication, the credential is the caller"
+        );
+    }
+
+    #[test]
+    fn every_limit_is_rendered_in_the_order_of_the_enum() {
+        for (i, (limit, _)) in LIMITS.iter().enumerate() {
+            assert_eq!(*limit as usize, i);
+        }
+        let spent = Spent::default();
+        spent.count(Limit::SendTime);
+        let mut text = String::new();
+        spent.render(&mut text);
+        assert!(text.contains(r#"mcp_edge_client_limits_total{limit="send_time"} 1"#));
+        assert!(text.contains(r#"mcp_edge_client_limits_total{limit="head_bytes"} 0"#));
+    }
+}
