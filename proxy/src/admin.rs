@@ -7,9 +7,11 @@
 //! services, so that it still answers (503) while pingora drains.
 //!
 //! Its own bounds: at most [`CONNECTIONS`] connections at once (more wait in the backlog), each
-//! read from for at most [`CONNECTION_TIME`] (a head or body that trickles, an idle keep-alive:
-//! closed then), bodies up to `--body-limit` (a bridged call's answer crosses whole), and a 404
-//! that names no part of the request.
+//! read from for at most [`CONNECTION_TIME`] and written to for 10 s more (a head or body that
+//! trickles, an idle keep-alive, a client that reads nothing: closed then), bodies up to
+//! `--body-limit` (a bridged call's answer crosses whole), and a 404 that names no part of the
+//! request. The port is for the cluster's own: probes, Prometheus, peers; one holder of it can
+//! still take every connection for 30 s at a time.
 
 use std::{
     pin::Pin,
@@ -224,6 +226,9 @@ impl axum::serve::Listener for Bounded {
         let timed = Timed {
             stream,
             until: Box::pin(tokio::time::sleep(CONNECTION_TIME)),
+            writes_until: Box::pin(tokio::time::sleep(
+                CONNECTION_TIME + Duration::from_secs(10),
+            )),
             _slot: slot,
         };
         (timed, addr)
@@ -234,10 +239,12 @@ impl axum::serve::Listener for Bounded {
     }
 }
 
-/// An admin connection: reads fail once its time is up (the server then closes it).
+/// An admin connection: reads fail once its time is up, writes 10 s later (the server then
+/// closes it).
 struct Timed {
     stream: tokio::net::TcpStream,
     until: Pin<Box<tokio::time::Sleep>>,
+    writes_until: Pin<Box<tokio::time::Sleep>>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -260,6 +267,9 @@ impl AsyncWrite for Timed {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
+        if self.writes_until.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::ErrorKind::TimedOut.into()));
+        }
         Pin::new(&mut self.stream).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -416,7 +426,7 @@ async fn subscribe(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: By
             );
         }
     };
-    match crate::push::stream::subscription(&admin.push, session, subscribe, &body).await {
+    match crate::push::stream::subscription(&admin.push, session, subscribe, &body, None).await {
         Ok(()) => json(200, r#"{"applied":true}"#.to_owned()),
         Err(reply) => json(
             409,

@@ -83,7 +83,12 @@ pub fn edge(
         owners: Arc::new(Owners::default()),
         streams: Arc::new(Streams::default()),
         tools: Arc::new(KnownTools::default()),
-        push: crate::push::Push::new(config.push, replicas.clone(), timeouts),
+        push: crate::push::Push::new(
+            config.push,
+            replicas.clone(),
+            timeouts,
+            metrics.spent.clone(),
+        ),
         tasks: Arc::new(crate::tasks::TaskCounts::default()),
         upstream: Upstream {
             replicas,

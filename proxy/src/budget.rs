@@ -6,8 +6,10 @@
 //! | `head_bytes`: a request head still incomplete past the header limits | `--max-header-bytes` (32 KiB) | read by mcp-edge, never pingora's 1 MiB | 431, connection closed |
 //! | `body_time`: a body not complete within the deadline (trickled, or stalled) | `--body-timeout-seconds` (60) | the deadline | 408, connection closed |
 //! | `send_time`: a client that takes none of its answer for the deadline (a write blocked) | `--send-timeout-seconds` (60) | the deadline; then its stream slot and replica connection are released | connection closed |
-//! | `stream_lifetime`: an SSE stream (relayed, bridged, listen) older than the lifetime | `--max-stream-seconds` (3600) | its next write (keep-alives every 15 s) | the stream ends; the client listens again |
-//! | `subscriptions`: a `resources/subscribe` or listen past a session's or the process's share | [`crate::push::subscribed`] | refused at once | JSON-RPC -32603 naming the limit |
+//! | `stream_lifetime`: a listen or legacy GET stream older than the lifetime | `--max-stream-seconds` (3600) | the lifetime, on its own timer | the stream ends as at a shutdown (a listen with its response); the client listens again |
+//!
+//! Subscriptions have their shares in [`crate::push::filter`] (a session's, a listen's) and
+//! [`crate::push`] (the process's), counted as `mcp_edge_push_subscriptions_refused_total`.
 //!
 //! Names a client chooses (tool names) become metric labels only when a replica listed them in
 //! `tools/list`, and reach labels and the access log cut to [`NAME_LIMIT`] bytes.
@@ -106,15 +108,13 @@ pub enum Limit {
     BodyTime,
     SendTime,
     StreamLifetime,
-    Subscriptions,
 }
 
-const LIMITS: [(Limit, &str); 5] = [
+const LIMITS: [(Limit, &str); 4] = [
     (Limit::HeadBytes, "head_bytes"),
     (Limit::BodyTime, "body_time"),
     (Limit::SendTime, "send_time"),
     (Limit::StreamLifetime, "stream_lifetime"),
-    (Limit::Subscriptions, "subscriptions"),
 ];
 
 /// How often each budget ran out.

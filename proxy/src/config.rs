@@ -139,8 +139,8 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_SEND_TIMEOUT_SECONDS", default_value_t = 60)]
     pub send_timeout_seconds: u64,
 
-    /// Longest life of an SSE stream to a client (a relayed answer, a bridged call, a listen or
-    /// GET stream), in seconds; then it ends and the client listens again. 0: no limit.
+    /// Longest life of a listen or legacy GET stream, in seconds; then it ends as at a shutdown
+    /// (a listen with its response) and the client listens again. 0: no limit.
     #[arg(long, env = "MCP_EDGE_MAX_STREAM_SECONDS", default_value_t = 3600)]
     pub max_stream_seconds: u64,
 

@@ -259,6 +259,7 @@ impl Edge {
                     id: ctx.id.as_deref().unwrap_or("null"),
                     subscribe,
                     body,
+                    caller: ctx.caller,
                 };
                 let result =
                     push::stream::subscribe(&self.push, &self.peers, client, request).await;

@@ -12,7 +12,7 @@ use crate::{
     auth::Identity,
     bridge::Bridges,
     budget::Limit,
-    downstream::client::{Client, STREAM_LIFETIME},
+    downstream::client::Client,
     inflight::{Owners, Scope, Stream, Streaming},
     relay::Chunk,
     route,
@@ -123,12 +123,11 @@ impl Ctx {
     ) {
         self.streaming = None;
         self.stream = None;
-        if let Some(e) = e.filter(|e| e.esource() == &pingora::ErrorSource::Downstream) {
-            match e.etype() {
-                pingora::ErrorType::WriteTimedout => metrics.spent.count(Limit::SendTime),
-                &STREAM_LIFETIME => metrics.spent.count(Limit::StreamLifetime),
-                _ => {}
-            }
+        if e.is_some_and(|e| {
+            e.esource() == &pingora::ErrorSource::Downstream
+                && e.etype() == &pingora::ErrorType::WriteTimedout
+        }) {
+            metrics.spent.count(Limit::SendTime);
         }
         let traffic = client.traffic();
         let request = metrics::Request {

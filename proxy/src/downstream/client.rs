@@ -15,9 +15,6 @@ use crate::{
     budget::Times,
 };
 
-/// The error a stream past `--max-stream-seconds` ends with (the client's side: not a failure).
-pub const STREAM_LIFETIME: ErrorType = ErrorType::Custom("stream lifetime over");
-
 /// Most of an oversized body the proxy reads and throws away so the client sees its 413.
 const DISCARD_LIMIT: usize = 64 << 20;
 
@@ -27,8 +24,6 @@ pub struct Client<'s> {
     /// The status of an answer the proxy made itself.
     replied: Option<u16>,
     times: Times,
-    /// When an SSE response being written must end (`--max-stream-seconds`).
-    stream_until: Option<std::time::Instant>,
 }
 
 /// What the access log and metrics read of the client's side once the request is over.
@@ -44,7 +39,6 @@ impl<'s> Client<'s> {
             session,
             replied: None,
             times,
-            stream_until: None,
         }
     }
 
@@ -141,21 +135,24 @@ impl<'s> Client<'s> {
         if !self.session.is_body_done() {
             self.session.set_keepalive(None);
         }
-        self.session.write_response_header(Box::new(header)).await?;
-        self.session
-            .write_response_body(body.unwrap_or_default(), true)
-            .await
+        let session = &mut *self.session;
+        sent(self.times.send, async {
+            session.write_response_header(Box::new(header)).await?;
+            session
+                .write_response_body(body.unwrap_or_default(), true)
+                .await
+        })
+        .await
+    }
+
+    /// The time budgets this connection runs under.
+    pub fn times(&self) -> Times {
+        self.times
     }
 
     /// The replica's response head, on its way to the client.
     pub async fn write_head(&mut self, head: Box<ResponseHeader>) -> Result<()> {
-        if mcp_protocol::headers::is_sse(&head.headers) {
-            self.stream_until = self.times.stream.map(|t| std::time::Instant::now() + t);
-        }
-        self.session
-            .write_response_header(head)
-            .await
-            .map_err(|e| e.into_down())
+        sent(self.times.send, self.session.write_response_header(head)).await
     }
 
     /// The head of an SSE response made here (a bridged call's, a listen stream's): no caching,
@@ -179,16 +176,13 @@ impl<'s> Client<'s> {
     /// A chunk of the response body; `end`: the last. An empty chunk that does not end the body
     /// writes nothing (pingora's rule).
     pub async fn write_body(&mut self, chunk: Bytes, end: bool) -> Result<()> {
-        if self
-            .stream_until
-            .is_some_and(|until| std::time::Instant::now() >= until)
-        {
-            return Err(Error::explain(STREAM_LIFETIME, "--max-stream-seconds").into_down());
-        }
-        self.session
-            .write_response_body(chunk, end)
-            .await
-            .map_err(|e| e.into_down())
+        // Each write is bounded by pingora's write timeout; the last one also flushes, which
+        // pingora does not bound.
+        sent(
+            self.times.send,
+            self.session.write_response_body(chunk, end),
+        )
+        .await
     }
 
     /// While a replica works, the client's connection is watched: closing it (how a 2026-07-28
@@ -197,17 +191,14 @@ impl<'s> Client<'s> {
         self.session.set_abort_on_close(true);
     }
 
-    /// Run `work` until it completes, or until the client closes its connection, or the SSE
-    /// stream being written reaches its lifetime (`Err`).
+    /// Run `work` until it completes, or until the client closes its connection (`Err`).
     pub async fn unless_gone<F: Future>(
         &mut self,
         work: F,
     ) -> std::result::Result<F::Output, Box<Error>> {
-        let until = self.stream_until;
         tokio::select! {
             done = work => Ok(done),
             gone = gone(self.session) => Err(gone),
-            () = lifetime(until) => Err(Error::explain(STREAM_LIFETIME, "--max-stream-seconds").into_down()),
         }
     }
 
@@ -223,7 +214,6 @@ impl<'s> Client<'s> {
                     | ErrorType::ReadError
                     | ErrorType::WriteError
                     | ErrorType::WriteTimedout
-                    | &STREAM_LIFETIME
             ) {
                 tracing::error!("client connection failed: {e}");
             }
@@ -253,11 +243,15 @@ impl<'s> Client<'s> {
     }
 }
 
-/// Resolves when a stream's lifetime is over (never for `None`).
-async fn lifetime(until: Option<std::time::Instant>) {
-    match until {
-        Some(until) => tokio::time::sleep_until(until.into()).await,
-        None => std::future::pending().await,
+/// A write to the client within the send timeout (`send`); its errors are the client's.
+async fn sent(send: Duration, write: impl Future<Output = Result<()>>) -> Result<()> {
+    match pingora_timeout::fast_timeout::fast_timeout(send, write).await {
+        Ok(written) => written.map_err(|e| e.into_down()),
+        Err(_) => Err(Error::explain(
+            ErrorType::WriteTimedout,
+            "the client read nothing for --send-timeout-seconds",
+        )
+        .into_down()),
     }
 }
 

@@ -70,8 +70,8 @@ struct Kept {
     stream: Stream,
     /// The previous session's (`None`: a new connection).
     settings: Option<HttpPersistentSettings>,
-    /// Whether bytes of the next request were already read.
-    pipelined: bool,
+    /// Bytes of the next request already read (pipelined after the previous one).
+    pipelined: Option<BytesMut>,
 }
 
 /// The client side of the proxy: serves the connections `listen` accepts.
@@ -107,7 +107,7 @@ impl Front {
         let mut next = Some(Kept {
             stream,
             settings: None,
-            pipelined: false,
+            pipelined: None,
         });
         while let Some(Kept {
             mut stream,
@@ -116,15 +116,10 @@ impl Front {
         }) = next
         {
             let ready = tokio::time::Instant::now();
-            let first = if pipelined {
-                None
-            } else {
-                // Boxed, as the request is: the connection's own future stays a few pointers.
-                let arrival = self.arrival(&mut stream, settings.is_some(), ready);
-                let Some(first) = Box::pin(arrival).await else {
-                    return;
-                };
-                Some(first)
+            // Boxed, as the request is: the connection's own future stays a few pointers.
+            let arrival = self.arrival(&mut stream, settings.is_some(), pipelined, ready);
+            let Some(first) = Box::pin(arrival).await else {
+                return;
             };
             next = Box::pin(self.request(stream, settings, first, ready)).await;
         }
@@ -137,33 +132,43 @@ impl Front {
         &self,
         stream: &mut Stream,
         kept: bool,
+        pipelined: Option<BytesMut>,
         ready: tokio::time::Instant,
     ) -> Option<BytesMut> {
-        if kept && !self.wait(stream).await {
+        if kept && pipelined.is_none() && !self.wait(stream).await {
             return None;
         }
         let left = self.header_deadline.saturating_sub(ready.elapsed());
-        self.first_read(stream, left).await
+        self.first_read(stream, left, pipelined).await
     }
 
     /// The first bytes of a request, read into a buffer of [`FIRST_READ`] that pingora then
     /// parses from (and grows only for a larger head): its own would be 4 KiB, held for the
-    /// request's life. Read until the head is complete (usually the first read), at most
-    /// `head_bytes`: past that the client gets 431 here. `None`: the client closed, the head
-    /// was too large, or the deadline or the shutdown came first.
-    async fn first_read(&self, stream: &mut Stream, deadline: Duration) -> Option<BytesMut> {
-        let mut first = BytesMut::with_capacity(FIRST_READ);
+    /// request's life. Read (after what was pipelined, `start`) until the head is complete —
+    /// usually the first read — at most `head_bytes`: past that the client gets 431 here.
+    /// `None`: the client closed, the head was too large, or the deadline or the shutdown came
+    /// first.
+    async fn first_read(
+        &self,
+        stream: &mut Stream,
+        deadline: Duration,
+        start: Option<BytesMut>,
+    ) -> Option<BytesMut> {
+        let mut first = start.unwrap_or_else(|| BytesMut::with_capacity(FIRST_READ));
+        let mut scan = HeadScan::default();
         let complete = self
             .unless_closing(deadline, async {
                 loop {
+                    if !first.is_empty() {
+                        if scan.complete(&first) {
+                            return Some(true);
+                        }
+                        if first.len() > self.head_bytes {
+                            return Some(false);
+                        }
+                    }
                     if stream.read_buf(&mut first).await.unwrap_or(0) == 0 {
                         return None;
-                    }
-                    if head_complete(&first) {
-                        return Some(true);
-                    }
-                    if first.len() > self.head_bytes {
-                        return Some(false);
                     }
                 }
             })
@@ -263,7 +268,7 @@ impl Front {
         &self,
         stream: Stream,
         settings: Option<HttpPersistentSettings>,
-        first: Option<BytesMut>,
+        first: BytesMut,
         ready: tokio::time::Instant,
     ) -> Option<Kept> {
         // Made here, not passed in: an argument moved into a future is stored in it twice.
@@ -272,9 +277,7 @@ impl Front {
             Some(settings) => settings.apply_to_session(&mut session),
             None => session.set_keepalive(Some(60)),
         }
-        if let Some(first) = first {
-            session.set_pipelined_prefix(first);
-        }
+        session.set_pipelined_prefix(first);
         session.set_read_timeout(Some(self.times.body));
         session.set_write_timeout(Some(self.times.send));
         let deadline = self.header_deadline.saturating_sub(ready.elapsed());
@@ -313,18 +316,17 @@ impl Front {
             session.on_proxy_failure(e);
             return None;
         }
-        let mut settings = HttpPersistentSettings::for_session(&session);
+        // A body the request left unread (a GET's or DELETE's) is not drained: the connection
+        // ends instead, so no body outlives the body deadline.
+        if !session.is_body_done() {
+            session.set_keepalive(None);
+        }
+        let settings = HttpPersistentSettings::for_session(&session);
         // Boxed: pingora's finish future (3.7 KiB) would otherwise be part of every request's
         // state, streams included.
-        let (stream, prefix) = Box::pin(session.finish())
-            .await
-            .ok()
-            .flatten()?
-            .into_parts();
-        let pipelined = prefix.is_some();
-        if let Some(prefix) = prefix {
-            settings.set_pipelined_prefix(prefix);
-        }
+        let finish = pingora_timeout::fast_timeout::fast_timeout(self.times.send, session.finish());
+        let (stream, prefix) = Box::pin(finish).await.ok()?.ok().flatten()?.into_parts();
+        let pipelined = prefix;
         Some(Kept {
             stream,
             settings: Some(settings),
@@ -339,19 +341,64 @@ impl Front {
     }
 }
 
-/// Whether `buf` holds a whole request head (its blank line; a bare LF ends lines too).
-fn head_complete(buf: &[u8]) -> bool {
-    memchr::memmem::find(buf, b"\r\n\r\n").is_some() || memchr::memmem::find(buf, b"\n\n").is_some()
+/// Where a request head's search for its end stands: each byte is looked at once however the
+/// head arrives, and blank lines before the request line (which the parser skips) end nothing.
+#[derive(Default)]
+struct HeadScan {
+    searched: usize,
+    /// Leading CR and LF bytes.
+    blank: usize,
+}
+
+impl HeadScan {
+    /// Whether `buf` (what was scanned before, and more) holds a whole head.
+    fn complete(&mut self, buf: &[u8]) -> bool {
+        if self.blank == self.searched {
+            self.blank += buf[self.searched..]
+                .iter()
+                .take_while(|b| matches!(b, b'\r' | b'\n'))
+                .count();
+        }
+        // An end (`\n\n` or `\n\r\n`) may start in the last 2 bytes searched.
+        let from = self.searched.saturating_sub(2).max(self.blank);
+        self.searched = buf.len();
+        let rest = &buf[from.min(buf.len())..];
+        memchr::memmem::find(rest, b"\n\n").is_some()
+            || memchr::memmem::find(rest, b"\n\r\n").is_some()
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::HeadScan;
+
+    fn complete(pieces: &[&[u8]]) -> bool {
+        let (mut scan, mut buf) = (HeadScan::default(), Vec::new());
+        let mut done = false;
+        for piece in pieces {
+            buf.extend_from_slice(piece);
+            done = scan.complete(&buf);
+        }
+        done
+    }
+
     #[test]
-    fn a_head_is_complete_at_its_blank_line() {
-        assert!(super::head_complete(
-            b"POST /mcp HTTP/1.1\r\nHost: a\r\n\r\n{}"
-        ));
-        assert!(super::head_complete(b"GET / HTTP/1.1\nHost: a\n\n"));
-        assert!(!super::head_complete(b"POST /mcp HTTP/1.1\r\nHost: a\r\n"));
+    fn a_head_is_complete_at_its_blank_line_however_it_arrives() {
+        assert!(complete(&[b"POST /mcp HTTP/1.1\r\nHost: a\r\n\r\n{}"]));
+        assert!(complete(&[b"GET / HTTP/1.1\nHost: a\n\n"]));
+        assert!(complete(&[b"GET / HTTP/1.1\nHost: a\n\r\n"]));
+        assert!(!complete(&[b"POST /mcp HTTP/1.1\r\nHost: a\r\n"]));
+        let head = b"POST /mcp HTTP/1.1\r\nHost: a\r\n\r\n";
+        for cut in 1..head.len() {
+            assert!(complete(&[&head[..cut], &head[cut..]]), "cut at {cut}");
+            assert!(!complete(&[&head[..cut]]) || cut >= head.len() - 1);
+        }
+    }
+
+    #[test]
+    fn blank_lines_before_the_request_line_end_nothing() {
+        assert!(!complete(&[b"\r\n\r\n", b"POST /mcp HTTP/1.1\r\nX: "]));
+        assert!(!complete(&[b"\r\n\r\nPOST /mcp HTTP/1.1\r\nX: y"]));
+        assert!(complete(&[b"\r\n", b"GET / HTTP/1.1\r\n\r\n"]));
     }
 }

@@ -41,6 +41,7 @@ use tokio::sync::{broadcast, watch};
 
 use crate::{
     config::BridgeMode,
+    inflight::Caller,
     session::ReplicaId,
     ticker::Periodic,
     upstream::{Replica, Replicas, exchange::Timeouts},
@@ -56,6 +57,9 @@ const LINGER: Duration = Duration::from_secs(5);
 /// and legacy session's): far below what a replica accepts in one request body (mcp-backend:
 /// 4 MiB), so that no set of clients can make the listen too large for the replicas.
 pub const WANTED_BYTES: usize = 256 << 10;
+/// Most of those bytes one caller's listens and sessions may want (URIs counted once for each
+/// listen or session that wants them): a quarter, so that no one caller fills them.
+pub const CALLER_BYTES: usize = WANTED_BYTES / 4;
 
 /// Which kind of client listens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,13 +103,17 @@ pub struct Push {
     counts: Counts,
     /// Subscriptions and listens refused because the union would pass [`WANTED_BYTES`].
     refused: AtomicU64,
+    /// Per-client budgets that ran out (the metrics' counters): streams ended at their lifetime.
+    pub spent: Arc<crate::budget::Spent>,
 }
 
-/// The URIs wanted upstream: how many listeners want each, and their bytes in all.
+/// The URIs wanted upstream: how many listeners want each, their bytes in all, and how many
+/// bytes each caller wants.
 #[derive(Default)]
 struct Wanted {
     counts: BTreeMap<String, usize>,
     bytes: usize,
+    by_caller: HashMap<Caller, usize>,
 }
 
 /// A listener's place in the hub, given up when dropped.
@@ -113,17 +121,23 @@ pub struct Joined {
     push: Arc<Push>,
     kind: Listener,
     uris: Vec<String>,
+    caller: Option<Caller>,
 }
 
 impl Drop for Joined {
     fn drop(&mut self) {
         self.push.listeners[self.kind as usize].fetch_sub(1, Ordering::Relaxed);
-        self.push.unwant(&self.uris);
+        self.push.unwant(&self.uris, self.caller);
     }
 }
 
 impl Push {
-    pub fn new(mode: BridgeMode, replicas: Arc<Replicas>, timeouts: Timeouts) -> Arc<Self> {
+    pub fn new(
+        mode: BridgeMode,
+        replicas: Arc<Replicas>,
+        timeouts: Timeouts,
+        spent: Arc<crate::budget::Spent>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             mode,
             process: rand::rng().next_u64(),
@@ -140,6 +154,7 @@ impl Push {
             ending: watch::channel(false).0,
             counts: Counts::default(),
             refused: AtomicU64::new(0),
+            spent,
         })
     }
 
@@ -154,26 +169,43 @@ impl Push {
         replica.is_healthy() && (self.mode == BridgeMode::On || announces(replica))
     }
 
-    /// A listener arrives: counted, its URIs wanted, the links opened if they were not. `Err`:
-    /// its URIs would take the union past [`WANTED_BYTES`] (nothing is counted).
-    pub fn join(self: &Arc<Self>, kind: Listener, uris: &[String]) -> Result<Joined, String> {
-        self.want(uris)?;
+    /// A listener of `caller`'s arrives: counted, its URIs wanted, the links opened if they
+    /// were not. `Err`: its URIs are past the caller's share or the process's (nothing is
+    /// counted).
+    pub fn join(
+        self: &Arc<Self>,
+        kind: Listener,
+        uris: &[String],
+        caller: Option<Caller>,
+    ) -> Result<Joined, String> {
+        self.want(uris, caller)?;
         self.listeners[kind as usize].fetch_add(1, Ordering::Relaxed);
         self.reconcile();
         Ok(Joined {
             push: self.clone(),
             kind,
             uris: uris.to_vec(),
+            caller,
         })
     }
 
-    /// Count `uris` as wanted once more; the links follow when one is new. `Err`: the new ones
-    /// would take the union past [`WANTED_BYTES`] (nothing is counted).
-    pub fn want(&self, uris: &[String]) -> Result<(), String> {
+    /// Count `uris` as wanted once more (by `caller`; `None`: a peer's word, counted there);
+    /// the links follow when one is new. `Err`: they would take the caller past
+    /// [`CALLER_BYTES`], or the union past [`WANTED_BYTES`] (nothing is counted).
+    pub fn want(&self, uris: &[String], caller: Option<Caller>) -> Result<(), String> {
         if uris.is_empty() {
             return Ok(());
         }
         let mut wanted = self.uris.lock().expect("uris");
+        let asked: usize = uris.iter().map(String::len).sum();
+        let held = caller.map_or(0, |c| wanted.by_caller.get(&c).copied().unwrap_or(0));
+        if caller.is_some() && held + asked > CALLER_BYTES {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            return Err(format!(
+                "one caller's listens and sessions may follow at most {CALLER_BYTES} bytes of \
+                 subscribed URIs here"
+            ));
+        }
         let new: usize = uris
             .iter()
             .filter(|u| !wanted.counts.contains_key(*u))
@@ -190,18 +222,32 @@ impl Push {
             *wanted.counts.entry(uri.clone()).or_insert(0) += 1;
         }
         wanted.bytes += new;
+        if let Some(caller) = caller {
+            *wanted.by_caller.entry(caller).or_insert(0) += asked;
+        }
         if new > 0 {
             self.publish_wanted(&wanted.counts);
         }
         Ok(())
     }
 
-    /// Count `uris` as wanted once less; the links follow when one is no longer wanted.
-    pub fn unwant(&self, uris: &[String]) {
+    /// Count `uris` as wanted once less (by `caller`, as [`Push::want`] counted them); the links
+    /// follow when one is no longer wanted.
+    pub fn unwant(&self, uris: &[String], caller: Option<Caller>) {
         if uris.is_empty() {
             return;
         }
         let mut wanted = self.uris.lock().expect("uris");
+        if let Some(caller) = caller
+            && let std::collections::hash_map::Entry::Occupied(mut held) =
+                wanted.by_caller.entry(caller)
+        {
+            let asked: usize = uris.iter().map(String::len).sum();
+            *held.get_mut() = held.get().saturating_sub(asked);
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
         let mut changed = false;
         for uri in uris {
             if let Some(n) = wanted.counts.get_mut(uri) {
@@ -331,8 +377,8 @@ impl Push {
 
     /// A legacy session ended: its subscriptions are forgotten, its GET stream here ends.
     pub fn end_session(&self, uid: &crate::session::Uid) {
-        let uris = self.sessions.end(uid);
-        self.unwant(&uris);
+        let (caller, uris) = self.sessions.end(uid);
+        self.unwant(&uris, caller);
     }
 
     /// The fan-out's series, in the Prometheus text format.
@@ -433,7 +479,64 @@ impl Periodic for Tick {
     }
     async fn tick(&self) {
         self.0.reconcile();
-        let uris = self.0.sessions.sweep(crate::session::unix_now());
-        self.0.unwant(&uris);
+        for (caller, uris) in self.0.sessions.sweep(crate::session::unix_now()) {
+            self.0.unwant(&uris, caller);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn push() -> Arc<Push> {
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(1),
+            first_byte: Duration::from_secs(1),
+            idle: Duration::from_secs(1),
+        };
+        let policy = crate::upstream::Policy {
+            eject_after: 3,
+            eject_backoff: Duration::from_secs(1),
+            pass_after: 1,
+            fail_after: 2,
+        };
+        let replicas = Arc::new(Replicas::discovered(policy));
+        Push::new(BridgeMode::Off, replicas, timeouts, Default::default())
+    }
+
+    fn uris(prefix: &str, n: usize, len: usize) -> Vec<String> {
+        (0..n).map(|i| format!("{prefix}{i:0>len$}")).collect()
+    }
+
+    #[test]
+    fn a_caller_wants_at_most_its_share_and_all_of_them_at_most_the_union() {
+        let push = push();
+        let bytes = || push.uris.lock().unwrap().bytes;
+        let one = Some([1u8; 17]);
+        // Within a quarter: taken; a little more: refused, nothing counted.
+        push.want(&uris("a", 60, 1000), one).unwrap();
+        assert!(
+            push.want(&uris("b", 6, 1000), one)
+                .unwrap_err()
+                .contains("one caller")
+        );
+        assert_eq!(bytes(), 60 * 1001);
+        // The same URIs wanted again count for the caller, not for the union.
+        push.unwant(&uris("a", 60, 1000), one);
+        assert_eq!(bytes(), 0);
+        assert!(push.uris.lock().unwrap().by_caller.is_empty());
+        // Many callers fill the union, then anyone's new URI is refused; a peer's word (None)
+        // is held to the union only.
+        let full = (0..8u8)
+            .find_map(|c| {
+                push.want(&uris(&format!("c{c}-"), 64, 1000), Some([c + 10; 17]))
+                    .err()
+            })
+            .expect("the union fills");
+        assert!(full.contains("are taken"), "{full}");
+        assert!(push.want(&uris("late-", 6, 1000), None).is_err());
+        assert!(bytes() <= WANTED_BYTES);
+        assert_eq!(push.refused.load(Ordering::Relaxed), 3);
     }
 }

@@ -78,7 +78,7 @@ pub async fn listen(
     // Notes from now on wait in the receiver: none is lost between the replicas' acks and ours.
     let notes = push.notes();
     let uris: Vec<String> = asked.uris.iter().cloned().collect();
-    let _joined = match push.join(Listener::Modern, &uris) {
+    let _joined = match push.join(Listener::Modern, &uris, parts.caller) {
         Ok(joined) => joined,
         Err(why) => {
             let reply = Reply::error(503, INTERNAL_ERROR, why).with_header("retry-after", "10");
@@ -136,7 +136,9 @@ pub async fn legacy(
         Err(reply) => return Ok(client.reply(&reply).await?),
     }
     let notes = push.notes();
-    let _joined = push.join(Listener::Legacy, &[]).expect("no URI to refuse");
+    let _joined = push
+        .join(Listener::Legacy, &[], None)
+        .expect("no URI to refuse");
     let agreed = match client
         .unless_gone(push.cover(&Filter::lists(), COVER_WAIT))
         .await
@@ -176,11 +178,13 @@ enum Woke {
     Note(Result<Arc<Note>, RecvError>),
     KeepAlive,
     End,
+    /// The stream reached `--max-stream-seconds`: it ends as at a shutdown.
+    Lifetime,
 }
 
-/// Write what `render` makes of each note until the client leaves, the session ends, or the
-/// process shuts down (`closing`, if any, is the last event then). A client that fell behind
-/// gets `hints` for what it missed.
+/// Write what `render` makes of each note until the client leaves, the session ends, the
+/// stream reaches its lifetime, or the process shuts down (`closing`, if any, is the last event
+/// then: the client listens again). A client that fell behind gets `hints` for what it missed.
 async fn pump(
     push: &Push,
     client: &mut Client<'_>,
@@ -191,6 +195,10 @@ async fn pump(
     session_ended: Option<Arc<Notify>>,
 ) -> Result<(), Stop> {
     let mut ending = push.ending.subscribe();
+    let until = client
+        .times()
+        .stream
+        .map(|lifetime| tokio::time::Instant::now() + lifetime);
     let mut keep_alive =
         tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
     loop {
@@ -200,6 +208,12 @@ async fn pump(
                     note = notes.recv() => Woke::Note(note),
                     _ = keep_alive.tick() => Woke::KeepAlive,
                     _ = ending.wait_for(|e| *e) => Woke::End,
+                    () = async {
+                        match until {
+                            Some(until) => tokio::time::sleep_until(until).await,
+                            None => std::future::pending().await,
+                        }
+                    } => Woke::Lifetime,
                     _ = async {
                         match &session_ended {
                             Some(ended) => ended.notified().await,
@@ -232,7 +246,10 @@ async fn pump(
                     .write_body(Bytes::from_static(b": keep-alive\n\n"), false)
                     .await?;
             }
-            Woke::Note(Err(RecvError::Closed)) | Woke::End => {
+            Woke::Note(Err(RecvError::Closed)) | Woke::End | Woke::Lifetime => {
+                if matches!(woke, Woke::Lifetime) {
+                    push.spent.count(crate::budget::Limit::StreamLifetime);
+                }
                 client.write_body(closing.unwrap_or_default(), true).await?;
                 return Ok(());
             }
@@ -249,6 +266,8 @@ pub struct Subscription<'a> {
     pub id: &'a str,
     pub subscribe: bool,
     pub body: &'a [u8],
+    /// Who asks (its share of the URIs every upstream listen asks for).
+    pub caller: Option<inflight::Caller>,
 }
 
 /// Answer a legacy `resources/subscribe` or `unsubscribe` here: applied, told to every peer
@@ -259,7 +278,14 @@ pub async fn subscribe(
     client: &mut Client<'_>,
     request: Subscription<'_>,
 ) -> Result<(), Stop> {
-    let applied = subscription(push, request.session, request.subscribe, request.body).await;
+    let applied = subscription(
+        push,
+        request.session,
+        request.subscribe,
+        request.body,
+        request.caller,
+    )
+    .await;
     if applied.is_ok()
         && let Some(token) = request.token
     {
@@ -276,13 +302,15 @@ pub async fn subscribe(
 }
 
 /// A legacy `resources/subscribe` (`subscribe`) or `resources/unsubscribe` of the session `uid`
-/// (its token expiring at `expires`), applied here: `Ok` when the client gets an empty result, else the error to answer (the
-/// caller tells the peers, and answers).
+/// (its token expiring at `expires`), asked by `caller` (`None`: a peer's word), applied here:
+/// `Ok` when the client gets an empty result, else the error to answer (the caller tells the
+/// peers, and answers).
 pub async fn subscription(
     push: &Push,
     (uid, expires): (Uid, u64),
     subscribe: bool,
     body: &[u8],
+    caller: Option<inflight::Caller>,
 ) -> Result<(), Reply> {
     let uri = match params(body).get("uri").and_then(Value::as_str) {
         Some(uri) if !uri.is_empty() => uri.to_owned(),
@@ -294,32 +322,38 @@ pub async fn subscription(
             ));
         }
     };
-    apply(push, uid, expires, subscribe, &uri).await
+    apply(push, (uid, expires), subscribe, &uri, caller).await
 }
 
 /// Subscribe (or unsubscribe) `uid` to `uri` at this process; a subscription is checked with
 /// the replicas when links are open here (the URI must be among what they agreed to).
 async fn apply(
     push: &Push,
-    uid: Uid,
-    expires: u64,
+    (uid, expires): (Uid, u64),
     subscribe: bool,
     uri: &str,
+    caller: Option<inflight::Caller>,
 ) -> Result<(), Reply> {
-    if !subscribe {
-        if push.sessions.remove(&uid, uri) {
-            push.unwant(&[uri.to_owned()]);
+    let forget = || {
+        if let Some(caller) = push.sessions.remove(&uid, uri) {
+            push.unwant(&[uri.to_owned()], caller);
         }
+    };
+    if !subscribe {
+        forget();
         return Ok(());
     }
-    let added = push.sessions.add(uid, uri, expires).and_then(|new| {
-        if !new {
-            return Ok(());
-        }
-        push.want(&[uri.to_owned()]).inspect_err(|_| {
-            push.sessions.remove(&uid, uri);
-        })
-    });
+    let added = push
+        .sessions
+        .add(uid, uri, expires, caller)
+        .and_then(|(new, counted)| {
+            if !new {
+                return Ok(());
+            }
+            push.want(&[uri.to_owned()], counted).inspect_err(|_| {
+                push.sessions.remove(&uid, uri);
+            })
+        });
     if let Err(why) = added {
         return Err(Reply::error(200, INTERNAL_ERROR, why));
     }
@@ -333,9 +367,7 @@ async fn apply(
     match push.cover(&needed, COVER_WAIT).await {
         Some(agreed) if agreed.uris.contains(uri) => Ok(()),
         _ => {
-            if push.sessions.remove(&uid, uri) {
-                push.unwant(&[uri.to_owned()]);
-            }
+            forget();
             Err(Reply::error(
                 200,
                 INTERNAL_ERROR,

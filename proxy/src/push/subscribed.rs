@@ -9,7 +9,7 @@ use dashmap::{DashMap, mapref::entry::Entry as Slot};
 use tokio::sync::Notify;
 
 use super::filter::{URI_LIMIT, within_share};
-use crate::session::Uid;
+use crate::{inflight::Caller, session::Uid};
 
 /// Most sessions with subscriptions one process keeps.
 pub const SESSIONS: usize = 100_000;
@@ -17,7 +17,13 @@ pub const SESSIONS: usize = 100_000;
 struct Entry {
     uris: BTreeSet<String>,
     expires: u64,
+    /// Who subscribed (its share of the URIs every upstream listen asks for); `None`: told by a
+    /// peer, which counted it.
+    caller: Option<Caller>,
 }
+
+/// A session's URIs as they go, with who had subscribed them.
+pub type Gone = (Option<Caller>, Vec<String>);
 
 #[derive(Default)]
 pub struct Subscribed {
@@ -40,8 +46,15 @@ impl Drop for Streaming<'_> {
 }
 
 impl Subscribed {
-    /// Subscribe `uid` to `uri`: `Ok(true)` when it is new.
-    pub fn add(&self, uid: Uid, uri: &str, expires: u64) -> Result<bool, String> {
+    /// Subscribe `uid` (for `caller`, when it is the session's first) to `uri`: whether it is
+    /// new, and the caller the session's URIs are counted for.
+    pub fn add(
+        &self,
+        uid: Uid,
+        uri: &str,
+        expires: u64,
+        caller: Option<Caller>,
+    ) -> Result<(bool, Option<Caller>), String> {
         if uri.len() > URI_LIMIT {
             return Err(format!("the URI is longer than {URI_LIMIT} bytes"));
         }
@@ -53,22 +66,25 @@ impl Subscribed {
         let mut entry = self.sessions.entry(uid).or_insert_with(|| Entry {
             uris: BTreeSet::new(),
             expires,
+            caller,
         });
         if entry.uris.contains(uri) {
-            return Ok(false);
+            return Ok((false, entry.caller));
         }
         let lengths = entry.uris.iter().map(String::len).chain([uri.len()]);
         within_share(entry.uris.len() + 1, lengths)
             .map_err(|why| format!("a session is past its share: {why}"))?;
         entry.uris.insert(uri.to_owned());
-        Ok(true)
+        Ok((true, entry.caller))
     }
 
-    /// Unsubscribe `uid` from `uri`: whether it was subscribed.
-    pub fn remove(&self, uid: &Uid, uri: &str) -> bool {
-        let mut removed = false;
+    /// Unsubscribe `uid` from `uri`: who had subscribed it, `None` when it was not.
+    pub fn remove(&self, uid: &Uid, uri: &str) -> Option<Option<Caller>> {
+        let mut removed = None;
         self.sessions.remove_if_mut(uid, |_, entry| {
-            removed = entry.uris.remove(uri);
+            if entry.uris.remove(uri) {
+                removed = Some(entry.caller);
+            }
             entry.uris.is_empty()
         });
         removed
@@ -90,22 +106,22 @@ impl Subscribed {
     }
 
     /// The session is over: its URIs (no longer wanted), and its GET stream told to end.
-    pub fn end(&self, uid: &Uid) -> Vec<String> {
+    pub fn end(&self, uid: &Uid) -> Gone {
         if let Some((_, ended)) = self.streams.remove(uid) {
             ended.notify_one();
         }
         self.sessions
             .remove(uid)
-            .map(|(_, e)| e.uris.into_iter().collect())
+            .map(|(_, e)| (e.caller, e.uris.into_iter().collect()))
             .unwrap_or_default()
     }
 
     /// Drop the sessions expired by `now`: their URIs.
-    pub fn sweep(&self, now: u64) -> Vec<String> {
+    pub fn sweep(&self, now: u64) -> Vec<Gone> {
         let mut gone = Vec::new();
         self.sessions.retain(|_, e| {
             if e.expires <= now {
-                gone.extend(std::mem::take(&mut e.uris));
+                gone.push((e.caller, std::mem::take(&mut e.uris).into_iter().collect()));
                 false
             } else {
                 true
@@ -145,14 +161,14 @@ mod tests {
     fn a_session_subscribes_once_per_uri_and_its_end_returns_them() {
         let t = Subscribed::default();
         let uid = [1u8; 16];
-        assert_eq!(t.add(uid, "test://a", 100), Ok(true));
-        assert_eq!(t.add(uid, "test://a", 100), Ok(false));
-        assert_eq!(t.add(uid, "test://b", 100), Ok(true));
+        assert_eq!(t.add(uid, "test://a", 100, None), Ok((true, None)));
+        assert_eq!(t.add(uid, "test://a", 100, None), Ok((false, None)));
+        assert_eq!(t.add(uid, "test://b", 100, None), Ok((true, None)));
         assert!(t.admits(&uid, "test://a"));
         assert!(!t.admits(&[2u8; 16], "test://a"));
-        assert!(t.remove(&uid, "test://b"));
-        assert!(!t.remove(&uid, "test://b"));
-        assert_eq!(t.end(&uid), vec!["test://a".to_owned()]);
+        assert_eq!(t.remove(&uid, "test://b"), Some(None));
+        assert_eq!(t.remove(&uid, "test://b"), None);
+        assert_eq!(t.end(&uid), (None, vec!["test://a".to_owned()]));
         assert_eq!(t.subscriptions(), 0);
     }
 
@@ -161,24 +177,24 @@ mod tests {
         let t = Subscribed::default();
         let uid = [3u8; 16];
         for i in 0..PER_SESSION {
-            t.add(uid, &format!("test://{i}"), 50).unwrap();
+            t.add(uid, &format!("test://{i}"), 50, None).unwrap();
         }
         assert!(
-            t.add(uid, "test://one-more", 50)
+            t.add(uid, "test://one-more", 50, None)
                 .unwrap_err()
                 .contains("at most")
         );
-        assert!(t.add(uid, &"x".repeat(URI_LIMIT + 1), 50).is_err());
+        assert!(t.add(uid, &"x".repeat(URI_LIMIT + 1), 50, None).is_err());
         assert_eq!(t.sweep(49).len(), 0);
-        assert_eq!(t.sweep(50).len(), PER_SESSION);
+        assert_eq!(t.sweep(50)[0].1.len(), PER_SESSION);
         assert_eq!(t.subscriptions(), 0);
         let wide = [7u8; 16];
         for i in 0..SESSION_BYTES / URI_LIMIT {
-            t.add(wide, &format!("{i:0>w$}", w = URI_LIMIT), 50)
+            t.add(wide, &format!("{i:0>w$}", w = URI_LIMIT), 50, None)
                 .unwrap();
         }
         assert!(
-            t.add(wide, "test://one-byte-too-many", 50)
+            t.add(wide, "test://one-byte-too-many", 50, None)
                 .unwrap_err()
                 .contains("bytes of URIs"),
             "a session's URIs are bounded in bytes too"

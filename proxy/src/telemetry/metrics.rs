@@ -149,9 +149,9 @@ pub struct Metrics {
     requests: DashMap<RequestKey, AtomicU64, foldhash::fast::RandomState>,
     latency: DashMap<&'static str, Histogram, foldhash::fast::RandomState>,
     events: [AtomicU64; EVENTS.len()],
-    tools: RwLock<Vec<Arc<str>>>,
-    /// Per-client budgets that ran out.
-    pub spent: crate::budget::Spent,
+    tools: RwLock<std::collections::HashSet<Arc<str>, foldhash::fast::RandomState>>,
+    /// Per-client budgets that ran out (shared with the modules that spend them).
+    pub spent: Arc<crate::budget::Spent>,
 }
 
 impl Metrics {
@@ -165,19 +165,18 @@ impl Metrics {
         if !listed || tool.len() > crate::budget::NAME_LIMIT {
             return OTHER.clone();
         }
-        let known = |tools: &[Arc<str>]| tools.iter().find(|t| &***t == tool).cloned();
-        if let Some(t) = known(&self.tools.read().expect("not poisoned")) {
-            return t;
+        if let Some(t) = self.tools.read().expect("not poisoned").get(tool) {
+            return t.clone();
         }
         let mut tools = self.tools.write().expect("not poisoned");
-        if let Some(t) = known(&tools) {
-            return t;
+        if let Some(t) = tools.get(tool) {
+            return t.clone();
         }
         if tools.len() >= TOOL_LABELS {
             return OTHER.clone();
         }
         let label: Arc<str> = tool.into();
-        tools.push(label.clone());
+        tools.insert(label.clone());
         label
     }
 

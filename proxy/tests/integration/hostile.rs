@@ -166,30 +166,44 @@ async fn a_body_that_stops_arriving_gets_408_and_never_reaches_a_replica() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_head_past_the_limits_gets_431_before_it_ends() {
+async fn a_head_past_the_limits_gets_431_before_it_ends_however_it_starts() {
     let edge = start(&[]).await;
-    let addr = authority(&edge);
-    let got = tokio::task::spawn_blocking(move || {
-        let mut s = TcpStream::connect(addr).unwrap();
-        s.write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n").unwrap();
-        // 64 KiB of one header, never ended: pingora alone would buffer up to 1 MiB of it.
-        let line = format!("x-big: {}\r\n", "a".repeat(1024));
-        for _ in 0..64 {
-            if s.write_all(line.as_bytes()).is_err() {
-                break;
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    let before_it = [
+        String::new(),
+        // Blank lines before the request line, which the parser skips.
+        "\r\n\r\n".to_owned(),
+        // A whole request first: the big head is pipelined behind it.
+        format!(
+            "POST /mcp HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAccept: application/json, text/event-stream\r\nContent-Length: {}\r\n\r\n{ping}",
+            ping.len()
+        ),
+    ];
+    for (case, before) in before_it.into_iter().enumerate() {
+        let addr = authority(&edge);
+        let got = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.write_all(before.as_bytes()).unwrap();
+            s.write_all(b"POST /mcp HTTP/1.1\r\nHost: x\r\n").unwrap();
+            // 64 KiB of one header, never ended: pingora alone would buffer up to 1 MiB of it.
+            let line = format!("x-big: {}\r\n", "a".repeat(1024));
+            for _ in 0..64 {
+                if s.write_all(line.as_bytes()).is_err() {
+                    break;
+                }
             }
-        }
-        read_until_closed(&mut s, Duration::from_secs(10))
-    })
-    .await
-    .unwrap()
-    .expect("answered and closed within 10 s");
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 431"), "{text}");
-    assert_eq!(
-        metric(&edge, r#"mcp_edge_client_limits_total{limit="head_bytes"}"#).await,
-        1.0
-    );
+            read_until_closed(&mut s, Duration::from_secs(10))
+        })
+        .await
+        .unwrap()
+        .expect("answered and closed within 10 s");
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.contains("HTTP/1.1 431"), "case {case}: {text}");
+        assert_eq!(
+            metric(&edge, r#"mcp_edge_client_limits_total{limit="head_bytes"}"#).await,
+            (case + 1) as f64
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,12 +213,17 @@ async fn a_stream_ends_at_its_lifetime() {
     let mut stream = listen(&edge.url, json!(1), json!({"toolsListChanged": true})).await;
     let ack = stream.next().await.unwrap();
     assert_eq!(ack["method"], "notifications/subscriptions/acknowledged");
-    // The keep-alive is 15 s: the stream must end on its own deadline, not at a write.
-    let ended = stream.within(Duration::from_secs(10)).await;
+    // The keep-alive is 15 s: the stream ends on its own deadline, with the listen's response
+    // (as at a shutdown: the client listens again).
+    let last = stream.within(Duration::from_secs(10)).await;
+    let Some(Some(last)) = last else {
+        panic!("no last message after {:?}: {last:?}", started.elapsed());
+    };
+    assert_eq!(last["id"], 1, "{last}");
+    assert!(last.get("result").is_some(), "{last}");
     assert!(
-        matches!(ended, Some(None)),
-        "the stream was still open after {:?}",
-        started.elapsed()
+        matches!(stream.within(Duration::from_secs(5)).await, Some(None)),
+        "the stream ended after its response"
     );
     wait_for(5, "the lifetime to be counted", || async {
         metric(
@@ -323,12 +342,36 @@ async fn peer_endpoints_take_only_proven_peers_and_the_admin_404_reflects_nothin
 
 #[test]
 fn a_peer_list_without_a_session_key_is_refused_at_start() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mcp-edge"))
         .args(["--peer", "127.0.0.1:9", "--listen", "127.0.0.1:0"])
         .args(["--admin-listen", "127.0.0.1:0"])
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(2),
+        "mcp-edge started without the key its peers need: {stderr}"
+    );
     assert!(stderr.contains("--peer needs"), "{stderr}");
 }

@@ -1,0 +1,365 @@
+#!/usr/bin/env python3
+"""What hostile clients cost the well-behaved ones: one mcp-edge over three replicas, 50
+well-behaved clients (mcp-load, open loop) measured quiet, then beside --hostile connections of
+hostile clients for --minutes, then while it recovers.
+
+    benches/abuse [--minutes 5] [--hostile 200] [--rate 300] [--out DIR]
+
+The hostile clients, each a loop on its own connection until the deadline (a fixed mix, one
+class per connection, round robin over the classes):
+
+- trickle-head   a request head, one header line every 5 s (cut by --header-timeout-ms)
+- stall-body     a head declaring 64 KiB, 100 bytes of body, then nothing (408)
+- never-read     tools/call payload of 16 MiB, never reading the answer (--send-timeout-seconds)
+- big-head       64 KiB of one header, never ended (431 before 33 KiB are read)
+- made-up-names  tools/call of a 64 KiB tool name nobody listed (counted as `other`)
+- subscribe      a legacy session subscribing to 2 000-byte URIs until refused, then a new one
+- hold-listen    2026-07-28 subscriptions/listen streams opened and never read
+- forged-peer    POSTs to the admin listener's peer endpoints with a client's own token (403)
+- pipeline       100 pipelined requests in one write, answers read
+- mint           legacy sessions initialized as fast as answered, never used
+
+Verdict (each printed, the run fails when one does not hold): the well-behaved clients see 0
+errors during the hostile window, their p99 within 2x of the quiet run's, mcp-edge's RSS under
+384 MiB throughout, and back within 10 % of its level after the quiet run within 60 s of the
+hostile clients stopping. Loopback only; every loop ends at the deadline. Writes abuse.md and
+abuse.json to --out (default results/abuse).
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare import BINS, HERE, Proc, free_port, start_replicas, wait_http  # noqa: E402
+from memory import rss_kib  # noqa: E402
+
+MODERN = "2026-07-28"
+META = {"io.modelcontextprotocol/protocolVersion": MODERN, "io.modelcontextprotocol/clientCapabilities": {}}
+
+
+def http(method: str, path: str, body: bytes, headers: dict) -> bytes:
+    head = f"{method} {path} HTTP/1.1\r\nHost: edge\r\n"
+    for k, v in headers.items():
+        head += f"{k}: {v}\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    return head.encode() + body
+
+
+def mcp(body: dict, headers: dict | None = None) -> bytes:
+    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    h.update(headers or {})
+    return http("POST", "/mcp", json.dumps(body).encode(), h)
+
+
+async def read_head(reader) -> tuple[int, dict, bytes]:
+    """Status, headers and whatever body arrived with them (Content-Length bodies read whole)."""
+    raw = await reader.readuntil(b"\r\n\r\n")
+    lines = raw.decode(errors="replace").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+    body = b""
+    if "content-length" in headers:
+        body = await reader.readexactly(int(headers["content-length"]))
+    return status, headers, body
+
+
+class Hostile:
+    def __init__(self, port: int, admin: int, deadline: float):
+        self.port, self.admin, self.deadline = port, admin, deadline
+        self.counts: dict[str, int] = {}
+
+    def count(self, what: str):
+        self.counts[what] = self.counts.get(what, 0) + 1
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    async def connect(self, port: int | None = None):
+        return await asyncio.open_connection("127.0.0.1", port or self.port)
+
+    async def run(self, kind: str):
+        loop = getattr(self, kind.replace("-", "_"))
+        while self.left() > 0:
+            try:
+                await asyncio.wait_for(loop(), timeout=max(0.1, self.left()))
+            except (asyncio.TimeoutError, ConnectionError, asyncio.IncompleteReadError, OSError,
+                    ValueError, IndexError):
+                pass
+            self.count(kind)
+            await asyncio.sleep(0.05)
+
+    async def closed(self, reader, writer, seconds: float):
+        """Wait (bounded) until the server closes the connection."""
+        try:
+            while self.left() > 0 and await asyncio.wait_for(reader.read(65536), seconds):
+                pass
+        finally:
+            writer.close()
+
+    async def trickle_head(self):
+        reader, writer = await self.connect()
+        writer.write(b"POST /mcp HTTP/1.1\r\nHost: edge\r\n")
+        try:
+            while self.left() > 0:
+                writer.write(b"x-slow: 1\r\n")
+                await writer.drain()
+                data = await asyncio.wait_for(reader.read(1), 5)
+                if not data:
+                    break
+        except asyncio.TimeoutError:
+            await self.trickle_head_again(reader, writer)
+        finally:
+            writer.close()
+
+    async def trickle_head_again(self, reader, writer):
+        while self.left() > 0:
+            writer.write(b"x-slow: 1\r\n")
+            await writer.drain()
+            try:
+                if not await asyncio.wait_for(reader.read(1), 5):
+                    return
+            except asyncio.TimeoutError:
+                continue
+
+    async def stall_body(self):
+        reader, writer = await self.connect()
+        head = http("POST", "/mcp", b"", {"Content-Type": "application/json",
+                                          "Accept": "application/json, text/event-stream"})
+        head = head.replace(b"Content-Length: 0", b"Content-Length: 65536")
+        writer.write(head + b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":' + b" " * 45)
+        await writer.drain()
+        await self.closed(reader, writer, 120)
+
+    async def never_read(self):
+        reader, writer = await self.connect()
+        body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "payload", "arguments": {"bytes": 16 << 20}}}
+        writer.write(mcp(body))
+        await writer.drain()
+        # Read nothing (asyncio's own buffer stops taking at 64 KiB), past the send timeout.
+        writer.transport.pause_reading()
+        await asyncio.sleep(min(75, max(0, self.left())))
+        writer.close()
+
+    async def big_head(self):
+        reader, writer = await self.connect()
+        writer.write(b"POST /mcp HTTP/1.1\r\nHost: edge\r\nx-big: " + b"a" * (64 << 10))
+        await writer.drain()
+        await self.closed(reader, writer, 30)
+
+    async def made_up_names(self):
+        reader, writer = await self.connect()
+        while self.left() > 0:
+            name = f"{random.random()}" + "n" * (64 << 10)
+            writer.write(mcp({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                              "params": {"name": name, "arguments": {}}}))
+            await writer.drain()
+            await read_head(reader)
+            await asyncio.sleep(0.2)
+        writer.close()
+
+    async def subscribe(self):
+        reader, writer = await self.connect()
+        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                           "clientInfo": {"name": "abuse", "version": "1"}}}
+        writer.write(mcp(init))
+        await writer.drain()
+        _, headers, _ = await read_head(reader)
+        token = headers.get("mcp-session-id", "")
+        for i in range(1000):
+            if self.left() <= 0:
+                break
+            uri = f"test://{random.random()}/{i}/" + "u" * 2000
+            writer.write(mcp({"jsonrpc": "2.0", "id": i + 1, "method": "resources/subscribe",
+                              "params": {"uri": uri}}, {"Mcp-Session-Id": token}))
+            await writer.drain()
+            _, _, body = await read_head(reader)
+            if b'"error"' in body:
+                break
+            await asyncio.sleep(0.05)
+        writer.close()
+
+    async def hold_listen(self):
+        reader, writer = await self.connect()
+        body = {"jsonrpc": "2.0", "id": 1, "method": "subscriptions/listen",
+                "params": {"_meta": META, "notifications": {"toolsListChanged": True}}}
+        writer.write(mcp(body, {"MCP-Protocol-Version": MODERN, "Mcp-Method": "subscriptions/listen"}))
+        await writer.drain()
+        writer.transport.pause_reading()
+        while self.left() > 0 and not writer.transport.is_closing():
+            await asyncio.sleep(1)
+        writer.close()
+
+    async def forged_peer(self):
+        token = "x" * 80
+        for path in ("/sessions/revoke", "/bridge/deliver", "/bridge/cancel", "/push/subscribe"):
+            reader, writer = await self.connect(self.admin)
+            writer.write(http("POST", path, token.encode(), {"Mcp-Session-Id": token, "Mcp-Edge-Peer": "1.00"}))
+            await writer.drain()
+            await read_head(reader)
+            writer.close()
+        await asyncio.sleep(0.5)
+
+    async def pipeline(self):
+        reader, writer = await self.connect()
+        one = mcp({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                   "params": {"name": "echo", "arguments": {"message": "p"}}})
+        writer.write(one * 100)
+        await writer.drain()
+        for _ in range(100):
+            await read_head(reader)
+        writer.close()
+
+    async def mint(self):
+        reader, writer = await self.connect()
+        init = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                           "clientInfo": {"name": "abuse", "version": "1"}}}
+        for _ in range(200):
+            if self.left() <= 0:
+                break
+            writer.write(mcp(init))
+            await writer.drain()
+            await read_head(reader)
+        writer.close()
+
+
+KINDS = ["trickle-head", "stall-body", "never-read", "big-head", "made-up-names", "subscribe",
+         "hold-listen", "forged-peer", "pipeline", "mint"]
+
+
+def hostile_thread(port: int, admin: int, n: int, seconds: float, out: dict):
+    async def main():
+        h = Hostile(port, admin, time.monotonic() + seconds)
+        await asyncio.gather(*(h.run(KINDS[i % len(KINDS)]) for i in range(n)))
+        out.update(h.counts)
+    asyncio.run(main())
+
+
+def load(url: str, clients: int, rate: float, seconds: float) -> dict:
+    argv = [str(BINS / "mcp-load"), "--url", url, "--scenario", "mixed", "-c", str(clients),
+            "--rate", str(rate), "-d", str(seconds), "--json"]
+    return json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
+
+
+def metric_text(admin: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--minutes", type=float, default=5)
+    ap.add_argument("--hostile", type=int, default=200)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--rate", type=float, default=300, help="well-behaved requests per second, all clients")
+    ap.add_argument("--quiet-seconds", type=float, default=60)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "abuse")
+    ap.add_argument("--edge-flag", action="append", default=[], help="an extra mcp-edge flag (repeatable)")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    procs = []
+    try:
+        replicas = start_replicas(procs)
+        port, admin = free_port(), free_port()
+        argv = [str(BINS / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+                "--log", "error,pingora_core::connectors=off", "--access-log", "off",
+                "--session-key", "ab" * 32, *args.edge_flag]
+        for r in replicas:
+            argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
+        edge = Proc(argv)
+        procs.append(edge)
+        wait_http(f"http://127.0.0.1:{admin}/readyz", 20)
+        url = f"http://127.0.0.1:{port}/mcp"
+        pid = edge.p.pid
+        start_rss = rss_kib([pid])
+        quiet = load(url, args.clients, args.rate, args.quiet_seconds)
+        quiet_rss = rss_kib([pid])
+        print(f"quiet: {quiet['requests']} requests, {quiet['errors']} errors, "
+              f"p99 {quiet['latency_us']['p99'] / 1000:.2f} ms; RSS {start_rss // 1024} -> {quiet_rss // 1024} MiB")
+
+        seconds = args.minutes * 60
+        counts: dict = {}
+        t = threading.Thread(target=hostile_thread, args=(port, admin, args.hostile, seconds, counts))
+        samples = []
+        t0 = time.monotonic()
+        t.start()
+        result = {}
+        lt = threading.Thread(target=lambda: result.update(load(url, args.clients, args.rate, seconds - 5)))
+        time.sleep(5)  # the hostile clients first take what they can
+        lt.start()
+        while t.is_alive():
+            samples.append((round(time.monotonic() - t0), rss_kib([pid])))
+            t.join(timeout=5)
+        lt.join()
+        stopped = time.monotonic()
+        hostile_text = metric_text(admin)
+        peak = max(r for _, r in samples)
+        back_after = None
+        while time.monotonic() - stopped < 60:
+            rss = rss_kib([pid])
+            samples.append((round(time.monotonic() - t0), rss))
+            if abs(rss - quiet_rss) <= 0.10 * quiet_rss:
+                back_after = time.monotonic() - stopped
+                break
+            time.sleep(2)
+        end_rss = rss_kib([pid])
+
+        limits = {line.split("{")[1].split("}")[0]: line.rsplit(" ", 1)[1]
+                  for line in hostile_text.splitlines() if line.startswith("mcp_edge_client_limits_total{")}
+        other = {line.split(" ")[0]: line.rsplit(" ", 1)[1] for line in hostile_text.splitlines()
+                 if line.startswith(("mcp_edge_header_timeouts_total", "mcp_edge_peer_requests_refused_total",
+                                     "mcp_edge_push_subscriptions_refused_total", "mcp_edge_sessions_minted_total"))}
+        p99_quiet, p99_hostile = quiet["latency_us"]["p99"], result["latency_us"]["p99"]
+        checks = [
+            ("well-behaved errors under attack", result["errors"] == 0, f"{result['errors']} of {result['requests']} ({result['errors_by_kind']})"),
+            ("p99 within 2x of quiet", p99_hostile <= 2 * p99_quiet, f"{p99_quiet / 1000:.2f} -> {p99_hostile / 1000:.2f} ms"),
+            ("RSS under 384 MiB", peak < 384 * 1024, f"peak {peak / 1024:.1f} MiB"),
+            ("RSS back within 10 % in 60 s", back_after is not None, f"quiet {quiet_rss / 1024:.1f} MiB, end {end_rss / 1024:.1f} MiB, after {back_after and round(back_after, 1)} s"),
+        ]
+        git = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        cpu = next((l.split(": ", 1)[1] for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+        lines = [
+            f"# benches/abuse: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {git}, "
+            f"{os.cpu_count()} cores ({cpu})",
+            "",
+            f"`benches/abuse --minutes {args.minutes:g} --hostile {args.hostile} --clients {args.clients} --rate {args.rate:g}`",
+            "",
+            "| check | holds | figures |", "|---|---|---|",
+            *[f"| {name} | {'yes' if ok else 'NO'} | {fig} |" for name, ok, fig in checks],
+            "",
+            f"well-behaved (mcp-load mixed, {args.clients} clients, {args.rate:g}/s): quiet {quiet['requests']} requests, "
+            f"p50 {quiet['latency_us']['p50'] / 1000:.2f} ms, p99 {p99_quiet / 1000:.2f} ms; under attack "
+            f"{result['requests']} requests, p50 {result['latency_us']['p50'] / 1000:.2f} ms, p99 {p99_hostile / 1000:.2f} ms",
+            f"hostile loops completed: {json.dumps(counts, sort_keys=True)}",
+            f"mcp-edge counted: {json.dumps(limits, sort_keys=True)} {json.dumps(other, sort_keys=True)}",
+            f"RSS samples (s, KiB): {samples}",
+        ]
+        text = "\n".join(lines) + "\n"
+        print(text)
+        (args.out / "abuse.md").write_text(text)
+        (args.out / "abuse.json").write_text(json.dumps({"quiet": quiet, "hostile": result, "counts": counts,
+                                                         "samples": samples, "checks": checks}, indent=1))
+        sys.exit(0 if all(ok for _, ok, _ in checks) else 1)
+    finally:
+        for p in procs:
+            p.stop()
+
+
+if __name__ == "__main__":
+    main()
