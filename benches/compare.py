@@ -178,6 +178,20 @@ def start_replicas(procs, n: int = 3):
     return ports
 
 
+def start_edge(replicas, flags, procs):
+    """mcp-edge (quiet, its flags after) in front of `replicas` (ports), appended to `procs`,
+    once ready: (url, admin port, process)."""
+    port, admin = free_port(), free_port()
+    argv = [str(BINS / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
+            "--log", "error,pingora_core::connectors=off", *flags]
+    for r in replicas:
+        argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
+    edge = Proc(argv)
+    procs.append(edge)
+    wait_http(f"http://127.0.0.1:{admin}/readyz", 20)
+    return f"http://127.0.0.1:{port}/mcp", admin, edge
+
+
 def start_proxy(kind: str, replicas, workdir: Path):
     """Start one proxy in front of `replicas` (ports): (url, process)."""
     port = free_port()

@@ -35,7 +35,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import BINS, HERE, Proc, free_port, start_replicas, wait_http  # noqa: E402
+from compare import BINS, HERE, start_edge, start_replicas  # noqa: E402
 from memory import read_response, request, rss_kib  # noqa: E402
 
 FIELDS = ["t_s", "rss_kib", "fds", "tasks", "sessions_tracked", "revocations", "open_streams"]
@@ -141,16 +141,9 @@ def main():
     procs, loads, rows, counts = [], [], [], {"held": 0, "held_failures": 0, "hung_up": 0, "hung_up_failures": 0}
     try:
         replicas = start_replicas(procs)
-        port, admin = free_port(), free_port()
-        argv = [str(BINS / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                "--log", "error,pingora_core::connectors=off", "--session-lifetime-seconds", str(lifetime),
-                "--session-idle-seconds", str(idle)]
-        for r in replicas:
-            argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
-        edge = Proc(argv)
-        procs.append(edge)
-        wait_http(f"http://127.0.0.1:{admin}/readyz", 20)
-        url = f"http://127.0.0.1:{port}/mcp"
+        flags = ["--session-lifetime-seconds", str(lifetime), "--session-idle-seconds", str(idle)]
+        url, admin, edge = start_edge(replicas, flags, procs)
+        port = int(url.split(":")[2].split("/")[0])
         load_bin = str(BINS / "mcp-load")
         for label, scenario, rate, extra in (
                 ("stateless", "stateless", rates["stateless"], []), ("modern", "modern", rates["modern"], []),

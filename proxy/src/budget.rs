@@ -35,9 +35,12 @@ pub fn bounded(name: &str, limit: usize) -> &str {
     &name[..end]
 }
 
-/// Who a share of a global cap belongs to: the caller's credential (its hash) with
-/// authentication on, else its network ([`network`]).
-pub fn caller(identity: Option<&[u8; 16]>, addr: Option<IpAddr>) -> [u8; 17] {
+/// Who a share of a global cap belongs to ([`caller`]).
+pub type Caller = [u8; 17];
+
+/// The caller of a request: its credential (its hash) with authentication on, else its network
+/// ([`network`]).
+pub fn caller(identity: Option<&[u8; 16]>, addr: Option<IpAddr>) -> Caller {
     let mut key = [0u8; 17];
     match (identity, addr.map(network)) {
         (Some(identity), _) => {

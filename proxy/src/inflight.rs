@@ -18,7 +18,7 @@ use std::{
 use dashmap::DashMap;
 use mcp_protocol::error::LIMITED;
 
-use crate::{answer::Reply, limits::Limits, session::ReplicaId};
+use crate::{answer::Reply, budget::Caller, limits::Limits, session::ReplicaId};
 
 /// Where a JSON-RPC id is unique: a session, or else the client's connection. Turned into a
 /// key only when a stream or an answer needs one (most requests never do).
@@ -161,9 +161,6 @@ pub struct Streams {
     /// Streams each caller holds (`budget::caller`), for its share of `--max-streams`.
     by_caller: DashMap<Caller, usize>,
 }
-
-/// A caller, as `budget::caller` names it.
-pub type Caller = [u8; 17];
 
 /// Count one more of `key`'s in `table` unless it holds `most` already (0: no limit).
 fn take<K: std::hash::Hash + Eq>(table: &DashMap<K, usize>, key: K, most: usize) -> bool {

@@ -47,7 +47,7 @@ pub struct Ctx {
     pub token: Option<String>,
     pub session: Option<SessionView>,
     /// Who the request's share of the global caps belongs to (`budget::caller`).
-    pub caller: Option<crate::inflight::Caller>,
+    pub caller: Option<crate::budget::Caller>,
     /// The scope of in-flight keys: the session uid, or the client connection.
     pub scope: Scope,
     /// The replica last tried (it answered, or it failed).

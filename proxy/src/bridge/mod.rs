@@ -337,7 +337,7 @@ pub struct Parts<'a> {
     /// mcp-edge checks bearer tokens itself: the client's `Authorization` stays here.
     pub own_auth: bool,
     /// The request's caller, for its share of the streams.
-    pub caller: Option<crate::inflight::Caller>,
+    pub caller: Option<crate::budget::Caller>,
 }
 
 /// Where the request records what the call held (metrics, the access log, the stream limits).

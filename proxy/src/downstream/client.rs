@@ -95,7 +95,15 @@ impl<'s> Client<'s> {
             );
             Reply::error(408, mcp_protocol::error::INVALID_REQUEST, message)
         };
-        match pingora_timeout::timeout(deadline, read).await {
+        let read = {
+            let mut read = std::pin::pin!(read);
+            match futures::FutureExt::now_or_never(read.as_mut()) {
+                // The whole body came with the head (almost every request): no timer.
+                Some(read) => Ok(read),
+                None => pingora_timeout::timeout(deadline, read).await,
+            }
+        };
+        match read {
             Err(_) => Ok(Err(stalled())),
             Ok(Err(e)) if e.etype() == &ErrorType::ReadTimedout => Ok(Err(stalled())),
             Ok(Err(e)) => Err(e.into_down()),
@@ -176,8 +184,6 @@ impl<'s> Client<'s> {
     /// A chunk of the response body; `end`: the last. An empty chunk that does not end the body
     /// writes nothing (pingora's rule).
     pub async fn write_body(&mut self, chunk: Bytes, end: bool) -> Result<()> {
-        // Each write is bounded by pingora's write timeout; the last one also flushes, which
-        // pingora does not bound.
         sent(
             self.times.send,
             self.session.write_response_body(chunk, end),
@@ -243,8 +249,13 @@ impl<'s> Client<'s> {
     }
 }
 
-/// A write to the client within the send timeout (`send`); its errors are the client's.
+/// A write to the client within the send timeout (`send`); its errors are the client's. A write
+/// that completes at once (into the connection's buffer: almost every one) takes no timer.
 async fn sent(send: Duration, write: impl Future<Output = Result<()>>) -> Result<()> {
+    let mut write = std::pin::pin!(write);
+    if let Some(written) = futures::FutureExt::now_or_never(write.as_mut()) {
+        return written.map_err(|e| e.into_down());
+    }
     match pingora_timeout::fast_timeout::fast_timeout(send, write).await {
         Ok(written) => written.map_err(|e| e.into_down()),
         Err(_) => Err(Error::explain(

@@ -279,7 +279,6 @@ impl Front {
         }
         session.set_pipelined_prefix(first);
         session.set_read_timeout(Some(self.times.body));
-        session.set_write_timeout(Some(self.times.send));
         let deadline = self.header_deadline.saturating_sub(ready.elapsed());
         // A client may send its next request before this one's answer ends (pipelining, or
         // simply right after a bodiless answer such as a 202): those bytes are kept for the
@@ -324,8 +323,12 @@ impl Front {
         let settings = HttpPersistentSettings::for_session(&session);
         // Boxed: pingora's finish future (3.7 KiB) would otherwise be part of every request's
         // state, streams included.
-        let finish = pingora_timeout::fast_timeout::fast_timeout(self.times.send, session.finish());
-        let (stream, prefix) = Box::pin(finish).await.ok()?.ok().flatten()?.into_parts();
+        // (Its writes are done: the last body write, bounded by the send timeout, ended it.)
+        let (stream, prefix) = Box::pin(session.finish())
+            .await
+            .ok()
+            .flatten()?
+            .into_parts();
         let pipelined = prefix;
         Some(Kept {
             stream,
@@ -362,9 +365,14 @@ impl HeadScan {
         // An end (`\n\n` or `\n\r\n`) may start in the last 2 bytes searched.
         let from = self.searched.saturating_sub(2).max(self.blank);
         self.searched = buf.len();
+        // Line ends, found with memchr (no searcher to build, unlike memmem: this runs on every
+        // request), each followed by an empty line.
         let rest = &buf[from.min(buf.len())..];
-        memchr::memmem::find(rest, b"\n\n").is_some()
-            || memchr::memmem::find(rest, b"\n\r\n").is_some()
+        memchr::memchr_iter(b'\n', rest).any(|i| match rest.get(i + 1) {
+            Some(b'\n') => true,
+            Some(b'\r') => rest.get(i + 2) == Some(&b'\n'),
+            _ => false,
+        })
     }
 }
 

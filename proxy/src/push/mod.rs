@@ -40,8 +40,8 @@ use rand::RngCore;
 use tokio::sync::{broadcast, watch};
 
 use crate::{
+    budget::Caller,
     config::BridgeMode,
-    inflight::Caller,
     session::ReplicaId,
     ticker::Periodic,
     upstream::{Replica, Replicas, exchange::Timeouts},

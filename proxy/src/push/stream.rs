@@ -33,7 +33,7 @@ pub struct Parts<'a> {
     pub streams: &'a Arc<Streams>,
     pub limits: &'a Limits,
     /// The request's caller, for its share of the streams.
-    pub caller: Option<inflight::Caller>,
+    pub caller: Option<crate::budget::Caller>,
 }
 
 fn params(body: &[u8]) -> Value {
@@ -267,7 +267,7 @@ pub struct Subscription<'a> {
     pub subscribe: bool,
     pub body: &'a [u8],
     /// Who asks (its share of the URIs every upstream listen asks for).
-    pub caller: Option<inflight::Caller>,
+    pub caller: Option<crate::budget::Caller>,
 }
 
 /// Answer a legacy `resources/subscribe` or `unsubscribe` here: applied, told to every peer
@@ -310,7 +310,7 @@ pub async fn subscription(
     (uid, expires): (Uid, u64),
     subscribe: bool,
     body: &[u8],
-    caller: Option<inflight::Caller>,
+    caller: Option<crate::budget::Caller>,
 ) -> Result<(), Reply> {
     let uri = match params(body).get("uri").and_then(Value::as_str) {
         Some(uri) if !uri.is_empty() => uri.to_owned(),
@@ -332,7 +332,7 @@ async fn apply(
     (uid, expires): (Uid, u64),
     subscribe: bool,
     uri: &str,
-    caller: Option<inflight::Caller>,
+    caller: Option<crate::budget::Caller>,
 ) -> Result<(), Reply> {
     let forget = || {
         if let Some(caller) = push.sessions.remove(&uid, uri) {

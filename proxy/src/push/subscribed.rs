@@ -9,7 +9,7 @@ use dashmap::{DashMap, mapref::entry::Entry as Slot};
 use tokio::sync::Notify;
 
 use super::filter::{URI_LIMIT, within_share};
-use crate::{inflight::Caller, session::Uid};
+use crate::{budget::Caller, session::Uid};
 
 /// Most sessions with subscriptions one process keeps.
 pub const SESSIONS: usize = 100_000;

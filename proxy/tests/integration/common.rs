@@ -221,17 +221,23 @@ pub async fn get_json(url: &str) -> Value {
         .unwrap()
 }
 
-/// The value of one series in mcp-edge's Prometheus text scrape (0 when absent).
-pub async fn metric(edge: &Edge, series: &str) -> f64 {
-    let text = client()
+/// mcp-edge's Prometheus text scrape.
+pub async fn scrape(edge: &Edge) -> String {
+    client()
         .get(format!("{}/metrics", edge.admin))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// The value of one series in mcp-edge's Prometheus text scrape (0 when absent).
+pub async fn metric(edge: &Edge, series: &str) -> f64 {
+    scrape(edge)
+        .await
+        .lines()
         .find_map(|l| {
             l.strip_prefix(series)
                 .and_then(|rest| rest.trim().parse().ok())

@@ -50,17 +50,7 @@ async fn made_up_tool_names_are_counted_as_other_and_never_grow_the_metrics() {
         metric(&edge, "mcp_edge_tools_known").await > 0.0
     })
     .await;
-    let scrape = || async {
-        client()
-            .get(format!("{}/metrics", edge.admin))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
-    let before = scrape().await.len();
+    let before = scrape(&edge).await.len();
     for i in 0..50 {
         let name = format!("{i}{}", "x".repeat(256 << 10));
         let a = post(&edge.url, &[JSON, BOTH], call(i, &name, json!({}))).await;
@@ -73,7 +63,7 @@ async fn made_up_tool_names_are_counted_as_other_and_never_grow_the_metrics() {
     )
     .await;
     assert_eq!(a.status, 200);
-    let text = scrape().await;
+    let text = scrape(&edge).await;
     assert!(
         text.len() < before + 4096,
         "the scrape grew from {before} to {} bytes",
