@@ -344,7 +344,7 @@ def main():
             ("RSS back within 10 % in 60 s", back_after is not None and back_after <= 60, f"quiet {quiet_rss / 1024:.1f} MiB, end {end_rss / 1024:.1f} MiB, after {back_after and round(back_after, 1)} s"),
         ]
         git = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        cpu = next((l.split(": ", 1)[1] for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
+        cpu = next((l.split(": ", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.machine())
         lines = [
             f"# benches/abuse: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, commit {git}, "
             f"{os.cpu_count()} cores ({cpu})",

@@ -75,6 +75,20 @@ pub fn network(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// `work` within `limit`, taking a timer only when it must wait: polled once first (a write
+/// into a buffer, a body that came with its head, a request that fits the socket — most of
+/// them — completes there), and only then bounded by pingora's fast timer (whose creation
+/// checks its clock thread: measurable on every request). `Err`: the limit passed.
+pub async fn within<F: Future>(limit: Duration, work: F) -> Result<F::Output, ()> {
+    let mut work = std::pin::pin!(work);
+    if let Some(done) = futures::FutureExt::now_or_never(work.as_mut()) {
+        return Ok(done);
+    }
+    pingora_timeout::fast_timeout::fast_timeout(limit, work)
+        .await
+        .map_err(|_| ())
+}
+
 /// The time budgets of one client connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Times {

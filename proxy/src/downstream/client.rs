@@ -95,15 +95,7 @@ impl<'s> Client<'s> {
             );
             Reply::error(408, mcp_protocol::error::INVALID_REQUEST, message)
         };
-        let read = {
-            let mut read = std::pin::pin!(read);
-            match futures::FutureExt::now_or_never(read.as_mut()) {
-                // The whole body came with the head (almost every request): no timer.
-                Some(read) => Ok(read),
-                None => pingora_timeout::timeout(deadline, read).await,
-            }
-        };
-        match read {
+        match crate::budget::within(deadline, read).await {
             Err(_) => Ok(Err(stalled())),
             Ok(Err(e)) if e.etype() == &ErrorType::ReadTimedout => Ok(Err(stalled())),
             Ok(Err(e)) => Err(e.into_down()),
@@ -249,14 +241,9 @@ impl<'s> Client<'s> {
     }
 }
 
-/// A write to the client within the send timeout (`send`); its errors are the client's. A write
-/// that completes at once (into the connection's buffer: almost every one) takes no timer.
+/// A write to the client within the send timeout (`send`); its errors are the client's.
 async fn sent(send: Duration, write: impl Future<Output = Result<()>>) -> Result<()> {
-    let mut write = std::pin::pin!(write);
-    if let Some(written) = futures::FutureExt::now_or_never(write.as_mut()) {
-        return written.map_err(|e| e.into_down());
-    }
-    match pingora_timeout::fast_timeout::fast_timeout(send, write).await {
+    match crate::budget::within(send, write).await {
         Ok(written) => written.map_err(|e| e.into_down()),
         Err(_) => Err(Error::explain(
             ErrorType::WriteTimedout,

@@ -8,9 +8,10 @@
 //! expiring no later is refused, as if revoked. A revoked token is never accepted again; the
 //! cost of the bound is that sessions end early (404, and the client initializes anew), those
 //! nearest their end first. Under a flood of more revocations than the cap within one bucket's
-//! span, that reaches the sessions started in that span, up to the last second; sessions
-//! started after the fold are unaffected. Lookups take a read lock, and none while nothing was
-//! ever revoked.
+//! span, every bucket is folded, the newest last: every live session ends (404), not only
+//! those started in that span; sessions started after the fold are unaffected. One client that
+//! mints and DELETEs sessions can do that; nothing bounds it per caller yet but `--rate-limit`.
+//! Lookups take a read lock, and none while nothing was ever revoked.
 
 use std::{
     collections::{BTreeMap, HashSet},

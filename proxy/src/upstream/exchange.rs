@@ -126,13 +126,8 @@ async fn write_all(stream: &mut Stream, wire: &[u8], timeout: Duration) -> Resul
         stream.write_all(wire).await?;
         stream.flush().await
     };
-    tokio::pin!(write);
     // A request fits the socket's buffer almost always: then no timer is needed.
-    let written = match futures::FutureExt::now_or_never(&mut write) {
-        Some(written) => Ok(written),
-        None => pingora_timeout::fast_timeout::fast_timeout(timeout, write).await,
-    };
-    match written {
+    match crate::budget::within(timeout, write).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Error::e_because(ErrorType::WriteError, "while writing the request", e),
         Err(_) => Error::e_explain(ErrorType::WriteTimedout, "while writing the request"),
