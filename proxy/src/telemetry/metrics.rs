@@ -388,7 +388,14 @@ impl Metrics {
                 u8::from(*healthy)
             );
         }
-        self.spent.render(&mut out);
+        out.push_str("# HELP mcp_edge_client_limits_total Clients cut or refused because a per-client budget ran out (README: Per-client bounds).\n# TYPE mcp_edge_client_limits_total counter\n");
+        for (limit, label) in crate::budget::LIMITS {
+            let _ = writeln!(
+                out,
+                r#"mcp_edge_client_limits_total{{limit="{label}"}} {}"#,
+                self.spent.get(limit)
+            );
+        }
         out
     }
 }
@@ -415,6 +422,15 @@ pub fn write_series(out: &mut String, series: &[(&str, &str, &str, u64)]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_client_limit_is_a_series() {
+        let m = Metrics::default();
+        m.spent.count(crate::budget::Limit::SendTime);
+        let text = m.render(&Gauges::default());
+        assert!(text.contains(r#"mcp_edge_client_limits_total{limit="send_time"} 1"#));
+        assert!(text.contains(r#"mcp_edge_client_limits_total{limit="head_bytes"} 0"#));
+    }
 
     #[test]
     fn only_listed_tool_names_of_bounded_length_become_labels() {
