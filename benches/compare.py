@@ -201,8 +201,12 @@ def start_proxy(kind: str, replicas, workdir: Path):
     if kind in EDGE_VARIANTS:
         admin = free_port()
         binary, flags = EDGE_VARIANTS[kind]
+        # What routing costs, not the per-caller budgets: every load client here is one caller
+        # (127.0.0.1) starting sessions far past a real client's rate. (Another binary may
+        # predate the flag.)
+        unlimited = [] if binary else ["--session-rate-limit", "0"]
         argv = [binary or str(BINS / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                "--log", "error,pingora_core::connectors=off", *flags]
+                "--log", "error,pingora_core::connectors=off", *unlimited, *flags]
         for r in replicas:
             argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
         proc = Proc(argv)

@@ -5,7 +5,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use mcp_protocol::{
-    error::{INVALID_REQUEST, LIMITED, METHOD_NOT_FOUND},
+    error::{INVALID_REQUEST, METHOD_NOT_FOUND},
     post::{Origins, check_origin, check_post},
 };
 use pingora::http::RequestHeader;
@@ -13,9 +13,10 @@ use pingora::http::RequestHeader;
 use crate::{
     answer::Reply,
     auth::{Auth, Identity},
+    budget::Caller,
     downstream::heads::{Heads, Routing},
     limits::Limits,
-    ratelimit::{Caller, RateLimit},
+    ratelimit::{RateLimit, limited},
     route::Verb,
     telemetry::metrics::{Event, Metrics},
 };
@@ -43,6 +44,8 @@ pub struct Admitted {
     pub token: Option<String>,
     /// The caller's credential binding (`None` without authentication).
     pub identity: Option<Identity>,
+    /// Whose share of the per-caller budgets the request takes.
+    pub caller: Caller,
     /// `GET /version`, not MCP.
     pub version_path: bool,
     /// The fields routing reads once the body is in (the head is read once, here).
@@ -76,7 +79,8 @@ impl Admission {
             Some(auth) => Some(auth.check(heads.authorization)?),
             None => None,
         };
-        self.check_rate(identity, client)?;
+        let caller = crate::budget::caller(identity.as_ref(), client.map(|a| a.ip()));
+        self.check_rate(caller)?;
         check_origin(&self.origins, heads.origin)?;
         let verb = match request.method.as_str() {
             "POST" => Verb::Post,
@@ -98,6 +102,7 @@ impl Admission {
                 declared: None,
                 token: None,
                 identity,
+                caller,
                 version_path,
                 routing: Routing::default(),
             });
@@ -112,35 +117,21 @@ impl Admission {
                 .and_then(|v| v.trim().parse::<usize>().ok()),
             token: heads.session.map(str::to_owned),
             identity,
+            caller,
             version_path,
             routing: heads.routing(),
         })
     }
 
-    /// The caller's rate limit (its credential, else its IP address): a 429 when exhausted.
-    fn check_rate(
-        &self,
-        identity: Option<Identity>,
-        client: Option<SocketAddr>,
-    ) -> Result<(), Reply> {
+    /// The caller's rate limit: a 429 when exhausted.
+    fn check_rate(&self, caller: Caller) -> Result<(), Reply> {
         let Some(limit) = &self.rate_limit else {
             return Ok(());
-        };
-        let caller = match (identity, client) {
-            (Some(identity), _) => Caller::Credential(identity),
-            (None, Some(addr)) => Caller::Ip(crate::budget::network(addr.ip())),
-            (None, None) => Caller::Overflow,
         };
         let Err(wait) = limit.check(caller, std::time::Instant::now()) else {
             return Ok(());
         };
         self.metrics.count(Event::RateLimited);
-        let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
-        Err(Reply::error(
-            429,
-            LIMITED,
-            format!("rate limit exceeded; retry in {seconds} s"),
-        )
-        .with_header("retry-after", seconds.to_string()))
+        Err(limited("rate limit", wait))
     }
 }

@@ -73,7 +73,8 @@ pub fn edge(
                 Duration::from_secs(config.session_lifetime_seconds),
                 Duration::from_secs(config.session_idle_seconds),
                 config.max_tracked_sessions,
-            );
+            )
+            .with_start_rate(config.session_rate_limit);
             if config.session_format == 1 {
                 sessions.without_profiles()
             } else {

@@ -302,6 +302,14 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_RATE_LIMIT_BURST", default_value_t = 0)]
     pub rate_limit_burst: u32,
 
+    /// Legacy sessions each caller (as for --rate-limit) may start per second, ten seconds'
+    /// worth at once; beyond it `initialize` gets 429 with Retry-After and never reaches a
+    /// replica. Each session started is remembered until its token expires once it ends, so
+    /// this keeps one caller from filling --max-tracked-sessions and ending everyone's
+    /// sessions. 0: no limit (benchmarks that measure routing alone).
+    #[arg(long, env = "MCP_EDGE_SESSION_RATE_LIMIT", default_value_t = 50.0)]
+    pub session_rate_limit: f64,
+
     /// Another mcp-edge process's admin listener (host:port; repeatable, the environment variable
     /// takes a comma list). A DELETE revokes its session on every peer too. A name resolving to
     /// several addresses (Swarm's tasks.<service>) reaches each of them.

@@ -1,28 +1,25 @@
-//! Rate limiting: a token bucket per caller — the bearer credential when authentication is on,
-//! else the client's IP address (an IPv6 /64: `budget::network`). `rate` requests per second on average, up to `burst` at once;
-//! past it a request is answered 429 with `Retry-After` and never reaches a replica.
+//! Rate limiting: a token bucket per caller ([`crate::budget::caller`]: the bearer credential
+//! when authentication is on, else the client's IP address, an IPv6 /64). `rate` a second on
+//! average, up to `burst` at once; past it the client is answered 429 with `Retry-After`
+//! ([`limited`]) and nothing reaches a replica. Two limits use it: requests (`--rate-limit`)
+//! and legacy sessions started (`--session-rate-limit`).
 //!
 //! Buckets that have refilled completely carry no information and are dropped by a sweep, so
 //! memory follows the callers active in the last `burst / rate` seconds (and is capped).
 
-use std::{
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
+use mcp_protocol::error::LIMITED;
+
+use crate::{answer::Reply, budget::Caller};
 
 /// Most callers tracked at once; beyond it, unknown callers share one bucket (so a flood of
 /// new addresses cannot grow memory without bound).
 const MAX_CALLERS: usize = 100_000;
 
-/// Who a bucket belongs to.
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-pub enum Caller {
-    Credential([u8; 16]),
-    Ip(IpAddr),
-    Overflow,
-}
+/// The bucket callers past [`MAX_CALLERS`] share (no caller key has this tag).
+const OVERFLOW: Caller = [0xff; 17];
 
 struct Bucket {
     tokens: f64,
@@ -48,7 +45,7 @@ impl RateLimit {
     /// Take a token for `caller` at `now`: `Err(wait)` when none is left, with how long until one is.
     pub fn check(&self, caller: Caller, now: Instant) -> Result<(), Duration> {
         let caller = if self.buckets.len() >= MAX_CALLERS && !self.buckets.contains_key(&caller) {
-            Caller::Overflow
+            OVERFLOW
         } else {
             caller
         };
@@ -79,6 +76,17 @@ impl RateLimit {
     }
 }
 
+/// The 429 for a caller past a limit: `what` was exceeded; `wait` until a token is back.
+pub fn limited(what: &str, wait: Duration) -> Reply {
+    let seconds = wait.as_secs_f64().ceil().max(1.0) as u64;
+    Reply::error(
+        429,
+        LIMITED,
+        format!("{what} exceeded; retry in {seconds} s"),
+    )
+    .with_header("retry-after", seconds.to_string())
+}
+
 /// Drops refilled buckets every few seconds.
 pub struct Sweep(pub std::sync::Arc<RateLimit>);
 
@@ -102,29 +110,27 @@ mod tests {
     #[test]
     fn a_burst_then_the_rate() {
         let limit = RateLimit::new(10.0, 3).unwrap();
-        let caller = Caller::Ip("127.0.0.1".parse().unwrap());
+        let ip = |s: &str| Some(s.parse().unwrap());
+        let caller = crate::budget::caller(None, ip("127.0.0.1"));
         let t0 = Instant::now();
         for _ in 0..3 {
-            assert_eq!(limit.check(caller.clone(), t0), Ok(()));
+            assert_eq!(limit.check(caller, t0), Ok(()));
         }
-        let wait = limit.check(caller.clone(), t0).unwrap_err();
+        let wait = limit.check(caller, t0).unwrap_err();
         assert!(
             wait > Duration::from_millis(90) && wait <= Duration::from_millis(100),
             "{wait:?}"
         );
         // Another caller has its own bucket.
         assert_eq!(
-            limit.check(Caller::Ip("127.0.0.2".parse().unwrap()), t0),
+            limit.check(crate::budget::caller(None, ip("127.0.0.2")), t0),
             Ok(())
         );
         // One token back after 1/rate.
-        assert_eq!(
-            limit.check(caller.clone(), t0 + Duration::from_millis(100)),
-            Ok(())
-        );
+        assert_eq!(limit.check(caller, t0 + Duration::from_millis(100)), Ok(()));
         assert!(
             limit
-                .check(caller.clone(), t0 + Duration::from_millis(100))
+                .check(caller, t0 + Duration::from_millis(100))
                 .is_err()
         );
         // Full again after burst/rate: swept.

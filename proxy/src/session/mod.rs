@@ -2,7 +2,10 @@
 //! mint one). A session lives in its sealed [`token`]; this process keeps only what cannot, each
 //! in bounded memory: the sessions it ended ([`revoked`], until their tokens would have expired
 //! anyway) and when each session it served was last used ([`idle`], for the idle timeout). Who
-//! serves what right now is [`crate::inflight`]'s.
+//! serves what right now is [`crate::inflight`]'s. Each caller starts sessions at a bounded rate
+//! (`--session-rate-limit`): every session a client starts and abandons is remembered as ended
+//! until its token expires, so one caller minting as fast as it can would otherwise fill the
+//! table of ended sessions and fold it, ending everyone's sessions (see [`revoked`]).
 
 pub mod idle;
 pub mod peers;
@@ -12,11 +15,12 @@ pub mod token;
 
 use std::{
     sync::Arc,
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use rand::RngCore;
 
+use crate::{budget::Caller, ratelimit::RateLimit};
 use idle::{Idle, IdleStats};
 pub use profile::Profile;
 use revoked::{Revoked, RevokedStats};
@@ -99,6 +103,8 @@ pub struct Sessions {
     idle: Idle,
     /// `false` with `--session-format 1`: profiles are not sealed (a rollout over old releases).
     seal_profiles: bool,
+    /// Sessions each caller may start (`None`: no limit).
+    starts: Option<RateLimit>,
 }
 
 impl Sessions {
@@ -110,6 +116,22 @@ impl Sessions {
             revoked: Revoked::new(cap, lifetime),
             idle: Idle::new(cap, idle),
             seal_profiles: true,
+            starts: None,
+        }
+    }
+
+    /// Each caller starts at most `rate` sessions a second, ten seconds' worth at once (0: no
+    /// limit).
+    pub fn with_start_rate(mut self, rate: f64) -> Self {
+        self.starts = RateLimit::new(rate, (rate * 10.0).ceil().min(f64::from(u32::MAX)) as u32);
+        self
+    }
+
+    /// May `caller` start a session now? `Err`: how long until it may.
+    pub fn may_start(&self, caller: Caller) -> Result<(), Duration> {
+        match &self.starts {
+            Some(starts) => starts.check(caller, Instant::now()),
+            None => Ok(()),
         }
     }
 
@@ -252,6 +274,9 @@ impl Sessions {
             self.revoked.insert(uid, expires);
         }
         self.revoked.sweep(now);
+        if let Some(starts) = &self.starts {
+            starts.sweep(Instant::now());
+        }
         self.stats()
     }
 

@@ -365,3 +365,50 @@ fn a_peer_list_without_a_session_key_is_refused_at_start() {
     );
     assert!(stderr.contains("--peer needs"), "{stderr}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_starting_sessions_past_its_rate_gets_429_and_others_still_start_theirs() {
+    let edge = start(&[
+        "--auth-tokens",
+        "alpha-token-0123456789,beta-token-0123456789",
+        "--session-rate-limit",
+        "1",
+    ])
+    .await;
+    let init = |token: &'static str| {
+        let url = edge.url.clone();
+        async move {
+            let bearer = format!("Bearer {token}");
+            post(
+                &url,
+                &[JSON, BOTH, ("authorization", &bearer)],
+                initialize("2025-06-18"),
+            )
+            .await
+        }
+    };
+    // Ten seconds' worth at once, then the rate: the eleventh within a second is refused.
+    for _ in 0..10 {
+        assert_eq!(init("alpha-token-0123456789").await.status, 200);
+    }
+    let refused = init("alpha-token-0123456789").await;
+    assert_eq!(refused.status, 429, "{}", refused.body);
+    assert!(refused.headers.get("retry-after").is_some());
+    assert_eq!(refused.json()["id"], 0, "{}", refused.body);
+    assert!(refused.session().is_none());
+    assert_eq!(
+        init("beta-token-0123456789").await.status,
+        200,
+        "another caller has its own share"
+    );
+    let text = scrape(&edge).await;
+    assert!(
+        text.contains(r#"mcp_edge_client_limits_total{limit="session_starts"} 1"#),
+        "{text}"
+    );
+    assert!(text.contains("mcp_edge_sessions_minted_total 11"), "{text}");
+    assert!(
+        text.contains(r#"method="initialize",tool="",era="legacy",status="4xx",replica="edge"} 1"#),
+        "the refused initialize never reached a replica: {text}"
+    );
+}
