@@ -5,6 +5,7 @@
 //! - [`headers`]: header names, and what `Accept` allows;
 //! - [`methods`]: the one method table (metric label, safe to repeat, era, `Mcp-Name`);
 //! - [`message`]: a POST body classified ([`classify`]), its era, the 2026-07-28 header rules;
+//! - [`lines`]: where a block of lines ends, the rule HTTP/1 heads and SSE events share;
 //! - [`sse`]: server-sent events read event by event (and a whole body's last response);
 //! - [`tasks`]: task ids that name their replica, rewritten in responses and requests;
 //! - [`error`]: JSON-RPC error codes and the one error body;
@@ -13,6 +14,7 @@
 
 pub mod error;
 pub mod headers;
+pub mod lines;
 pub mod message;
 pub mod methods;
 pub mod post;

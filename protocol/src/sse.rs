@@ -11,6 +11,8 @@ use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::lines::{block_end, resume_from};
+
 /// Separates the replica from the original id in a rewritten event id.
 pub const ID_SEPARATOR: char = '/';
 
@@ -154,7 +156,7 @@ fn events(mut body: &[u8]) -> impl Iterator<Item = &[u8]> {
         if body.is_empty() {
             return None;
         }
-        let len = event_end(body, 0).unwrap_or(body.len());
+        let len = block_end(body, 0).unwrap_or(body.len());
         let (event, rest) = body.split_at(len);
         body = rest;
         Some(event)
@@ -218,9 +220,7 @@ impl Pending {
     /// The next complete event (through its blank line); `end`: the stream is over, so what is
     /// left is one too.
     fn next_event(&mut self, end: bool) -> Option<BytesMut> {
-        // An end marker is at most 3 bytes: look again at the last 2 searched.
-        let from = self.searched.saturating_sub(2);
-        match event_end(&self.buf, from) {
+        match block_end(&self.buf, resume_from(self.searched)) {
             Some(len) => {
                 self.searched = 0;
                 Some(self.buf.split_to(len))
@@ -235,23 +235,6 @@ impl Pending {
             }
         }
     }
-}
-
-/// The length of the first complete event (through its blank line), if any, searching from
-/// `from` (no end lies wholly before it).
-fn event_end(buf: &[u8], from: usize) -> Option<usize> {
-    let mut i = from;
-    while i < buf.len() {
-        if buf[i] == b'\n' {
-            match buf.get(i + 1) {
-                Some(b'\n') => return Some(i + 2),
-                Some(b'\r') if buf.get(i + 2) == Some(&b'\n') => return Some(i + 3),
-                _ => {}
-            }
-        }
-        i += 1;
-    }
-    None
 }
 
 #[cfg(test)]

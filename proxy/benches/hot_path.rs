@@ -25,9 +25,6 @@ impl Facts for Quiet {
     fn is_alive(&self, _: &str) -> bool {
         true
     }
-    fn tool_is_safe(&self, name: &str) -> bool {
-        name == "echo"
-    }
     fn bridge_ready(&self) -> bool {
         true
     }
@@ -70,7 +67,7 @@ fn bench(c: &mut Criterion) {
             };
             (
                 route::decide(&request, &Quiet),
-                route::retry_is_safe(&message, &Quiet),
+                route::retry_is_safe(&message, Some(mcp_edge::tools::Listed { safe: true })),
             )
         })
     });

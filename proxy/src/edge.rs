@@ -81,10 +81,7 @@ impl Edge {
             Err(reply) => return Ok(client.reply(&reply).await?),
         };
         ctx.identity = admitted.identity;
-        ctx.caller = Some(crate::budget::caller(
-            ctx.identity.as_ref(),
-            addr.map(|a| a.ip()),
-        ));
+        ctx.caller = Some(admitted.caller);
         let verb = admitted.verb;
         let empty = bytes::Bytes::new();
         if admitted.version_path {
@@ -153,8 +150,12 @@ impl Edge {
         let mut safe = false;
         if let Some(m) = &message {
             ctx.label(m);
-            ctx.tool_listed = ctx.tool.as_deref().is_some_and(|t| self.tools.lists(t));
-            safe = decision == Decision::AnyReplica && route::retry_is_safe(m, &live);
+            let listed = match (m.is("tools/call"), m.name.as_deref()) {
+                (true, Some(name)) => self.tools.listed(name),
+                _ => None,
+            };
+            ctx.tool_listed = listed.is_some();
+            safe = decision == Decision::AnyReplica && route::retry_is_safe(m, listed);
         }
         let (token, view) = match state {
             SessionState::Live(view) => (admitted.token, Some(view)),
@@ -301,6 +302,11 @@ impl Edge {
         let initialize = is("initialize") && !era.is_modern();
         let names_task = era.is_modern() && tasks::may_name(message.as_ref(), task.is_some());
         if initialize {
+            if let Err(wait) = self.sessions.may_start(admitted.caller) {
+                self.metrics.spent.count(Limit::SessionStarts);
+                let reply = crate::ratelimit::limited("--session-rate-limit", wait);
+                return Ok(client.reply(&reply.with_id(ctx.id.as_deref())).await?);
+            }
             ctx.profile = Profile::of_initialize(body);
         }
         let policy = relay::Request {

@@ -182,9 +182,6 @@ impl route::Facts for Live<'_> {
     fn is_alive(&self, replica: &str) -> bool {
         self.replicas.is_alive(replica)
     }
-    fn tool_is_safe(&self, name: &str) -> bool {
-        self.tools.is_safe(name)
-    }
     fn bridge_ready(&self) -> bool {
         self.bridges.ready(self.replicas)
     }

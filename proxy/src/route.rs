@@ -36,6 +36,7 @@ use pingora::Error;
 use crate::{
     answer::{Failure, Reply, is_timeout},
     session::{ReplicaId, SessionView},
+    tools::Listed,
 };
 
 pub use crate::session::SessionState;
@@ -100,16 +101,14 @@ pub struct Request<'a> {
 /// | `tools/call` of a tool whose annotations (seen in a `tools/list` result through this proxy) declare `readOnlyHint` or `idempotentHint` | yes |
 /// | any other request, any notification, response or batch | no: 502, the client decides |
 ///
-/// Requests pinned to one replica (a stateful owner, a stream's replica) never move.
-pub fn retry_is_safe(message: &Message<'_>, facts: &dyn Facts) -> bool {
+/// Requests pinned to one replica (a stateful owner, a stream's replica) never move. `tool`:
+/// what the replicas listed of the tool a `tools/call` names.
+pub fn retry_is_safe(message: &Message<'_>, tool: Option<Listed>) -> bool {
     if message.kind != Kind::Request {
         return false;
     }
     match message.method.as_deref() {
-        Some("tools/call") => message
-            .name
-            .as_deref()
-            .is_some_and(|tool| facts.tool_is_safe(tool)),
+        Some("tools/call") => tool.is_some_and(|t| t.safe),
         Some(method) => mcp::methods::is_safe(method),
         None => false,
     }
@@ -123,8 +122,6 @@ pub trait Facts {
     fn answer_owner(&self, id: &str) -> Option<ReplicaId>;
     /// Whether `replica` is still in the replica set.
     fn is_alive(&self, replica: &str) -> bool;
-    /// Whether tool `name` declared itself read-only or idempotent.
-    fn tool_is_safe(&self, name: &str) -> bool;
     /// Whether the bridge may run now (`--bridge` not off, a healthy replica speaks 2026-07-28).
     fn bridge_ready(&self) -> bool;
     /// Whether client request `id` is a call this process is bridging.
@@ -486,9 +483,6 @@ mod tests {
         }
         fn is_alive(&self, replica: &str) -> bool {
             !self.dead.contains(&replica)
-        }
-        fn tool_is_safe(&self, name: &str) -> bool {
-            name == "echo"
         }
         fn bridge_ready(&self) -> bool {
             !self.legacy_replicas
@@ -999,8 +993,14 @@ mod tests {
 
     #[test]
     fn only_requests_that_change_nothing_are_repeated() {
-        let facts = Live::default();
-        let safe = |body: &[u8]| retry_is_safe(&classify(body).unwrap(), &facts);
+        // echo is listed as read-only; delete_everything is listed, not safe.
+        let safe = |body: &[u8]| {
+            let m = classify(body).unwrap();
+            let tool = m.name.as_deref().map(|name| Listed {
+                safe: name == "echo",
+            });
+            retry_is_safe(&m, tool)
+        };
         assert!(safe(INIT));
         assert!(safe(br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#));
         assert!(safe(br#"{"jsonrpc":"2.0","id":1,"method":"resources/read","params":{"uri":"info://server"}}"#));

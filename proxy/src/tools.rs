@@ -15,6 +15,13 @@ pub struct KnownTools {
     known: DashMap<Box<str>, Known, foldhash::fast::RandomState>,
 }
 
+/// A tool a replica listed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listed {
+    /// It declared itself read-only or idempotent: a retry elsewhere changes nothing.
+    pub safe: bool,
+}
+
 /// One tool, as far as the proxy cares.
 #[derive(Debug, Clone, Default)]
 struct Known {
@@ -33,13 +40,10 @@ impl KnownTools {
         self.known.is_empty()
     }
 
-    /// Whether a replica listed `name` in `tools/list`.
-    pub fn lists(&self, name: &str) -> bool {
-        self.known.contains_key(name)
-    }
-
-    pub fn is_safe(&self, name: &str) -> bool {
-        self.known.get(name).is_some_and(|k| k.safe)
+    /// What the replicas said of tool `name` in `tools/list` (`None`: none listed it). One
+    /// lookup serves every question a request asks of it.
+    pub fn listed(&self, name: &str) -> Option<Listed> {
+        self.known.get(name).map(|k| Listed { safe: k.safe })
     }
 
     /// The `Mcp-Param-*` headers tool `name` declares: (header suffix, argument name).
@@ -126,15 +130,17 @@ mod tests {
             {"name":"delete","inputSchema":{},"annotations":{"destructiveHint":true}},
             {"name":"plain","inputSchema":{}}]}}"#;
         assert_eq!(known.learn(list.as_bytes()), 4);
-        assert!(known.is_safe("echo") && known.is_safe("put"));
-        assert!(!known.is_safe("delete") && !known.is_safe("plain") && !known.is_safe("unknown"));
+        let is_safe = |name: &str| known.listed(name).is_some_and(|t| t.safe);
+        assert!(is_safe("echo") && is_safe("put"));
+        assert!(!is_safe("delete") && !is_safe("plain") && !is_safe("unknown"));
         let sse = r#"event: message
 data: {"jsonrpc":"2.0","id":2,"result":{"tools":[{"name":"echo","inputSchema":{}}]}}
 
 "#;
         assert_eq!(known.learn(sse.as_bytes()), 1);
+        let is_safe = |name: &str| known.listed(name).is_some_and(|t| t.safe);
         assert!(
-            !known.is_safe("echo"),
+            !is_safe("echo"),
             "a tool that dropped its hints is no longer repeated"
         );
         assert_eq!(

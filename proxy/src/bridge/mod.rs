@@ -475,7 +475,13 @@ pub async fn run(
                 .await;
             }
         };
-        let outcome = match translate::outcome(&message) {
+        // The round is over: its body goes, and the replica's message once read, so that a
+        // call waiting for its client's answers holds the client's request and the state to
+        // echo, not every copy a round made.
+        drop(body);
+        let outcome = translate::outcome(&message);
+        drop(message);
+        let outcome = match outcome {
             Ok(outcome) => outcome,
             Err(why) => {
                 return fail_internal(bridges, client, &mut stream, call.id, &why, None).await;
@@ -840,7 +846,7 @@ async fn send_round(
     let any = parts.bridges.mode == BridgeMode::On;
     let mut tried = Vec::new();
     let mut attempt = Attempt {
-        safe: tool.is_some_and(|t| parts.tools.is_safe(t)),
+        safe: tool.is_some_and(|t| parts.tools.listed(t).is_some_and(|l| l.safe)),
         ..Attempt::default()
     };
     let mut same: Option<std::sync::Arc<Replica>> = None;

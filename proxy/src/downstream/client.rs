@@ -77,17 +77,6 @@ impl<'s> Client<'s> {
             return Ok(Err(too_large()));
         }
         let deadline = self.times.body;
-        let session = &mut *self.session;
-        let read = async {
-            let mut body = BytesMut::new();
-            while let Some(chunk) = session.read_request_body().await? {
-                if body.len() + chunk.len() > limit {
-                    return Ok::<_, Box<Error>>(None);
-                }
-                body.extend_from_slice(&chunk);
-            }
-            Ok(Some(body.freeze()))
-        };
         let stalled = || {
             let message = format!(
                 "the request body did not arrive within {} s (--body-timeout-seconds)",
@@ -95,7 +84,21 @@ impl<'s> Client<'s> {
             );
             Reply::error(408, mcp_protocol::error::INVALID_REQUEST, message)
         };
-        match crate::budget::within(deadline, read).await {
+        let outcome = {
+            let session = &mut *self.session;
+            let read = std::pin::pin!(async {
+                let mut body = BytesMut::new();
+                while let Some(chunk) = session.read_request_body().await? {
+                    if body.len() + chunk.len() > limit {
+                        return Ok::<_, Box<Error>>(None);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(Some(body.freeze()))
+            });
+            crate::budget::within(deadline, read).await
+        };
+        match outcome {
             Err(_) => Ok(Err(stalled())),
             Ok(Err(e)) if e.etype() == &ErrorType::ReadTimedout => Ok(Err(stalled())),
             Ok(Err(e)) => Err(e.into_down()),
@@ -136,13 +139,13 @@ impl<'s> Client<'s> {
             self.session.set_keepalive(None);
         }
         let session = &mut *self.session;
-        sent(self.times.send, async {
+        let write = std::pin::pin!(async {
             session.write_response_header(Box::new(header)).await?;
             session
                 .write_response_body(body.unwrap_or_default(), true)
                 .await
-        })
-        .await
+        });
+        sent(crate::budget::within(self.times.send, write).await)
     }
 
     /// The time budgets this connection runs under.
@@ -152,7 +155,8 @@ impl<'s> Client<'s> {
 
     /// The replica's response head, on its way to the client.
     pub async fn write_head(&mut self, head: Box<ResponseHeader>) -> Result<()> {
-        sent(self.times.send, self.session.write_response_header(head)).await
+        let write = std::pin::pin!(self.session.write_response_header(head));
+        sent(crate::budget::within(self.times.send, write).await)
     }
 
     /// The head of an SSE response made here (a bridged call's, a listen stream's): no caching,
@@ -176,11 +180,8 @@ impl<'s> Client<'s> {
     /// A chunk of the response body; `end`: the last. An empty chunk that does not end the body
     /// writes nothing (pingora's rule).
     pub async fn write_body(&mut self, chunk: Bytes, end: bool) -> Result<()> {
-        sent(
-            self.times.send,
-            self.session.write_response_body(chunk, end),
-        )
-        .await
+        let write = std::pin::pin!(self.session.write_response_body(chunk, end));
+        sent(crate::budget::within(self.times.send, write).await)
     }
 
     /// While a replica works, the client's connection is watched: closing it (how a 2026-07-28
@@ -241,9 +242,9 @@ impl<'s> Client<'s> {
     }
 }
 
-/// A write to the client within the send timeout (`send`); its errors are the client's.
-async fn sent(send: Duration, write: impl Future<Output = Result<()>>) -> Result<()> {
-    match crate::budget::within(send, write).await {
+/// How a write to the client bounded by the send timeout ended; its errors are the client's.
+fn sent(write: std::result::Result<Result<()>, ()>) -> Result<()> {
+    match write {
         Ok(written) => written.map_err(|e| e.into_down()),
         Err(_) => Err(Error::explain(
             ErrorType::WriteTimedout,

@@ -38,6 +38,7 @@ use std::{
 };
 
 use bytes::BytesMut;
+use mcp_protocol::lines;
 use pingora::{
     ErrorType,
     apps::HttpPersistentSettings,
@@ -347,7 +348,7 @@ impl Front {
 /// Where a request head's search for its end stands: each byte is looked at once however the
 /// head arrives, and blank lines before the request line (which the parser skips) end nothing.
 #[derive(Default)]
-struct HeadScan {
+pub struct HeadScan {
     searched: usize,
     /// Leading CR and LF bytes.
     blank: usize,
@@ -355,24 +356,16 @@ struct HeadScan {
 
 impl HeadScan {
     /// Whether `buf` (what was scanned before, and more) holds a whole head.
-    fn complete(&mut self, buf: &[u8]) -> bool {
+    pub fn complete(&mut self, buf: &[u8]) -> bool {
         if self.blank == self.searched {
             self.blank += buf[self.searched..]
                 .iter()
                 .take_while(|b| matches!(b, b'\r' | b'\n'))
                 .count();
         }
-        // An end (`\n\n` or `\n\r\n`) may start in the last 2 bytes searched.
-        let from = self.searched.saturating_sub(2).max(self.blank);
+        let from = lines::resume_from(self.searched).max(self.blank);
         self.searched = buf.len();
-        // Line ends, found with memchr (no searcher to build, unlike memmem: this runs on every
-        // request), each followed by an empty line.
-        let rest = &buf[from.min(buf.len())..];
-        memchr::memchr_iter(b'\n', rest).any(|i| match rest.get(i + 1) {
-            Some(b'\n') => true,
-            Some(b'\r') => rest.get(i + 2) == Some(&b'\n'),
-            _ => false,
-        })
+        lines::has_block_end(buf, from)
     }
 }
 

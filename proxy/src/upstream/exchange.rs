@@ -122,10 +122,10 @@ pub fn request_to_wire(request: &RequestHeader, rewrite: &Rewrite, body: &[u8]) 
 }
 
 async fn write_all(stream: &mut Stream, wire: &[u8], timeout: Duration) -> Result<()> {
-    let write = async {
+    let write = std::pin::pin!(async {
         stream.write_all(wire).await?;
         stream.flush().await
-    };
+    });
     // A request fits the socket's buffer almost always: then no timer is needed.
     match crate::budget::within(timeout, write).await {
         Ok(Ok(())) => Ok(()),
