@@ -13,7 +13,7 @@
 //! - upstream I/O: [`upstream`] (replica set, round robin, health, discovery, pool, exchange);
 //! - around it: [`app`] (flags → shared state → services), [`ticker`] (the periodic jobs),
 //!   [`admin`], [`telemetry`],
-//!   [`embedded`] (the bundled replicas), [`config`].
+//!   [`embedded`] (the bundled replicas), [`config`], [`memory`] (freed memory handed back).
 
 pub mod admin;
 pub mod admit;
@@ -29,6 +29,7 @@ pub mod edge;
 pub mod embedded;
 pub mod inflight;
 pub mod limits;
+pub mod memory;
 pub mod push;
 pub mod ratelimit;
 pub mod relay;

@@ -165,9 +165,15 @@ async fn accept(socket: std::net::TcpListener, front: Arc<Front>, mut shutdown: 
             return;
         }
     };
+    let mut tidy = tokio::time::interval(crate::memory::EVERY);
+    tidy.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
+            _ = tidy.tick() => {
+                crate::memory::collect();
+                continue;
+            }
             changed = shutdown.changed() => {
                 // Shutting down, or the server that would say so is gone.
                 if changed.is_err() || *shutdown.borrow() {
