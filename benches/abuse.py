@@ -1,24 +1,31 @@
 #!/usr/bin/env python3
 """What hostile clients cost the well-behaved ones: one mcp-edge over three replicas, 50
-well-behaved clients (mcp-load, open loop) measured quiet, then beside --hostile connections of
-hostile clients for --minutes, then while it recovers.
+well-behaved clients (mcp-load, open loop) measured alone for as long as the attack lasts (the
+baseline, and the warm-up), then beside --hostile connections of hostile clients for --minutes,
+then while it recovers.
 
     benches/abuse [--minutes 5] [--hostile 200] [--rate 300] [--out DIR]
 
-The hostile clients, each a loop on its own connection until the deadline, about once a second
-(a fixed mix, one class per connection, round robin over the classes; what they hold is the
-attack: a client flooding requests as fast as it can is load, which --rate-limit bounds):
+Each class of hostile clients is one user of the service with a valid bearer token; the
+well-behaved clients are --clients other users, a token each. mcp-edge runs as a public edge
+would: bearer authentication and a rate limit per caller (--rate-limit, default 20 a second,
+burst 40; each well-behaved client sends 6). The hostile connections, each a loop on its own
+connection until the deadline, about once a second (a fixed mix, one class per connection,
+round robin over the classes; the classes marked * also flood requests, past the rate limit's
+429s):
 
 - trickle-head   a request head, one header line every 5 s (cut by --header-timeout-ms)
 - stall-body     a head declaring 64 KiB, 100 bytes of body, then nothing (408)
-- never-read     tools/call payload of 16 MiB, never reading the answer (--send-timeout-seconds)
+- never-read     tools/call payload of 4 MiB with a 4 KiB receive window, never reading the
+                 answer (--send-timeout-seconds)
 - big-head       64 KiB of one header, never ended (431 before 33 KiB are read)
-- made-up-names  tools/call of a 64 KiB tool name nobody listed (counted as `other`)
-- subscribe      a legacy session subscribing to 2 000-byte URIs until refused, then a new one
+- made-up-names* tools/call of a 64 KiB tool name nobody listed (counted as `other`)
+- subscribe*     a legacy session subscribing to 2 000-byte URIs until refused, then a new one
 - hold-listen    2026-07-28 subscriptions/listen streams opened and never read
 - forged-peer    POSTs to the admin listener's peer endpoints with a client's own token (403)
-- pipeline       20 pipelined requests in one write, answers read
-- mint           20 legacy sessions initialized as fast as answered, never used
+- pipeline*      20 pipelined requests in one write, answers read
+- mint*          20 legacy sessions initialized as fast as answered, never used
+                 (--session-rate-limit)
 
 Verdict (each printed, the run fails when one does not hold): the well-behaved clients see 0
 errors during the hostile window, their p99 within 2x of the quiet run's, mcp-edge's RSS under
@@ -29,10 +36,12 @@ abuse.json to --out (default results/abuse).
 
 import argparse
 import asyncio
+import contextvars
 import json
 import os
 import platform
 import random
+import socket
 import subprocess
 import sys
 import threading
@@ -56,8 +65,19 @@ def http(method: str, path: str, body: bytes, headers: dict) -> bytes:
     return head.encode() + body
 
 
+# Each hostile class is one user of the service with a valid bearer token of its own (its
+# connection loops set it); the well-behaved clients are --clients others, one token each
+# (mcp-load's `{client}`).
+TOKEN = contextvars.ContextVar("token")
+
+
+def hostile_token(kind: str) -> str:
+    return f"hostile-{kind}-token"
+
+
 def mcp(body: dict, headers: dict | None = None) -> bytes:
-    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    h = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream",
+         "Authorization": f"Bearer {TOKEN.get()}"}
     h.update(headers or {})
     return http("POST", "/mcp", json.dumps(body).encode(), h)
 
@@ -93,6 +113,7 @@ class Hostile:
         return await asyncio.open_connection("127.0.0.1", port or self.port)
 
     async def run(self, kind: str):
+        TOKEN.set(hostile_token(kind))
         loop = getattr(self, kind.replace("-", "_"))
         while self.left() > 0:
             try:
@@ -139,16 +160,25 @@ class Hostile:
     async def stall_body(self):
         reader, writer = await self.connect()
         head = http("POST", "/mcp", b"", {"Content-Type": "application/json",
-                                          "Accept": "application/json, text/event-stream"})
+                                          "Accept": "application/json, text/event-stream",
+                                          "Authorization": f"Bearer {TOKEN.get()}"})
         head = head.replace(b"Content-Length: 0", b"Content-Length: 65536")
         writer.write(head + b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":' + b" " * 45)
         await writer.drain()
         await self.closed(reader, writer, 120)
 
     async def never_read(self):
-        reader, writer = await self.connect()
+        # A 4 KiB receive window, as a client that means to stall a server sets it: mcp-edge's
+        # writes block after a few MiB of a 4 MiB answer. (With the default window the answer
+        # must outgrow some 10 MiB of socket buffers first; 16 MiB answers then cost the
+        # replicas more than the holding costs mcp-edge: load, which --rate-limit bounds.)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port))
+        reader, writer = await asyncio.open_connection(sock=sock)
         body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                "params": {"name": "payload", "arguments": {"bytes": 16 << 20}}}
+                "params": {"name": "payload", "arguments": {"bytes": 4 << 20}}}
         writer.write(mcp(body))
         await writer.drain()
         # Read nothing (asyncio's own buffer stops taking at 64 KiB), past the send timeout.
@@ -249,6 +279,10 @@ KINDS = ["trickle-head", "stall-body", "never-read", "big-head", "made-up-names"
 
 
 def hostile_thread(port: int, admin: int, n: int, seconds: float, out: dict, kinds: list):
+    # The attacker's own CPU is niced: here it shares mcp-edge's 2 cores, where in a deployment
+    # it is another machine, and its Python loops would otherwise count against mcp-edge.
+    os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
     async def main():
         h = Hostile(port, admin, time.monotonic() + seconds)
         await asyncio.gather(*(h.run(kinds[i % len(kinds)]) for i in range(n)))
@@ -258,7 +292,7 @@ def hostile_thread(port: int, admin: int, n: int, seconds: float, out: dict, kin
 
 def load(url: str, clients: int, rate: float, seconds: float) -> dict:
     argv = [str(BINS / "mcp-load"), "--url", url, "--scenario", "mixed", "-c", str(clients),
-            "--rate", str(rate), "-d", str(seconds), "--json"]
+            "--rate", str(rate), "-d", str(seconds), "--json", "-H", "Authorization: Bearer well-behaved-user-{client}"]
     return json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
 
 
@@ -273,7 +307,10 @@ def main():
     ap.add_argument("--hostile", type=int, default=200)
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--rate", type=float, default=300, help="well-behaved requests per second, all clients")
-    ap.add_argument("--quiet-seconds", type=float, default=60)
+    ap.add_argument("--quiet-seconds", type=float, default=None,
+                    help="the well-behaved clients alone first (default: as long as the attack). They are the "
+                         "baseline and the warm-up: under this load alone RSS climbs for minutes (session and "
+                         "tool tables, pools), and a shorter quiet run would count that climb against the attack")
     ap.add_argument("--session-idle-seconds", dest="session_idle", type=int, default=20,
                     help="mcp-edge's idle timeout: the hostile clients' sessions end within it")
     ap.add_argument("--watch-seconds", type=float, default=60,
@@ -282,13 +319,20 @@ def main():
                     help="comma list of the hostile classes to run (default: all)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "abuse")
     ap.add_argument("--edge-flag", action="append", default=[], help="an extra mcp-edge flag (repeatable)")
+    ap.add_argument("--rate-limit", type=lambda v: ["--rate-limit", v, "--rate-limit-burst", str(2 * int(float(v)))] if float(v) else [],
+                    default=["--rate-limit", "20", "--rate-limit-burst", "40"],
+                    help="mcp-edge's --rate-limit per caller, burst twice it (default 20; 0: none). Each well-behaved "
+                         "client sends --rate / --clients a second (6)")
     args = ap.parse_args()
+    if args.quiet_seconds is None:
+        args.quiet_seconds = args.minutes * 60
     args.out.mkdir(parents=True, exist_ok=True)
     procs = []
     try:
         replicas = start_replicas(procs)
-        flags = ["--access-log", "off", "--session-key", "ab" * 32,
-                 "--session-idle-seconds", str(args.session_idle), *args.edge_flag]
+        tokens = ",".join([*map(hostile_token, KINDS), *(f"well-behaved-user-{i}" for i in range(args.clients))])
+        flags = ["--access-log", "off", "--session-key", "ab" * 32, "--auth-tokens", tokens,
+                 "--session-idle-seconds", str(args.session_idle), *args.rate_limit, *args.edge_flag]
         url, admin, edge = start_edge(replicas, flags, procs)
         port = int(url.split(":")[2].split("/")[0])
         pid = edge.p.pid

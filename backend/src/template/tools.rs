@@ -149,10 +149,12 @@ pub fn echo_text(args: &EchoArgs) -> Result<String, String> {
 
 /// `bytes` bytes of printable text: a repeating alphabet, so corruption is visible.
 pub fn payload_text(bytes: usize) -> String {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
-    (0..bytes)
-        .map(|i| ALPHABET[i % ALPHABET.len()] as char)
-        .collect()
+    const ALPHABET: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
+    // Whole copies, then a cut: a copy at memory speed (a character at a time took ~30 ms for
+    // 16 MiB, on the replica's worker thread).
+    let mut text = ALPHABET.repeat(bytes.div_ceil(ALPHABET.len()));
+    text.truncate(bytes);
+    text
 }
 
 fn tool_error(message: impl Into<String>) -> CallToolResult {

@@ -61,6 +61,7 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// A header sent with every request, `Name: value` (repeatable), e.g. `Authorization: Bearer …`.
+    /// `{client}` in the value becomes the client's number (0, 1, …): one token per client.
     #[arg(long = "header", short = 'H', value_name = "NAME: VALUE", value_parser = parse_header)]
     headers: Vec<(http::HeaderName, http::HeaderValue)>,
     /// Resolve the URL's host before every connection and spread the clients over all of its
@@ -114,6 +115,26 @@ impl Budget {
         }
         true
     }
+}
+
+/// `headers` with `{client}` in their values replaced by client `n`'s number.
+fn own_headers(
+    headers: &[(http::HeaderName, http::HeaderValue)],
+    n: usize,
+) -> Vec<(http::HeaderName, http::HeaderValue)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = match value.to_str() {
+                Ok(text) if text.contains("{client}") => {
+                    http::HeaderValue::from_str(&text.replace("{client}", &n.to_string()))
+                        .unwrap_or_else(|_| value.clone())
+                }
+                _ => value.clone(),
+            };
+            (name.clone(), value)
+        })
+        .collect()
 }
 
 /// Where requests go: one TCP connection per client, opened again after it breaks.
@@ -256,6 +277,8 @@ struct Client {
     /// Added to the client's number when it picks an address (`--spread`): the revoke scenario
     /// moves to the next address.
     offset: usize,
+    /// `--header`s, `{client}` replaced by this client's number.
+    headers: Vec<(http::HeaderName, http::HeaderValue)>,
 }
 
 impl Client {
@@ -334,7 +357,7 @@ impl Client {
             if !body.is_empty() {
                 request = request.header("content-type", "application/json");
             }
-            for (name, value) in &self.target.headers {
+            for (name, value) in &self.headers {
                 request = request.header(name, value);
             }
             for (name, value) in headers {
@@ -687,6 +710,7 @@ async fn main() {
             next_id: 0,
             session: None,
             offset: 0,
+            headers: own_headers(&target.headers, n),
         };
         clients.push(tokio::spawn(client.run(
             args.scenario,
