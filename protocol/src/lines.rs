@@ -6,27 +6,28 @@ use std::sync::LazyLock;
 
 use memchr::memmem::Finder;
 
-/// The two ends of a block, searched with memchr's SIMD substring search.
+/// The two ends of a block, for [`has_block_end`]: memchr's SIMD substring search.
 static CRLF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\r\n"));
 static LF: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\n\n"));
 
 /// The length of the first block in `buf` (through its empty line), searching from `from`:
 /// no end lies wholly before it. A block ends at a line end followed by an empty line, `\n\n`
-/// or `\n\r\n`. This runs on every request and every event: two SIMD substring searches
-/// (memchr's), the second only over what precedes the first one's find — an `\n\n` can end
-/// before a `\n\r\n` only by starting before it.
+/// or `\n\r\n`. Line ends are found with memchr, and the search stops at the first end: a
+/// buffer of many small events is searched once, event by event (searching it for one kind of
+/// end first would scan all of it for each event).
 pub fn block_end(buf: &[u8], from: usize) -> Option<usize> {
     let rest = buf.get(from..)?;
-    let crlf = CRLF.find(rest);
-    let before = &rest[..crlf.map_or(rest.len(), |i| i + 1)];
-    match LF.find(before) {
-        Some(i) => Some(from + i + 2),
-        None => crlf.map(|i| from + i + 3),
-    }
+    memchr::memchr_iter(b'\n', rest).find_map(|i| match rest.get(i + 1) {
+        Some(b'\n') => Some(from + i + 2),
+        Some(b'\r') if rest.get(i + 2) == Some(&b'\n') => Some(from + i + 3),
+        _ => None,
+    })
 }
 
 /// Whether `buf` holds a whole block from `from`: [`block_end`] without finding which end is
-/// first, so a head ending `\r\n\r\n` (every client's) is searched once.
+/// first, for a request head (at most some 33 KiB, searched again only from where the last
+/// search stopped): one SIMD search for heads ending `\r\n\r\n`, every client's. It runs on
+/// every request, where a memchr call per line cost ~350 instructions and this ~140.
 pub fn has_block_end(buf: &[u8], from: usize) -> bool {
     buf.get(from..)
         .is_some_and(|rest| CRLF.find(rest).is_some() || LF.find(rest).is_some())

@@ -112,6 +112,14 @@ pub fn edge(
 
 /// Start everything and serve until shutdown.
 pub fn run(config: Config) -> ! {
+    for (flag, rate) in [
+        ("--rate-limit", config.rate_limit),
+        ("--session-rate-limit", config.session_rate_limit),
+    ] {
+        if !(rate >= 0.0 && rate.is_finite()) {
+            fail(format!("{flag} must be a number of 0 or more, got {rate}"));
+        }
+    }
     // Bind errors read better from us than from a pingora panic.
     if let Err(e) = std::net::TcpListener::bind(config.listen) {
         fail(format!(
@@ -292,10 +300,11 @@ pub fn run(config: Config) -> ! {
     if let Some(discovery) = discovery {
         ticker.add(discovery);
     }
+    let start_limit = sessions.start_limit();
     ticker.add(Sweep(sessions));
     ticker.add(crate::inflight::Sweep(owners));
     ticker.add(crate::push::Tick(push.clone()));
-    if let Some(limit) = rate_limit {
+    for limit in [rate_limit, start_limit].into_iter().flatten() {
         ticker.add(crate::ratelimit::Sweep(limit));
     }
     server.add_service(background_service("periodic jobs", ticker));

@@ -306,7 +306,10 @@ pub struct Config {
     /// worth at once; beyond it `initialize` gets 429 with Retry-After and never reaches a
     /// replica. Each session started is remembered until its token expires once it ends, so
     /// this keeps one caller from filling --max-tracked-sessions and ending everyone's
-    /// sessions. 0: no limit (benchmarks that measure routing alone).
+    /// sessions. Per process: with N peers a caller may start N times as many, and every
+    /// process remembers each one ended. Behind a proxy or NAT that hides client addresses,
+    /// every client is one caller: raise it, or turn authentication on. 0: no limit
+    /// (benchmarks that measure routing alone).
     #[arg(long, env = "MCP_EDGE_SESSION_RATE_LIMIT", default_value_t = 50.0)]
     pub session_rate_limit: f64,
 

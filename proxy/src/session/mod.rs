@@ -104,7 +104,7 @@ pub struct Sessions {
     /// `false` with `--session-format 1`: profiles are not sealed (a rollout over old releases).
     seal_profiles: bool,
     /// Sessions each caller may start (`None`: no limit).
-    starts: Option<RateLimit>,
+    starts: Option<Arc<RateLimit>>,
 }
 
 impl Sessions {
@@ -123,8 +123,16 @@ impl Sessions {
     /// Each caller starts at most `rate` sessions a second, ten seconds' worth at once (0: no
     /// limit).
     pub fn with_start_rate(mut self, rate: f64) -> Self {
-        self.starts = RateLimit::new(rate, (rate * 10.0).ceil().min(f64::from(u32::MAX)) as u32);
+        let burst = (rate * 10.0).ceil().min(f64::from(u32::MAX)) as u32;
+        self.starts = RateLimit::new(rate, burst).map(Arc::new);
         self
+    }
+
+    /// The start limit, for the periodic sweep that forgets callers whose bucket is full again
+    /// (every 5 s, as the request rate limit's: so that new callers fill the table slowly and
+    /// share its overflow bucket only under a flood of addresses).
+    pub fn start_limit(&self) -> Option<Arc<RateLimit>> {
+        self.starts.clone()
     }
 
     /// May `caller` start a session now? `Err`: how long until it may.
@@ -274,9 +282,6 @@ impl Sessions {
             self.revoked.insert(uid, expires);
         }
         self.revoked.sweep(now);
-        if let Some(starts) = &self.starts {
-            starts.sweep(Instant::now());
-        }
         self.stats()
     }
 
