@@ -74,7 +74,7 @@ pub fn edge(
                 Duration::from_secs(config.session_idle_seconds),
                 config.max_tracked_sessions,
             )
-            .with_start_rate(config.session_rate_limit);
+            .with_start_limit(config.session_start_limit());
             if config.session_format == 1 {
                 sessions.without_profiles()
             } else {
@@ -112,14 +112,6 @@ pub fn edge(
 
 /// Start everything and serve until shutdown.
 pub fn run(config: Config) -> ! {
-    for (flag, rate) in [
-        ("--rate-limit", config.rate_limit),
-        ("--session-rate-limit", config.session_rate_limit),
-    ] {
-        if !(rate >= 0.0 && rate.is_finite()) {
-            fail(format!("{flag} must be a number of 0 or more, got {rate}"));
-        }
-    }
     // Bind errors read better from us than from a pingora panic.
     if let Err(e) = std::net::TcpListener::bind(config.listen) {
         fail(format!(

@@ -295,7 +295,7 @@ pub struct Config {
 
     /// Requests per second allowed to each caller (its bearer token with authentication on,
     /// else its IP address); beyond it 429 with Retry-After. 0: no limit.
-    #[arg(long, env = "MCP_EDGE_RATE_LIMIT", default_value_t = 0.0)]
+    #[arg(long, env = "MCP_EDGE_RATE_LIMIT", default_value_t = 0.0, value_parser = rate)]
     pub rate_limit: f64,
 
     /// Requests a caller may make at once before the rate applies. 0: the rate, at least 1.
@@ -310,7 +310,7 @@ pub struct Config {
     /// process remembers each one ended. Behind a proxy or NAT that hides client addresses,
     /// every client is one caller: raise it, or turn authentication on. 0: no limit
     /// (benchmarks that measure routing alone).
-    #[arg(long, env = "MCP_EDGE_SESSION_RATE_LIMIT", default_value_t = 50.0)]
+    #[arg(long, env = "MCP_EDGE_SESSION_RATE_LIMIT", default_value_t = 50.0, value_parser = rate)]
     pub session_rate_limit: f64,
 
     /// Another mcp-edge process's admin listener (host:port; repeatable, the environment variable
@@ -353,7 +353,23 @@ pub enum Command {
     Health,
 }
 
+/// A rate flag's value: a number of 0 (no limit) or more.
+fn rate(value: &str) -> Result<f64, String> {
+    match value.trim().parse::<f64>() {
+        Ok(rate) if rate >= 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(format!("a number of 0 or more (per second), got {value:?}")),
+    }
+}
+
 impl Config {
+    /// Each caller's session starts (`--session-rate-limit`): ten seconds' worth at once.
+    pub fn session_start_limit(&self) -> Option<crate::ratelimit::RateLimit> {
+        let burst = (self.session_rate_limit * 10.0)
+            .ceil()
+            .min(f64::from(u32::MAX)) as u32;
+        crate::ratelimit::RateLimit::new(self.session_rate_limit, burst)
+    }
+
     pub fn rate_limit(&self) -> Option<crate::ratelimit::RateLimit> {
         let burst = if self.rate_limit_burst > 0 {
             self.rate_limit_burst

@@ -150,10 +150,7 @@ impl Edge {
         let mut safe = false;
         if let Some(m) = &message {
             ctx.label(m);
-            let listed = match (m.is("tools/call"), m.name.as_deref()) {
-                (true, Some(name)) => self.tools.listed(name),
-                _ => None,
-            };
+            let listed = ctx.tool.as_deref().and_then(|t| self.tools.listed(t));
             ctx.tool_listed = listed.is_some();
             safe = decision == Decision::AnyReplica && route::retry_is_safe(m, listed);
         }

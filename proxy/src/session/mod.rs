@@ -120,11 +120,9 @@ impl Sessions {
         }
     }
 
-    /// Each caller starts at most `rate` sessions a second, ten seconds' worth at once (0: no
-    /// limit).
-    pub fn with_start_rate(mut self, rate: f64) -> Self {
-        let burst = (rate * 10.0).ceil().min(f64::from(u32::MAX)) as u32;
-        self.starts = RateLimit::new(rate, burst).map(Arc::new);
+    /// Each caller starts sessions within `limit` (`None`: no limit).
+    pub fn with_start_limit(mut self, limit: Option<RateLimit>) -> Self {
+        self.starts = limit.map(Arc::new);
         self
     }
 
