@@ -296,6 +296,14 @@ def load(url: str, clients: int, rate: float, seconds: float) -> dict:
     return json.loads(subprocess.run(argv, check=True, capture_output=True, text=True).stdout)
 
 
+def rss_parts(pid: int) -> dict:
+    """RSS split as the kernel counts it: anonymous (heap, stacks) and file-backed (the binary's
+    code and data pages, faulted in by the paths a run executes and kept until memory is short),
+    in KiB, and the thread count."""
+    status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {k: int(status[k].split()[0]) for k in ("RssAnon", "RssFile", "Threads")}
+
+
 def metric_text(admin: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{admin}/metrics", timeout=10) as r:
         return r.read().decode()
@@ -339,6 +347,7 @@ def main():
         start_rss = rss_kib([pid])
         quiet = load(url, args.clients, args.rate, args.quiet_seconds)
         quiet_rss = rss_kib([pid])
+        quiet_parts = rss_parts(pid)
         print(f"quiet: {quiet['requests']} requests, {quiet['errors']} errors, "
               f"p99 {quiet['latency_us']['p99'] / 1000:.2f} ms; RSS {start_rss // 1024} -> {quiet_rss // 1024} MiB")
 
@@ -369,6 +378,7 @@ def main():
                     break
             time.sleep(2)
         end_rss = rss_kib([pid])
+        end_parts = rss_parts(pid)
         end_text = metric_text(admin)
         gauges = {line.split(" ")[0]: line.rsplit(" ", 1)[1] for line in end_text.splitlines()
                   if line.startswith(("mcp_edge_worker_tasks ", "mcp_edge_open_streams ", "mcp_edge_sessions_tracked ",
@@ -404,6 +414,7 @@ def main():
             f"hostile loops completed: {json.dumps(counts, sort_keys=True)}",
             f"mcp-edge counted: {json.dumps(limits, sort_keys=True)} {json.dumps(other, sort_keys=True)}",
             f"gauges at the end (what is still held): {json.dumps(gauges, sort_keys=True)}",
+            f"RSS parts (KiB; threads) after the quiet run: {quiet_parts}; at the end: {end_parts}",
             f"RSS samples (s, KiB): {samples}",
         ]
         text = "\n".join(lines) + "\n"

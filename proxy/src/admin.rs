@@ -190,6 +190,7 @@ impl Admin {
             .name("mcp-edge-admin".into())
             .spawn(move || {
                 runtime.block_on(async move {
+                    tokio::spawn(crate::memory::tidy());
                     let listener = Bounded {
                         listener: tokio::net::TcpListener::from_std(listener)
                             .expect("a tokio listener"),

@@ -296,6 +296,7 @@ pub fn run(config: Config) -> ! {
     ticker.add(Sweep(sessions));
     ticker.add(crate::inflight::Sweep(owners));
     ticker.add(crate::push::Tick(push.clone()));
+    ticker.add(crate::memory::Tidy);
     for limit in [rate_limit, start_limit].into_iter().flatten() {
         ticker.add(crate::ratelimit::Sweep(limit));
     }

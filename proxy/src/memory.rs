@@ -10,8 +10,17 @@
 //! full pages and purges every arena at once, on the thread's runtime; it returned 0.4 MiB more
 //! in the measurement above). With `--work-stealing` the accept tasks may run on any worker, so
 //! some workers may go uncollected.
+//!
+//! The other long-lived threads collect the same way: the admin listener's thread (peers'
+//! requests, scrapes) runs [`tidy`] beside its server, and the ticker's thread (health checks,
+//! discovery, sweeps) runs [`Tidy`] as one more periodic job. mimalloc collects only the
+//! calling thread's heap, so each thread that allocates must do it itself.
 
 use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::ticker::Periodic;
 
 /// How often each worker thread collects.
 pub const EVERY: Duration = Duration::from_secs(5);
@@ -23,5 +32,34 @@ pub fn collect() {
     // SAFETY: mi_collect has no preconditions; it releases only memory no block is in.
     unsafe {
         libmimalloc_sys::mi_collect(false);
+    }
+}
+
+/// Collect this thread's heap every [`EVERY`], forever: spawned beside a current-thread
+/// runtime's server, it runs on that thread.
+pub async fn tidy() {
+    let mut every = tokio::time::interval(EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        collect();
+    }
+}
+
+/// The ticker's job: collect the heap of the thread the periodic jobs run on.
+pub struct Tidy;
+
+#[async_trait]
+impl Periodic for Tidy {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn every(&self) -> Duration {
+        EVERY
+    }
+
+    async fn tick(&self) {
+        collect();
     }
 }
