@@ -1,5 +1,5 @@
 """kubernetes.yml, offline: every object valid against the Kubernetes 1.37 schemas (strict:
-unknown fields are errors), and wired the way the README's "Deploy on Kubernetes" says.
+unknown fields are errors), and wired the way docs/deploying.md's "Deploy on Kubernetes" says.
 
     .tools/py-k8s/bin/python -m pytest -q tests/kubernetes
 """

@@ -8,7 +8,7 @@
 //! with one record per process (Swarm's `tasks.<service>`) reaches all of them, including ones
 //! started since. The announcement is `POST /sessions/revoke` with the token as its body.
 //! Delivery is best effort (one attempt per address, bounded by a timeout, failures logged);
-//! what holds without it is in the README ("Sessions").
+//! what holds without it is in docs/routing.md ("Sessions").
 //!
 //! **Only mcp-edge processes are peers.** Every request carries `Mcp-Edge-Peer: <unix
 //! seconds>.<HMAC-SHA256 hex>` over its path, time, session token and body, keyed with a key

@@ -9,7 +9,7 @@
 //! Why AES-256-GCM-SIV (RFC 8452): every mcp-edge process seals with random nonces and nobody
 //! counts them, and GCM-SIV stays safe when random nonces collide (plain GCM would leak its
 //! authentication key), at 0.5 µs per seal here. XChaCha20-Poly1305, the other random-nonce
-//! choice, measured 2.0 µs per seal on this project's machine (README, "Sessions"). A [`Keys`] ring seals with the current key and
+//! choice, measured 2.0 µs per seal on this project's machine (docs/routing.md, "Sessions"). A [`Keys`] ring seals with the current key and
 //! opens with the current or the previous one, so a key can be rotated without ending sessions.
 //!
 //! Claims, in order (all lengths one byte):

@@ -1,4 +1,4 @@
-//! Hostile clients: each per-client budget holds (README: Bounds). Every case here failed on
+//! Hostile clients: each per-client budget holds (docs/operating.md: Per-client bounds). Every case here failed on
 //! 28943d5: labels from made-up tool names, a client that never reads, a body that stops
 //! arriving, a head past the limits buffered by pingora, subscriptions that switched push off
 //! for everyone, peer endpoints open to any token holder, a duplicated bridge answer. All
