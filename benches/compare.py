@@ -166,13 +166,15 @@ def add_edge_variants(specs, only):
         only.append(label)
 
 
-def start_replicas(procs, n: int = 3):
-    """n mcp-backend replicas on loopback (appended to `procs`); their ports."""
+def start_replicas(procs, n: int = 3, fixtures: bool = False):
+    """n mcp-backend replicas on loopback (appended to `procs`); their ports. `fixtures`: they
+    also serve the conformance fixtures (a bench calling `test_trigger_tool_change`)."""
     ports = []
     for i in range(1, n + 1):
         port = free_port()
         procs.append(Proc([str(BINS / "mcp-backend"), "--listen", f"127.0.0.1:{port}",
-                           "--replica-id", f"r{i}", "--log", "error"]))
+                           "--replica-id", f"r{i}", "--log", "error",
+                           *(["--conformance-fixtures"] if fixtures else [])]))
         wait_http(f"http://127.0.0.1:{port}/healthz", 20)
         ports.append(port)
     return ports

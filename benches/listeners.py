@@ -85,7 +85,7 @@ class Listener:
 async def run(clients: int, changes: int) -> dict:
     procs = []
     try:
-        replicas = start_replicas(procs)
+        replicas = start_replicas(procs, fixtures=True)
         port, admin = free_port(), free_port()
         argv = [str(BINS / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
                 "--log", "error", "--access-log", "off", "--max-streams", str(clients + 100)]

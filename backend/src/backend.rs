@@ -24,6 +24,17 @@ pub enum ListChange {
     Updated(Arc<str>),
 }
 
+/// What a server serves ([`crate::catalog`] composes each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Catalog {
+    /// The template's tools, resources and prompts: what a user running it sees.
+    #[default]
+    Template,
+    /// The template and the conformance fixtures (`test_*` tools, fixture resources, templates
+    /// and prompts, the tasks scenarios' tools): for the conformance suite and the tests.
+    WithFixtures,
+}
+
 /// The server handler. Cheap to clone: rmcp makes one per stateless request.
 #[derive(Clone)]
 pub struct Backend {
@@ -36,15 +47,18 @@ struct Shared {
     state: RequestStateCodec,
     changes: broadcast::Sender<ListChange>,
     tasks: Tasks,
+    catalog: Catalog,
 }
 
 impl Backend {
-    /// A handler serving `tools` (the catalog composes them: [`crate::catalog`]).
-    /// `state_key`: the HMAC key for `requestState`; `None` makes a random one.
+    /// A handler serving `tools`, and `catalog`'s resources and prompts (the catalog composes
+    /// them: [`crate::catalog`]). `state_key`: the HMAC key for `requestState`; `None` makes a
+    /// random one.
     pub fn with_tools(
         replica_id: impl Into<String>,
         state_key: Option<Vec<u8>>,
         tools: ToolRouter<Backend>,
+        catalog: Catalog,
     ) -> Self {
         let key = state_key.unwrap_or_else(|| {
             use rand::RngCore;
@@ -60,6 +74,7 @@ impl Backend {
                 state: RequestStateCodec::try_new(key).expect("keys are at least 32 bytes"),
                 changes,
                 tasks: Tasks::default(),
+                catalog,
             }),
         }
     }
@@ -84,6 +99,11 @@ impl Backend {
                 None,
             )
         })
+    }
+
+    /// What this handler serves besides its tools.
+    pub fn catalog(&self) -> Catalog {
+        self.shared.catalog
     }
 
     /// The tools this handler serves.

@@ -63,6 +63,13 @@ pub struct Config {
     #[arg(long, env = "MCP_BACKEND_STATE_KEY_FILE")]
     pub state_key_file: Option<std::path::PathBuf>,
 
+    /// Also serve the official conformance suite's fixtures (the `test_*` tools, fixture
+    /// resources, templates and prompts, the tasks scenarios' tools) beside the template's:
+    /// for the conformance suite and the project's tests, not for users. mcp-edge's bundled
+    /// replicas read it from the environment too.
+    #[arg(long, env = "MCP_BACKEND_CONFORMANCE_FIXTURES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub conformance_fixtures: bool,
+
     /// Log filter (tracing syntax). rmcp logs every JSON-RPC error answer (a client calling an
     /// unknown tool) as a warning; the default keeps those out of the operator's log.
     #[arg(
@@ -88,6 +95,15 @@ impl Config {
         config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
         config.replica_id = Some(replica_id.into());
         config
+    }
+
+    /// What this replica serves.
+    pub fn catalog(&self) -> crate::catalog::Catalog {
+        if self.conformance_fixtures {
+            crate::catalog::Catalog::WithFixtures
+        } else {
+            crate::catalog::Catalog::Template
+        }
     }
 
     pub fn grace(&self) -> Duration {

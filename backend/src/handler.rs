@@ -14,10 +14,7 @@ use rmcp::{
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use crate::{
-    backend::{Backend, ListChange, SERVER_NAME},
-    catalog,
-};
+use crate::backend::{Backend, ListChange, SERVER_NAME};
 
 /// Whether results should carry 2026-07-28 caching hints.
 fn modern(ctx: &RequestContext<RoleServer>) -> bool {
@@ -70,7 +67,7 @@ impl ServerHandler for Backend {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
-        let all = catalog::resources();
+        let all = self.catalog().resources();
         Ok(with_cache_hints!(
             ListResourcesResult::with_all_items(all),
             &ctx
@@ -82,7 +79,7 @@ impl ServerHandler for Backend {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
-        let templates = catalog::resource_templates();
+        let templates = self.catalog().resource_templates();
         Ok(with_cache_hints!(
             ListResourceTemplatesResult::with_all_items(templates),
             &ctx
@@ -95,7 +92,7 @@ impl ServerHandler for Backend {
         ctx: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
         let uri = request.uri.as_str();
-        let Some(contents) = catalog::read(self, uri) else {
+        let Some(contents) = self.catalog().read(self, uri) else {
             return Err(ErrorData::invalid_params(
                 format!("Resource not found: {uri}"),
                 Some(json!({ "uri": uri })),
@@ -131,7 +128,7 @@ impl ServerHandler for Backend {
         _request: Option<PaginatedRequestParams>,
         ctx: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        let all = catalog::prompts();
+        let all = self.catalog().prompts();
         Ok(with_cache_hints!(
             ListPromptsResult::with_all_items(all),
             &ctx
@@ -143,7 +140,7 @@ impl ServerHandler for Backend {
         request: GetPromptRequestParams,
         _ctx: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        catalog::get_prompt(&request).unwrap_or_else(|| {
+        self.catalog().get_prompt(&request).unwrap_or_else(|| {
             Err(ErrorData::invalid_params(
                 format!("Unknown prompt: {}", request.name),
                 Some(json!({ "name": request.name })),
@@ -259,6 +256,7 @@ pub static SUPPORTED: &[ProtocolVersion] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::catalog::Catalog;
 
     #[test]
     fn supported_versions_match_config_list() {
@@ -268,7 +266,7 @@ mod tests {
 
     #[test]
     fn request_state_round_trips_and_rejects_tampering() {
-        let backend = Backend::new("r1", Some(vec![7u8; 32]));
+        let backend = Backend::new("r1", Some(vec![7u8; 32]), Catalog::Template);
         let sealed = backend.seal(&json!({ "round": 1 })).unwrap();
         let opened: serde_json::Value = backend.open(&sealed).unwrap();
         assert_eq!(opened["round"], 1);
@@ -277,35 +275,65 @@ mod tests {
         tampered[last] = if tampered[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(tampered).unwrap();
         assert!(backend.open::<serde_json::Value>(&tampered).is_err());
-        let other = Backend::new("r2", Some(vec![8u8; 32]));
+        let other = Backend::new("r2", Some(vec![8u8; 32]), Catalog::Template);
         assert!(
             other.open::<serde_json::Value>(&sealed).is_err(),
             "foreign key must not open"
         );
-        let same_key = Backend::new("r3", Some(vec![7u8; 32]));
+        let same_key = Backend::new("r3", Some(vec![7u8; 32]), Catalog::Template);
         assert!(
             same_key.open::<serde_json::Value>(&sealed).is_ok(),
             "replicas sharing a key open each other's state"
         );
     }
 
-    #[test]
-    fn every_template_tool_is_listed() {
-        let backend = Backend::new("r1", None);
-        let names: Vec<String> = backend
+    fn tool_names(backend: &Backend) -> Vec<String> {
+        backend
             .tools()
             .list_all()
             .into_iter()
             .map(|t| t.name.to_string())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn the_template_lists_its_own_tools_and_no_fixture() {
+        let backend = Backend::new("r1", None, Catalog::Template);
+        let mut names = tool_names(&backend);
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "confirm",
+                "echo",
+                "payload",
+                "progress",
+                "report",
+                "sleep",
+                "summarize"
+            ]
+        );
+        let catalog = backend.catalog();
+        assert!(catalog.resource_templates().is_empty());
+        let uris: Vec<_> = catalog.resources().into_iter().map(|r| r.uri).collect();
+        assert_eq!(uris, ["info://server"]);
+        let prompts: Vec<_> = catalog.prompts().into_iter().map(|p| p.name).collect();
+        assert_eq!(prompts, ["code_review"]);
+        let echo = backend.tools().get("echo").unwrap();
+        let annotations = echo.annotations.as_ref().unwrap();
+        assert_eq!(annotations.read_only_hint, Some(true));
+        assert_eq!(annotations.idempotent_hint, Some(true));
+    }
+
+    #[test]
+    fn with_fixtures_it_also_lists_what_the_conformance_suite_calls() {
+        let names = tool_names(&Backend::new("r1", None, Catalog::WithFixtures));
         for name in [
             "echo",
-            "sleep",
-            "progress",
-            "payload",
             "report",
             "greet",
             "slow_compute",
+            "failing_job",
             "test_simple_text",
             "test_input_required_result_elicitation",
         ] {
@@ -314,9 +342,6 @@ mod tests {
                 "{name} missing from {names:?}"
             );
         }
-        let echo = backend.tools().get("echo").unwrap();
-        let annotations = echo.annotations.as_ref().unwrap();
-        assert_eq!(annotations.read_only_hint, Some(true));
-        assert_eq!(annotations.idempotent_hint, Some(true));
+        assert!(!Catalog::WithFixtures.resource_templates().is_empty());
     }
 }

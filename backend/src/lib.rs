@@ -6,7 +6,8 @@
 //! - [`catalog`]: what it serves, composed from the two below;
 //! - [`template`]: what users copy — `tools` (`echo`, and the streaming/benchmark helpers),
 //!   `resources` (`info://server`), `prompts` (`code_review`);
-//! - [`conformance`]: the fixtures the official conformance suite calls;
+//! - [`conformance`]: the fixtures the official conformance suite calls, served only with
+//!   `--conformance-fixtures`;
 //! - [`tasks`]: long-running tools as tasks (the tasks extension), and how a drain waits for them;
 //! - [`http`]: routes and the JSON-RPC error edge in front of rmcp (`http::jsonrpc`);
 //! - [`serve`]/[`Replica`]: binding, serving and the graceful drain on shutdown.
@@ -61,7 +62,7 @@ impl Replica {
             .map_err(std::io::Error::other)?;
         let readiness = http::Readiness::default();
         let streams = CancellationToken::new();
-        let backend = Backend::new(self.config.replica_id(), state_key);
+        let backend = Backend::new(self.config.replica_id(), state_key, self.config.catalog());
         let tasks = backend.tasks().clone();
         let app = http::router(
             backend,

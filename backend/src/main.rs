@@ -36,6 +36,7 @@ async fn main() -> std::process::ExitCode {
     tracing::info!(
         listen = %replica.local_addr(),
         replica_id = %config.replica_id(),
+        catalog = ?config.catalog(),
         "serving MCP at http://{}/mcp", replica.local_addr()
     );
     match replica.serve(terminate()).await {

@@ -20,6 +20,7 @@ struct Replica {
 async fn replica(id: &str) -> Replica {
     let mut config = Config::embedded(id);
     config.grace_seconds = 5.0;
+    config.conformance_fixtures = true;
     let stop = CancellationToken::new();
     let (addr, handle) = mcp_backend::spawn(config, stop.clone()).await.unwrap();
     Replica {
@@ -411,6 +412,7 @@ async fn request_state_opens_on_another_replica_with_the_same_key() {
     for id in ["a", "b"] {
         let mut config = Config::embedded(id);
         config.state_key = Some(key.clone());
+        config.conformance_fixtures = true;
         let (addr, _) = mcp_backend::spawn(config, CancellationToken::new())
             .await
             .unwrap();
@@ -504,7 +506,7 @@ async fn draining_replica_reports_not_ready() {
     use tower::ServiceExt;
     let readiness = mcp_backend::http::Readiness::default();
     let app = mcp_backend::http::router(
-        mcp_backend::Backend::new("r", None),
+        mcp_backend::Backend::new("r", None, mcp_backend::catalog::Catalog::Template),
         mcp_backend::http::HttpOptions {
             replica_id: "r".into(),
             body_limit: 1024,

@@ -93,6 +93,8 @@ pub async fn start_on(port: u16, admin: u16, args: &[&str]) -> Edge {
         ])
         .args(["--health-interval-ms", "200", "--grace-seconds", "1"])
         .args(args)
+        // The bundled replicas serve the fixtures the tests call (`test_*` tools).
+        .env("MCP_BACKEND_CONFORMANCE_FIXTURES", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -478,6 +480,7 @@ impl Backend {
                 &grace.to_string(),
                 "--log",
                 "error",
+                "--conformance-fixtures",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
