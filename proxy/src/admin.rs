@@ -17,7 +17,7 @@ use std::{
     pin::Pin,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU64, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     task::{Context, Poll},
     time::Duration,
@@ -43,7 +43,10 @@ use crate::{
         Sessions,
         peers::{CANCEL_PATH, DELIVER_PATH, PROOF_HEADER, PeerKeys, REVOKE_PATH, SUBSCRIBE_PATH},
     },
-    telemetry::metrics::{Event, Metrics},
+    telemetry::{
+        metrics::{Event, Metrics},
+        registry::Registry,
+    },
     upstream::Replicas,
 };
 
@@ -128,18 +131,13 @@ pub struct Admin {
     pub replicas: Arc<Replicas>,
     pub sessions: Arc<Sessions>,
     pub metrics: Arc<Metrics>,
-    pub streams: Arc<crate::inflight::Streams>,
-    pub tools: Arc<crate::tools::KnownTools>,
-    pub owners: Arc<crate::inflight::Owners>,
-    pub rate_limit: Option<Arc<crate::ratelimit::RateLimit>>,
-    pub access: Option<crate::telemetry::access::AccessLog>,
+    /// Every family `/metrics` shows.
+    pub registry: Registry,
     pub lifecycle: Lifecycle,
     pub bridges: Arc<crate::bridge::Bridges>,
     pub push: Arc<crate::push::Push>,
-    pub tasks: Arc<crate::tasks::TaskCounts>,
     /// What peers prove themselves with (`None`: no session key, no peer is taken).
     pub peer_keys: Option<PeerKeys>,
-    pub peers_refused: AtomicU64,
     /// Largest body taken (a bridged call's answer): `--body-limit`, and room for the rest.
     pub body_limit: usize,
 }
@@ -325,7 +323,7 @@ fn peer(
     };
     let proof = headers.get(PROOF_HEADER).and_then(|v| v.to_str().ok());
     if let Err(refused) = keys.check(proof, path, token, body, crate::session::unix_now()) {
-        admin.peers_refused.fetch_add(1, Ordering::Relaxed);
+        admin.metrics.count(Event::PeerRefused);
         let body = serde_json::json!({ "error": refused.message() }).to_string();
         return Err(Box::new(json(403, body)));
     }
@@ -437,34 +435,7 @@ async fn subscribe(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: By
 }
 
 async fn metrics(State(admin): State<Arc<Admin>>) -> Response {
-    let gauges = crate::telemetry::metrics::Gauges {
-        open_streams: admin.streams.open_now(),
-        tools_known: admin.tools.len(),
-        sessions: admin.sessions.stats(),
-        worker_tasks: crate::downstream::listen::worker_tasks(),
-        owners: admin.owners.sizes(),
-        rate_limit_callers: admin.rate_limit.as_ref().map(|r| r.callers()),
-        access_log_dropped: admin.access.as_ref().map(|a| a.dropped()),
-        replicas: admin
-            .replicas
-            .all()
-            .iter()
-            .map(|r| (r.id.clone(), r.addr, r.is_healthy()))
-            .collect(),
-    };
-    let mut text = admin.metrics.render(&gauges);
-    text.push_str(&admin.bridges.render());
-    text.push_str(&admin.push.render());
-    text.push_str(&admin.tasks.render());
-    crate::telemetry::metrics::write_series(
-        &mut text,
-        &[(
-            "mcp_edge_peer_requests_refused_total",
-            "counter",
-            "Requests at the peer endpoints without a valid Mcp-Edge-Peer proof (403).",
-            admin.peers_refused.load(Ordering::Relaxed),
-        )],
-    );
+    let text = admin.registry.render();
     (
         StatusCode::OK,
         [(

@@ -24,7 +24,7 @@ use crate::{
         Keys, Sessions, Sweep,
         peers::{PeerKeys, Peers},
     },
-    telemetry::{access::AccessLog, metrics::Metrics},
+    telemetry::{access::AccessLog, metrics::Metrics, registry::Registry},
     ticker::Ticker,
     tools::KnownTools,
     upstream::{
@@ -175,16 +175,14 @@ pub fn run(config: Config) -> ! {
     let auth = config.auth().unwrap_or_else(|e| fail(e));
     let authenticated = auth.is_some();
     let edge = edge(&config, replicas.clone(), keys, auth);
+    let registry = registry(&edge, &replicas);
     let sessions = edge.sessions.clone();
     let metrics = edge.metrics.clone();
     let rate_limit = edge.admission.rate_limit.clone();
-    let streams = edge.streams.clone();
     let tools = edge.tools.clone();
     let owners = edge.owners.clone();
-    let access = edge.access.clone();
     let bridges = edge.bridges.clone();
     let push = edge.push.clone();
-    let tasks = edge.tasks.clone();
     let drain = Arc::new(Drain::default());
     let proxy = Front::new(
         edge,
@@ -205,17 +203,11 @@ pub fn run(config: Config) -> ! {
         replicas: replicas.clone(),
         sessions: sessions.clone(),
         metrics,
-        streams,
-        tools: tools.clone(),
-        owners: owners.clone(),
-        rate_limit: rate_limit.clone(),
-        access,
+        registry,
         lifecycle: lifecycle.clone(),
         bridges: bridges.clone(),
         push: push.clone(),
-        tasks,
         peer_keys,
-        peers_refused: Default::default(),
         body_limit: config.body_limit,
     }
     .spawn(admin_listener)
@@ -314,4 +306,27 @@ pub fn run(config: Config) -> ! {
         },
     ));
     server.run_forever();
+}
+
+/// Every metric family of the process, each subsystem's own (`/metrics` writes them in this
+/// order).
+fn registry(edge: &Edge, replicas: &Arc<Replicas>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register(edge.metrics.clone());
+    registry.register(edge.streams.clone());
+    registry.register(edge.tools.clone());
+    registry.register(edge.owners.clone());
+    if let Some(limit) = &edge.admission.rate_limit {
+        registry.register(limit.clone());
+    }
+    if let Some(access) = &edge.access {
+        registry.register(Arc::new(access.clone()));
+    }
+    registry.register(Arc::new(crate::downstream::listen::WorkerTasks));
+    registry.register(edge.sessions.clone());
+    registry.register(replicas.clone());
+    registry.register(edge.bridges.clone());
+    registry.register(edge.push.clone());
+    registry.register(edge.tasks.clone());
+    registry
 }

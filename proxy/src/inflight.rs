@@ -18,7 +18,13 @@ use std::{
 use dashmap::DashMap;
 use mcp_protocol::error::LIMITED;
 
-use crate::{answer::Reply, budget::Caller, limits::Limits, session::ReplicaId};
+use crate::{
+    answer::Reply,
+    budget::Caller,
+    limits::Limits,
+    session::ReplicaId,
+    telemetry::registry::{Encoder, Source},
+};
 
 /// Where a JSON-RPC id is unique: a session, or else the client's connection. Turned into a
 /// key only when a stream or an answer needs one (most requests never do).
@@ -271,6 +277,37 @@ impl Streams {
 impl Drop for Stream {
     fn drop(&mut self) {
         self.streams.close(self.session, self.caller);
+    }
+}
+
+impl Source for Owners {
+    fn collect(&self, out: &mut Encoder) {
+        let (owned, awaited, forgotten) = self.sizes();
+        out.gauge(
+            "mcp_edge_streams_owned",
+            "Client requests streaming from a replica, with the replica a cancel goes to (one per open stream).",
+            owned,
+        );
+        out.gauge(
+            "mcp_edge_answers_awaited",
+            "Server-to-client requests waiting for the client's answer (at most 100000, each for at most 600 s).",
+            awaited,
+        );
+        out.counter(
+            "mcp_edge_answers_forgotten_total",
+            "Server-to-client requests not recorded (the cap) or forgotten unanswered.",
+            forgotten,
+        );
+    }
+}
+
+impl Source for Streams {
+    fn collect(&self, out: &mut Encoder) {
+        out.gauge(
+            "mcp_edge_open_streams",
+            "SSE responses being relayed now.",
+            self.open_now(),
+        );
     }
 }
 

@@ -12,7 +12,11 @@ use std::time::{Duration, Instant};
 use dashmap::DashMap;
 use mcp_protocol::error::LIMITED;
 
-use crate::{answer::Reply, budget::Caller};
+use crate::{
+    answer::Reply,
+    budget::Caller,
+    telemetry::registry::{Encoder, Source},
+};
 
 /// Most callers tracked at once; beyond it, unknown callers share one bucket (so a flood of
 /// new addresses cannot grow memory without bound).
@@ -100,6 +104,16 @@ impl crate::ticker::Periodic for Sweep {
     }
     async fn tick(&self) {
         self.0.sweep(Instant::now());
+    }
+}
+
+impl Source for RateLimit {
+    fn collect(&self, out: &mut Encoder) {
+        out.gauge(
+            "mcp_edge_rate_limit_callers",
+            "Callers the rate limit tracks (at most 100000; past it, new callers share one bucket).",
+            self.callers(),
+        );
     }
 }
 

@@ -11,10 +11,7 @@
 //! - a replica that cannot be reached: [`crate::route::after_failure`] (`Failure::TaskGone`);
 //! - what happened: [`TaskCounts`], rendered with the metrics.
 
-use std::{
-    fmt::Write,
-    sync::atomic::{AtomicU64, Ordering},
-};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use mcp_protocol::{
@@ -22,7 +19,10 @@ use mcp_protocol::{
     tasks::{self, METHODS},
 };
 
-use crate::answer::{Failure, Stop};
+use crate::{
+    answer::{Failure, Stop},
+    telemetry::registry::{self, Encoder, Source},
+};
 
 /// For a request to a task's replica (`raw`: the replica's own id), the body with that id in
 /// `params.taskId`; `None` otherwise (or when the body has no such field: sent as it is).
@@ -77,33 +77,36 @@ impl TaskCounts {
             Err(_) => {}
         }
     }
+}
 
-    /// Prometheus text: `mcp_edge_tasks_created_total`, `mcp_edge_task_requests_total` by
-    /// method and outcome, and `mcp_edge_tasks_lost_total`.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
+impl Source for TaskCounts {
+    /// `mcp_edge_tasks_created_total`, `mcp_edge_task_requests_total` by method and outcome,
+    /// and `mcp_edge_tasks_lost_total`.
+    fn collect(&self, out: &mut Encoder) {
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "# HELP mcp_edge_tasks_created_total Tasks replicas created through this process (CreateTaskResult relayed, its id naming the replica).\n# TYPE mcp_edge_tasks_created_total counter\nmcp_edge_tasks_created_total {}",
-            load(&self.created)
+        out.counter(
+            "mcp_edge_tasks_created_total",
+            "Tasks replicas created through this process (CreateTaskResult relayed, its id naming the replica).",
+            load(&self.created),
         );
-        out.push_str("# HELP mcp_edge_task_requests_total tasks/get, tasks/update and tasks/cancel for ids mcp-edge gave out: routed to the replica the id names, or answered -32602 here because that replica is gone.\n# TYPE mcp_edge_task_requests_total counter\n");
+        let mut family = out.family(
+            "mcp_edge_task_requests_total",
+            registry::Kind::Counter,
+            "tasks/get, tasks/update and tasks/cancel for ids mcp-edge gave out: routed to the replica the id names, or answered -32602 here because that replica is gone.",
+        );
         for (i, method) in METHODS.iter().enumerate() {
             for (outcome, name) in [(Outcome::Routed, "routed"), (Outcome::Gone, "gone")] {
-                let _ = writeln!(
-                    out,
-                    r#"mcp_edge_task_requests_total{{method="{method}",outcome="{name}"}} {}"#,
-                    load(&self.requests[i][outcome as usize])
+                family.sample(
+                    &[("method", method), ("outcome", name)],
+                    load(&self.requests[i][outcome as usize]),
                 );
             }
         }
-        let _ = writeln!(
-            out,
-            "# HELP mcp_edge_tasks_lost_total Polls (tasks/get) of tasks lost with their replica: a poller stops at the first, so this counts lost tasks as their clients learnt it.\n# TYPE mcp_edge_tasks_lost_total counter\nmcp_edge_tasks_lost_total {}",
-            load(&self.requests[0][Outcome::Gone as usize])
+        out.counter(
+            "mcp_edge_tasks_lost_total",
+            "Polls (tasks/get) of tasks lost with their replica: a poller stops at the first, so this counts lost tasks as their clients learnt it.",
+            load(&self.requests[0][Outcome::Gone as usize]),
         );
-        out
     }
 }
 
@@ -147,7 +150,7 @@ mod tests {
         counts.request("tasks/get", Outcome::Gone);
         counts.request("tasks/cancel", Outcome::Gone);
         counts.request("tasks/list", Outcome::Routed);
-        let text = counts.render();
+        let text = crate::telemetry::registry::render_one(&counts);
         for line in [
             "mcp_edge_tasks_created_total 1",
             r#"mcp_edge_task_requests_total{method="tasks/get",outcome="routed"} 1"#,

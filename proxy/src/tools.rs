@@ -7,6 +7,8 @@
 use dashmap::DashMap;
 use serde::Deserialize;
 
+use crate::telemetry::registry::{Encoder, Source};
+
 /// Largest `tools/list` response read for annotations; a bigger one is passed on unread.
 pub const LIST_LIMIT: usize = 4 << 20;
 
@@ -115,6 +117,16 @@ struct Tool {
 struct Annotations {
     read_only_hint: Option<bool>,
     idempotent_hint: Option<bool>,
+}
+
+impl Source for KnownTools {
+    fn collect(&self, out: &mut Encoder) {
+        out.gauge(
+            "mcp_edge_tools_known",
+            "Tools whose annotations this process has read (safe to repeat or not).",
+            self.len(),
+        );
+    }
 }
 
 #[cfg(test)]

@@ -27,7 +27,6 @@ pub mod translate;
 
 use std::{
     collections::BTreeMap,
-    fmt::Write,
     sync::Arc,
     sync::atomic::{AtomicU64, AtomicUsize, Ordering},
     time::{Duration, Instant},
@@ -50,7 +49,10 @@ use crate::{
     retry::Upstream,
     route::{self, Attempt, Next, Stage},
     session::{SessionView, Uid},
-    telemetry::access::Bridged,
+    telemetry::{
+        access::Bridged,
+        registry::{Encoder, Kind, Source},
+    },
     tools::KnownTools,
     upstream::{
         Replica, Replicas,
@@ -274,55 +276,49 @@ impl Bridges {
     fn ended(&self, end: End) {
         self.counts.ends[end as usize].fetch_add(1, Ordering::Relaxed);
     }
+}
 
-    /// The bridge's series, in the Prometheus text format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP mcp_edge_bridged_total Legacy calls bridged over 2026-07-28 replicas, by how they ended.\n# TYPE mcp_edge_bridged_total counter\n");
-        for (i, label) in ENDS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_bridged_total{{outcome="{label}"}} {}"#,
-                self.counts.ends[i].load(Ordering::Relaxed)
-            );
-        }
+impl Source for Bridges {
+    /// The bridge's series.
+    fn collect(&self, out: &mut Encoder) {
         let c = &self.counts;
-        let series = [
-            (
-                "mcp_edge_bridges",
-                "gauge",
-                "Bridged calls in flight (at most --max-bridges).",
-                self.in_flight() as u64,
-            ),
-            (
-                "mcp_edge_bridge_rounds_total",
-                "counter",
-                "Requests sent to replicas for bridged calls (one per round).",
-                c.rounds.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_edge_bridge_questions_total",
-                "counter",
-                "Server-to-client requests the bridge sent to clients.",
-                c.questions.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_edge_bridge_progress_dropped_total",
-                "counter",
-                "Progress notifications dropped because they did not increase across rounds.",
-                c.progress_dropped.load(Ordering::Relaxed),
-            ),
-        ];
-        crate::telemetry::metrics::write_series(&mut out, &series);
-        out.push_str("# HELP mcp_edge_bridge_answers_total Client answers to bridge questions: delivered here, via a peer, or to no waiting call (late, duplicate, forged).\n# TYPE mcp_edge_bridge_answers_total counter\n");
-        for (label, v) in [("local", &c.local), ("peer", &c.peer), ("late", &c.late)] {
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_bridge_answers_total{{delivery="{label}"}} {}"#,
-                v.load(Ordering::Relaxed)
-            );
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let mut family = out.family(
+            "mcp_edge_bridged_total",
+            Kind::Counter,
+            "Legacy calls bridged over 2026-07-28 replicas, by how they ended.",
+        );
+        for (i, label) in ENDS.iter().enumerate() {
+            family.sample(&[("outcome", label)], load(&c.ends[i]));
         }
-        out
+        out.gauge(
+            "mcp_edge_bridges",
+            "Bridged calls in flight (at most --max-bridges).",
+            self.in_flight(),
+        );
+        out.counter(
+            "mcp_edge_bridge_rounds_total",
+            "Requests sent to replicas for bridged calls (one per round).",
+            load(&c.rounds),
+        );
+        out.counter(
+            "mcp_edge_bridge_questions_total",
+            "Server-to-client requests the bridge sent to clients.",
+            load(&c.questions),
+        );
+        out.counter(
+            "mcp_edge_bridge_progress_dropped_total",
+            "Progress notifications dropped because they did not increase across rounds.",
+            load(&c.progress_dropped),
+        );
+        let mut family = out.family(
+            "mcp_edge_bridge_answers_total",
+            Kind::Counter,
+            "Client answers to bridge questions: delivered here, via a peer, or to no waiting call (late, duplicate, forged).",
+        );
+        for (label, v) in [("local", &c.local), ("peer", &c.peer), ("late", &c.late)] {
+            family.sample(&[("delivery", label)], load(v));
+        }
     }
 }
 

@@ -52,6 +52,19 @@ pub fn worker_tasks() -> usize {
     workers.iter().map(|h| h.metrics().num_alive_tasks()).sum()
 }
 
+/// `mcp_edge_worker_tasks`, read at each scrape.
+pub struct WorkerTasks;
+
+impl crate::telemetry::registry::Source for WorkerTasks {
+    fn collect(&self, out: &mut crate::telemetry::registry::Encoder) {
+        out.gauge(
+            "mcp_edge_worker_tasks",
+            "Tasks alive on the worker threads (connections, and the parts of streams).",
+            worker_tasks(),
+        );
+    }
+}
+
 fn register(runtime: &tokio::runtime::Runtime) {
     WORKERS
         .lock()

@@ -27,7 +27,6 @@ pub mod subscribed;
 
 use std::{
     collections::{BTreeMap, HashMap},
-    fmt::Write,
     sync::{
         Arc, Mutex,
         atomic::{AtomicU64, AtomicUsize, Ordering},
@@ -43,6 +42,7 @@ use crate::{
     budget::Caller,
     config::BridgeMode,
     session::ReplicaId,
+    telemetry::registry::{Encoder, Kind, Source},
     ticker::Periodic,
     upstream::{Replica, Replicas, exchange::Timeouts},
 };
@@ -380,22 +380,26 @@ impl Push {
         let (caller, uris) = self.sessions.end(uid);
         self.unwant(&uris, caller);
     }
+}
 
-    /// The fan-out's series, in the Prometheus text format.
-    pub fn render(&self) -> String {
-        let mut out = String::new();
-        out.push_str("# HELP mcp_edge_push_listeners Clients listening for server push at this process: 2026-07-28 listen streams and legacy GET streams.\n# TYPE mcp_edge_push_listeners gauge\n");
+impl Source for Push {
+    /// The fan-out's series.
+    fn collect(&self, out: &mut Encoder) {
+        let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+        let mut family = out.family(
+            "mcp_edge_push_listeners",
+            Kind::Gauge,
+            "Clients listening for server push at this process: 2026-07-28 listen streams and legacy GET streams.",
+        );
         for (era, kind) in [
             ("2026-07-28", Listener::Modern),
             ("legacy", Listener::Legacy),
         ] {
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_push_listeners{{era="{era}"}} {}"#,
-                self.listeners[kind as usize].load(Ordering::Relaxed)
+            family.sample(
+                &[("era", era)],
+                self.listeners[kind as usize].load(Ordering::Relaxed),
             );
         }
-        out.push_str("# HELP mcp_edge_push_upstream_streams Listen streams this process holds open to each replica (acknowledged: 1).\n# TYPE mcp_edge_push_upstream_streams gauge\n");
         let mut links: Vec<_> = self
             .links
             .lock()
@@ -404,61 +408,53 @@ impl Push {
             .map(|(id, l)| (id.clone(), l.acked.borrow().is_some()))
             .collect();
         links.sort();
+        let mut family = out.family(
+            "mcp_edge_push_upstream_streams",
+            Kind::Gauge,
+            "Listen streams this process holds open to each replica (acknowledged: 1).",
+        );
         for (id, up) in links {
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_push_upstream_streams{{replica="{id}"}} {}"#,
-                u8::from(up)
-            );
+            family.sample(&[("replica", &id)], u8::from(up));
         }
-        out.push_str("# HELP mcp_edge_push_notifications_total Notifications: received from replicas, relayed to clients (one per client), dropped for clients that fell behind, and hints mcp-edge made (a replica joined, a stream re-opened).\n# TYPE mcp_edge_push_notifications_total counter\n");
         let c = &self.counts;
+        let mut family = out.family(
+            "mcp_edge_push_notifications_total",
+            Kind::Counter,
+            "Notifications: received from replicas, relayed to clients (one per client), dropped for clients that fell behind, and hints mcp-edge made (a replica joined, a stream re-opened).",
+        );
         for (outcome, n) in [
             ("received", &c.received),
             ("relayed", &c.relayed),
             ("dropped", &c.dropped),
             ("hint", &c.hints),
         ] {
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_push_notifications_total{{outcome="{outcome}"}} {}"#,
-                n.load(Ordering::Relaxed)
-            );
+            family.sample(&[("outcome", outcome)], load(n));
         }
-        let series = [
-            (
-                "mcp_edge_push_upstream_opened_total",
-                "counter",
-                "Listen streams to replicas acknowledged (first opens, re-opens, filter changes).",
-                c.opened.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_edge_push_upstream_broken_total",
-                "counter",
-                "Listen streams to replicas that ended or failed to open (each is opened again).",
-                c.broke.load(Ordering::Relaxed),
-            ),
-            (
-                "mcp_edge_push_resource_subscriptions",
-                "gauge",
-                "Legacy sessions' resources/subscribe URIs this process knows.",
-                self.sessions.subscriptions() as u64,
-            ),
-            (
-                "mcp_edge_push_wanted_bytes",
-                "gauge",
-                "Bytes of distinct URIs the upstream listens ask for (at most 262144).",
-                self.uris.lock().expect("uris").bytes as u64,
-            ),
-            (
-                "mcp_edge_push_subscriptions_refused_total",
-                "counter",
-                "Subscriptions and listens refused because the URIs every listen asks for would pass 262144 bytes.",
-                self.refused.load(Ordering::Relaxed),
-            ),
-        ];
-        crate::telemetry::metrics::write_series(&mut out, &series);
-        out
+        out.counter(
+            "mcp_edge_push_upstream_opened_total",
+            "Listen streams to replicas acknowledged (first opens, re-opens, filter changes).",
+            load(&c.opened),
+        );
+        out.counter(
+            "mcp_edge_push_upstream_broken_total",
+            "Listen streams to replicas that ended or failed to open (each is opened again).",
+            load(&c.broke),
+        );
+        out.gauge(
+            "mcp_edge_push_resource_subscriptions",
+            "Legacy sessions' resources/subscribe URIs this process knows.",
+            self.sessions.subscriptions(),
+        );
+        out.gauge(
+            "mcp_edge_push_wanted_bytes",
+            "Bytes of distinct URIs the upstream listens ask for (at most 262144).",
+            self.uris.lock().expect("uris").bytes,
+        );
+        out.counter(
+            "mcp_edge_push_subscriptions_refused_total",
+            "Subscriptions and listens refused because the URIs every listen asks for would pass 262144 bytes.",
+            load(&self.refused),
+        );
     }
 }
 

@@ -20,7 +20,11 @@ use std::{
 
 use rand::RngCore;
 
-use crate::{budget::Caller, ratelimit::RateLimit};
+use crate::{
+    budget::Caller,
+    ratelimit::RateLimit,
+    telemetry::registry::{Encoder, Source},
+};
 use idle::{Idle, IdleStats};
 pub use profile::Profile;
 use revoked::{Revoked, RevokedStats};
@@ -309,6 +313,37 @@ impl crate::ticker::Periodic for Sweep {
     async fn tick(&self) {
         let stats = self.0.sweep();
         tracing::debug!(?stats, "sessions swept");
+    }
+}
+
+impl Source for Sessions {
+    fn collect(&self, out: &mut Encoder) {
+        let SessionStats { idle, revoked } = self.stats();
+        out.gauge(
+            "mcp_edge_sessions_tracked",
+            "Legacy sessions tracked for the idle timeout (at most --max-tracked-sessions).",
+            idle.tracked,
+        );
+        out.counter(
+            "mcp_edge_sessions_untracked_total",
+            "Requests in legacy sessions served without idle tracking because the table was full.",
+            idle.untracked,
+        );
+        out.gauge(
+            "mcp_edge_session_revocations",
+            "Ended sessions remembered until their tokens expire (at most --max-tracked-sessions).",
+            revoked.held,
+        );
+        out.gauge(
+            "mcp_edge_session_revocation_watermark_seconds",
+            "Tokens expiring no later than this Unix time are refused: revocations past the cap were folded (0: never).",
+            revoked.watermark,
+        );
+        out.counter(
+            "mcp_edge_session_revocation_folds_total",
+            "Times the revocations reached the cap and their earliest-expiring bucket was folded into the watermark.",
+            revoked.folded,
+        );
     }
 }
 

@@ -17,7 +17,10 @@ use std::{
 use pingora::Error;
 use sha2::{Digest, Sha256};
 
-use super::metrics::Request;
+use super::{
+    metrics::Request,
+    registry::{Encoder, Source},
+};
 use crate::{config::AccessLog as Format, downstream::client::Traffic, session::SessionView};
 
 /// Where access log lines go, and in which format.
@@ -386,6 +389,16 @@ impl Batched {
         if was_empty || full {
             self.wake.notify_one();
         }
+    }
+}
+
+impl Source for AccessLog {
+    fn collect(&self, out: &mut Encoder) {
+        out.counter(
+            "mcp_edge_access_log_dropped_total",
+            "Access log lines dropped because stdout fell 8 MiB behind.",
+            self.dropped(),
+        );
     }
 }
 

@@ -8,7 +8,6 @@
 //! request; nothing is formatted until a scrape.
 
 use std::{
-    fmt::Write,
     sync::{
         Arc, RwLock,
         atomic::{AtomicU64, Ordering},
@@ -18,7 +17,8 @@ use std::{
 
 use dashmap::DashMap;
 
-use crate::session::{ReplicaId, SessionStats};
+use super::registry::{Encoder, Kind, Source};
+use crate::session::ReplicaId;
 
 /// Distinct tool names that get their own label; later ones are counted as `other`.
 pub const TOOL_LABELS: usize = 200;
@@ -84,6 +84,8 @@ pub enum Event {
     Ejection,
     RateLimited,
     HeaderTimeout,
+    /// A request at a peer endpoint without a valid peer proof (403).
+    PeerRefused,
 }
 
 /// Every event counter: its name and help, in the order of [`Event`] (a test checks).
@@ -123,24 +125,12 @@ const EVENTS: &[(Event, &str, &str)] = &[
         "mcp_edge_header_timeouts_total",
         "Connections closed by the header deadline: a request's headers incomplete, or a kept-alive connection idle, for --header-timeout-ms.",
     ),
+    (
+        Event::PeerRefused,
+        "mcp_edge_peer_requests_refused_total",
+        "Requests at the peer endpoints without a valid Mcp-Edge-Peer proof (403).",
+    ),
 ];
-
-/// What the gauges show, read at the scrape by whoever owns each (`admin`).
-#[derive(Debug, Default)]
-pub struct Gauges {
-    pub open_streams: usize,
-    pub tools_known: usize,
-    pub sessions: SessionStats,
-    pub worker_tasks: usize,
-    /// Streams owned, answers awaited, server→client requests forgotten (inflight::Owners).
-    pub owners: (usize, usize, u64),
-    /// `None`: no rate limit.
-    pub rate_limit_callers: Option<usize>,
-    /// `None`: no access log.
-    pub access_log_dropped: Option<u64>,
-    /// Each replica: id, address, whether it takes requests.
-    pub replicas: Vec<(ReplicaId, std::net::SocketAddr, bool)>,
-}
 
 /// The process's metrics.
 #[derive(Default)]
@@ -201,22 +191,11 @@ impl Metrics {
             None => self.latency.entry(r.method).or_default().observe(r.elapsed),
         }
     }
+}
 
-    /// The Prometheus text exposition of the counters, and of the gauges read at the scrape.
-    pub fn render(&self, gauges: &Gauges) -> String {
-        let Gauges {
-            open_streams,
-            tools_known,
-            sessions,
-            worker_tasks,
-            owners: (streams_owned, answers_awaited, answers_forgotten),
-            rate_limit_callers,
-            access_log_dropped,
-            replicas,
-        } = gauges;
-        let mut out = String::with_capacity(8192);
-        out.push_str("# HELP mcp_edge_requests_total Requests answered, by MCP method, tool, protocol era, status class and replica (`edge`: answered by the proxy itself).\n");
-        out.push_str("# TYPE mcp_edge_requests_total counter\n");
+impl Source for Metrics {
+    /// The request counters and latencies, the event counters, the budgets that ran out.
+    fn collect(&self, out: &mut Encoder) {
         let mut rows: Vec<_> = self
             .requests
             .iter()
@@ -231,19 +210,29 @@ impl Metrics {
                 &b.0.replica,
             ))
         });
+        let mut family = out.family(
+            "mcp_edge_requests_total",
+            Kind::Counter,
+            "Requests answered, by MCP method, tool, protocol era, status class and replica (`edge`: answered by the proxy itself).",
+        );
         for (k, n) in rows {
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_requests_total{{method="{}",tool="{}",era="{}",status="{}xx",replica="{}"}} {n}"#,
-                k.method,
-                escape(k.tool.as_deref().unwrap_or("")),
-                k.era,
-                k.class,
-                escape(k.replica.as_deref().unwrap_or("edge"))
+            let status = format!("{}xx", k.class);
+            family.sample(
+                &[
+                    ("method", k.method),
+                    ("tool", k.tool.as_deref().unwrap_or("")),
+                    ("era", k.era),
+                    ("status", &status),
+                    ("replica", k.replica.as_deref().unwrap_or("edge")),
+                ],
+                n,
             );
         }
-        out.push_str("# HELP mcp_edge_request_duration_seconds Time from the request's headers to the end of its answer, by MCP method.\n");
-        out.push_str("# TYPE mcp_edge_request_duration_seconds histogram\n");
+        let mut family = out.family(
+            "mcp_edge_request_duration_seconds",
+            Kind::Histogram,
+            "Time from the request's headers to the end of its answer, by MCP method.",
+        );
         let mut methods: Vec<_> = self.latency.iter().map(|e| *e.key()).collect();
         methods.sort();
         for method in methods {
@@ -253,188 +242,56 @@ impl Metrics {
             let mut cumulative = 0;
             for (bound, bucket) in BUCKETS.iter().zip(&h.buckets) {
                 cumulative += bucket.load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    r#"mcp_edge_request_duration_seconds_bucket{{method="{method}",le="{bound}"}} {cumulative}"#
-                );
+                let le = bound.to_string();
+                family.suffixed("_bucket", &[("method", method), ("le", &le)], cumulative);
             }
             let count = h.count.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_request_duration_seconds_bucket{{method="{method}",le="+Inf"}} {count}"#
-            );
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_request_duration_seconds_sum{{method="{method}"}} {}"#,
-                h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_request_duration_seconds_count{{method="{method}"}} {count}"#
-            );
+            family.suffixed("_bucket", &[("method", method), ("le", "+Inf")], count);
+            let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+            family.suffixed("_sum", &[("method", method)], sum);
+            family.suffixed("_count", &[("method", method)], count);
         }
-        let series = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
         for &(event, name, help) in EVENTS {
-            let count = self.events[event as usize].load(Ordering::Relaxed);
-            series(&mut out, name, "counter", help, count);
-        }
-        series(
-            &mut out,
-            "mcp_edge_open_streams",
-            "gauge",
-            "SSE responses being relayed now.",
-            *open_streams as u64,
-        );
-        series(
-            &mut out,
-            "mcp_edge_tools_known",
-            "gauge",
-            "Tools whose annotations this process has read (safe to repeat or not).",
-            *tools_known as u64,
-        );
-        series(
-            &mut out,
-            "mcp_edge_streams_owned",
-            "gauge",
-            "Client requests streaming from a replica, with the replica a cancel goes to (one per open stream).",
-            *streams_owned as u64,
-        );
-        series(
-            &mut out,
-            "mcp_edge_answers_awaited",
-            "gauge",
-            "Server-to-client requests waiting for the client's answer (at most 100000, each for at most 600 s).",
-            *answers_awaited as u64,
-        );
-        series(
-            &mut out,
-            "mcp_edge_answers_forgotten_total",
-            "counter",
-            "Server-to-client requests not recorded (the cap) or forgotten unanswered.",
-            *answers_forgotten,
-        );
-        if let Some(callers) = rate_limit_callers {
-            series(
-                &mut out,
-                "mcp_edge_rate_limit_callers",
-                "gauge",
-                "Callers the rate limit tracks (at most 100000; past it, new callers share one bucket).",
-                *callers as u64,
+            out.counter(
+                name,
+                help,
+                self.events[event as usize].load(Ordering::Relaxed),
             );
         }
-        if let Some(dropped) = access_log_dropped {
-            series(
-                &mut out,
-                "mcp_edge_access_log_dropped_total",
-                "counter",
-                "Access log lines dropped because stdout fell 8 MiB behind.",
-                *dropped,
-            );
-        }
-        series(
-            &mut out,
-            "mcp_edge_worker_tasks",
-            "gauge",
-            "Tasks alive on the worker threads (connections, and the parts of streams).",
-            *worker_tasks as u64,
+        let mut family = out.family(
+            "mcp_edge_client_limits_total",
+            Kind::Counter,
+            "Clients cut or refused because a per-client budget ran out (docs/operating.md: Per-client bounds).",
         );
-        series(
-            &mut out,
-            "mcp_edge_sessions_tracked",
-            "gauge",
-            "Legacy sessions tracked for the idle timeout (at most --max-tracked-sessions).",
-            sessions.idle.tracked as u64,
-        );
-        series(
-            &mut out,
-            "mcp_edge_sessions_untracked_total",
-            "counter",
-            "Requests in legacy sessions served without idle tracking because the table was full.",
-            sessions.idle.untracked,
-        );
-        series(
-            &mut out,
-            "mcp_edge_session_revocations",
-            "gauge",
-            "Ended sessions remembered until their tokens expire (at most --max-tracked-sessions).",
-            sessions.revoked.held as u64,
-        );
-        series(
-            &mut out,
-            "mcp_edge_session_revocation_watermark_seconds",
-            "gauge",
-            "Tokens expiring no later than this Unix time are refused: revocations past the cap were folded (0: never).",
-            sessions.revoked.watermark,
-        );
-        series(
-            &mut out,
-            "mcp_edge_session_revocation_folds_total",
-            "counter",
-            "Times the revocations reached the cap and their earliest-expiring bucket was folded into the watermark.",
-            sessions.revoked.folded,
-        );
-        out.push_str("# HELP mcp_edge_replica_healthy 1 when the replica takes requests, 0 when it is out of rotation.\n");
-        out.push_str("# TYPE mcp_edge_replica_healthy gauge\n");
-        for (id, addr, healthy) in replicas {
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_replica_healthy{{replica="{}",address="{addr}"}} {}"#,
-                escape(id),
-                u8::from(*healthy)
-            );
-        }
-        out.push_str("# HELP mcp_edge_client_limits_total Clients cut or refused because a per-client budget ran out (README: Per-client bounds).\n# TYPE mcp_edge_client_limits_total counter\n");
         for (limit, label) in crate::budget::LIMITS {
-            let _ = writeln!(
-                out,
-                r#"mcp_edge_client_limits_total{{limit="{label}"}} {}"#,
-                self.spent.get(limit)
-            );
+            family.sample(&[("limit", label)], self.spent.get(limit));
         }
-        out
-    }
-}
-
-/// A label value: backslash, quote and newline escaped.
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', r"\\")
-        .replace('"', "\\\"")
-        .replace('\n', r"\n")
-}
-
-/// Append unlabelled series — (name, type, help, value) — in the Prometheus text format.
-pub fn write_series(out: &mut String, series: &[(&str, &str, &str, u64)]) {
-    use std::fmt::Write;
-    for (name, kind, help, value) in series {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::registry::Registry;
+
+    fn render(metrics: &Arc<Metrics>) -> String {
+        let mut registry = Registry::default();
+        registry.register(metrics.clone());
+        registry.render()
+    }
 
     #[test]
     fn every_client_limit_is_a_series() {
-        let m = Metrics::default();
+        let m = Arc::new(Metrics::default());
         m.spent.count(crate::budget::Limit::SendTime);
-        let text = m.render(&Gauges::default());
+        let text = render(&m);
         assert!(text.contains(r#"mcp_edge_client_limits_total{limit="send_time"} 1"#));
         assert!(text.contains(r#"mcp_edge_client_limits_total{limit="head_bytes"} 0"#));
     }
 
     #[test]
     fn only_listed_tool_names_of_bounded_length_become_labels() {
-        let m = Metrics::default();
+        let m = Arc::new(Metrics::default());
         let call = |name: &str, listed: bool| {
             m.request(&Request {
                 method: "tools/call",
@@ -460,13 +317,13 @@ mod tests {
         }
         call(&"y".repeat(crate::budget::NAME_LIMIT + 1), true);
         assert_eq!(m.requests.len(), TOOL_LABELS + 1, "all counted as other");
-        let text = m.render(&Gauges::default());
+        let text = render(&m);
         assert!(text.len() < 64 << 10, "{} bytes", text.len());
     }
 
     #[test]
     fn the_text_format_counts_and_escapes() {
-        let m = Metrics::default();
+        let m = Arc::new(Metrics::default());
         let replica: ReplicaId = "r\"1".into();
         for status in [200, 200, 404] {
             m.request(&Request {
@@ -480,14 +337,7 @@ mod tests {
             });
         }
         m.count(Event::SessionMinted);
-        let text = m.render(&Gauges {
-            replicas: vec![("r2".into(), "127.0.0.1:9".parse().unwrap(), true)],
-            ..Gauges::default()
-        });
-        assert!(
-            text.contains(r#"mcp_edge_replica_healthy{replica="r2",address="127.0.0.1:9"} 1"#),
-            "{text}"
-        );
+        let text = render(&m);
         assert!(text.contains(r#"mcp_edge_requests_total{method="ping",tool="",era="2026-07-28",status="2xx",replica="r\"1"} 2"#), "{text}");
         assert!(text.contains(r#"status="4xx",replica="r\"1"} 1"#), "{text}");
         assert!(
@@ -510,7 +360,7 @@ mod tests {
         }
         assert_eq!(
             EVENTS.last().map(|e| e.0 as usize),
-            Some(Event::HeaderTimeout as usize)
+            Some(Event::PeerRefused as usize)
         );
     }
 }

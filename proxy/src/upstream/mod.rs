@@ -23,7 +23,10 @@ use std::{
 
 use arc_swap::ArcSwap;
 
-use crate::session::ReplicaId;
+use crate::{
+    session::ReplicaId,
+    telemetry::registry::{Encoder, Kind, Source},
+};
 
 /// One replica: where it is, and whether it may take requests.
 #[derive(Debug)]
@@ -449,6 +452,22 @@ impl Replicas {
             tracing::info!(replica = %replica.id, healthy = now, "replica health changed");
         }
         first_pass
+    }
+}
+
+impl Source for Replicas {
+    fn collect(&self, out: &mut Encoder) {
+        let mut family = out.family(
+            "mcp_edge_replica_healthy",
+            Kind::Gauge,
+            "1 when the replica takes requests, 0 when it is out of rotation.",
+        );
+        for r in self.all().iter() {
+            family.sample(
+                &[("replica", &r.id), ("address", &r.addr.to_string())],
+                u8::from(r.is_healthy()),
+            );
+        }
     }
 }
 

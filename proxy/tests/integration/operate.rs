@@ -99,6 +99,37 @@ async fn metrics_move_as_traffic_flows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operating_guide_documents_exactly_the_families_metrics_shows() {
+    // The rate limit on, so that every family the process can show is there.
+    let edge = start(&["--rate-limit", "1000"]).await;
+    let text = scrape(&edge).await;
+    let mut shown: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter_map(|l| l.split(' ').next())
+        .collect();
+    shown.sort_unstable();
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operating.md"))
+            .unwrap();
+    let mut documented: Vec<&str> = guide
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `mcp_edge_"))
+        .filter_map(|l| l.split('`').next())
+        .collect();
+    documented.sort_unstable();
+    let shown: Vec<String> = shown
+        .iter()
+        .map(|n| n.trim_start_matches("mcp_edge_").to_owned())
+        .collect();
+    assert!(shown.len() > 30, "{text}");
+    assert_eq!(
+        documented, shown,
+        "docs/operating.md's metric table against /metrics"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_access_log_has_a_json_line_per_request() {
     let edge = start(&[]).await;
     let token = open_session(&edge, "2025-06-18").await;
