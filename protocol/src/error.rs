@@ -13,6 +13,8 @@ pub const LIMITED: i64 = -32000;
 /// 2026-07-28: a header disagrees with the body.
 pub const HEADER_MISMATCH: i64 = -32020;
 pub const UNSUPPORTED_PROTOCOL_VERSION: i64 = -32022;
+/// The SDKs' code for a request that ran out of time.
+pub const REQUEST_TIMEOUT: i64 = -32001;
 
 /// A JSON-RPC error response: code, a message a person can act on, the request's id.
 #[derive(Debug, Clone, PartialEq)]

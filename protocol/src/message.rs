@@ -48,6 +48,17 @@ impl Message<'_> {
     }
 }
 
+/// Whether one JSON-RPC message (an SSE event's data, a bridged round's answer) is a response
+/// or error object: it has no `method`. Reads the top level only, builds no tree.
+pub fn is_response(message: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Peek<'a> {
+        #[serde(borrow, default)]
+        method: Option<&'a RawValue>,
+    }
+    serde_json::from_slice::<Peek<'_>>(message).is_ok_and(|p| p.method.is_none())
+}
+
 /// Why a body is not a usable JSON-RPC message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Invalid {
@@ -349,6 +360,19 @@ pub fn header_mismatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_message_without_a_method_is_a_response() {
+        assert!(is_response(br#"{"jsonrpc":"2.0","id":1,"result":{}}"#));
+        assert!(is_response(
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-32603,"message":"m"}}"#
+        ));
+        assert!(!is_response(
+            br#"{"jsonrpc":"2.0","method":"notifications/progress","params":{"method":1}}"#
+        ));
+        assert!(!is_response(br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#));
+        assert!(!is_response(b"not json"));
+    }
 
     #[test]
     fn a_task_request_names_its_task_and_says_whether_it_declares_the_extension() {

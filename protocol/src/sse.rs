@@ -6,12 +6,31 @@
 //! Only complete events are emitted; a partial event waits for its end (events are small), so
 //! nothing is held longer than one event. The same reader finds the JSON-RPC response in a
 //! whole SSE body ([`last_response`], [`response_json`]).
+//!
+//! And the one writer of the events mcp-edge makes itself (a bridged call's stream, the
+//! fan-out's notifications, a stream's last error): [`event`], or [`EVENT_START`] and
+//! [`EVENT_END`] around a message spliced from parts.
 
 use bytes::{Bytes, BytesMut};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::lines::{block_end, resume_from};
+
+/// What a message event starts with, up to its JSON-RPC message.
+pub const EVENT_START: &[u8] = b"event: message\ndata: ";
+/// What ends an event, after its message.
+pub const EVENT_END: &[u8] = b"\n\n";
+
+/// One message event carrying one JSON-RPC message (serialized JSON holds no newline, so one
+/// `data:` line carries it).
+pub fn event(message: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(EVENT_START.len() + message.len() + EVENT_END.len());
+    out.extend_from_slice(EVENT_START);
+    out.extend_from_slice(message);
+    out.extend_from_slice(EVENT_END);
+    out.freeze()
+}
 
 /// Separates the replica from the original id in a rewritten event id.
 pub const ID_SEPARATOR: char = '/';

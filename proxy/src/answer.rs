@@ -228,7 +228,7 @@ impl Failure {
         )
         .with_id(Some(id))
         .body();
-        Bytes::from([&b"event: message\ndata: "[..], &body, b"\n\n"].concat())
+        mcp_protocol::sse::event(&body)
     }
 }
 

@@ -34,8 +34,12 @@ use std::{
 
 use bytes::Bytes;
 use dashmap::DashMap;
-use mcp_protocol::{sse::Events, version::MODERN};
-use pingora::http::{RequestHeader, ResponseHeader};
+use mcp_protocol::{
+    error, message,
+    sse::{self, Events},
+    version::MODERN,
+};
+use pingora::http::RequestHeader;
 use rand::RngCore;
 use serde_json::{Map, Value, json, value::RawValue};
 use tokio::sync::mpsc;
@@ -380,11 +384,13 @@ pub async fn run(
     let Some((_ticket, call_id, mut rx)) = bridges.open(call.view.uid, call.id) else {
         bridges.ended(End::Refused);
         let error = translate::error(
-            translate::INTERNAL,
+            error::INTERNAL_ERROR,
             "too many bridged calls in flight at mcp-edge; try again shortly",
             None,
         );
-        return write_json(client, &translate::error_response(call.id, &error)).await;
+        return Ok(client
+            .write_json(&translate::error_response(call.id, &error))
+            .await?);
     };
     // A bridged call counts as a stream from its start (it may ask at any round).
     match parts
@@ -489,7 +495,7 @@ pub async fn run(
                 let result = translate::downgrade(call.method, &result);
                 return finish(client, &mut stream, &translate::response(call.id, &result)).await;
             }
-            Outcome::Error(translate::HEADER_MISMATCH, _) if !relearned => {
+            Outcome::Error(error::HEADER_MISMATCH, _) if !relearned => {
                 // Rejected before it ran: learn the tool's headers again, and send it once more.
                 relearned = true;
                 if let Some(replica) = parts
@@ -502,7 +508,7 @@ pub async fn run(
                 headers = headers_of();
                 continue;
             }
-            Outcome::Error(translate::UNSUPPORTED_VERSION, _)
+            Outcome::Error(error::UNSUPPORTED_PROTOCOL_VERSION, _)
                 if answers.is_none() && parts.bridges.mode != BridgeMode::On =>
             {
                 // It does not speak 2026-07-28 after all (refused before running): it takes no
@@ -573,9 +579,7 @@ pub async fn run(
                 }
                 open_stream(client, &mut stream, &served).await?;
                 for (_, _, _, bytes, _) in &questions {
-                    client
-                        .write_body(Bytes::from(translate::event(bytes)), false)
-                        .await?;
+                    client.write_body(sse::event(bytes), false).await?;
                     bridges.counts.questions.fetch_add(1, Ordering::Relaxed);
                 }
                 let mut pending: BTreeMap<u32, (String, String, Option<Value>)> = questions
@@ -599,7 +603,7 @@ pub async fn run(
                         .await?;
                         let data = json!({"inputKey": key, "method": method, "clientError": error});
                         let error = translate::error(
-                            translate::INTERNAL,
+                            error::INTERNAL_ERROR,
                             &format!(
                                 "the client answered input {key:?} with an error; the call was abandoned"
                             ),
@@ -612,7 +616,7 @@ pub async fn run(
                         cancel_pending(client, &pending, "timed out").await?;
                         let secs = bridges.input_timeout.as_secs();
                         let error = translate::error(
-                            translate::TIMED_OUT,
+                            error::REQUEST_TIMEOUT,
                             &format!(
                                 "Request timed out: the client did not answer within {secs} s"
                             ),
@@ -645,10 +649,7 @@ async fn interrupted(
     for raw in pending {
         if stream.open {
             client
-                .write_body(
-                    Bytes::from(translate::event(&translate::cancelled(raw, reason))),
-                    false,
-                )
+                .write_body(sse::event(&translate::cancelled(raw, reason)), false)
                 .await?;
         }
     }
@@ -691,7 +692,7 @@ async fn fail_internal(
     message: &str,
     data: Option<Value>,
 ) -> Result<(), Stop> {
-    let error = translate::error(translate::INTERNAL, message, data);
+    let error = translate::error(error::INTERNAL_ERROR, message, data);
     fail(bridges, End::Error, client, stream, id, error).await
 }
 
@@ -702,10 +703,7 @@ async fn cancel_pending(
 ) -> Result<(), Stop> {
     for (_, raw, _) in pending.values() {
         client
-            .write_body(
-                Bytes::from(translate::event(&translate::cancelled(raw, reason))),
-                false,
-            )
+            .write_body(sse::event(&translate::cancelled(raw, reason)), false)
             .await?;
     }
     Ok(())
@@ -799,27 +797,11 @@ async fn open_stream(
 /// The last message: an SSE event that ends the stream, or a JSON answer.
 async fn finish(client: &mut Client<'_>, stream: &mut Stream, message: &[u8]) -> Result<(), Stop> {
     if stream.open {
-        client
-            .write_body(Bytes::from(translate::event(message)), true)
-            .await?;
+        client.write_body(sse::event(message), true).await?;
         Ok(())
     } else {
-        write_json(client, message).await
+        Ok(client.write_json(message).await?)
     }
-}
-
-/// A JSON-RPC message as the whole response (200, JSON).
-pub(crate) async fn write_json(client: &mut Client<'_>, message: &[u8]) -> Result<(), Stop> {
-    let mut head = ResponseHeader::build(200, Some(2)).map_err(Stop::from)?;
-    head.insert_header("content-type", mcp_protocol::headers::JSON)
-        .map_err(Stop::from)?;
-    head.insert_header("content-length", message.len().to_string())
-        .map_err(Stop::from)?;
-    client.write_head(Box::new(head)).await?;
-    client
-        .write_body(Bytes::copy_from_slice(message), true)
-        .await?;
-    Ok(())
 }
 
 /// One round: the request to the next replica that speaks 2026-07-28 (another one when the
@@ -953,7 +935,7 @@ async fn send_round(
         let data = data.unwrap_or_default();
         if is_sse {
             for message in events.feed(&data, end) {
-                if is_response(&message) {
+                if message::is_response(&message) {
                     last = Some(message);
                 } else {
                     relay_notification(parts, client, stream, served, &message).await?;
@@ -987,16 +969,6 @@ async fn send_round(
             replica.id
         ))),
     }
-}
-
-/// Whether a JSON-RPC message is a response (it has no method).
-pub(crate) fn is_response(message: &[u8]) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Peek<'a> {
-        #[serde(borrow, default)]
-        method: Option<&'a RawValue>,
-    }
-    serde_json::from_slice::<Peek<'_>>(message).is_ok_and(|p| p.method.is_none())
 }
 
 /// A replica's notification during a round, relayed to the client (progress only when it
@@ -1033,9 +1005,7 @@ async fn relay_notification(
         }
     }
     open_stream(client, stream, served).await?;
-    client
-        .write_body(Bytes::from(translate::event(message)), false)
-        .await?;
+    client.write_body(sse::event(message), false).await?;
     Ok(())
 }
 

@@ -17,12 +17,6 @@ const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
 const META_INFO: &str = "io.modelcontextprotocol/clientInfo";
 const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
 
-/// JSON-RPC codes the bridge reads or answers with.
-pub const HEADER_MISMATCH: i64 = -32020;
-pub const UNSUPPORTED_VERSION: i64 = -32022;
-pub const INTERNAL: i64 = -32603;
-pub const TIMED_OUT: i64 = -32001;
-
 type Raw = Box<RawValue>;
 /// An object's members, values unparsed.
 type RawMap = std::collections::BTreeMap<String, Raw>;
@@ -213,7 +207,8 @@ pub fn outcome(message: &[u8]) -> Result<Outcome, String> {
         .map_err(|e| format!("the replica's answer is not JSON-RPC: {e}"))?;
     match (response.result, response.error) {
         (_, Some(error)) => {
-            let code = serde_json::from_str::<Code>(error.get()).map_or(INTERNAL, |c| c.code);
+            let code = serde_json::from_str::<Code>(error.get())
+                .map_or(mcp_protocol::error::INTERNAL_ERROR, |c| c.code);
             Ok(Outcome::Error(code, error))
         }
         (Some(result), None) => {
@@ -417,15 +412,6 @@ pub fn cancelled(id: &str, reason: &str) -> Vec<u8> {
         json!(reason)
     )
     .into_bytes()
-}
-
-/// One SSE event carrying `data`.
-pub fn event(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + 24);
-    out.extend_from_slice(b"event: message\ndata: ");
-    out.extend_from_slice(data);
-    out.extend_from_slice(b"\n\n");
-    out
 }
 
 #[cfg(test)]

@@ -159,6 +159,15 @@ impl<'s> Client<'s> {
         sent(crate::budget::within(self.times.send, write).await)
     }
 
+    /// A JSON-RPC message made here as the whole response: 200, JSON, its length.
+    pub async fn write_json(&mut self, message: &[u8]) -> Result<()> {
+        let mut head = ResponseHeader::build(200, Some(2))?;
+        head.insert_header("content-type", mcp_protocol::headers::JSON)?;
+        head.insert_header("content-length", message.len().to_string())?;
+        self.write_head(Box::new(head)).await?;
+        self.write_body(Bytes::copy_from_slice(message), true).await
+    }
+
     /// The head of an SSE response made here (a bridged call's, a listen stream's): no caching,
     /// no buffering by a proxy in front (`X-Accel-Buffering: no`), chunked.
     pub async fn write_sse_head(&mut self, served_by: Option<&str>) -> Result<()> {

@@ -7,6 +7,7 @@
 use std::collections::BTreeSet;
 
 use bytes::{Bytes, BytesMut};
+use mcp_protocol::sse;
 use serde_json::{Map, Value, json};
 
 /// `_meta` key naming the listen request a notification belongs to.
@@ -277,12 +278,7 @@ impl Note {
             topic,
             before_id: event_start(&text[..at]),
             after_id: event_end(&text[at + quoted.len()..]),
-            legacy: {
-                let mut b = BytesMut::from(&b"event: message\ndata: "[..]);
-                b.extend_from_slice(legacy.to_string().as_bytes());
-                b.extend_from_slice(b"\n\n");
-                b.freeze()
-            },
+            legacy: sse::event(legacy.to_string().as_bytes()),
         }
     }
 
@@ -302,15 +298,11 @@ impl Note {
 }
 
 fn event_start(json: &str) -> Bytes {
-    let mut b = BytesMut::from(&b"event: message\ndata: "[..]);
-    b.extend_from_slice(json.as_bytes());
-    b.freeze()
+    [sse::EVENT_START, json.as_bytes()].concat().into()
 }
 
 fn event_end(json: &str) -> Bytes {
-    let mut b = BytesMut::from(json.as_bytes());
-    b.extend_from_slice(b"\n\n");
-    b.freeze()
+    [json.as_bytes(), sse::EVENT_END].concat().into()
 }
 
 /// The first message of a client's listen stream.
@@ -319,7 +311,7 @@ pub fn acknowledgement(id: &str, agreed: &Filter) -> Bytes {
         r#"{{"jsonrpc":"2.0","method":"notifications/subscriptions/acknowledged","params":{{"_meta":{{"{SUBSCRIPTION_ID}":{id}}},"notifications":{}}}}}"#,
         agreed.to_json()
     );
-    event_end(&format!("event: message\ndata: {body}"))
+    sse::event(body.as_bytes())
 }
 
 /// The listen request's response, its graceful end (mcp-edge shuts down).
@@ -327,7 +319,7 @@ pub fn closing(id: &str) -> Bytes {
     let body = format!(
         r#"{{"jsonrpc":"2.0","id":{id},"result":{{"resultType":"complete","_meta":{{"{SUBSCRIPTION_ID}":{id}}}}}}}"#
     );
-    event_end(&format!("event: message\ndata: {body}"))
+    sse::event(body.as_bytes())
 }
 
 #[cfg(test)]

@@ -248,7 +248,7 @@ async fn follow(
                 ));
                 continue;
             }
-            if crate::bridge::is_response(&message) {
+            if mcp_protocol::message::is_response(&message) {
                 return Ok(());
             }
             push.relay(&message);

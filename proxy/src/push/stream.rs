@@ -295,7 +295,7 @@ pub async fn subscribe(
     match applied {
         Ok(()) => {
             let ok = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
-            crate::bridge::write_json(client, ok.as_bytes()).await
+            Ok(client.write_json(ok.as_bytes()).await?)
         }
         Err(reply) => Ok(client.reply(&reply.with_id(Some(id))).await?),
     }
