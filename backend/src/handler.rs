@@ -14,7 +14,7 @@ use rmcp::{
 use serde_json::json;
 use tokio::sync::broadcast;
 
-use crate::backend::{Backend, ListChange, SERVER_NAME};
+use crate::backend::{Backend, Catalog, ListChange, SERVER_NAME};
 
 /// Whether results should carry 2026-07-28 caching hints.
 fn modern(ctx: &RequestContext<RoleServer>) -> bool {
@@ -155,7 +155,10 @@ impl ServerHandler for Backend {
     ) -> Result<CompleteResult, ErrorData> {
         let candidates: &[&str] = match (&request.r#ref, request.argument.name.as_str()) {
             (Reference::Prompt(_), "language") => &["python", "rust", "typescript", "go"],
-            (Reference::Resource(_), "id") => &["1", "2", "3"],
+            // The fixtures' `test://template/{id}/data`.
+            (Reference::Resource(_), "id") if self.catalog() == Catalog::WithFixtures => {
+                &["1", "2", "3"]
+            }
             _ => &[],
         };
         let prefix = request.argument.value.as_str();
@@ -256,7 +259,6 @@ pub static SUPPORTED: &[ProtocolVersion] = &[
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::Catalog;
 
     #[test]
     fn supported_versions_match_config_list() {

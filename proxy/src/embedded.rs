@@ -45,6 +45,8 @@ impl Embedded {
             }
             Ok::<_, std::io::Error>(replicas)
         })?;
+        // The replicas' worker thread hands freed memory back like mcp-edge's own.
+        runtime.spawn(crate::memory::tidy());
         let keep = stop.clone();
         let thread = std::thread::Builder::new()
             .name("mcp-backend".into())

@@ -12,8 +12,8 @@
 //! some workers may go uncollected.
 //!
 //! The other long-lived threads collect the same way: the admin listener's thread (peers'
-//! requests, scrapes) runs [`tidy`] beside its server, and the ticker's thread (health checks,
-//! discovery, sweeps) runs [`Tidy`] as one more periodic job. mimalloc collects only the
+//! requests, scrapes) and the bundled replicas' worker run [`tidy`] beside their work, and the
+//! ticker's thread (health checks, discovery, sweeps) runs [`Tidy`] as one more periodic job. mimalloc collects only the
 //! calling thread's heap, so each thread that allocates must do it itself.
 
 use std::time::Duration;

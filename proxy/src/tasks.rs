@@ -9,7 +9,7 @@
 //! - which replica still serves its tasks: [`crate::upstream::Replicas::home`] (one that answers
 //!   health checks: healthy, draining, or departed from the DNS answer while draining);
 //! - a replica that cannot be reached: [`crate::route::after_failure`] (`Failure::TaskGone`);
-//! - what happened: [`TaskCounts`], rendered with the metrics.
+//! - what happened: [`TaskCounts`], a metrics source.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -51,7 +51,7 @@ def mcp_url():
         pytest.fail("set MCP_TEST_URL or MCP_BACKEND_BIN (scripts/test does)")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--listen", f"127.0.0.1:{port}", "--replica-id", "pytest"],
+        [binary, "--listen", f"127.0.0.1:{port}", "--replica-id", "pytest", "--conformance-fixtures"],
         stderr=subprocess.DEVNULL,
     )
     base = f"http://127.0.0.1:{port}"

@@ -445,10 +445,11 @@ impl Source for Push {
             "Legacy sessions' resources/subscribe URIs this process knows.",
             self.sessions.subscriptions(),
         );
+        let wanted = self.uris.lock().expect("uris").bytes;
         out.gauge(
             "mcp_edge_push_wanted_bytes",
             "Bytes of distinct URIs the upstream listens ask for (at most 262144).",
-            self.uris.lock().expect("uris").bytes,
+            wanted,
         );
         out.counter(
             "mcp_edge_push_subscriptions_refused_total",
