@@ -41,7 +41,7 @@ use crate::{
     relay::{self, Relay},
     request::{Ctx, Found, Live},
     respond::respond,
-    retry::{self, Plan, Upstream},
+    retry::{self, Choice, Plan, Upstream},
     route::{self, Decision, SessionState, Verb},
     session::{Profile, SessionView, Sessions, peers::Peers},
     tasks::{self, Outcome, TaskCounts},
@@ -288,7 +288,10 @@ impl Edge {
         let resume = resume.map(|(_, original)| original);
         let mut plan = Plan::new(body, target.as_ref(), view.as_ref(), resume);
         plan.attempt.safe = safe;
-        plan.attempt.task = task.is_some();
+        if let (Some(id), Some(_)) = (target.as_ref(), &task) {
+            plan.attempt.task = true;
+            plan.choice = Choice::Task(id);
+        }
         plan.rewrite.drop_authorization = self.admission.auth.is_some();
         plan.rewrite.name = task.as_deref();
         let is = |method| {

@@ -1,8 +1,11 @@
-//! The exchange phase: one attempt after another until a replica's response head arrives.
+//! The exchange phase: one attempt after another until a replica's response head arrives. The
+//! one loop every upstream attempt goes through: a plain or sticky request, a task's poll, a
+//! bridged call's round (each [`Choice`] of replica is part of the [`Plan`]).
 //!
 //! ```text
-//! choose ─ the sticky target if healthy (a task's: if it answers, in the set or departed),
-//!   │       else the next healthy replica not tried yet
+//! choose ─ the plan's Choice: the sticky target if healthy (a task's: if it answers, in the
+//!   │       set or departed), else the next healthy replica not tried yet (for a bridged
+//!   │       round: one that speaks 2026-07-28)
 //!   └─ none → route::no_replica (503; 404 for a session whose owner is gone, -32602 for a task)
 //! connect ─ a pooled connection of this worker thread, or a new one
 //!   └─ Err → route::after_failure(Connect)
@@ -17,6 +20,8 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+use pingora::http::RequestHeader;
 
 use crate::{
     answer::Stop,
@@ -39,13 +44,28 @@ pub struct Upstream {
     pub metrics: Arc<Metrics>,
 }
 
+/// Which replicas a request may go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice<'a> {
+    /// The next healthy replica, round robin.
+    Any,
+    /// This replica while it is healthy (a stream's, a stateful session's).
+    Pinned(&'a ReplicaId),
+    /// This task's replica while it answers, in the set or departed.
+    Task(&'a ReplicaId),
+    /// The next healthy replica that speaks 2026-07-28 (any healthy one with `--bridge on`):
+    /// a bridged call's round.
+    Modern { any: bool },
+}
+
 /// One request as the exchange phase sends it.
 pub struct Plan<'a> {
-    /// A sticky target; `None`: round robin.
-    pub target: Option<&'a ReplicaId>,
+    pub choice: Choice<'a>,
     /// What `route::after_failure` weighs (safe, pinned, owned).
     pub attempt: Attempt,
     pub body: &'a Bytes,
+    /// The request head to send; `None`: the client's (a bridged round sends one of its own).
+    pub head: Option<&'a RequestHeader>,
     /// How the request changes for a replica, given its authority and path.
     pub rewrite: Rewrite<'a>,
     /// The replica's path instead of its MCP path (`GET /version`).
@@ -63,13 +83,14 @@ impl<'a> Plan<'a> {
     ) -> Self {
         let owner = view.and_then(|v| v.owner.as_ref());
         Plan {
-            target,
+            choice: target.map_or(Choice::Any, Choice::Pinned),
             attempt: Attempt {
                 owned: owner.is_some_and(|o| Some(&o.replica) == target),
                 pinned: target.is_some(),
                 ..Attempt::default()
             },
             body,
+            head: None,
             rewrite: Rewrite {
                 session_id: owner.map(|owner| owner.session_id.as_str()),
                 version: view.map(|view| view.version.as_str()),
@@ -84,12 +105,13 @@ impl<'a> Plan<'a> {
     /// and another if it broke.
     pub fn version(body: &'a Bytes, path: &'a str) -> Self {
         Plan {
-            target: None,
+            choice: Choice::Any,
             attempt: Attempt {
                 safe: true,
                 ..Attempt::default()
             },
             body,
+            head: None,
             rewrite: Rewrite::default(),
             path: Some(path),
         }
@@ -114,10 +136,13 @@ pub async fn exchange(
         let replica = match (same, &*chosen) {
             (true, Some(replica)) => replica.clone(),
             _ => {
-                let next = match plan.target {
-                    Some(id) if attempt.task => upstream.replicas.home(id),
-                    Some(id) => upstream.replicas.get(id).filter(|r| r.is_healthy()),
-                    None => upstream.replicas.pick(&tried),
+                let next = match plan.choice {
+                    Choice::Task(id) => upstream.replicas.home(id),
+                    Choice::Pinned(id) => upstream.replicas.get(id).filter(|r| r.is_healthy()),
+                    Choice::Any => upstream.replicas.pick(&tried, |_| true),
+                    Choice::Modern { any } => {
+                        upstream.replicas.pick(&tried, |r| any || r.is_modern())
+                    }
                 };
                 let Some(replica) = next else {
                     return Err(Stop::Answer(route::no_replica(&attempt)));
@@ -137,7 +162,8 @@ pub async fn exchange(
                     path: plan.path.unwrap_or(&replica.path),
                     ..plan.rewrite
                 };
-                let wire = exchange::request_to_wire(client.header(), &rewrite, plan.body);
+                let head = plan.head.unwrap_or(client.header());
+                let wire = exchange::request_to_wire(head, &rewrite, plan.body);
                 let sent = exchange::send(stream, &wire, &peer, upstream.timeouts.first_byte);
                 match client.unless_gone(sent).await {
                     // Dropping the replica's connection tells it the request is cancelled.

@@ -13,9 +13,10 @@
 //! client ◀─ event: the result in the session's legacy shape; the stream ends
 //! ```
 //!
-//! A round is an ordinary exchange with the next healthy replica that speaks 2026-07-28
-//! ([`upstream::exchange`](crate::upstream::exchange)); between rounds no replica connection
-//! is held. The call's state — the request, the last `requestState`, the questions pending —
+//! A round is an ordinary exchange with the next healthy replica that speaks 2026-07-28,
+//! through the exchange phase's one loop ([`retry::exchange`] with [`Choice::Modern`]: the same
+//! failover, retries and ejections, counted, as any request); between rounds no replica
+//! connection is held. The call's state — the request, the last `requestState`, the questions pending —
 //! lives only here, for as long as the client's stream: its answer's 202 cannot carry a
 //! result, so answer and stream must meet in one process anyway. Every wait has an end the
 //! client reads: a per-round input timeout (keep-alive comments meanwhile), the client's
@@ -45,23 +46,20 @@ use serde_json::{Map, Value, json, value::RawValue};
 use tokio::sync::mpsc;
 
 use crate::{
-    answer::Stop,
+    answer::{Failure, Stop},
     config::BridgeMode,
     downstream::client::Client,
     inflight::{self, Streams},
     limits::Limits,
-    retry::Upstream,
-    route::{self, Attempt, Next, Stage},
+    retry::{self, Choice, Plan, Upstream},
+    route::Attempt,
     session::{SessionView, Uid},
     telemetry::{
         access::Bridged,
         registry::{Encoder, Kind, Source},
     },
     tools::KnownTools,
-    upstream::{
-        Replica, Replicas,
-        exchange::{self, Rewrite},
-    },
+    upstream::{Replica, Replicas, exchange::Rewrite},
 };
 use id::QuestionId;
 use translate::{Answer, Outcome};
@@ -441,7 +439,7 @@ pub async fn run(
             state: state.as_deref(),
         });
         let body = match translate::modern_body(call.body, &meta, retry.as_ref()) {
-            Ok(body) => body,
+            Ok(body) => Bytes::from(body),
             Err(why) => {
                 let why = format!("mcp-edge cannot bridge this call: {why}");
                 return fail_internal(bridges, client, &mut stream, call.id, &why, None).await;
@@ -498,11 +496,8 @@ pub async fn run(
             Outcome::Error(error::HEADER_MISMATCH, _) if !relearned => {
                 // Rejected before it ran: learn the tool's headers again, and send it once more.
                 relearned = true;
-                if let Some(replica) = parts
-                    .upstream
-                    .replicas
-                    .pick_modern(&[], parts.bridges.mode == BridgeMode::On)
-                {
+                let any = parts.bridges.mode == BridgeMode::On;
+                if let Some(replica) = parts.upstream.replicas.pick(&[], |r| any || r.is_modern()) {
                     relearn_tools(parts, &replica).await;
                 }
                 headers = headers_of();
@@ -804,9 +799,10 @@ async fn finish(client: &mut Client<'_>, stream: &mut Stream, message: &[u8]) ->
     }
 }
 
-/// One round: the request to the next replica that speaks 2026-07-28 (another one when the
-/// connection could not be made; the same one on a fresh connection when a pooled one had
-/// gone stale), its notifications relayed to the client as they come, its final message
+/// One round: the request to the next replica that speaks 2026-07-28, through the exchange
+/// phase's one loop ([`retry::exchange`]: another replica when the connection could not be
+/// made, the same one on a fresh connection when a pooled one had gone stale, each retry and
+/// ejection counted), its notifications relayed to the client as they come, its final message
 /// returned. `Ok(Err(why))`: no replica answered it.
 #[allow(clippy::too_many_arguments)]
 async fn send_round(
@@ -815,83 +811,51 @@ async fn send_round(
     held_by: &mut Held<'_>,
     tool: Option<&str>,
     headers: &[(String, String)],
-    body: &[u8],
+    body: &Bytes,
     stream: &mut Stream,
     rx: &mut mpsc::UnboundedReceiver<Event>,
     served: &mut Vec<String>,
 ) -> Result<Result<Round, String>, Stop> {
-    let upstream = &parts.upstream;
-    let any = parts.bridges.mode == BridgeMode::On;
-    let mut tried = Vec::new();
-    let mut attempt = Attempt {
-        safe: tool.is_some_and(|t| parts.tools.listed(t).is_some_and(|l| l.safe)),
-        ..Attempt::default()
+    let head = round_head(client.header(), headers, parts.own_auth);
+    let plan = Plan {
+        choice: Choice::Modern {
+            any: parts.bridges.mode == BridgeMode::On,
+        },
+        attempt: Attempt {
+            safe: tool.is_some_and(|t| parts.tools.listed(t).is_some_and(|l| l.safe)),
+            ..Attempt::default()
+        },
+        body,
+        head: Some(&head),
+        rewrite: Rewrite {
+            drop_authorization: parts.own_auth,
+            ..Rewrite::default()
+        },
+        path: None,
     };
-    let mut same: Option<std::sync::Arc<Replica>> = None;
-    let response = loop {
-        let replica = match same.take() {
-            Some(r) => r,
-            None => match upstream.replicas.pick_modern(&tried, any) {
-                Some(r) => r,
-                None => {
-                    return Ok(Err(
-                        "no healthy replica speaking 2026-07-28 is left to run this call".into(),
-                    ));
-                }
-            },
-        };
-        *held_by.replica = Some(replica.clone());
-        let peer = upstream.timeouts.peer(&replica);
-        let wire = round_request(client.header(), &replica, headers, body, parts.own_auth);
-        let (stage, error) = match upstream.pool.get(&peer, replica.addr).await {
-            Err(e) => (Stage::Connect, e),
-            Ok((conn, reused)) => {
-                attempt.reused = reused;
-                match client
-                    .unless_gone(exchange::send(
-                        conn,
-                        &wire,
-                        &peer,
-                        upstream.timeouts.first_byte,
-                    ))
-                    .await
-                {
-                    Err(gone) => return Err(Stop::Broken(gone)),
-                    Ok(Ok(response)) => {
-                        upstream.replicas.succeeded(&replica);
-                        break (replica, response);
-                    }
-                    Ok(Err(e)) => (Stage::Exchange, e),
-                }
-            }
-        };
-        let (next, counts) = route::after_failure(&attempt, stage, error);
-        if counts {
-            upstream.replicas.failed(&replica);
+    let mut chosen = None;
+    let answered = retry::exchange(parts.upstream, client, &plan, &mut chosen).await;
+    held_by.replica.clone_from(&chosen);
+    let (replica, mut response) = match (answered, chosen) {
+        (Ok(response), Some(replica)) => (replica, response),
+        (Err(Stop::Answer(failure)), Some(replica)) if !matches!(failure, Failure::NoReplica) => {
+            return Ok(Err(format!(
+                "the replica {} failed this round: {}",
+                replica.id,
+                failure
+                    .reply(None)
+                    .error
+                    .map(|e| e.message)
+                    .unwrap_or_default()
+            )));
         }
-        match next {
-            Next::SameReplica => {
-                attempt.fresh_retry = true;
-                same = Some(replica);
-            }
-            Next::OtherReplica => {
-                attempt.fresh_retry = false;
-                tried.push(replica.id.clone());
-            }
-            Next::Answer(failure) => {
-                return Ok(Err(format!(
-                    "the replica {} failed this round: {}",
-                    replica.id,
-                    failure
-                        .reply(None)
-                        .error
-                        .map(|e| e.message)
-                        .unwrap_or_default()
-                )));
-            }
+        (Err(Stop::Answer(_)), _) | (Ok(_), None) => {
+            return Ok(Err(
+                "no healthy replica speaking 2026-07-28 is left to run this call".into(),
+            ));
         }
+        (Err(stop), _) => return Err(stop),
     };
-    let (replica, mut response) = response;
     served.push(replica.id.to_string());
     *held_by.log = Some(Box::new(Bridged {
         rounds: served.len() as u32,
@@ -960,7 +924,7 @@ async fn send_round(
             break;
         }
     }
-    response.finish(&upstream.pool, &replica);
+    response.finish(&parts.upstream.pool, &replica);
     let message = if is_sse { last } else { Some(json) };
     match message.filter(|m| !m.is_empty()) {
         Some(message) => Ok(Ok(Round::Final(message))),
@@ -1009,16 +973,14 @@ async fn relay_notification(
     Ok(())
 }
 
-/// A round's request head and body, as the replica reads them.
-fn round_request(
+/// A round's request head: the call in 2026-07-28 form, whatever the client sent (the exchange
+/// sets each replica's authority and path).
+fn round_head(
     client: &RequestHeader,
-    replica: &Replica,
     headers: &[(String, String)],
-    body: &[u8],
     own_auth: bool,
-) -> bytes::BytesMut {
-    let mut head = RequestHeader::build("POST", replica.path.as_bytes(), Some(8))
-        .expect("a static request head");
+) -> RequestHeader {
+    let mut head = RequestHeader::build("POST", b"/", Some(8)).expect("a static request head");
     let _ = head.insert_header("content-type", mcp_protocol::headers::JSON);
     let _ = head.insert_header("accept", "application/json, text/event-stream");
     let _ = head.insert_header(mcp_protocol::headers::PROTOCOL_VERSION, MODERN);
@@ -1028,13 +990,7 @@ fn round_request(
     if !own_auth && let Some(auth) = client.headers.get("authorization") {
         let _ = head.insert_header("authorization", auth.clone());
     }
-    let rewrite = Rewrite {
-        authority: &replica.authority,
-        path: &replica.path,
-        drop_authorization: own_auth,
-        ..Rewrite::default()
-    };
-    exchange::request_to_wire(&head, &rewrite, body)
+    head
 }
 
 /// Read the tools of `replica` again (a round was refused for its `Mcp-Param-*` headers).

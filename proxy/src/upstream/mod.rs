@@ -334,8 +334,12 @@ impl Replicas {
             .cloned()
     }
 
-    /// The next healthy replica in round-robin order, skipping `tried`.
-    pub fn pick(&self, tried: &[ReplicaId]) -> Option<Arc<Replica>> {
+    /// The next healthy replica in round-robin order that `fits`, skipping `tried`.
+    pub fn pick(
+        &self,
+        tried: &[ReplicaId],
+        fits: impl Fn(&Replica) -> bool,
+    ) -> Option<Arc<Replica>> {
         let list = self.list.load();
         let n = list.len();
         if n == 0 {
@@ -344,19 +348,7 @@ impl Replicas {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         (0..n)
             .map(|i| &list[(start + i) % n])
-            .find(|r| r.is_healthy() && !tried.iter().any(|t| *t == r.id))
-            .cloned()
-    }
-
-    /// [`Replicas::pick`] among the replicas that speak 2026-07-28 (all healthy ones when
-    /// `any` is set: `--bridge on`).
-    pub fn pick_modern(&self, tried: &[ReplicaId], any: bool) -> Option<Arc<Replica>> {
-        let list = self.list.load();
-        let n = list.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        (0..n)
-            .map(|i| &list[(start + i) % n.max(1)])
-            .find(|r| r.is_healthy() && (any || r.is_modern()) && !tried.iter().any(|t| *t == r.id))
+            .find(|r| r.is_healthy() && fits(r) && !tried.iter().any(|t| *t == r.id))
             .cloned()
     }
 
@@ -497,7 +489,7 @@ mod tests {
     fn round_robin_visits_every_healthy_replica() {
         let r = three();
         let picks: Vec<String> = (0..6)
-            .map(|_| r.pick(&[]).unwrap().id.to_string())
+            .map(|_| r.pick(&[], |_| true).unwrap().id.to_string())
             .collect();
         assert_eq!(picks, ["r1", "r2", "r3", "r1", "r2", "r3"]);
     }
@@ -510,15 +502,21 @@ mod tests {
         assert!(r.failed(&r2), "second consecutive failure ejects");
         assert!(!r.is_alive("r2"));
         for _ in 0..4 {
-            assert_ne!(&*r.pick(&[]).unwrap().id, "r2");
+            assert_ne!(&*r.pick(&[], |_| true).unwrap().id, "r2");
         }
         r.checked(&r2, true);
         assert!(r.is_alive("r2"));
         assert_eq!(
-            r.pick(&["r1".into(), "r3".into()]).unwrap().id.as_ref(),
+            r.pick(&["r1".into(), "r3".into()], |_| true)
+                .unwrap()
+                .id
+                .as_ref(),
             "r2"
         );
-        assert!(r.pick(&["r1".into(), "r2".into(), "r3".into()]).is_none());
+        assert!(
+            r.pick(&["r1".into(), "r2".into(), "r3".into()], |_| true)
+                .is_none()
+        );
     }
 
     #[test]
@@ -575,15 +573,15 @@ mod tests {
         let b: SocketAddr = "127.0.0.3:8000".parse().unwrap();
         let (added, removed) = r.replace(&[a, b], "/mcp");
         assert_eq!((added.len(), removed.len()), (2, 0));
-        assert!(r.pick(&[]).is_none(), "not before a health check");
+        assert!(r.pick(&[], |_| true).is_none(), "not before a health check");
         r.checked(&added[0], true);
-        assert_eq!(r.pick(&[]).unwrap().addr, a);
+        assert_eq!(r.pick(&[], |_| true).unwrap().addr, a);
         let (added, removed) = r.replace(&[a], "/mcp");
         assert_eq!((added.len(), removed.len()), (0, 1));
         assert!(r.get("127.0.0.2:8000").unwrap().is_healthy(), "state kept");
         assert!(r.get("127.0.0.3:8000").is_none());
         assert_eq!(r.replace(&[], "/mcp").1.len(), 1);
-        assert!(r.pick(&[]).is_none());
+        assert!(r.pick(&[], |_| true).is_none());
     }
 
     #[test]
@@ -600,7 +598,7 @@ mod tests {
         let gone = "127.0.0.3:8000";
         assert!(r.get(gone).is_none(), "out of the set: no new work");
         assert_eq!(r.home(gone).unwrap().addr, b, "its tasks still reach it");
-        assert!(r.pick(&[]).is_some_and(|p| p.addr == a));
+        assert!(r.pick(&[], |_| true).is_some_and(|p| p.addr == a));
         // It stops answering (it exited): forgotten.
         r.departed()[0].set_answering(false);
         r.forget_silent();

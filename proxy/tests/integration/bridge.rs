@@ -665,3 +665,80 @@ async fn an_answer_up_to_the_body_limit_crosses_to_the_peer_holding_the_call() {
         1.0
     );
 }
+
+/// A replica that passes its health checks (`GET /readyz`: 200) but breaks every MCP request
+/// before answering a byte: its URL.
+async fn breaking_replica() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                if head.starts_with(b"GET /readyz") {
+                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
+                    let _ = conn.write_all(ok).await;
+                }
+                // Anything else: the connection dropped, no byte of an answer.
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridged_round_that_breaks_moves_on_and_counts_a_retry_and_an_ejection() {
+    let port = free_port();
+    let good = Backend::spawn("good", std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    good.ready().await;
+    let good_url = format!("http://127.0.0.1:{port}/mcp");
+    let bad_url = breaking_replica().await;
+    // --bridge on: the breaking replica, which never says it speaks 2026-07-28, runs rounds too.
+    let edge = start(&[
+        "--backend",
+        &good_url,
+        "--backend",
+        &bad_url,
+        "--bridge",
+        "on",
+        "--eject-after",
+        "1",
+    ])
+    .await;
+    let readyz = format!("{}/readyz", edge.admin);
+    wait_for(20, "both replicas in rotation", || {
+        let readyz = readyz.clone();
+        async move { get_json(&readyz).await["healthy_replicas"] == 2 }
+    })
+    .await;
+    wait_for(20, "echo's annotations (safe to repeat) read", || async {
+        metric(&edge, "mcp_edge_tools_known").await > 0.0
+    })
+    .await;
+    let token = session(&edge, "2025-11-25", json!({"sampling":{}})).await;
+    // Round robin: within a few calls a round lands on the breaking replica.
+    for i in 1..=6u64 {
+        let a = post(
+            &edge.url,
+            &[JSON, BOTH, ("mcp-session-id", &token)],
+            tool_call(i, "echo", json!({"message":"m"})).to_string(),
+        )
+        .await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        assert_eq!(text_of(&a.json()), "m", "the call completed: {}", a.body);
+        if metric(&edge, "mcp_edge_retries_total").await >= 1.0 {
+            break;
+        }
+    }
+    assert!(metric(&edge, "mcp_edge_retries_total").await >= 1.0);
+    assert!(metric(&edge, "mcp_edge_replica_ejections_total").await >= 1.0);
+    assert!(metric(&edge, "mcp_edge_bridged_total{outcome=\"complete\"}").await >= 1.0);
+}
