@@ -5,6 +5,8 @@
 //! - [`resources`] — `info://server`;
 //! - [`prompts`] — `code_review`.
 
+#[cfg(test)]
+mod example;
 pub mod prompts;
 pub mod resources;
 pub mod tools;
