@@ -835,7 +835,11 @@ async fn send_round(
     };
     let mut chosen = None;
     let answered = retry::exchange(parts.upstream, client, &plan, &mut chosen).await;
-    held_by.replica.clone_from(&chosen);
+    // The replica last tried names the call in the log and metrics; a round that found none
+    // keeps the one before it.
+    if chosen.is_some() {
+        held_by.replica.clone_from(&chosen);
+    }
     let (replica, mut response) = match (answered, chosen) {
         (Ok(response), Some(replica)) => (replica, response),
         (Err(Stop::Answer(failure)), Some(replica)) if !matches!(failure, Failure::NoReplica) => {
