@@ -132,6 +132,9 @@ pub async fn exchange(
     let mut tried: Vec<ReplicaId> = Vec::new();
     let mut attempt = plan.attempt;
     let mut same = false;
+    // A retry is counted when the request is sent again, not when a failure would allow one
+    // that finds no replica.
+    let mut again = false;
     loop {
         let replica = match (same, &*chosen) {
             (true, Some(replica)) => replica.clone(),
@@ -151,6 +154,10 @@ pub async fn exchange(
                 replica
             }
         };
+        if again {
+            upstream.metrics.count(Event::Retry);
+        }
+        again = true;
         attempt.fresh_retry = same;
         let peer = upstream.timeouts.peer(&replica);
         let (stage, error) = match upstream.pool.get(&peer, replica.addr).await {
@@ -188,6 +195,5 @@ pub async fn exchange(
                 same = false;
             }
         }
-        upstream.metrics.count(Event::Retry);
     }
 }

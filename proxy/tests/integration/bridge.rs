@@ -666,34 +666,6 @@ async fn an_answer_up_to_the_body_limit_crosses_to_the_peer_holding_the_call() {
     );
 }
 
-/// A replica that passes its health checks (`GET /readyz`: 200) but breaks every MCP request
-/// before answering a byte: its URL.
-async fn breaking_replica() -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 << 10 {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                if head.starts_with(b"GET /readyz") {
-                    let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok";
-                    let _ = conn.write_all(ok).await;
-                }
-                // Anything else: the connection dropped, no byte of an answer.
-            });
-        }
-    });
-    url
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridged_round_that_breaks_moves_on_and_counts_a_retry_and_an_ejection() {
     let port = free_port();
