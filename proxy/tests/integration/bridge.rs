@@ -515,12 +515,7 @@ async fn a_replica_that_dies_mid_round_ends_the_call_with_an_error() {
     replica.ready().await;
     let url = format!("http://127.0.0.1:{port}/mcp");
     let edge = start(&["--backend", &url]).await;
-    let readyz = format!("{}/readyz", edge.admin);
-    wait_for(20, "mcp-edge to take the replica in", || {
-        let readyz = readyz.clone();
-        async move { get_json(&readyz).await["healthy_replicas"] == 1 }
-    })
-    .await;
+    wait_replicas(&edge, 1, 1).await;
     let token = session(&edge, "2025-11-25", json!({"sampling":{}})).await;
     let call = json!({"jsonrpc":"2.0","id":17,"method":"tools/call","params":{"name":"progress","arguments":{"steps":50,"interval_ms":100},"_meta":{"progressToken":"p"}}});
     let mut stream = Stream::open(&edge, &token, call).await;
@@ -685,12 +680,7 @@ async fn a_bridged_round_that_breaks_moves_on_and_counts_a_retry_and_an_ejection
         "1",
     ])
     .await;
-    let readyz = format!("{}/readyz", edge.admin);
-    wait_for(20, "both replicas in rotation", || {
-        let readyz = readyz.clone();
-        async move { get_json(&readyz).await["healthy_replicas"] == 2 }
-    })
-    .await;
+    wait_replicas(&edge, 2, 2).await;
     wait_for(20, "echo's annotations (safe to repeat) read", || async {
         metric(&edge, "mcp_edge_tools_known").await > 0.0
     })

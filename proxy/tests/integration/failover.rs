@@ -347,12 +347,7 @@ async fn sigterm_lets_an_open_stream_finish() {
 async fn a_failure_with_no_other_replica_to_try_counts_no_retry() {
     let bad = breaking_replica().await;
     let edge = start(&["--backend", &bad]).await;
-    let readyz = format!("{}/readyz", edge.admin);
-    wait_for(20, "the replica in rotation", || {
-        let readyz = readyz.clone();
-        async move { get_json(&readyz).await["healthy_replicas"] == 1 }
-    })
-    .await;
+    wait_replicas(&edge, 1, 1).await;
     // ping is safe to repeat, so it would move on, but there is no other replica.
     let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
     let a = post(&edge.url, &[JSON, BOTH], ping.to_owned()).await;
