@@ -833,14 +833,10 @@ async fn send_round(
         },
         path: None,
     };
-    let mut chosen = None;
-    let answered = retry::exchange(parts.upstream, client, &plan, &mut chosen).await;
-    // The replica last tried names the call in the log and metrics; a round that found none
-    // keeps the one before it.
-    if chosen.is_some() {
-        held_by.replica.clone_from(&chosen);
-    }
-    let (replica, mut response) = match (answered, chosen) {
+    // The exchange writes the replica it tries into the call's (the log and metrics name it); a
+    // round that finds none leaves the one before it.
+    let answered = retry::exchange(parts.upstream, client, &plan, held_by.replica).await;
+    let (replica, mut response) = match (answered, held_by.replica.clone()) {
         (Ok(response), Some(replica)) => (replica, response),
         (Err(Stop::Answer(failure)), Some(replica)) if !matches!(failure, Failure::NoReplica) => {
             return Ok(Err(format!(
