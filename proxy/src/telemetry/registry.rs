@@ -39,13 +39,6 @@ pub trait Source: Send + Sync {
     fn collect(&self, out: &mut Encoder);
 }
 
-/// A function as a source (a gauge read from a free function, a counter held elsewhere).
-impl<F: Fn(&mut Encoder) + Send + Sync> Source for F {
-    fn collect(&self, out: &mut Encoder) {
-        self(out)
-    }
-}
-
 /// Every source of the process, in registration order.
 #[derive(Default, Clone)]
 pub struct Registry {
@@ -59,10 +52,7 @@ impl Registry {
 
     /// The Prometheus text exposition of every registered family.
     pub fn render(&self) -> String {
-        let mut out = Encoder {
-            text: String::with_capacity(16 << 10),
-            names: Vec::new(),
-        };
+        let mut out = Encoder::with_capacity(16 << 10);
         for source in &self.sources {
             source.collect(&mut out);
         }
@@ -72,27 +62,29 @@ impl Registry {
 
 /// One source's families alone (a module's tests).
 pub fn render_one(source: &dyn Source) -> String {
-    let mut out = Encoder {
-        text: String::new(),
-        names: Vec::new(),
-    };
+    let mut out = Encoder::with_capacity(0);
     source.collect(&mut out);
     out.finish()
 }
 
 impl Encoder {
-    fn finish(self) -> String {
-        let out = self;
-        debug_assert!(
-            {
-                let mut names = out.names.clone();
-                names.sort_unstable();
-                names.windows(2).all(|w| w[0] != w[1])
-            },
-            "a family written twice: {:?}",
-            out.names
-        );
-        out.text
+    fn with_capacity(bytes: usize) -> Self {
+        Encoder {
+            text: String::with_capacity(bytes),
+            names: Vec::new(),
+        }
+    }
+
+    fn finish(mut self) -> String {
+        if cfg!(debug_assertions) {
+            self.names.sort_unstable();
+            assert!(
+                self.names.windows(2).all(|w| w[0] != w[1]),
+                "a family written twice: {:?}",
+                self.names
+            );
+        }
+        self.text
     }
 }
 
@@ -180,15 +172,23 @@ mod tests {
 
     #[test]
     fn families_are_written_in_registration_order_with_escaped_labels() {
+        struct A;
+        impl Source for A {
+            fn collect(&self, out: &mut Encoder) {
+                out.counter("a_total", "As.", 3);
+            }
+        }
+        struct B;
+        impl Source for B {
+            fn collect(&self, out: &mut Encoder) {
+                let mut family = out.family("b", Kind::Gauge, "Bs by name.");
+                family.sample(&[("name", "x\"y\\z\nw"), ("kind", "k")], 1);
+                family.suffixed("_count", &[], 2.5);
+            }
+        }
         let mut registry = Registry::default();
-        registry.register(Arc::new(|out: &mut Encoder| {
-            out.counter("a_total", "As.", 3);
-        }));
-        registry.register(Arc::new(|out: &mut Encoder| {
-            let mut family = out.family("b", Kind::Gauge, "Bs by name.");
-            family.sample(&[("name", "x\"y\\z\nw"), ("kind", "k")], 1);
-            family.suffixed("_count", &[], 2.5);
-        }));
+        registry.register(Arc::new(A));
+        registry.register(Arc::new(B));
         assert_eq!(
             registry.render(),
             "# HELP a_total As.\n# TYPE a_total counter\na_total 3\n\
