@@ -149,6 +149,7 @@ pub fn run(config: Config) -> ! {
         work_stealing: config.work_stealing,
         grace_period_seconds: Some(config.grace_seconds),
         graceful_shutdown_timeout_seconds: Some(1),
+        fast_timeout_to_tokio_threshold_seconds: Some(crate::budget::TOKIO_TIMERS_ABOVE_SECONDS),
         ..ServerConf::default()
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);

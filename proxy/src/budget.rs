@@ -37,6 +37,20 @@ pub fn bounded(name: &str, limit: usize) -> &str {
     &name[..end]
 }
 
+/// Deadlines longer than this many seconds run on tokio's timer, shorter ones on pingora's
+/// shared one (pingora's `fast_timeout_to_tokio_threshold_seconds`, 900 by default).
+///
+/// pingora's fast timer shares one timer per 10 ms tick and keeps it until its deadline even
+/// when every request waiting on it is long done; tokio's is freed with the request. Our deadlines
+/// are long and almost never reached (300 s for a replica's first byte, 600 s between two SSE
+/// events, 60 s to send, 30 s for the next head): on pingora's timer, every request of the last
+/// ten minutes left one behind. Measured (heaptrack, benches/abuse one minute, system
+/// allocator): the live heap climbed 1.6 → 3.1 MiB in a quiet minute and kept 3.7 MiB after the
+/// attack, 2.7 MiB of it timers (`register_timer` and its tree) waiting for deadlines minutes
+/// away; on tokio's timer it stays at 1.2 MiB through the quiet minute and is back to 1.2 MiB
+/// ten seconds after the attack (its peak 13.3 → 9.1 MiB).
+pub const TOKIO_TIMERS_ABOVE_SECONDS: u64 = 1;
+
 /// Who a share of a global cap belongs to ([`caller`]).
 pub type Caller = [u8; 17];
 
@@ -79,8 +93,9 @@ pub fn network(ip: IpAddr) -> IpAddr {
 
 /// `work` within `limit`, taking a timer only when it must wait: polled once first (a write
 /// into a buffer, a body that came with its head, a request that fits the socket — most of
-/// them — completes there), and only then bounded by pingora's fast timer (whose creation
-/// checks its clock thread: measurable on every request). `Err`: the limit passed. The work is
+/// them — completes there), and only then bounded by a timer (pingora's `fast_timeout`, which
+/// hands deadlines above [`TOKIO_TIMERS_ABOVE_SECONDS`] to tokio; its creation checks pingora's
+/// clock thread: measurable on every request). `Err`: the limit passed. The work is
 /// pinned where it was made (`std::pin::pin!`): a write's future moved into here by value was
 /// copied at each call, measured (+300 instructions a request).
 pub async fn within<F: Future>(limit: Duration, mut work: Pin<&mut F>) -> Result<F::Output, ()> {
