@@ -63,6 +63,7 @@ fn bench(c: &mut Criterion) {
                 header_method: None,
                 header_name: None,
                 resume_from: None,
+                resume_original: None,
                 accepts_sse: true,
             };
             (

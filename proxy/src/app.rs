@@ -58,9 +58,38 @@ pub fn edge(
         first_byte: config.first_byte_timeout(),
         idle: config.stream_idle(),
     };
+    let limits = config.limits();
+    let streams = Arc::new(Streams::default());
+    let tools = Arc::new(KnownTools::default());
+    let peers = Arc::new(Peers::new(&config.peers, peer_keys));
+    let upstream = Arc::new(Upstream {
+        replicas: replicas.clone(),
+        pool: Pool::new(UPSTREAM_IDLE),
+        timeouts,
+        metrics: metrics.clone(),
+    });
+    let bridge = crate::bridge::Driver {
+        bridges: Arc::new(crate::bridge::Bridges::new(
+            config.bridge,
+            config.max_bridges,
+            Duration::from_secs(config.bridge_input_timeout_seconds.max(1)),
+        )),
+        upstream: upstream.clone(),
+        tools: tools.clone(),
+        streams: streams.clone(),
+        limits,
+        own_auth: auth.is_some(),
+        peers: peers.clone(),
+    };
+    let push = crate::push::stream::Driver {
+        push: crate::push::Push::new(config.push, replicas, timeouts, metrics.spent.clone()),
+        streams: streams.clone(),
+        limits,
+        peers: peers.clone(),
+    };
     Edge {
         admission: Admission {
-            limits: config.limits(),
+            limits,
             path: config.path.clone(),
             auth,
             rate_limit: config.rate_limit().map(Arc::new),
@@ -82,28 +111,14 @@ pub fn edge(
             }
         }),
         owners: Arc::new(Owners::default()),
-        streams: Arc::new(Streams::default()),
-        tools: Arc::new(KnownTools::default()),
-        push: crate::push::Push::new(
-            config.push,
-            replicas.clone(),
-            timeouts,
-            metrics.spent.clone(),
-        ),
+        streams,
+        tools,
+        bridge,
+        push,
         tasks: Arc::new(crate::tasks::TaskCounts::default()),
-        upstream: Upstream {
-            replicas,
-            pool: Pool::new(UPSTREAM_IDLE),
-            timeouts,
-            metrics: metrics.clone(),
-        },
+        upstream,
         metrics,
-        peers: Peers::new(&config.peers, peer_keys),
-        bridges: Arc::new(crate::bridge::Bridges::new(
-            config.bridge,
-            config.max_bridges,
-            Duration::from_secs(config.bridge_input_timeout_seconds.max(1)),
-        )),
+        peers,
         body_limit: config.body_limit,
         access: AccessLog::start(config.access_log, std::io::stdout())
             .unwrap_or_else(|e| fail(format!("cannot start the access log writer: {e}"))),
@@ -182,8 +197,8 @@ pub fn run(config: Config) -> ! {
     let rate_limit = edge.admission.rate_limit.clone();
     let tools = edge.tools.clone();
     let owners = edge.owners.clone();
-    let bridges = edge.bridges.clone();
-    let push = edge.push.clone();
+    let bridges = edge.bridge.bridges.clone();
+    let push = edge.push.push.clone();
     let drain = Arc::new(Drain::default());
     let proxy = Front::new(
         edge,
@@ -326,8 +341,8 @@ fn registry(edge: &Edge, replicas: &Arc<Replicas>) -> Registry {
     registry.register(Arc::new(crate::downstream::listen::WorkerTasks));
     registry.register(edge.sessions.clone());
     registry.register(replicas.clone());
-    registry.register(edge.bridges.clone());
-    registry.register(edge.push.clone());
+    registry.register(edge.bridge.bridges.clone());
+    registry.register(edge.push.push.clone());
     registry.register(edge.tasks.clone());
     registry
 }

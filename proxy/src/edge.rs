@@ -1,24 +1,25 @@
 //! One request's phases, from its head to its answer ([`crate::downstream`] calls
-//! [`Edge::handle`] for each request it reads). Each phase delegates to one module:
+//! [`Edge::handle`] for each request it reads). Each phase delegates to one module, and
+//! `handle` is their dispatcher: one call per phase, one call per decision.
 //!
 //! ```text
 //! admit ─── admit: header limits, path, bearer token, rate, Origin, POST Content-Type/Accept
-//! session ─ session: the legacy token opened (sealed, no shared store)
 //! body ──── downstream::client: the POST body read whole (bounded)
 //! classify  mcp_protocol::classify: what the body is, its era
-//! route ─── route::decide ─┬─ Reply: answered here, no replica sees it
-//!                          ├─ Bridge: bridge::run, rounds over 2026-07-28 replicas;
-//!                          │  Deliver / CancelBridge: to the call waiting here or at a peer
-//!                          ├─ Listen / Push: push::stream, a listen stream fed by the
-//!                          │  fan-out; Subscribe: answered here, told to the peers
-//!                          ├─ Task(id): the task's replica, its own id restored (tasks);
-//!                          │  TaskGone: -32602 here
-//!                          └─ AnyReplica / Replica(id)
+//! is ────── Edge::is: what the request is, set once (request::Is: labels, caller, the legacy
+//!           session opened from its sealed token, no shared store)
+//! route ─── route::decide, each Decision carrying what it checked:
+//!           ├─ Reply / End / TaskGone: answered here, no replica sees it
+//!           ├─ Bridge(call) / Deliver / CancelBridge: bridge::Driver, rounds over 2026-07-28
+//!           │  replicas, answers to the call waiting here or at a peer
+//!           ├─ Listen / Push / Subscribe: push::stream::Driver, streams fed by the fan-out
+//!           └─ AnyReplica / Replica(id) / Task(id, raw): Edge::proxy, the plan, then
 //! exchange  retry: attempts until a replica answers (upstream::exchange, one attempt);
 //!           route::after_failure decides each next step, answer::Failure says it
 //! relay ─── relay (the policy, pure) + respond (the bytes): X-Served-By, session header,
 //!           SSE ids, task ids, server→client asks, tools/list learning, sealing on initialize
-//! log ───── telemetry: metrics, access log; in-flight guards released (inflight)
+//! log ───── request::Ctx::finish: what the request held released (request::Held), metrics,
+//!           the access log
 //! ```
 //!
 //! Why not pingora-proxy's phases: routing needs the whole body first, pingora 0.9 replays a
@@ -28,28 +29,30 @@
 
 use std::sync::Arc;
 
-use mcp_protocol::{sse, version::MODERN};
+use bytes::Bytes;
+use mcp_protocol::{Message, sse, version::MODERN};
 
 use crate::{
-    admit::{Admission, VERSION_PATH},
-    answer::{Failure, Reply, Stop},
-    bridge::{self, Bridges, Delivery},
+    admit::{Admission, Admitted, VERSION_PATH},
+    answer::{Reply, Stop},
+    bridge::{self, Bridges},
     budget::Limit,
     downstream::client::Client,
     inflight::{Owners, Scope, Streams},
-    push::{self, Push},
+    push,
     relay::{self, Relay},
-    request::{Ctx, Found, Live},
+    request::{Ctx, Found, Held, Is},
     respond::respond,
-    retry::{self, Choice, Plan, Upstream},
+    retry::{self, Plan, Upstream},
     route::{self, Decision, SessionState, Verb},
-    session::{Profile, SessionView, Sessions, peers::Peers},
-    tasks::{self, Outcome, TaskCounts},
+    session::{Profile, ReplicaId, SessionView, Sessions, Uid, peers::Peers},
+    tasks::{self, TaskCounts},
     telemetry::{
         access::AccessLog,
         metrics::{Event, Metrics},
     },
     tools::KnownTools,
+    upstream::Replicas,
 };
 
 /// The proxy's shared state (one per process, built by `app`).
@@ -59,280 +62,268 @@ pub struct Edge {
     pub owners: Arc<Owners>,
     pub streams: Arc<Streams>,
     pub tools: Arc<KnownTools>,
-    pub upstream: Upstream,
+    pub upstream: Arc<Upstream>,
     pub metrics: Arc<Metrics>,
-    pub peers: Peers,
-    pub bridges: Arc<Bridges>,
-    pub push: Arc<Push>,
+    pub peers: Arc<Peers>,
+    /// The bridge and the fan-out's client side, each holding what it needs.
+    pub bridge: bridge::Driver,
+    pub push: push::stream::Driver,
     pub tasks: Arc<TaskCounts>,
     pub body_limit: usize,
     /// `None` with `--access-log off`.
     pub access: Option<AccessLog>,
 }
 
+/// A request on its way to a replica: what `route` decided and what the request carries.
+struct Forwarded<'a> {
+    /// The replica it must go to (`None`: round robin).
+    target: Option<ReplicaId>,
+    /// A task's replica's own id for it.
+    task: Option<&'a str>,
+    verb: Verb,
+    message: Option<&'a Message<'a>>,
+    body: &'a Bytes,
+    /// A `Last-Event-ID` mcp-edge issued: the replica's own id.
+    resume: Option<&'a str>,
+}
+
+impl<'a> Forwarded<'a> {
+    /// Round robin.
+    fn new(request: &route::Request<'a>, body: &'a Bytes) -> Self {
+        Forwarded {
+            target: None,
+            task: None,
+            verb: request.verb,
+            message: request.message,
+            body,
+            resume: request.resume_original,
+        }
+    }
+
+    /// To `target` only (for its `task`).
+    fn pinned(self, target: ReplicaId, task: Option<&'a str>) -> Self {
+        Forwarded {
+            target: Some(target),
+            task,
+            ..self
+        }
+    }
+}
+
+/// The request as `route` sees it.
+fn routed<'a>(
+    admitted: &'a Admitted,
+    message: Option<&'a Message<'a>>,
+    session: &'a SessionState,
+) -> route::Request<'a> {
+    let heads = &admitted.routing;
+    let resume = heads.last_event_id.as_deref().and_then(sse::parse_event_id);
+    route::Request {
+        verb: admitted.verb,
+        message,
+        session,
+        header_version: heads.version.as_deref(),
+        header_method: heads.mcp_method.as_deref(),
+        header_name: heads.mcp_name.as_deref(),
+        resume_from: resume.map(|(replica, _)| replica),
+        resume_original: resume.map(|(_, original)| original),
+        accepts_sse: heads.accepts_sse,
+    }
+}
+
 impl Edge {
     /// Take one request through its phases, and answer it: here, or from a replica.
     /// `Stop::Answer`: the client is still to be told (downstream writes it).
     pub async fn handle(&self, client: &mut Client<'_>, ctx: &mut Ctx) -> Result<(), Stop> {
-        let addr = client.addr();
-        ctx.addr = addr;
-        let admitted = match self.admission.admit(client.header(), addr) {
+        ctx.addr = client.addr();
+        let admitted = match self.admission.admit(client.header(), ctx.addr) {
             Ok(admitted) => admitted,
             Err(reply) => return Ok(client.reply(&reply).await?),
         };
-        ctx.identity = admitted.identity;
-        ctx.caller = Some(admitted.caller);
-        let verb = admitted.verb;
-        let empty = bytes::Bytes::new();
         if admitted.version_path {
-            let plan = Plan::version(&empty, VERSION_PATH);
-            let policy = relay::Request::default();
-            return self.forward(client, ctx, plan, policy, (None, None)).await;
+            return self.version(client, ctx).await;
         }
-        let body = match verb {
-            Verb::Post => match client.read_body(self.body_limit, admitted.declared).await? {
-                Ok(body) => Some(body),
-                Err(reply) => {
-                    if reply.status == 408 {
-                        self.metrics.spent.count(Limit::BodyTime);
-                    }
-                    return Ok(client.reply(&reply).await?);
-                }
-            },
-            _ => None,
+        let body = match self.body(client, &admitted).await? {
+            Ok(body) => body,
+            Err(reply) => return Ok(client.reply(&reply).await?),
         };
-        let message = match body.as_deref().map(mcp_protocol::classify).transpose() {
+        let post = admitted.verb == Verb::Post;
+        let message = match post.then(|| mcp_protocol::classify(&body)).transpose() {
             Ok(message) => message,
             Err(invalid) => return Ok(client.reply(&invalid.into()).await?),
         };
-        let heads = &admitted.routing;
-        let era = mcp_protocol::era(message.as_ref(), heads.version.as_deref());
-        // 2026-07-28 has no sessions: an incoming id is ignored, never opened.
-        let state = if era.is_modern() {
-            SessionState::None
-        } else {
-            let token = admitted.token.as_deref();
-            let (state, expired) = self.sessions.state(token, ctx.identity());
+        ctx.is = self.is(&admitted, message.as_ref(), &body, ctx.addr);
+        let request = routed(&admitted, message.as_ref(), &ctx.is.session);
+        let decision = route::decide(&request, &self.live(&ctx.is));
+        let on = (&ctx.is, &mut ctx.held);
+        let (is, to) = (on.0, Forwarded::new(&request, &body));
+        match decision {
+            Decision::Reply(reply) => Ok(client.reply(&reply.with_id(is.id.as_deref())).await?),
+            Decision::End(view) => self.end(client, is.token.as_deref(), view).await,
+            Decision::AnyReplica => self.proxy(client, on, to).await,
+            Decision::Replica(id) => self.proxy(client, on, to.pinned(id, None)).await,
+            Decision::Task(id, raw) => self.proxy(client, on, to.pinned(id, Some(raw))).await,
+            Decision::TaskGone => {
+                let gone = self.tasks.gone(is.method, is.id.as_deref());
+                Ok(client.reply(&gone).await?)
+            }
+            Decision::Bridge(call) => self.bridge.run(client, on, call, &body).await,
+            Decision::Deliver { id } => self.bridge.deliver(client, is, id, &body).await,
+            Decision::CancelBridge { session, id } => self.bridge.cancel(client, session, id).await,
+            Decision::Listen { id } => self.push.listen(client, on, id, &body).await,
+            Decision::Push(uid) => self.push.legacy(client, on, uid).await,
+            Decision::Subscribe { view, subscribe } => {
+                let asked = (view, subscribe);
+                self.push.subscribe(client, is, asked, &body).await
+            }
+        }
+    }
+
+    /// `GET /version`: not MCP, any replica's answer.
+    async fn version(&self, client: &mut Client<'_>, ctx: &mut Ctx) -> Result<(), Stop> {
+        let none = Bytes::new();
+        let plan = Plan::version(&none, VERSION_PATH);
+        let on = (&ctx.is, &mut ctx.held);
+        self.forward(client, on, plan, relay::Request::default())
+            .await
+    }
+
+    /// A live session's DELETE: it ends here (and at the peers), 200.
+    async fn end(
+        &self,
+        client: &mut Client<'_>,
+        token: Option<&str>,
+        view: &SessionView,
+    ) -> Result<(), Stop> {
+        self.end_session(token, Some(view));
+        Ok(client.reply(&Reply::ok(200)).await?)
+    }
+
+    /// A POST's body, read whole within its limits (other verbs have none).
+    async fn body(
+        &self,
+        client: &mut Client<'_>,
+        admitted: &Admitted,
+    ) -> Result<Result<Bytes, Reply>, Stop> {
+        if admitted.verb != Verb::Post {
+            return Ok(Ok(Bytes::new()));
+        }
+        let read = client.read_body(self.body_limit, admitted.declared).await?;
+        if read.as_ref().is_err_and(|reply| reply.status == 408) {
+            self.metrics.spent.count(Limit::BodyTime);
+        }
+        Ok(read)
+    }
+
+    /// What the request is, once its body is classified: labels, caller, session (a legacy
+    /// one opened; 2026-07-28 has none, an incoming id is ignored, never opened).
+    fn is(
+        &self,
+        admitted: &Admitted,
+        message: Option<&Message<'_>>,
+        body: &Bytes,
+        addr: Option<std::net::SocketAddr>,
+    ) -> Is {
+        let era = mcp_protocol::era(message, admitted.routing.version.as_deref());
+        let mut is = Is {
+            identity: admitted.identity,
+            caller: Some(admitted.caller),
+            era: if era.is_modern() { MODERN } else { "legacy" },
+            ..Is::default()
+        };
+        if !era.is_modern() {
+            let (state, expired) = self
+                .sessions
+                .state(admitted.token.as_deref(), is.identity());
             if expired {
                 self.metrics.count(Event::SessionExpired);
             }
-            state
-        };
-        let resume = heads.last_event_id.as_deref().and_then(sse::parse_event_id);
-        ctx.scope = match &state {
-            SessionState::Live(view) => Scope::Session(view.uid),
-            _ => addr.map_or(Scope::Unknown, Scope::Client),
-        };
-        let request = route::Request {
-            verb,
-            message: message.as_ref(),
-            session: &state,
-            header_version: heads.version.as_deref(),
-            header_method: heads.mcp_method.as_deref(),
-            header_name: heads.mcp_name.as_deref(),
-            resume_from: resume.map(|(replica, _)| replica),
-            accepts_sse: heads.accepts_sse,
-        };
-        let live = Live {
+            if let SessionState::Live(view) = &state {
+                is.scope = Scope::Session(view.uid);
+                is.token = admitted.token.clone();
+            }
+            is.session = state;
+        }
+        if is.view().is_none() {
+            is.scope = addr.map_or(Scope::Unknown, Scope::Client);
+        }
+        if let Some(m) = message {
+            is.label(m);
+            is.listed = is.tool.as_deref().and_then(|t| self.tools.listed(t));
+            if !era.is_modern() && is.is_request && m.is("initialize") {
+                is.profile = Profile::of_initialize(body);
+            }
+        }
+        is
+    }
+
+    /// What `route` consults, for this request.
+    fn live<'a>(&'a self, is: &Is) -> Live<'a> {
+        Live {
             owners: &self.owners,
             replicas: &self.upstream.replicas,
-            tools: &self.tools,
-            bridges: &self.bridges,
-            push: &self.push,
-            session: match &state {
-                SessionState::Live(view) => Some(view.uid),
-                _ => None,
-            },
-            scope: ctx.scope,
-        };
-        let decision = route::decide(&request, &live);
-        ctx.era = if era.is_modern() { MODERN } else { "legacy" };
-        let mut safe = false;
-        if let Some(m) = &message {
-            ctx.label(m);
-            let listed = ctx.tool.as_deref().and_then(|t| self.tools.listed(t));
-            ctx.tool_listed = listed.is_some();
-            safe = decision == Decision::AnyReplica && route::retry_is_safe(m, listed);
+            bridges: &self.bridge.bridges,
+            push: &self.push.push,
+            session: is.view().map(|view| view.uid),
+            scope: is.scope,
         }
-        let (token, view) = match state {
-            SessionState::Live(view) => (admitted.token, Some(view)),
-            _ => (None, None),
-        };
-        let mut task = None;
-        let target = match decision {
-            Decision::Reply(reply) => {
-                if verb == Verb::Delete && reply.status == 200 {
-                    self.end_session(token.as_deref(), view.as_ref());
-                }
-                (ctx.token, ctx.session) = (token, view);
-                return Ok(client.reply(&reply.with_id(ctx.id.as_deref())).await?);
-            }
-            Decision::Replica(id) => Some(id),
-            Decision::AnyReplica => None,
-            Decision::Task(id, raw) => {
-                task = Some(raw);
-                Some(id)
-            }
-            Decision::TaskGone => {
-                self.tasks.request(ctx.method, Outcome::Gone);
-                let reply = Failure::TaskGone.reply(ctx.id.as_deref());
-                return Ok(client.reply(&reply).await?);
-            }
-            Decision::Bridge => {
-                let (Some(v), Some(m), Some(body)) =
-                    (view.as_ref(), message.as_ref(), body.as_ref())
-                else {
-                    unreachable!("route bridges live sessions' requests only")
-                };
-                let call = bridge::Call {
-                    tool: ctx.tool.as_deref(),
-                    body,
-                    method: m.method.as_deref().unwrap_or_default(),
-                    id: m.id.unwrap_or("null"),
-                    view: v,
-                };
-                let parts = bridge::Parts {
-                    bridges: &self.bridges,
-                    upstream: &self.upstream,
-                    tools: &self.tools,
-                    streams: &self.streams,
-                    limits: &self.admission.limits,
-                    own_auth: self.admission.auth.is_some(),
-                    caller: ctx.caller,
-                };
-                let tool = ctx.tool.clone();
-                let call = bridge::Call {
-                    tool: tool.as_deref(),
-                    ..call
-                };
-                let held = bridge::Held {
-                    replica: &mut ctx.replica,
-                    stream: &mut ctx.stream,
-                    log: &mut ctx.bridged,
-                };
-                let result = bridge::run(&parts, client, held, call).await;
-                (ctx.token, ctx.session) = (token, view);
-                return result;
-            }
-            Decision::Deliver => {
-                let (Some(m), Some(body)) = (message.as_ref(), body.as_ref()) else {
-                    unreachable!("answers have a body")
-                };
-                if let (Some(view), Some(id)) = (view.as_ref(), m.id) {
-                    match self.bridges.deliver(&view.uid, id, body.clone()) {
-                        Delivery::Local | Delivery::Late => {}
-                        Delivery::Elsewhere => {
-                            if let Some(token) = token.as_deref() {
-                                let delivered = self.peers.deliver(token, body).await;
-                                self.bridges.delivered_by_peer(delivered);
-                            }
-                        }
-                    }
-                }
-                (ctx.token, ctx.session) = (token, view);
-                return Ok(client.reply(&Reply::ok(202)).await?);
-            }
-            Decision::Listen => {
-                let (Some(m), Some(body)) = (message.as_ref(), body.as_ref()) else {
-                    unreachable!("a listen is a request")
-                };
-                let parts = self.push_parts(ctx);
-                let id = m.id.unwrap_or("null");
-                return push::stream::listen(&parts, client, &mut ctx.stream, id, body).await;
-            }
-            Decision::Push => {
-                let uid = view.as_ref().expect("a live session").uid;
-                let parts = self.push_parts(ctx);
-                let result = push::stream::legacy(&parts, client, &mut ctx.stream, uid).await;
-                (ctx.token, ctx.session) = (token, view);
-                return result;
-            }
-            Decision::Subscribe(subscribe) => {
-                let (Some(v), Some(body)) = (view.as_ref(), body.as_ref()) else {
-                    unreachable!("route answers live sessions' requests only")
-                };
-                let request = push::stream::Subscription {
-                    session: (v.uid, v.expires),
-                    token: token.as_deref(),
-                    id: ctx.id.as_deref().unwrap_or("null"),
-                    subscribe,
-                    body,
-                    caller: ctx.caller,
-                };
-                let result =
-                    push::stream::subscribe(&self.push, &self.peers, client, request).await;
-                (ctx.token, ctx.session) = (token, view);
-                return result;
-            }
-            Decision::CancelBridge => {
-                if let (Some(view), Some(id)) =
-                    (view.as_ref(), message.as_ref().and_then(|m| m.cancels))
-                {
-                    self.bridges.cancel(&view.uid, id);
-                }
-                (ctx.token, ctx.session) = (token, view);
-                return Ok(client.reply(&Reply::ok(202)).await?);
-            }
-        };
-        if target.is_none()
+    }
+
+    /// A request for a replica: planned (its target, its task, whether it may move), then the
+    /// exchange and relay phases.
+    async fn proxy(
+        &self,
+        client: &mut Client<'_>,
+        (is, held): (&Is, &mut Held),
+        to: Forwarded<'_>,
+    ) -> Result<(), Stop> {
+        let is_method = |method| to.message.is_some_and(|m| is.is_request && m.is(method));
+        if to.target.is_none()
+            && let Some(token) = is.token.as_deref()
+            && to.message.is_some_and(|m| m.is("notifications/cancelled"))
             && !self.peers.is_empty()
-            && let (Some(token), Some(m), Some(body)) =
-                (token.as_deref(), message.as_ref(), body.as_ref())
-            && m.is("notifications/cancelled")
         {
             // It may name a call another process bridges; the replicas ignore what they never saw.
-            self.peers.cancel(token, body);
+            self.peers.cancel(token, to.body);
         }
-        let restored = tasks::restored(body.as_ref(), task.as_deref());
-        let body = restored.as_ref().or(body.as_ref()).unwrap_or(&empty);
-        let resume = resume.map(|(_, original)| original);
-        let mut plan = Plan::new(body, target.as_ref(), view.as_ref(), resume);
-        plan.attempt.safe = safe;
-        if let (Some(id), Some(_)) = (target.as_ref(), &task) {
-            plan.attempt.task = true;
-            plan.choice = Choice::Task(id);
-        }
+        let restored = tasks::restored(to.body, to.task);
+        let body = restored.as_ref().unwrap_or(to.body);
+        let mut plan = Plan::new(body, (to.target.as_ref(), to.task), is.view(), to.resume);
+        plan.attempt.safe = to.target.is_none()
+            && to
+                .message
+                .is_some_and(|m| route::retry_is_safe(m, is.listed));
         plan.rewrite.drop_authorization = self.admission.auth.is_some();
-        plan.rewrite.name = task.as_deref();
-        let is = |method| {
-            message
-                .as_ref()
-                .is_some_and(|m| ctx.is_request && m.is(method))
-        };
-        let initialize = is("initialize") && !era.is_modern();
-        let names_task = era.is_modern() && tasks::may_name(message.as_ref(), task.is_some());
-        if initialize {
-            if let Err(wait) = self.sessions.may_start(admitted.caller) {
-                self.metrics.spent.count(Limit::SessionStarts);
-                let reply = crate::ratelimit::limited("--session-rate-limit", wait);
-                return Ok(client.reply(&reply.with_id(ctx.id.as_deref())).await?);
-            }
-            ctx.profile = Profile::of_initialize(body);
+        let modern = is.era == MODERN;
+        let initialize = !modern && is_method("initialize");
+        if initialize
+            && let Some(caller) = is.caller
+            && let Err(wait) = self.sessions.may_start(caller)
+        {
+            self.metrics.spent.count(Limit::SessionStarts);
+            let reply = crate::ratelimit::limited("--session-rate-limit", wait);
+            return Ok(client.reply(&reply.with_id(is.id.as_deref())).await?);
         }
         let policy = relay::Request {
             replica: "",
-            token: token.as_deref(),
-            modern: era.is_modern(),
+            token: is.token.as_deref(),
+            modern,
             initialize,
-            lists_tools: is("tools/list"),
-            delete: verb == Verb::Delete,
+            lists_tools: is_method("tools/list"),
+            delete: to.verb == Verb::Delete,
             owned: plan.attempt.owned,
-            names_task,
+            names_task: modern && tasks::may_name(to.message, to.task.is_some()),
         };
-        let session = (token.as_deref(), view.as_ref());
-        let result = self.forward(client, ctx, plan, policy, session).await;
-        (ctx.token, ctx.session) = (token, view);
-        result
+        self.forward(client, (is, held), plan, policy).await
     }
 
     /// The exchange and relay phases.
     async fn forward(
         &self,
         client: &mut Client<'_>,
-        ctx: &mut Ctx,
+        (is, held): (&Is, &mut Held),
         plan: Plan<'_>,
         policy: relay::Request<'_>,
-        (token, view): (Option<&str>, Option<&SessionView>),
     ) -> Result<(), Stop> {
         // Boxed: the exchange's state (the replica's peer, 672 bytes, and the attempt) would
         // otherwise stay in this future for as long as the stream that follows it.
@@ -340,14 +331,14 @@ impl Edge {
             &self.upstream,
             client,
             &plan,
-            &mut ctx.replica,
+            &mut held.replica,
         ))
         .await;
         if plan.attempt.task {
-            self.tasks.exchanged(ctx.method, &exchanged);
+            self.tasks.exchanged(is.method, &exchanged);
         }
         let mut response = exchanged?;
-        let replica = ctx.replica.clone().expect("a replica answered");
+        let replica = held.replica.clone().expect("a replica answered");
         let mut head = response.head();
         let (relay, shown) = Relay::head(
             &relay::Request {
@@ -357,17 +348,17 @@ impl Edge {
             &mut head,
         );
         if shown.ends_session {
-            self.end_session(token, view);
+            self.end_session(is.token.as_deref(), is.view());
         }
         if shown.stream {
-            let uid = view.map(|v| v.uid);
-            match self.streams.hold(&self.admission.limits, uid, ctx.caller) {
-                Ok(stream) => ctx.stream = Some(stream),
+            let uid = is.view().map(|v| v.uid);
+            match self.streams.hold(&self.admission.limits, uid, is.caller) {
+                Ok(stream) => held.stream = Some(stream),
                 // Refused here: dropping the replica's connection abandons the request there.
-                Err(reply) => return Ok(client.reply(&reply.with_id(ctx.id.as_deref())).await?),
+                Err(reply) => return Ok(client.reply(&reply.with_id(is.id.as_deref())).await?),
             }
-            if let (true, Some(id)) = (ctx.is_request, &ctx.id) {
-                ctx.streaming = Some(self.owners.hold(ctx.scope.key(), id, replica.id.clone()));
+            if let (true, Some(id)) = (is.is_request, &is.id) {
+                held.streaming = Some(self.owners.hold(is.scope.key(), id, replica.id.clone()));
             }
         }
         let found = Found {
@@ -376,7 +367,7 @@ impl Edge {
             sessions: &self.sessions,
             metrics: &self.metrics,
             tasks: &self.tasks,
-            ctx,
+            is,
             replica: &replica.id,
         };
         respond(
@@ -391,23 +382,50 @@ impl Edge {
         .await
     }
 
-    fn push_parts(&self, ctx: &Ctx) -> push::stream::Parts<'_> {
-        push::stream::Parts {
-            push: &self.push,
-            streams: &self.streams,
-            limits: &self.admission.limits,
-            caller: ctx.caller,
-        }
-    }
-
     /// The client's session is over (DELETE, or its owner forgot it): revoked here and at peers.
     fn end_session(&self, token: Option<&str>, view: Option<&SessionView>) {
         if let (Some(token), Some(view)) = (token, view) {
             self.sessions.revoke(&view.uid, view.expires);
-            self.bridges.end_session(&view.uid);
-            self.push.end_session(&view.uid);
+            self.bridge.bridges.end_session(&view.uid);
+            self.push.push.end_session(&view.uid);
             self.metrics.count(Event::SessionRevoked);
             self.peers.announce(token);
         }
+    }
+}
+
+/// Lookups for [`route::decide`], scoped to this request.
+struct Live<'a> {
+    owners: &'a Owners,
+    replicas: &'a Replicas,
+    bridges: &'a Bridges,
+    push: &'a crate::push::Push,
+    /// The request's live session.
+    session: Option<Uid>,
+    scope: Scope,
+}
+
+impl route::Facts for Live<'_> {
+    fn streaming_owner(&self, id: &str) -> Option<ReplicaId> {
+        self.owners.streaming_owner(&self.scope.key(), id)
+    }
+    fn answer_owner(&self, id: &str) -> Option<ReplicaId> {
+        self.owners.answer_owner(&self.scope.key(), id)
+    }
+    fn is_alive(&self, replica: &str) -> bool {
+        self.replicas.is_alive(replica)
+    }
+    fn bridge_ready(&self) -> bool {
+        self.bridges.ready(self.replicas)
+    }
+    fn bridged(&self, id: &str) -> bool {
+        self.session
+            .is_some_and(|s| self.bridges.is_bridged(&s, id))
+    }
+    fn push_ready(&self) -> bool {
+        self.push.ready()
+    }
+    fn task_home(&self, replica: &str) -> bool {
+        self.replicas.answers(replica)
     }
 }

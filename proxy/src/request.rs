@@ -1,6 +1,5 @@
 //! One request's state as it passes the phases ([`Ctx`]: its labels, session, guards and the
-//! replica that served it), and the live lookups the pure decisions consult: [`Live`] for
-//! `route`, [`Found`] for what the relay policy finds in a response.
+//! replica that served it), and [`Found`]: what the relay policy finds in a response, applied.
 
 use std::{sync::Arc, time::Instant};
 
@@ -10,85 +9,103 @@ use pingora::Error;
 use crate::{
     answer::Failure,
     auth::Identity,
-    bridge::Bridges,
     budget::Limit,
     downstream::client::Client,
     inflight::{Owners, Scope, Stream, Streaming},
     relay::Chunk,
     route,
-    session::{Owner, Profile, ReplicaId, SessionView, Sessions, Uid},
+    session::{Owner, Profile, ReplicaId, SessionView, Sessions},
     tasks::TaskCounts,
     telemetry::{
         access::{AccessLog, Bridged},
         metrics::{self, Event, Metrics},
     },
-    tools::KnownTools,
-    upstream::{Replica, Replicas},
+    tools::{KnownTools, Listed},
+    upstream::Replica,
 };
 
-/// Per-request state.
+/// Per-request state: what the request *is* (set once, after classify) apart from what it
+/// *holds* (filled by the phases as they take things).
 pub struct Ctx {
     /// When the request's headers were read (metrics, access log).
     pub started: Instant,
+    /// The client's address (rate limits, the scope of in-flight keys, the access log).
+    pub addr: Option<std::net::SocketAddr>,
+    pub is: Is,
+    pub held: Held,
+}
+
+/// What a request is: its labels, its caller and its session, as classify and the session
+/// phase found them.
+pub struct Is {
     /// Labels for metrics and the access log.
     pub method: &'static str,
     pub tool: Option<String>,
-    /// Whether a replica listed the tool in `tools/list` (a metric label of its own).
-    pub tool_listed: bool,
+    /// What the replicas listed of the tool (`tools/list`): whether it is known (a metric label
+    /// of its own), whether a retry is safe.
+    pub listed: Option<Listed>,
     pub era: &'static str,
     /// Raw JSON text of the request id.
     pub id: Option<String>,
     /// The body is a JSON-RPC request (not a notification, response or batch).
     pub is_request: bool,
     pub identity: Option<Identity>,
-    /// The client's address (rate limits, the scope of in-flight keys, the access log).
-    pub addr: Option<std::net::SocketAddr>,
-    /// The session token the client sent, when it names a live session.
-    pub token: Option<String>,
-    pub session: Option<SessionView>,
     /// Who the request's share of the global caps belongs to (`budget::caller`).
     pub caller: Option<crate::budget::Caller>,
+    /// The session token the client sent, when it names a live session.
+    pub token: Option<String>,
+    /// The legacy session the request names (none in 2026-07-28).
+    pub session: route::SessionState,
     /// The scope of in-flight keys: the session uid, or the client connection.
     pub scope: Scope,
+    /// A legacy `initialize`'s client profile, sealed into the session it starts.
+    pub profile: Profile,
+}
+
+impl Default for Is {
+    fn default() -> Self {
+        Self {
+            method: "none",
+            tool: None,
+            listed: None,
+            era: "unknown",
+            id: None,
+            is_request: false,
+            identity: None,
+            caller: None,
+            token: None,
+            session: route::SessionState::None,
+            scope: Scope::Unknown,
+            profile: Profile::default(),
+        }
+    }
+}
+
+/// What a request holds while it is served, each released when the request ends.
+#[derive(Default)]
+pub struct Held {
     /// The replica last tried (it answered, or it failed).
     pub replica: Option<Arc<Replica>>,
     /// An SSE response being relayed, counted against the stream limits.
     pub stream: Option<Stream>,
     /// This request's stream, recorded for a cancel to find its replica.
     pub streaming: Option<Streaming>,
-    /// A legacy `initialize`'s client profile, sealed into the session it starts.
-    pub profile: Profile,
     /// A bridged call's rounds and replicas (the access log).
     pub bridged: Option<Box<Bridged>>,
 }
 
-impl Ctx {
-    pub fn new() -> Self {
-        Self {
-            started: Instant::now(),
-            method: "none",
-            tool: None,
-            tool_listed: false,
-            era: "unknown",
-            id: None,
-            is_request: false,
-            identity: None,
-            addr: None,
-            token: None,
-            session: None,
-            caller: None,
-            scope: Scope::Unknown,
-            replica: None,
-            stream: None,
-            streaming: None,
-            profile: Profile::default(),
-            bridged: None,
-        }
-    }
-
+impl Is {
     /// What sessions are bound to: the caller's credential, or nothing without authentication.
     pub fn identity(&self) -> &[u8] {
         self.identity.as_ref().map_or(&[], |id| &id[..])
+    }
+
+    /// The live session the request names.
+    pub fn view(&self) -> Option<&SessionView> {
+        match &self.session {
+            route::SessionState::Live(view) => Some(view),
+            _ => None,
+        }
     }
 
     /// The labels of a classified body (metrics, the access log), its id and kind.
@@ -104,12 +121,24 @@ impl Ctx {
         self.is_request = m.kind == Kind::Request;
         self.id = m.id.map(str::to_owned);
     }
+}
+
+impl Ctx {
+    pub fn new() -> Self {
+        Self {
+            started: Instant::now(),
+            addr: None,
+            is: Is::default(),
+            held: Held::default(),
+        }
+    }
 
     /// The id of the request a broken stream was answering (its last event names it).
     pub fn streamed_request(&self) -> Option<&str> {
-        self.id
+        self.is
+            .id
             .as_deref()
-            .filter(|_| self.stream.is_some() && self.is_request)
+            .filter(|_| self.held.stream.is_some() && self.is.is_request)
     }
 
     /// The log phase, however the request ended: what it held in flight is released (the
@@ -121,8 +150,8 @@ impl Ctx {
         metrics: &Metrics,
         access: Option<&AccessLog>,
     ) {
-        self.streaming = None;
-        self.stream = None;
+        self.held.streaming = None;
+        self.held.stream = None;
         if e.is_some_and(|e| {
             e.esource() == &pingora::ErrorSource::Downstream
                 && e.etype() == &pingora::ErrorType::WriteTimedout
@@ -131,25 +160,18 @@ impl Ctx {
         }
         let traffic = client.traffic();
         let request = metrics::Request {
-            method: self.method,
-            tool: self.tool.as_deref(),
-            listed: self.tool_listed,
-            era: self.era,
+            method: self.is.method,
+            tool: self.is.tool.as_deref(),
+            listed: self.is.listed.is_some(),
+            era: self.is.era,
             status: traffic.status,
-            replica: self.replica.as_ref().map(|r| &r.id),
+            replica: self.held.replica.as_ref().map(|r| &r.id),
             elapsed: self.started.elapsed(),
         };
         metrics.request(&request);
         if let Some(access) = access {
-            let bridged = self.bridged.as_deref();
-            access.log(
-                &traffic,
-                self.addr,
-                self.session.as_ref(),
-                &request,
-                bridged,
-                e,
-            );
+            let bridged = self.held.bridged.as_deref();
+            access.log(&traffic, self.addr, self.is.view(), &request, bridged, e);
         }
     }
 }
@@ -160,43 +182,6 @@ impl Default for Ctx {
     }
 }
 
-/// Lookups for [`route::decide`], scoped to this request.
-pub struct Live<'a> {
-    pub owners: &'a Owners,
-    pub replicas: &'a Replicas,
-    pub tools: &'a KnownTools,
-    pub bridges: &'a Bridges,
-    pub push: &'a crate::push::Push,
-    /// The request's live session.
-    pub session: Option<Uid>,
-    pub scope: Scope,
-}
-
-impl route::Facts for Live<'_> {
-    fn streaming_owner(&self, id: &str) -> Option<ReplicaId> {
-        self.owners.streaming_owner(&self.scope.key(), id)
-    }
-    fn answer_owner(&self, id: &str) -> Option<ReplicaId> {
-        self.owners.answer_owner(&self.scope.key(), id)
-    }
-    fn is_alive(&self, replica: &str) -> bool {
-        self.replicas.is_alive(replica)
-    }
-    fn bridge_ready(&self) -> bool {
-        self.bridges.ready(self.replicas)
-    }
-    fn bridged(&self, id: &str) -> bool {
-        self.session
-            .is_some_and(|s| self.bridges.is_bridged(&s, id))
-    }
-    fn push_ready(&self) -> bool {
-        self.push.ready()
-    }
-    fn task_home(&self, replica: &str) -> bool {
-        self.replicas.answers(replica)
-    }
-}
-
 /// What the relay policy found, applied to the process's state.
 pub struct Found<'a> {
     pub owners: &'a Owners,
@@ -204,7 +189,7 @@ pub struct Found<'a> {
     pub sessions: &'a Sessions,
     pub metrics: &'a Metrics,
     pub tasks: &'a TaskCounts,
-    pub ctx: &'a Ctx,
+    pub is: &'a Is,
     pub replica: &'a ReplicaId,
 }
 
@@ -217,12 +202,12 @@ impl Found<'_> {
         }
         for id in chunk.asked {
             self.owners
-                .asked(&self.ctx.scope.key(), &id, self.replica.clone());
+                .asked(&self.is.scope.key(), &id, self.replica.clone());
         }
         if let Some(list) = chunk.tools_list {
             self.tools.learn(&list);
         }
-        if chunk.named_task && self.ctx.method == "tools/call" {
+        if chunk.named_task && self.is.method == "tools/call" {
             self.tasks.created();
         }
     }
@@ -235,12 +220,7 @@ impl Found<'_> {
         });
         let (token, _) = self
             .sessions
-            .mint(
-                version,
-                owner,
-                self.ctx.identity(),
-                self.ctx.profile.clone(),
-            )
+            .mint(version, owner, self.is.identity(), self.is.profile.clone())
             .map_err(|e| Failure::Seal(e.to_string()))?;
         self.metrics.count(Event::SessionMinted);
         Ok(token)

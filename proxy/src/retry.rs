@@ -73,20 +73,27 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    /// An MCP request: to `target` or round robin, in the session `view` (its stateful owner
+    /// An MCP request: to `target` or round robin — for a `task` of the target, the replica's
+    /// own id for it, while the replica answers — in the session `view` (its stateful owner
     /// gets its own session id; the session's version is added), resuming `last_event_id`.
     pub fn new(
         body: &'a Bytes,
-        target: Option<&'a ReplicaId>,
+        (target, task): (Option<&'a ReplicaId>, Option<&'a str>),
         view: Option<&'a SessionView>,
         last_event_id: Option<&'a str>,
     ) -> Self {
         let owner = view.and_then(|v| v.owner.as_ref());
+        let task = task.filter(|_| target.is_some());
         Plan {
-            choice: target.map_or(Choice::Any, Choice::Pinned),
+            choice: match (target, task) {
+                (Some(id), Some(_)) => Choice::Task(id),
+                (Some(id), None) => Choice::Pinned(id),
+                (None, _) => Choice::Any,
+            },
             attempt: Attempt {
                 owned: owner.is_some_and(|o| Some(&o.replica) == target),
                 pinned: target.is_some(),
+                task: task.is_some(),
                 ..Attempt::default()
             },
             body,
@@ -95,6 +102,7 @@ impl<'a> Plan<'a> {
                 session_id: owner.map(|owner| owner.session_id.as_str()),
                 version: view.map(|view| view.version.as_str()),
                 last_event_id,
+                name: task,
                 ..Rewrite::default()
             },
             path: None,

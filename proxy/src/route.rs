@@ -35,37 +35,59 @@ use pingora::Error;
 
 use crate::{
     answer::{Failure, Reply, is_timeout},
-    session::{ReplicaId, SessionView},
+    session::{ReplicaId, SessionView, Uid},
     tools::Listed,
 };
 
 pub use crate::session::SessionState;
 
-/// Where a request goes.
+/// Where a request goes, with what routing checked on the way (borrowed from the request):
+/// whoever serves a decision has what it needs and checks nothing again.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Decision {
+pub enum Decision<'a> {
     /// Answer at the proxy; no replica sees the request.
     Reply(Reply),
+    /// A DELETE of this live session, which no replica owns: it ends here, 200.
+    End(&'a SessionView),
     /// The next healthy replica, round robin.
     AnyReplica,
     /// This replica and no other.
     Replica(ReplicaId),
     /// A legacy call run by the bridge over 2026-07-28 replicas ([`crate::bridge`]).
-    Bridge,
-    /// A client's answer to a bridged call's question: delivered where the call waits, 202.
-    Deliver,
-    /// The client cancels a bridged call of this process: it ends, 202.
-    CancelBridge,
-    /// A 2026-07-28 `subscriptions/listen`, served by the fan-out ([`crate::push`]).
-    Listen,
+    Bridge(Bridged<'a>),
+    /// A client's answer (request `id`) to a bridged call's question: delivered where the
+    /// call waits, if it is the request's session's, 202.
+    Deliver { id: &'a str },
+    /// The client cancels its bridged call `id` of this process: it ends, 202.
+    CancelBridge { session: Uid, id: &'a str },
+    /// A 2026-07-28 `subscriptions/listen` (request `id`), served by the fan-out
+    /// ([`crate::push`]).
+    Listen { id: &'a str },
     /// A legacy session's GET stream, fed by the fan-out.
-    Push,
-    /// A legacy `resources/subscribe` (`true`) or `unsubscribe`, answered by the fan-out.
-    Subscribe(bool),
+    Push(Uid),
+    /// A legacy `resources/subscribe` (`true`) or `unsubscribe` of a live session, answered by
+    /// the fan-out.
+    Subscribe {
+        view: &'a SessionView,
+        subscribe: bool,
+    },
     /// A task request for a task of this replica ([`mcp::tasks`]), and the replica's own id.
-    Task(ReplicaId, String),
+    Task(ReplicaId, &'a str),
     /// A task request for a task whose replica is gone: -32602 here.
     TaskGone,
+}
+
+/// A legacy call the bridge takes, as routing found it: a request of a live session that no
+/// replica owns, whose client can be asked.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Bridged<'a> {
+    pub view: &'a SessionView,
+    /// One of [`BRIDGED_METHODS`].
+    pub method: &'a str,
+    /// The client's request id, raw JSON.
+    pub id: &'a str,
+    /// The tool a `tools/call` names.
+    pub tool: Option<&'a str>,
 }
 
 /// The HTTP verb, as far as routing cares.
@@ -88,6 +110,8 @@ pub struct Request<'a> {
     pub header_name: Option<&'a str>,
     /// The replica named by a `Last-Event-ID` the proxy issued.
     pub resume_from: Option<&'a str>,
+    /// The replica's own event id in it (sent on to the replica).
+    pub resume_original: Option<&'a str>,
     /// `Accept` allows `text/event-stream`.
     pub accepts_sse: bool,
 }
@@ -135,7 +159,7 @@ pub trait Facts {
 
 /// Where a 2026-07-28 task request goes: `None` when it names no task mcp-edge gave out (or
 /// does not declare the extension): any replica answers it (unknown task, or -32021).
-fn task(message: &Message<'_>, facts: &dyn Facts) -> Option<Decision> {
+fn task<'a>(message: &'a Message<'a>, facts: &dyn Facts) -> Option<Decision<'a>> {
     let names_task = message.kind == Kind::Request
         && message.declares_tasks
         && message
@@ -147,7 +171,7 @@ fn task(message: &Message<'_>, facts: &dyn Facts) -> Option<Decision> {
     }
     let (replica, raw) = mcp::tasks::parse(message.name.as_deref()?)?;
     Some(if facts.task_home(replica) {
-        Decision::Task(replica.into(), raw.to_owned())
+        Decision::Task(replica.into(), raw)
     } else {
         Decision::TaskGone
     })
@@ -156,31 +180,37 @@ fn task(message: &Message<'_>, facts: &dyn Facts) -> Option<Decision> {
 /// The methods a 2026-07-28 server may answer with `input_required`.
 const BRIDGED_METHODS: [&str; 3] = ["tools/call", "prompts/get", "resources/read"];
 
-/// Whether a legacy request is bridged (see the module's table).
-fn bridged(
+/// The call, when a legacy request is bridged (see the module's table).
+fn bridged<'a>(
     request: &Request<'_>,
-    message: &Message<'_>,
-    view: &SessionView,
+    message: &'a Message<'a>,
+    view: &'a SessionView,
     facts: &dyn Facts,
-) -> bool {
-    message.kind == Kind::Request
+) -> Option<Bridged<'a>> {
+    let method = message
+        .method
+        .as_deref()
+        .filter(|m| BRIDGED_METHODS.contains(m))?;
+    let asks = message.kind == Kind::Request
         && view.owner.is_none()
         && view.profile.can_be_asked()
         && request.accepts_sse
-        && message
-            .method
-            .as_deref()
-            .is_some_and(|m| BRIDGED_METHODS.contains(&m))
-        && facts.bridge_ready()
+        && facts.bridge_ready();
+    asks.then(|| Bridged {
+        view,
+        method,
+        id: message.id.unwrap_or("null"),
+        tool: message.name.as_deref().filter(|_| method == "tools/call"),
+    })
 }
 
 /// 404 for a session that no longer exists: the client must send initialize again.
-fn session_gone(id: Option<&str>) -> Decision {
+fn session_gone<'a>(id: Option<&str>) -> Decision<'a> {
     Decision::Reply(Failure::SessionGone.reply(id))
 }
 
 /// The routing decision for one request.
-pub fn decide(request: &Request<'_>, facts: &dyn Facts) -> Decision {
+pub fn decide<'a>(request: &Request<'a>, facts: &dyn Facts) -> Decision<'a> {
     match request.verb {
         Verb::Get => resume(request, facts),
         Verb::Delete => delete(request),
@@ -203,7 +233,7 @@ pub fn decide(request: &Request<'_>, facts: &dyn Facts) -> Decision {
     }
 }
 
-fn owner_or_gone(owner: &ReplicaId, facts: &dyn Facts, id: Option<&str>) -> Decision {
+fn owner_or_gone<'a>(owner: &ReplicaId, facts: &dyn Facts, id: Option<&str>) -> Decision<'a> {
     if facts.is_alive(owner) {
         Decision::Replica(owner.clone())
     } else {
@@ -211,7 +241,7 @@ fn owner_or_gone(owner: &ReplicaId, facts: &dyn Facts, id: Option<&str>) -> Deci
     }
 }
 
-fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Decision {
+fn post<'a>(request: &Request<'a>, message: &'a Message<'a>, facts: &dyn Facts) -> Decision<'a> {
     let era = mcp::era(Some(message), request.header_version);
     if let Era::Modern(_) = era {
         if let Some(reason) = mcp::header_mismatch(
@@ -231,7 +261,9 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
         }
         if message.kind == Kind::Request && message.is("subscriptions/listen") && facts.push_ready()
         {
-            return Decision::Listen;
+            return Decision::Listen {
+                id: message.id.unwrap_or("null"),
+            };
         }
         if let Some(decision) = task(message, facts) {
             return decision;
@@ -242,9 +274,11 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
     if message.is_initialize() {
         return Decision::AnyReplica;
     }
-    if message.kind == Kind::Response && message.id.is_some_and(crate::bridge::id::is_bridge_id) {
+    if message.kind == Kind::Response
+        && let Some(id) = message.id.filter(|id| crate::bridge::id::is_bridge_id(id))
+    {
         // Whatever the session: the delivery checks that the call is the answering session's.
-        return Decision::Deliver;
+        return Decision::Deliver { id };
     }
     let session_version = match request.session {
         SessionState::Unknown => return session_gone(message.id),
@@ -252,8 +286,8 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
             if let Some(owner) = &view.owner {
                 return owner_or_gone(&owner.replica, facts, message.id);
             }
-            if bridged(request, message, view, facts) {
-                return Decision::Bridge;
+            if let Some(call) = bridged(request, message, view, facts) {
+                return Decision::Bridge(call);
             }
             if message.kind == Kind::Request {
                 let subscribe = match message.method.as_deref() {
@@ -264,7 +298,7 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
                 if let Some(subscribe) = subscribe
                     && facts.push_ready()
                 {
-                    return Decision::Subscribe(subscribe);
+                    return Decision::Subscribe { view, subscribe };
                 }
             }
             Some(view.version.as_str())
@@ -300,13 +334,15 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
             ),
             None => Decision::AnyReplica,
         },
-        Kind::Notification
-            if message.is("notifications/cancelled")
-                && message.cancels.is_some_and(|id| facts.bridged(id)) =>
-        {
-            Decision::CancelBridge
-        }
         Kind::Notification if message.is("notifications/cancelled") => {
+            if let (SessionState::Live(view), Some(id)) = (request.session, message.cancels)
+                && facts.bridged(id)
+            {
+                return Decision::CancelBridge {
+                    session: view.uid,
+                    id,
+                };
+            }
             match message.cancels.and_then(|id| facts.streaming_owner(id)) {
                 Some(owner) if facts.is_alive(&owner) => Decision::Replica(owner),
                 // The stream died with its replica: nothing is left to cancel.
@@ -318,7 +354,7 @@ fn post(request: &Request<'_>, message: &Message<'_>, facts: &dyn Facts) -> Deci
     }
 }
 
-fn resume(request: &Request<'_>, facts: &dyn Facts) -> Decision {
+fn resume<'a>(request: &Request<'a>, facts: &dyn Facts) -> Decision<'a> {
     // A stateful replica holds its session's listen stream (and resumes its own streams).
     if let SessionState::Live(SessionView {
         owner: Some(owner), ..
@@ -329,10 +365,10 @@ fn resume(request: &Request<'_>, facts: &dyn Facts) -> Decision {
     if request.session == &SessionState::Unknown {
         return session_gone(None);
     }
-    match request.resume_from {
-        None if matches!(request.session, SessionState::Live(_)) && facts.push_ready() => {
+    match (request.resume_from, request.session) {
+        (None, SessionState::Live(view)) if facts.push_ready() => {
             if request.accepts_sse {
-                Decision::Push
+                Decision::Push(view.uid)
             } else {
                 Decision::Reply(Reply::error(
                     406,
@@ -341,13 +377,13 @@ fn resume(request: &Request<'_>, facts: &dyn Facts) -> Decision {
                 ))
             }
         }
-        Some(replica) if facts.is_alive(replica) => Decision::Replica(replica.into()),
-        Some(_) => Decision::Reply(Reply::error(
+        (Some(replica), _) if facts.is_alive(replica) => Decision::Replica(replica.into()),
+        (Some(_), _) => Decision::Reply(Reply::error(
             404,
             INVALID_REQUEST,
             "the replica that produced this stream is gone; the stream cannot be resumed",
         )),
-        None => Decision::Reply(
+        (None, _) => Decision::Reply(
             Reply::error(
                 405,
                 INVALID_REQUEST,
@@ -358,7 +394,7 @@ fn resume(request: &Request<'_>, facts: &dyn Facts) -> Decision {
     }
 }
 
-fn delete(request: &Request<'_>) -> Decision {
+fn delete<'a>(request: &Request<'a>) -> Decision<'a> {
     match request.session {
         SessionState::None => Decision::Reply(
             Reply::error(
@@ -371,7 +407,7 @@ fn delete(request: &Request<'_>) -> Decision {
         SessionState::Unknown => session_gone(None),
         SessionState::Live(view) => match &view.owner {
             Some(owner) => Decision::Replica(owner.replica.clone()),
-            None => Decision::Reply(Reply::ok(200)),
+            None => Decision::End(view),
         },
     }
 }
@@ -508,22 +544,26 @@ mod tests {
         })
     }
 
-    fn route(
+    /// The decision for `body` (leaked: the decision borrows from it, as from the request).
+    fn route<'a>(
         verb: Verb,
         body: &[u8],
-        session: &SessionState,
-        header_version: Option<&str>,
+        session: &'a SessionState,
+        header_version: Option<&'a str>,
         facts: &Live,
-    ) -> Decision {
-        let message = classify(body).ok();
+    ) -> Decision<'a> {
+        let body: &'static [u8] = Box::leak(body.into());
+        let message: Option<&'static Message<'static>> =
+            classify(body).ok().map(|m| &*Box::leak(Box::new(m)));
         let request = Request {
             verb,
-            message: message.as_ref(),
+            message,
             session,
             header_version,
             header_method: None,
             header_name: None,
             resume_from: None,
+            resume_original: None,
             accepts_sse: true,
         };
         decide(&request, facts)
@@ -536,6 +576,7 @@ mod tests {
     fn status(d: &Decision) -> u16 {
         match d {
             Decision::Reply(r) => r.status,
+            Decision::End(_) => 200,
             _ => 0,
         }
     }
@@ -577,19 +618,28 @@ mod tests {
         let v = Some("2026-07-28");
         assert_eq!(
             route(Verb::Post, listen, &SessionState::None, v, &ready),
-            Decision::Listen
+            Decision::Listen { id: r#""l""# }
         );
+        let SessionState::Live(view) = &session else {
+            unreachable!()
+        };
         assert_eq!(
             route(Verb::Post, subscribe, &session, None, &ready),
-            Decision::Subscribe(true)
+            Decision::Subscribe {
+                view,
+                subscribe: true
+            }
         );
         assert_eq!(
             route(Verb::Post, unsubscribe, &session, None, &ready),
-            Decision::Subscribe(false)
+            Decision::Subscribe {
+                view,
+                subscribe: false
+            }
         );
         assert_eq!(
             route(Verb::Get, b"", &session, None, &ready),
-            Decision::Push
+            Decision::Push(view.uid)
         );
         // Without a session a GET is still 405, with an ended one 404.
         assert_eq!(
@@ -671,7 +721,7 @@ mod tests {
         for method in ["tasks/get", "tasks/update", "tasks/cancel"] {
             assert_eq!(
                 route(Verb::Post, &body(method, "r2/abc", true), none, v, &facts),
-                Decision::Task("r2".into(), "abc".into()),
+                Decision::Task("r2".into(), "abc"),
                 "{method}"
             );
             assert_eq!(
@@ -725,6 +775,7 @@ mod tests {
             header_method: Some("tools/list"),
             header_name: None,
             resume_from: None,
+            resume_original: None,
             accepts_sse: true,
         };
         let Decision::Reply(reply) = decide(&request, &facts) else {
@@ -881,6 +932,7 @@ mod tests {
             header_method: None,
             header_name: None,
             resume_from: Some(replica),
+            resume_original: None,
             accepts_sse: true,
         };
         assert_eq!(
@@ -902,13 +954,22 @@ mod tests {
     fn calls_of_clients_that_can_be_asked_are_bridged_and_nothing_else() {
         let mut facts = Live::default();
         let session = asking("2025-11-25");
+        let SessionState::Live(view) = &session else {
+            unreachable!()
+        };
         for method in ["tools/call", "prompts/get", "resources/read"] {
             let body = format!(
                 r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":{{"name":"x","uri":"x"}}}}"#
             );
+            let tool = (method == "tools/call").then_some("x");
             assert_eq!(
                 route(Verb::Post, body.as_bytes(), &session, None, &facts),
-                Decision::Bridge,
+                Decision::Bridge(Bridged {
+                    view,
+                    method,
+                    id: "1",
+                    tool
+                }),
                 "{method}"
             );
         }
@@ -931,6 +992,7 @@ mod tests {
             header_method: None,
             header_name: None,
             resume_from: None,
+            resume_original: None,
             accepts_sse: false,
         };
         assert_eq!(
@@ -967,21 +1029,28 @@ mod tests {
             ..Live::default()
         };
         let session = asking("2025-11-25");
+        let SessionState::Live(view) = &session else {
+            unreachable!()
+        };
         let answer = br#"{"jsonrpc":"2.0","id":"mcp-edge:0000000000000001:00000000000000000000000000000002:0","result":{}}"#;
+        let id = r#""mcp-edge:0000000000000001:00000000000000000000000000000002:0""#;
         assert_eq!(
             route(Verb::Post, answer, &session, None, &facts),
-            Decision::Deliver
+            Decision::Deliver { id }
         );
         assert_eq!(
             route(Verb::Post, answer, &SessionState::Unknown, None, &facts),
-            Decision::Deliver,
+            Decision::Deliver { id },
             "202, never 404"
         );
         let cancel =
             br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":5}}"#;
         assert_eq!(
             route(Verb::Post, cancel, &session, None, &facts),
-            Decision::CancelBridge
+            Decision::CancelBridge {
+                session: view.uid,
+                id: "5"
+            }
         );
         let other =
             br#"{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":6}}"#;

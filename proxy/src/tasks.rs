@@ -20,14 +20,14 @@ use mcp_protocol::{
 };
 
 use crate::{
-    answer::{Failure, Stop},
+    answer::{Failure, Reply, Stop},
     telemetry::registry::{self, Encoder, Source},
 };
 
 /// For a request to a task's replica (`raw`: the replica's own id), the body with that id in
 /// `params.taskId`; `None` otherwise (or when the body has no such field: sent as it is).
-pub fn restored(body: Option<&Bytes>, raw: Option<&str>) -> Option<Bytes> {
-    tasks::restore_in_request(body?, raw?).map(Bytes::from)
+pub fn restored(body: &Bytes, raw: Option<&str>) -> Option<Bytes> {
+    tasks::restore_in_request(body, raw?).map(Bytes::from)
 }
 
 /// Whether a 2026-07-28 request's answer may name a task: a `tools/call` whose client allows
@@ -67,6 +67,12 @@ impl TaskCounts {
         if let Some(i) = METHODS.iter().position(|m| *m == method) {
             self.requests[i][outcome as usize].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// A task request for a task whose replica is gone: counted, and its -32602.
+    pub fn gone(&self, method: &str, id: Option<&str>) -> Reply {
+        self.request(method, Outcome::Gone);
+        Failure::TaskGone.reply(id)
     }
 
     /// The exchange of a task request routed to its replica: it answered, or it is gone.
@@ -120,10 +126,10 @@ mod tests {
             br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"r2/abc"}}"#,
         );
         assert_eq!(
-            &restored(Some(&body), Some("abc")).unwrap()[..],
+            &restored(&body, Some("abc")).unwrap()[..],
             br#"{"jsonrpc":"2.0","id":1,"method":"tasks/get","params":{"taskId":"abc"}}"#
         );
-        assert_eq!(restored(Some(&body), None), None, "not routed to a task");
+        assert_eq!(restored(&body, None), None, "not routed to a task");
     }
 
     #[test]

@@ -46,14 +46,16 @@ use serde_json::{Map, Value, json, value::RawValue};
 use tokio::sync::mpsc;
 
 use crate::{
-    answer::{Failure, Stop},
+    answer::{Failure, Reply, Stop},
+    budget::Caller,
     config::BridgeMode,
     downstream::client::Client,
-    inflight::{self, Streams},
+    inflight::Streams,
     limits::Limits,
+    request::{Held, Is},
     retry::{self, Choice, Plan, Upstream},
-    route::Attempt,
-    session::{SessionView, Uid},
+    route::{self, Attempt},
+    session::{Uid, peers::Peers},
     telemetry::{
         access::Bridged,
         registry::{Encoder, Kind, Source},
@@ -324,37 +326,18 @@ impl Source for Bridges {
     }
 }
 
-/// What the bridge needs of the process (handed over by the edge, which the bridge does not
-/// import).
-pub struct Parts<'a> {
-    pub bridges: &'a Bridges,
-    pub upstream: &'a Upstream,
-    pub tools: &'a KnownTools,
-    pub streams: &'a Arc<Streams>,
-    pub limits: &'a Limits,
+/// The bridge as the edge calls it: what it needs of the process, from its construction (the
+/// edge, which the bridge does not import, only dispatches to it).
+pub struct Driver {
+    pub bridges: Arc<Bridges>,
+    pub upstream: Arc<Upstream>,
+    pub tools: Arc<KnownTools>,
+    pub streams: Arc<Streams>,
+    pub limits: Limits,
     /// mcp-edge checks bearer tokens itself: the client's `Authorization` stays here.
     pub own_auth: bool,
-    /// The request's caller, for its share of the streams.
-    pub caller: Option<crate::budget::Caller>,
-}
-
-/// Where the request records what the call held (metrics, the access log, the stream limits).
-pub struct Held<'a> {
-    pub replica: &'a mut Option<Arc<Replica>>,
-    pub stream: &'a mut Option<inflight::Stream>,
-    /// Rounds and replicas, for the access log.
-    pub log: &'a mut Option<Box<Bridged>>,
-}
-
-/// One bridged call, as the edge hands it over.
-pub struct Call<'a> {
-    /// The tool called (`tools/call`).
-    pub tool: Option<&'a str>,
-    pub body: &'a Bytes,
-    pub method: &'a str,
-    /// The client's request id, raw JSON.
-    pub id: &'a str,
-    pub view: &'a SessionView,
+    /// Where an answer for a call of another process goes.
+    pub peers: Arc<Peers>,
 }
 
 /// What a round's answer came to.
@@ -371,14 +354,59 @@ struct Stream {
     progress: BTreeMap<String, f64>,
 }
 
+impl Driver {
+    /// Run a bridged call to its end; the client's answer is written here.
+    pub async fn run(
+        &self,
+        client: &mut Client<'_>,
+        (is, held): (&Is, &mut Held),
+        call: route::Bridged<'_>,
+        body: &Bytes,
+    ) -> Result<(), Stop> {
+        run(self, client, (is.caller, held), call, body).await
+    }
+
+    /// A client's answer (`id`) to a question of a bridged call: to the call if it waits here
+    /// and is the session's, else to the peers (the process that asked takes it); 202 whatever
+    /// came of it (a late answer is dropped).
+    pub async fn deliver(
+        &self,
+        client: &mut Client<'_>,
+        is: &Is,
+        id: &str,
+        body: &Bytes,
+    ) -> Result<(), Stop> {
+        if let Some(view) = is.view()
+            && self.bridges.deliver(&view.uid, id, body.clone()) == Delivery::Elsewhere
+            && let Some(token) = is.token.as_deref()
+        {
+            let delivered = self.peers.deliver(token, body).await;
+            self.bridges.delivered_by_peer(delivered);
+        }
+        Ok(client.reply(&Reply::ok(202)).await?)
+    }
+
+    /// The client cancels its bridged call `id`: it ends (its stream says so), 202.
+    pub async fn cancel(
+        &self,
+        client: &mut Client<'_>,
+        session: Uid,
+        id: &str,
+    ) -> Result<(), Stop> {
+        self.bridges.cancel(&session, id);
+        Ok(client.reply(&Reply::ok(202)).await?)
+    }
+}
+
 /// Run a bridged call to its end; the client's answer is written here.
-pub async fn run(
-    parts: &Parts<'_>,
+async fn run(
+    parts: &Driver,
     client: &mut Client<'_>,
-    mut held_by: Held<'_>,
-    call: Call<'_>,
+    (caller, held_by): (Option<Caller>, &mut Held),
+    call: route::Bridged<'_>,
+    sent: &Bytes,
 ) -> Result<(), Stop> {
-    let bridges = parts.bridges;
+    let bridges = &parts.bridges;
     let Some((_ticket, call_id, mut rx)) = bridges.open(call.view.uid, call.id) else {
         bridges.ended(End::Refused);
         let error = translate::error(
@@ -393,9 +421,9 @@ pub async fn run(
     // A bridged call counts as a stream from its start (it may ask at any round).
     match parts
         .streams
-        .hold(parts.limits, Some(call.view.uid), parts.caller)
+        .hold(&parts.limits, Some(call.view.uid), caller)
     {
-        Ok(held) => *held_by.stream = Some(held),
+        Ok(held) => held_by.stream = Some(held),
         Err(reply) => {
             bridges.ended(End::Refused);
             return client
@@ -428,7 +456,7 @@ pub async fn run(
             .tool
             .map(|t| parts.tools.headers(t))
             .unwrap_or_default();
-        translate::headers(call.body, call.method, &declared)
+        translate::headers(sent, call.method, &declared)
     };
     let mut headers = headers_of();
     loop {
@@ -438,7 +466,7 @@ pub async fn run(
             responses,
             state: state.as_deref(),
         });
-        let body = match translate::modern_body(call.body, &meta, retry.as_ref()) {
+        let body = match translate::modern_body(sent, &meta, retry.as_ref()) {
             Ok(body) => Bytes::from(body),
             Err(why) => {
                 let why = format!("mcp-edge cannot bridge this call: {why}");
@@ -449,7 +477,7 @@ pub async fn run(
         let message = match send_round(
             parts,
             client,
-            &mut held_by,
+            held_by,
             call.tool,
             &headers,
             &body,
@@ -806,9 +834,9 @@ async fn finish(client: &mut Client<'_>, stream: &mut Stream, message: &[u8]) ->
 /// returned. `Ok(Err(why))`: no replica answered it.
 #[allow(clippy::too_many_arguments)]
 async fn send_round(
-    parts: &Parts<'_>,
+    parts: &Driver,
     client: &mut Client<'_>,
-    held_by: &mut Held<'_>,
+    held_by: &mut Held,
     tool: Option<&str>,
     headers: &[(String, String)],
     body: &Bytes,
@@ -835,7 +863,7 @@ async fn send_round(
     };
     // The exchange writes the replica it tries into the call's (the log and metrics name it); a
     // round that finds none leaves the one before it.
-    let answered = retry::exchange(parts.upstream, client, &plan, held_by.replica).await;
+    let answered = retry::exchange(&parts.upstream, client, &plan, &mut held_by.replica).await;
     let (replica, mut response) = match (answered, held_by.replica.clone()) {
         (Ok(response), Some(replica)) => (replica, response),
         (Err(Stop::Answer(failure)), Some(replica)) if !matches!(failure, Failure::NoReplica) => {
@@ -857,7 +885,7 @@ async fn send_round(
         (Err(stop), _) => return Err(stop),
     };
     served.push(replica.id.to_string());
-    *held_by.log = Some(Box::new(Bridged {
+    held_by.bridged = Some(Box::new(Bridged {
         rounds: served.len() as u32,
         replicas: served.join(","),
     }));
@@ -938,7 +966,7 @@ async fn send_round(
 /// A replica's notification during a round, relayed to the client (progress only when it
 /// rises; server→client requests are not a 2026-07-28 thing and are dropped).
 async fn relay_notification(
-    parts: &Parts<'_>,
+    parts: &Driver,
     client: &mut Client<'_>,
     stream: &mut Stream,
     served: &[String],
@@ -994,7 +1022,7 @@ fn round_head(
 }
 
 /// Read the tools of `replica` again (a round was refused for its `Mcp-Param-*` headers).
-async fn relearn_tools(parts: &Parts<'_>, replica: &Replica) {
+async fn relearn_tools(parts: &Driver, replica: &Replica) {
     match crate::upstream::health::list_tools(replica, Duration::from_secs(5)).await {
         Ok(body) => {
             parts.tools.learn(&body);

@@ -296,14 +296,15 @@ impl Front {
         let mut client = Client::new(&mut session, self.times);
         let error = match edge.handle(&mut client, &mut ctx).await {
             Ok(()) => None,
-            Err(Stop::Answer(failure)) => {
-                client.reply(&failure.reply(ctx.id.as_deref())).await.err()
-            }
+            Err(Stop::Answer(failure)) => client
+                .reply(&failure.reply(ctx.is.id.as_deref()))
+                .await
+                .err(),
             Err(Stop::Broken(e)) => Some(e),
         };
         if let Some(e) = &error {
             client
-                .fail(e, ctx.id.as_deref(), ctx.streamed_request())
+                .fail(e, ctx.is.id.as_deref(), ctx.streamed_request())
                 .await;
         }
         ctx.finish(

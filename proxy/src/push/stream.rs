@@ -18,22 +18,24 @@ use super::{
 use crate::{
     answer::{Reply, Stop},
     downstream::client::Client,
-    inflight::{self, Streams},
+    inflight::Streams,
     limits::Limits,
-    session::{Uid, peers::Peers},
+    request::{Held, Is},
+    session::{SessionView, Uid, peers::Peers},
 };
 
 /// How long a new listener waits for the replicas' acknowledgements.
 pub const COVER_WAIT: Duration = Duration::from_secs(2);
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// What a stream needs of the process.
-pub struct Parts<'a> {
-    pub push: &'a Arc<Push>,
-    pub streams: &'a Arc<Streams>,
-    pub limits: &'a Limits,
-    /// The request's caller, for its share of the streams.
-    pub caller: Option<crate::budget::Caller>,
+/// The fan-out's client side as the edge calls it, with what it needs of the process from its
+/// construction.
+pub struct Driver {
+    pub push: Arc<Push>,
+    pub streams: Arc<Streams>,
+    pub limits: Limits,
+    /// Who hears of a subscription made here.
+    pub peers: Arc<Peers>,
 }
 
 fn params(body: &[u8]) -> Value {
@@ -51,127 +53,171 @@ fn no_replica() -> Reply {
     )
 }
 
-/// A 2026-07-28 client's `subscriptions/listen` (`id`: its request id, raw JSON).
-pub async fn listen(
-    parts: &Parts<'_>,
-    client: &mut Client<'_>,
-    held: &mut Option<inflight::Stream>,
-    id: &str,
-    body: &Bytes,
-) -> Result<(), Stop> {
-    let asked = match params(body).get("notifications") {
-        Some(n) => Filter::parse_asked(n),
-        None => Err("subscriptions/listen needs params.notifications".into()),
-    };
-    let asked = match asked {
-        Ok(asked) => asked,
-        Err(why) => {
-            let reply = Reply::error(400, INVALID_PARAMS, why).with_id(Some(id));
-            return Ok(client.reply(&reply).await?);
+impl Driver {
+    /// A 2026-07-28 client's `subscriptions/listen` (`id`: its request id, raw JSON).
+    pub async fn listen(
+        &self,
+        client: &mut Client<'_>,
+        (is, held): (&Is, &mut Held),
+        id: &str,
+        body: &Bytes,
+    ) -> Result<(), Stop> {
+        let (caller, held) = (is.caller, &mut held.stream);
+        let asked = match params(body).get("notifications") {
+            Some(n) => Filter::parse_asked(n),
+            None => Err("subscriptions/listen needs params.notifications".into()),
+        };
+        let asked = match asked {
+            Ok(asked) => asked,
+            Err(why) => {
+                let reply = Reply::error(400, INVALID_PARAMS, why).with_id(Some(id));
+                return Ok(client.reply(&reply).await?);
+            }
+        };
+        match self.streams.hold(&self.limits, None, caller) {
+            Ok(stream) => *held = Some(stream),
+            Err(reply) => return Ok(client.reply(&reply.with_id(Some(id))).await?),
         }
-    };
-    match parts.streams.hold(parts.limits, None, parts.caller) {
-        Ok(stream) => *held = Some(stream),
-        Err(reply) => return Ok(client.reply(&reply.with_id(Some(id))).await?),
-    }
-    let push = parts.push;
-    // Notes from now on wait in the receiver: none is lost between the replicas' acks and ours.
-    let notes = push.notes();
-    let uris: Vec<String> = asked.uris.iter().cloned().collect();
-    let _joined = match push.join(Listener::Modern, &uris, parts.caller) {
-        Ok(joined) => joined,
-        Err(why) => {
-            let reply = Reply::error(503, INTERNAL_ERROR, why).with_header("retry-after", "10");
-            return Ok(client.reply(&reply.with_id(Some(id))).await?);
-        }
-    };
-    let agreed = match client
-        .unless_gone(push.cover(&asked, COVER_WAIT))
+        let push = &self.push;
+        // Notes from now on wait in the receiver: none is lost between the replicas' acks and ours.
+        let notes = push.notes();
+        let uris: Vec<String> = asked.uris.iter().cloned().collect();
+        let _joined = match push.join(Listener::Modern, &uris, caller) {
+            Ok(joined) => joined,
+            Err(why) => {
+                let reply = Reply::error(503, INTERNAL_ERROR, why).with_header("retry-after", "10");
+                return Ok(client.reply(&reply.with_id(Some(id))).await?);
+            }
+        };
+        let agreed = match client
+            .unless_gone(push.cover(&asked, COVER_WAIT))
+            .await
+            .map_err(Stop::Broken)?
+        {
+            Some(agreed) => agreed,
+            None => return Ok(client.reply(&no_replica().with_id(Some(id))).await?),
+        };
+        client.write_sse_head(None).await?;
+        client
+            .write_body(filter::acknowledgement(id, &agreed), false)
+            .await?;
+        let hints: Vec<Topic> = Topic::all_of(&agreed);
+        pump(
+            push,
+            client,
+            notes,
+            |note| agreed.admits(&note.topic).then(|| note.modern(id)),
+            || {
+                hints
+                    .iter()
+                    .map(|t| Note::hint(t.clone()).modern(id))
+                    .collect()
+            },
+            Some(filter::closing(id)),
+            None,
+        )
         .await
-        .map_err(Stop::Broken)?
-    {
-        Some(agreed) => agreed,
-        None => return Ok(client.reply(&no_replica().with_id(Some(id))).await?),
-    };
-    client.write_sse_head(None).await?;
-    client
-        .write_body(filter::acknowledgement(id, &agreed), false)
-        .await?;
-    let hints: Vec<Topic> = Topic::all_of(&agreed);
-    pump(
-        push,
-        client,
-        notes,
-        |note| agreed.admits(&note.topic).then(|| note.modern(id)),
-        || {
-            hints
-                .iter()
-                .map(|t| Note::hint(t.clone()).modern(id))
-                .collect()
-        },
-        Some(filter::closing(id)),
-        None,
-    )
-    .await
-}
+    }
 
-/// A legacy session's GET stream: its list changes, and updates of the URIs it subscribed.
-pub async fn legacy(
-    parts: &Parts<'_>,
-    client: &mut Client<'_>,
-    held: &mut Option<inflight::Stream>,
-    uid: Uid,
-) -> Result<(), Stop> {
-    let push = parts.push;
-    let Some(streaming) = push.sessions.stream(uid) else {
-        let reply = Reply::error(
-            409,
-            mcp_protocol::error::INVALID_REQUEST,
-            "this session already has its GET stream open at this mcp-edge process",
-        );
-        return Ok(client.reply(&reply).await?);
-    };
-    match parts.streams.hold(parts.limits, Some(uid), parts.caller) {
-        Ok(stream) => *held = Some(stream),
-        Err(reply) => return Ok(client.reply(&reply).await?),
-    }
-    let notes = push.notes();
-    let _joined = push
-        .join(Listener::Legacy, &[], None)
-        .expect("no URI to refuse");
-    let agreed = match client
-        .unless_gone(push.cover(&Filter::lists(), COVER_WAIT))
+    /// A legacy session's GET stream: its list changes, and updates of the URIs it subscribed.
+    pub async fn legacy(
+        &self,
+        client: &mut Client<'_>,
+        (is, held): (&Is, &mut Held),
+        uid: Uid,
+    ) -> Result<(), Stop> {
+        let (caller, held) = (is.caller, &mut held.stream);
+        let push = &self.push;
+        let Some(streaming) = push.sessions.stream(uid) else {
+            let reply = Reply::error(
+                409,
+                mcp_protocol::error::INVALID_REQUEST,
+                "this session already has its GET stream open at this mcp-edge process",
+            );
+            return Ok(client.reply(&reply).await?);
+        };
+        match self.streams.hold(&self.limits, Some(uid), caller) {
+            Ok(stream) => *held = Some(stream),
+            Err(reply) => return Ok(client.reply(&reply).await?),
+        }
+        let notes = push.notes();
+        let _joined = push
+            .join(Listener::Legacy, &[], None)
+            .expect("no URI to refuse");
+        let agreed = match client
+            .unless_gone(push.cover(&Filter::lists(), COVER_WAIT))
+            .await
+            .map_err(Stop::Broken)?
+        {
+            Some(agreed) => agreed,
+            None => return Ok(client.reply(&no_replica()).await?),
+        };
+        client.write_sse_head(None).await?;
+        client
+            .write_body(Bytes::from_static(b": mcp-edge listen stream\n\n"), false)
+            .await?;
+        let sessions = &push.sessions;
+        pump(
+            push,
+            client,
+            notes,
+            |note| {
+                let wanted = match &note.topic {
+                    Topic::Updated(uri) => sessions.admits(&uid, uri),
+                    topic => agreed.admits(topic),
+                };
+                wanted.then(|| note.legacy())
+            },
+            || {
+                let mut topics = Topic::all_of(&agreed);
+                topics.extend(sessions.uris(&uid).into_iter().map(Topic::Updated));
+                topics.into_iter().map(|t| Note::hint(t).legacy()).collect()
+            },
+            None,
+            Some(streaming.ended.clone()),
+        )
         .await
-        .map_err(Stop::Broken)?
-    {
-        Some(agreed) => agreed,
-        None => return Ok(client.reply(&no_replica()).await?),
-    };
-    client.write_sse_head(None).await?;
-    client
-        .write_body(Bytes::from_static(b": mcp-edge listen stream\n\n"), false)
-        .await?;
-    let sessions = &push.sessions;
-    pump(
-        push,
-        client,
-        notes,
-        |note| {
-            let wanted = match &note.topic {
-                Topic::Updated(uri) => sessions.admits(&uid, uri),
-                topic => agreed.admits(topic),
-            };
-            wanted.then(|| note.legacy())
-        },
-        || {
-            let mut topics = Topic::all_of(&agreed);
-            topics.extend(sessions.uris(&uid).into_iter().map(Topic::Updated));
-            topics.into_iter().map(|t| Note::hint(t).legacy()).collect()
-        },
-        None,
-        Some(streaming.ended.clone()),
-    )
-    .await
+    }
+
+    /// Answer a legacy `resources/subscribe` or `unsubscribe` here: applied, told to every peer
+    /// (so the process holding the session's GET stream has it), then the empty result or the error.
+    pub async fn subscribe(
+        &self,
+        client: &mut Client<'_>,
+        is: &Is,
+        (view, subscribe): (&SessionView, bool),
+        body: &[u8],
+    ) -> Result<(), Stop> {
+        let request = Subscription {
+            session: (view.uid, view.expires),
+            token: is.token.as_deref(),
+            id: is.id.as_deref().unwrap_or("null"),
+            subscribe,
+            body,
+            caller: is.caller,
+        };
+        let applied = subscription(
+            &self.push,
+            request.session,
+            request.subscribe,
+            request.body,
+            request.caller,
+        )
+        .await;
+        if applied.is_ok()
+            && let Some(token) = request.token
+        {
+            self.peers.subscription(token, request.body).await;
+        }
+        let id = request.id;
+        match applied {
+            Ok(()) => {
+                let ok = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
+                Ok(client.write_json(ok.as_bytes()).await?)
+            }
+            Err(reply) => Ok(client.reply(&reply.with_id(Some(id))).await?),
+        }
+    }
 }
 
 enum Woke {
@@ -257,48 +303,17 @@ async fn pump(
     }
 }
 
-/// A legacy `resources/subscribe` or `unsubscribe` as the edge hands it over.
-pub struct Subscription<'a> {
+/// A legacy `resources/subscribe` or `unsubscribe`, as the request asked it.
+struct Subscription<'a> {
     /// The session's uid and when its token expires.
-    pub session: (Uid, u64),
-    pub token: Option<&'a str>,
+    session: (Uid, u64),
+    token: Option<&'a str>,
     /// The request id, raw JSON.
-    pub id: &'a str,
-    pub subscribe: bool,
-    pub body: &'a [u8],
+    id: &'a str,
+    subscribe: bool,
+    body: &'a [u8],
     /// Who asks (its share of the URIs every upstream listen asks for).
-    pub caller: Option<crate::budget::Caller>,
-}
-
-/// Answer a legacy `resources/subscribe` or `unsubscribe` here: applied, told to every peer
-/// (so the process holding the session's GET stream has it), then the empty result or the error.
-pub async fn subscribe(
-    push: &Push,
-    peers: &Peers,
-    client: &mut Client<'_>,
-    request: Subscription<'_>,
-) -> Result<(), Stop> {
-    let applied = subscription(
-        push,
-        request.session,
-        request.subscribe,
-        request.body,
-        request.caller,
-    )
-    .await;
-    if applied.is_ok()
-        && let Some(token) = request.token
-    {
-        peers.subscription(token, request.body).await;
-    }
-    let id = request.id;
-    match applied {
-        Ok(()) => {
-            let ok = format!(r#"{{"jsonrpc":"2.0","id":{id},"result":{{}}}}"#);
-            Ok(client.write_json(ok.as_bytes()).await?)
-        }
-        Err(reply) => Ok(client.reply(&reply.with_id(Some(id))).await?),
-    }
+    caller: Option<crate::budget::Caller>,
 }
 
 /// A legacy `resources/subscribe` (`subscribe`) or `resources/unsubscribe` of the session `uid`
