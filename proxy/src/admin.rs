@@ -39,15 +39,11 @@ use tokio::{
 };
 
 use crate::{
-    session::{
-        Sessions,
-        peers::{CANCEL_PATH, DELIVER_PATH, PROOF_HEADER, PeerKeys, REVOKE_PATH, SUBSCRIBE_PATH},
+    session::peers::{
+        CANCEL_PATH, DELIVER_PATH, PROOF_HEADER, PeerKeys, REVOKE_PATH, SUBSCRIBE_PATH,
     },
-    telemetry::{
-        metrics::{Event, Metrics},
-        registry::Registry,
-    },
-    upstream::Replicas,
+    state,
+    telemetry::{metrics::Event, registry::Registry},
 };
 
 /// Where the process is in its life: serving once the MCP listener accepts connections,
@@ -72,8 +68,7 @@ pub struct LifecycleWatch {
     pub listen: std::net::SocketAddr,
     pub drain: Arc<crate::drain::Drain>,
     pub grace: std::time::Duration,
-    pub bridges: Arc<crate::bridge::Bridges>,
-    pub push: Arc<crate::push::Push>,
+    pub state: state::State,
 }
 
 #[async_trait]
@@ -103,10 +98,10 @@ impl BackgroundService for LifecycleWatch {
         let started = std::time::Instant::now();
         // Listen streams never finish by themselves: they end now (2026-07-28 ones with their
         // response), and their clients listen again at another process.
-        self.push.end_all();
+        self.state.push.end_all();
         // Bridged calls waiting for a person get the grace period, less a moment to tell
         // their clients to repeat the call elsewhere (rather than a reset).
-        let bridges = self.bridges.clone();
+        let bridges = self.state.bridges.clone();
         let notice = self
             .grace
             .saturating_sub(std::time::Duration::from_millis(500));
@@ -128,14 +123,11 @@ impl BackgroundService for LifecycleWatch {
 }
 
 pub struct Admin {
-    pub replicas: Arc<Replicas>,
-    pub sessions: Arc<Sessions>,
-    pub metrics: Arc<Metrics>,
+    /// What the process shares (the edge and the periodic jobs hold the same).
+    pub state: state::State,
     /// Every family `/metrics` shows.
     pub registry: Registry,
     pub lifecycle: Lifecycle,
-    pub bridges: Arc<crate::bridge::Bridges>,
-    pub push: Arc<crate::push::Push>,
     /// What peers prove themselves with (`None`: no session key, no peer is taken).
     pub peer_keys: Option<PeerKeys>,
     /// Largest body taken (a bridged call's answer): `--body-limit`, and room for the rest.
@@ -288,8 +280,8 @@ async fn healthz(State(admin): State<Arc<Admin>>) -> Response {
 }
 
 async fn readyz(State(admin): State<Arc<Admin>>) -> Response {
-    let healthy = admin.replicas.healthy_count();
-    let total = admin.replicas.all().len();
+    let healthy = admin.state.replicas.healthy_count();
+    let total = admin.state.replicas.all().len();
     let (status, state) = if !admin.lifecycle.is_serving() {
         (503, "starting")
     } else if admin.lifecycle.is_draining() {
@@ -323,11 +315,11 @@ fn peer(
     };
     let proof = headers.get(PROOF_HEADER).and_then(|v| v.to_str().ok());
     if let Err(refused) = keys.check(proof, path, token, body, crate::session::unix_now()) {
-        admin.metrics.count(Event::PeerRefused);
+        admin.state.metrics.count(Event::PeerRefused);
         let body = serde_json::json!({ "error": refused.message() }).to_string();
         return Err(Box::new(json(403, body)));
     }
-    admin.sessions.for_peer(token).ok_or_else(|| {
+    admin.state.sessions.for_peer(token).ok_or_else(|| {
         Box::new(json(
             404,
             r#"{"error":"not a live session of this key"}"#.to_owned(),
@@ -350,10 +342,10 @@ async fn revoke(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes
         Ok(session) => session,
         Err(refused) => return *refused,
     };
-    admin.sessions.revoke_token(token);
-    admin.bridges.end_session(&uid);
-    admin.push.end_session(&uid);
-    admin.metrics.count(Event::SessionRevoked);
+    admin.state.sessions.revoke_token(token);
+    admin.state.bridges.end_session(&uid);
+    admin.state.push.end_session(&uid);
+    admin.state.metrics.count(Event::SessionRevoked);
     json(200, r#"{"revoked":true}"#.to_owned())
 }
 
@@ -374,7 +366,7 @@ async fn deliver(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Byte
             r#"{"error":"the body is not a JSON-RPC response"}"#.to_owned(),
         );
     };
-    match admin.bridges.deliver(&uid, &id, body) {
+    match admin.state.bridges.deliver(&uid, &id, body) {
         crate::bridge::Delivery::Local => json(200, r#"{"delivered":true}"#.to_owned()),
         _ => json(
             404,
@@ -393,7 +385,7 @@ async fn cancel(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: Bytes
         .ok()
         .and_then(|m| m.cancels.map(str::to_owned));
     match cancels {
-        Some(id) if admin.bridges.cancel(&uid, &id) => {
+        Some(id) if admin.state.bridges.cancel(&uid, &id) => {
             json(200, r#"{"cancelled":true}"#.to_owned())
         }
         _ => json(
@@ -425,7 +417,9 @@ async fn subscribe(State(admin): State<Arc<Admin>>, headers: HeaderMap, body: By
             );
         }
     };
-    match crate::push::stream::subscription(&admin.push, session, subscribe, &body, None).await {
+    match crate::push::stream::subscription(&admin.state.push, session, subscribe, &body, None)
+        .await
+    {
         Ok(()) => json(200, r#"{"applied":true}"#.to_owned()),
         Err(reply) => json(
             409,

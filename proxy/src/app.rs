@@ -24,6 +24,7 @@ use crate::{
         Keys, Sessions, Sweep,
         peers::{PeerKeys, Peers},
     },
+    state::State,
     telemetry::{access::AccessLog, metrics::Metrics, registry::Registry},
     ticker::Ticker,
     tools::KnownTools,
@@ -45,47 +46,80 @@ pub fn fail(message: impl std::fmt::Display) -> ! {
     std::process::exit(2);
 }
 
-/// The proxy's shared state, from the flags.
-pub fn edge(
-    config: &Config,
-    replicas: Arc<Replicas>,
-    (keys, peer_keys): (Keys, Option<PeerKeys>),
-    auth: Option<Auth>,
-) -> Edge {
-    let metrics = Arc::new(Metrics::default());
-    let timeouts = Timeouts {
+/// How long a replica may take: to connect, to its first byte, between two reads.
+fn timeouts(config: &Config) -> Timeouts {
+    Timeouts {
         connect: config.connect_timeout(),
         first_byte: config.first_byte_timeout(),
         idle: config.stream_idle(),
-    };
-    let limits = config.limits();
-    let streams = Arc::new(Streams::default());
-    let tools = Arc::new(KnownTools::default());
-    let peers = Arc::new(Peers::new(&config.peers, peer_keys));
-    let upstream = Arc::new(Upstream {
-        replicas: replicas.clone(),
-        pool: Pool::new(UPSTREAM_IDLE),
-        timeouts,
-        metrics: metrics.clone(),
-    });
-    let bridge = crate::bridge::Driver {
+    }
+}
+
+/// What the process shares, from the flags.
+pub fn state(
+    config: &Config,
+    replicas: Arc<Replicas>,
+    keys: Keys,
+    peer_keys: Option<PeerKeys>,
+) -> State {
+    let metrics = Arc::new(Metrics::default());
+    let sessions = Sessions::new(
+        keys,
+        Duration::from_secs(config.session_lifetime_seconds),
+        Duration::from_secs(config.session_idle_seconds),
+        config.max_tracked_sessions,
+    )
+    .with_start_limit(config.session_start_limit());
+    State {
+        sessions: Arc::new(if config.session_format == 1 {
+            sessions.without_profiles()
+        } else {
+            sessions
+        }),
+        owners: Arc::new(Owners::default()),
+        streams: Arc::new(Streams::default()),
+        tools: Arc::new(KnownTools::default()),
         bridges: Arc::new(crate::bridge::Bridges::new(
             config.bridge,
             config.max_bridges,
             Duration::from_secs(config.bridge_input_timeout_seconds.max(1)),
         )),
+        push: crate::push::Push::new(
+            config.push,
+            replicas.clone(),
+            timeouts(config),
+            metrics.spent.clone(),
+        ),
+        tasks: Arc::new(crate::tasks::TaskCounts::default()),
+        peers: Arc::new(Peers::new(&config.peers, peer_keys)),
+        replicas,
+        metrics,
+    }
+}
+
+/// The request path, over the shared `state`.
+pub fn edge(config: &Config, state: State, auth: Option<Auth>) -> Edge {
+    let limits = config.limits();
+    let upstream = Arc::new(Upstream {
+        replicas: state.replicas.clone(),
+        pool: Pool::new(UPSTREAM_IDLE),
+        timeouts: timeouts(config),
+        metrics: state.metrics.clone(),
+    });
+    let bridge = crate::bridge::Driver {
+        bridges: state.bridges.clone(),
         upstream: upstream.clone(),
-        tools: tools.clone(),
-        streams: streams.clone(),
+        tools: state.tools.clone(),
+        streams: state.streams.clone(),
         limits,
         own_auth: auth.is_some(),
-        peers: peers.clone(),
+        peers: state.peers.clone(),
     };
     let push = crate::push::stream::Driver {
-        push: crate::push::Push::new(config.push, replicas, timeouts, metrics.spent.clone()),
-        streams: streams.clone(),
+        push: state.push.clone(),
+        streams: state.streams.clone(),
         limits,
-        peers: peers.clone(),
+        peers: state.peers.clone(),
     };
     Edge {
         admission: Admission {
@@ -94,34 +128,15 @@ pub fn edge(
             auth,
             rate_limit: config.rate_limit().map(Arc::new),
             origins: mcp_protocol::post::Origins::parse(&config.allowed_origins),
-            metrics: metrics.clone(),
+            metrics: state.metrics.clone(),
         },
-        sessions: Arc::new({
-            let sessions = Sessions::new(
-                keys,
-                Duration::from_secs(config.session_lifetime_seconds),
-                Duration::from_secs(config.session_idle_seconds),
-                config.max_tracked_sessions,
-            )
-            .with_start_limit(config.session_start_limit());
-            if config.session_format == 1 {
-                sessions.without_profiles()
-            } else {
-                sessions
-            }
-        }),
-        owners: Arc::new(Owners::default()),
-        streams,
-        tools,
+        upstream,
         bridge,
         push,
-        tasks: Arc::new(crate::tasks::TaskCounts::default()),
-        upstream,
-        metrics,
-        peers,
         body_limit: config.body_limit,
         access: AccessLog::start(config.access_log, std::io::stdout())
             .unwrap_or_else(|e| fail(format!("cannot start the access log writer: {e}"))),
+        state,
     }
 }
 
@@ -187,18 +202,13 @@ pub fn run(config: Config) -> ! {
             (Keys::random(), None)
         }
     };
-    let peer_keys = keys.1.clone();
+    let (keys, peer_keys) = keys;
     let auth = config.auth().unwrap_or_else(|e| fail(e));
     let authenticated = auth.is_some();
-    let edge = edge(&config, replicas.clone(), keys, auth);
-    let registry = registry(&edge, &replicas);
-    let sessions = edge.sessions.clone();
-    let metrics = edge.metrics.clone();
+    let state = state(&config, replicas.clone(), keys, peer_keys.clone());
+    let edge = edge(&config, state.clone(), auth);
+    let registry = registry(&edge);
     let rate_limit = edge.admission.rate_limit.clone();
-    let tools = edge.tools.clone();
-    let owners = edge.owners.clone();
-    let bridges = edge.bridge.bridges.clone();
-    let push = edge.push.push.clone();
     let drain = Arc::new(Drain::default());
     let proxy = Front::new(
         edge,
@@ -216,13 +226,9 @@ pub fn run(config: Config) -> ! {
 
     let lifecycle = Lifecycle::default();
     Admin {
-        replicas: replicas.clone(),
-        sessions: sessions.clone(),
-        metrics,
+        state: state.clone(),
         registry,
         lifecycle: lifecycle.clone(),
-        bridges: bridges.clone(),
-        push: push.clone(),
         peer_keys,
         body_limit: config.body_limit,
     }
@@ -234,7 +240,7 @@ pub fn run(config: Config) -> ! {
         path: config.health_path.clone(),
         interval: Duration::from_millis(config.health_interval_ms.max(100)),
         timeout: Duration::from_millis(config.health_timeout_ms.max(1)),
-        tools,
+        tools: state.tools.clone(),
     };
     let discovery = discovery_target.as_ref().map(|target| Discovery {
         target: target.clone(),
@@ -300,10 +306,10 @@ pub fn run(config: Config) -> ! {
     if let Some(discovery) = discovery {
         ticker.add(discovery);
     }
-    let start_limit = sessions.start_limit();
-    ticker.add(Sweep(sessions));
-    ticker.add(crate::inflight::Sweep(owners));
-    ticker.add(crate::push::Tick(push.clone()));
+    let start_limit = state.sessions.start_limit();
+    ticker.add(Sweep(state.sessions.clone()));
+    ticker.add(crate::inflight::Sweep(state.owners.clone()));
+    ticker.add(crate::push::Tick(state.push.clone()));
     ticker.add(crate::memory::Tidy);
     for limit in [rate_limit, start_limit].into_iter().flatten() {
         ticker.add(crate::ratelimit::Sweep(limit));
@@ -317,8 +323,7 @@ pub fn run(config: Config) -> ! {
             listen: config.listen,
             drain,
             grace,
-            bridges,
-            push,
+            state,
         },
     ));
     server.run_forever();
@@ -326,12 +331,13 @@ pub fn run(config: Config) -> ! {
 
 /// Every metric family of the process, each subsystem's own (`/metrics` writes them in this
 /// order).
-fn registry(edge: &Edge, replicas: &Arc<Replicas>) -> Registry {
+fn registry(edge: &Edge) -> Registry {
+    let state = &edge.state;
     let mut registry = Registry::default();
-    registry.register(edge.metrics.clone());
-    registry.register(edge.streams.clone());
-    registry.register(edge.tools.clone());
-    registry.register(edge.owners.clone());
+    registry.register(state.metrics.clone());
+    registry.register(state.streams.clone());
+    registry.register(state.tools.clone());
+    registry.register(state.owners.clone());
     if let Some(limit) = &edge.admission.rate_limit {
         registry.register(limit.clone());
     }
@@ -339,10 +345,10 @@ fn registry(edge: &Edge, replicas: &Arc<Replicas>) -> Registry {
         registry.register(Arc::new(access.clone()));
     }
     registry.register(Arc::new(crate::downstream::listen::WorkerTasks));
-    registry.register(edge.sessions.clone());
-    registry.register(replicas.clone());
-    registry.register(edge.bridge.bridges.clone());
-    registry.register(edge.push.push.clone());
-    registry.register(edge.tasks.clone());
+    registry.register(state.sessions.clone());
+    registry.register(state.replicas.clone());
+    registry.register(state.bridges.clone());
+    registry.register(state.push.clone());
+    registry.register(state.tasks.clone());
     registry
 }

@@ -35,40 +35,31 @@ use mcp_protocol::{Message, sse, version::MODERN};
 use crate::{
     admit::{Admission, Admitted, VERSION_PATH},
     answer::{Reply, Stop},
-    bridge::{self, Bridges},
+    bridge,
     budget::Limit,
     downstream::client::Client,
-    inflight::{Owners, Scope, Streams},
+    inflight::Scope,
     push,
     relay::{self, Relay},
     request::{Ctx, Found, Held, Is},
     respond::respond,
     retry::{self, Plan, Upstream},
     route::{self, Decision, SessionState, Verb},
-    session::{Profile, ReplicaId, SessionView, Sessions, Uid, peers::Peers},
-    tasks::{self, TaskCounts},
-    telemetry::{
-        access::AccessLog,
-        metrics::{Event, Metrics},
-    },
-    tools::KnownTools,
-    upstream::Replicas,
+    session::{Profile, ReplicaId, SessionView, Uid},
+    state::State,
+    tasks,
+    telemetry::{access::AccessLog, metrics::Event},
 };
 
-/// The proxy's shared state (one per process, built by `app`).
+/// The request path's dependencies (one per process, built by `app`).
 pub struct Edge {
+    /// What the process shares (the admin listener and the periodic jobs hold the same).
+    pub state: State,
     pub admission: Admission,
-    pub sessions: Arc<Sessions>,
-    pub owners: Arc<Owners>,
-    pub streams: Arc<Streams>,
-    pub tools: Arc<KnownTools>,
     pub upstream: Arc<Upstream>,
-    pub metrics: Arc<Metrics>,
-    pub peers: Arc<Peers>,
     /// The bridge and the fan-out's client side, each holding what it needs.
     pub bridge: bridge::Driver,
     pub push: push::stream::Driver,
-    pub tasks: Arc<TaskCounts>,
     pub body_limit: usize,
     /// `None` with `--access-log off`.
     pub access: Option<AccessLog>,
@@ -141,7 +132,7 @@ impl Edge {
             Err(reply) => return Ok(client.reply(&reply).await?),
         };
         if admitted.version_path {
-            return self.version(client, ctx).await;
+            return self.version(client, ctx, &admitted).await;
         }
         let body = match self.body(client, &admitted).await? {
             Ok(body) => body,
@@ -152,7 +143,7 @@ impl Edge {
             Ok(message) => message,
             Err(invalid) => return Ok(client.reply(&invalid.into()).await?),
         };
-        ctx.is = self.is(&admitted, message.as_ref(), &body, ctx.addr);
+        ctx.is = self.is(&admitted, message.as_ref(), ctx.addr);
         let request = routed(&admitted, message.as_ref(), &ctx.is.session);
         let decision = route::decide(&request, &self.live(&ctx.is));
         let on = (&ctx.is, &mut ctx.held);
@@ -164,7 +155,7 @@ impl Edge {
             Decision::Replica(id) => self.proxy(client, on, to.pinned(id, None)).await,
             Decision::Task(id, raw) => self.proxy(client, on, to.pinned(id, Some(raw))).await,
             Decision::TaskGone => {
-                let gone = self.tasks.gone(is.method, is.id.as_deref());
+                let gone = self.state.tasks.gone(is.method, is.id.as_deref());
                 Ok(client.reply(&gone).await?)
             }
             Decision::Bridge(call) => self.bridge.run(client, on, call, &body).await,
@@ -180,7 +171,17 @@ impl Edge {
     }
 
     /// `GET /version`: not MCP, any replica's answer.
-    async fn version(&self, client: &mut Client<'_>, ctx: &mut Ctx) -> Result<(), Stop> {
+    async fn version(
+        &self,
+        client: &mut Client<'_>,
+        ctx: &mut Ctx,
+        admitted: &Admitted,
+    ) -> Result<(), Stop> {
+        ctx.is = Is {
+            identity: admitted.identity,
+            caller: Some(admitted.caller),
+            ..Is::default()
+        };
         let none = Bytes::new();
         let plan = Plan::version(&none, VERSION_PATH);
         let on = (&ctx.is, &mut ctx.held);
@@ -210,7 +211,7 @@ impl Edge {
         }
         let read = client.read_body(self.body_limit, admitted.declared).await?;
         if read.as_ref().is_err_and(|reply| reply.status == 408) {
-            self.metrics.spent.count(Limit::BodyTime);
+            self.state.metrics.spent.count(Limit::BodyTime);
         }
         Ok(read)
     }
@@ -221,7 +222,6 @@ impl Edge {
         &self,
         admitted: &Admitted,
         message: Option<&Message<'_>>,
-        body: &Bytes,
         addr: Option<std::net::SocketAddr>,
     ) -> Is {
         let era = mcp_protocol::era(message, admitted.routing.version.as_deref());
@@ -233,10 +233,11 @@ impl Edge {
         };
         if !era.is_modern() {
             let (state, expired) = self
+                .state
                 .sessions
                 .state(admitted.token.as_deref(), is.identity());
             if expired {
-                self.metrics.count(Event::SessionExpired);
+                self.state.metrics.count(Event::SessionExpired);
             }
             if let SessionState::Live(view) = &state {
                 is.scope = Scope::Session(view.uid);
@@ -249,10 +250,7 @@ impl Edge {
         }
         if let Some(m) = message {
             is.label(m);
-            is.listed = is.tool.as_deref().and_then(|t| self.tools.listed(t));
-            if !era.is_modern() && is.is_request && m.is("initialize") {
-                is.profile = Profile::of_initialize(body);
-            }
+            is.listed = is.tool.as_deref().and_then(|t| self.state.tools.listed(t));
         }
         is
     }
@@ -260,10 +258,7 @@ impl Edge {
     /// What `route` consults, for this request.
     fn live<'a>(&'a self, is: &Is) -> Live<'a> {
         Live {
-            owners: &self.owners,
-            replicas: &self.upstream.replicas,
-            bridges: &self.bridge.bridges,
-            push: &self.push.push,
+            state: &self.state,
             session: is.view().map(|view| view.uid),
             scope: is.scope,
         }
@@ -281,10 +276,10 @@ impl Edge {
         if to.target.is_none()
             && let Some(token) = is.token.as_deref()
             && to.message.is_some_and(|m| m.is("notifications/cancelled"))
-            && !self.peers.is_empty()
+            && !self.state.peers.is_empty()
         {
             // It may name a call another process bridges; the replicas ignore what they never saw.
-            self.peers.cancel(token, to.body);
+            self.state.peers.cancel(token, to.body);
         }
         let restored = tasks::restored(to.body, to.task);
         let body = restored.as_ref().unwrap_or(to.body);
@@ -298,11 +293,15 @@ impl Edge {
         let initialize = !modern && is_method("initialize");
         if initialize
             && let Some(caller) = is.caller
-            && let Err(wait) = self.sessions.may_start(caller)
+            && let Err(wait) = self.state.sessions.may_start(caller)
         {
-            self.metrics.spent.count(Limit::SessionStarts);
+            self.state.metrics.spent.count(Limit::SessionStarts);
             let reply = crate::ratelimit::limited("--session-rate-limit", wait);
             return Ok(client.reply(&reply.with_id(is.id.as_deref())).await?);
+        }
+        if initialize {
+            // Only past the rate check: a refused initialize costs no parse.
+            held.profile = Profile::of_initialize(body);
         }
         let policy = relay::Request {
             replica: "",
@@ -335,7 +334,7 @@ impl Edge {
         ))
         .await;
         if plan.attempt.task {
-            self.tasks.exchanged(is.method, &exchanged);
+            self.state.tasks.exchanged(is.method, &exchanged);
         }
         let mut response = exchanged?;
         let replica = held.replica.clone().expect("a replica answered");
@@ -352,22 +351,31 @@ impl Edge {
         }
         if shown.stream {
             let uid = is.view().map(|v| v.uid);
-            match self.streams.hold(&self.admission.limits, uid, is.caller) {
+            match self
+                .state
+                .streams
+                .hold(&self.admission.limits, uid, is.caller)
+            {
                 Ok(stream) => held.stream = Some(stream),
                 // Refused here: dropping the replica's connection abandons the request there.
                 Err(reply) => return Ok(client.reply(&reply.with_id(is.id.as_deref())).await?),
             }
             if let (true, Some(id)) = (is.is_request, &is.id) {
-                held.streaming = Some(self.owners.hold(is.scope.key(), id, replica.id.clone()));
+                held.streaming = Some(self.state.owners.hold(
+                    is.scope.key(),
+                    id,
+                    replica.id.clone(),
+                ));
             }
         }
         let found = Found {
-            owners: &self.owners,
-            tools: &self.tools,
-            sessions: &self.sessions,
-            metrics: &self.metrics,
-            tasks: &self.tasks,
+            owners: &self.state.owners,
+            tools: &self.state.tools,
+            sessions: &self.state.sessions,
+            metrics: &self.state.metrics,
+            tasks: &self.state.tasks,
             is,
+            profile: &held.profile,
             replica: &replica.id,
         };
         respond(
@@ -385,21 +393,18 @@ impl Edge {
     /// The client's session is over (DELETE, or its owner forgot it): revoked here and at peers.
     fn end_session(&self, token: Option<&str>, view: Option<&SessionView>) {
         if let (Some(token), Some(view)) = (token, view) {
-            self.sessions.revoke(&view.uid, view.expires);
-            self.bridge.bridges.end_session(&view.uid);
-            self.push.push.end_session(&view.uid);
-            self.metrics.count(Event::SessionRevoked);
-            self.peers.announce(token);
+            self.state.sessions.revoke(&view.uid, view.expires);
+            self.state.bridges.end_session(&view.uid);
+            self.state.push.end_session(&view.uid);
+            self.state.metrics.count(Event::SessionRevoked);
+            self.state.peers.announce(token);
         }
     }
 }
 
 /// Lookups for [`route::decide`], scoped to this request.
 struct Live<'a> {
-    owners: &'a Owners,
-    replicas: &'a Replicas,
-    bridges: &'a Bridges,
-    push: &'a crate::push::Push,
+    state: &'a State,
     /// The request's live session.
     session: Option<Uid>,
     scope: Scope,
@@ -407,25 +412,25 @@ struct Live<'a> {
 
 impl route::Facts for Live<'_> {
     fn streaming_owner(&self, id: &str) -> Option<ReplicaId> {
-        self.owners.streaming_owner(&self.scope.key(), id)
+        self.state.owners.streaming_owner(&self.scope.key(), id)
     }
     fn answer_owner(&self, id: &str) -> Option<ReplicaId> {
-        self.owners.answer_owner(&self.scope.key(), id)
+        self.state.owners.answer_owner(&self.scope.key(), id)
     }
     fn is_alive(&self, replica: &str) -> bool {
-        self.replicas.is_alive(replica)
+        self.state.replicas.is_alive(replica)
     }
     fn bridge_ready(&self) -> bool {
-        self.bridges.ready(self.replicas)
+        self.state.bridges.ready(&self.state.replicas)
     }
     fn bridged(&self, id: &str) -> bool {
         self.session
-            .is_some_and(|s| self.bridges.is_bridged(&s, id))
+            .is_some_and(|s| self.state.bridges.is_bridged(&s, id))
     }
     fn push_ready(&self) -> bool {
-        self.push.ready()
+        self.state.push.ready()
     }
     fn task_home(&self, replica: &str) -> bool {
-        self.replicas.answers(replica)
+        self.state.replicas.answers(replica)
     }
 }

@@ -9,7 +9,7 @@
 //!   [`answer`] (replies and the failure table), `mcp_protocol` (classification, SSE, errors);
 //! - state: [`session`] (sealed legacy sessions), [`inflight`] (streams and owners, by guard),
 //!   [`tools`] (tool annotations learned), [`tasks`] (task ids that name their replica),
-//!   [`auth`], [`ratelimit`], [`limits`], [`drain`];
+//!   [`auth`], [`ratelimit`], [`limits`], [`drain`]; [`state`]: what the process shares of it;
 //! - upstream I/O: [`upstream`] (replica set, round robin, health, discovery, pool, exchange);
 //! - around it: [`app`] (flags → shared state → services), [`ticker`] (the periodic jobs),
 //!   [`admin`], [`telemetry`],
@@ -38,6 +38,7 @@ pub mod respond;
 pub mod retry;
 pub mod route;
 pub mod session;
+pub mod state;
 pub mod tasks;
 pub mod telemetry;
 pub mod ticker;

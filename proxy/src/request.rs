@@ -58,8 +58,6 @@ pub struct Is {
     pub session: route::SessionState,
     /// The scope of in-flight keys: the session uid, or the client connection.
     pub scope: Scope,
-    /// A legacy `initialize`'s client profile, sealed into the session it starts.
-    pub profile: Profile,
 }
 
 impl Default for Is {
@@ -76,7 +74,6 @@ impl Default for Is {
             token: None,
             session: route::SessionState::None,
             scope: Scope::Unknown,
-            profile: Profile::default(),
         }
     }
 }
@@ -92,6 +89,9 @@ pub struct Held {
     pub streaming: Option<Streaming>,
     /// A bridged call's rounds and replicas (the access log).
     pub bridged: Option<Box<Bridged>>,
+    /// A legacy `initialize`'s client profile (read once past the session rate limit), sealed
+    /// into the session it starts.
+    pub profile: Profile,
 }
 
 impl Is {
@@ -190,6 +190,7 @@ pub struct Found<'a> {
     pub metrics: &'a Metrics,
     pub tasks: &'a TaskCounts,
     pub is: &'a Is,
+    pub profile: &'a Profile,
     pub replica: &'a ReplicaId,
 }
 
@@ -220,7 +221,7 @@ impl Found<'_> {
         });
         let (token, _) = self
             .sessions
-            .mint(version, owner, self.is.identity(), self.is.profile.clone())
+            .mint(version, owner, self.is.identity(), self.profile.clone())
             .map_err(|e| Failure::Seal(e.to_string()))?;
         self.metrics.count(Event::SessionMinted);
         Ok(token)

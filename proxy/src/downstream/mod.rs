@@ -178,7 +178,7 @@ impl Front {
         match complete {
             Some(true) => Some(first),
             Some(false) => {
-                self.edge.metrics.spent.count(Limit::HeadBytes);
+                self.edge.state.metrics.spent.count(Limit::HeadBytes);
                 let message = format!(
                     "request head larger than {} bytes; at most {} header bytes in {} fields are accepted",
                     self.head_bytes,
@@ -236,7 +236,7 @@ impl Front {
         tokio::select! {
             biased;
             done = pingora_timeout::fast_timeout::fast_timeout(deadline, work) => Some(done.unwrap_or_else(|_| {
-                self.edge.metrics.count(Event::HeaderTimeout);
+                self.edge.state.metrics.count(Event::HeaderTimeout);
                 T::default()
             })),
             () = closed => None,
@@ -310,7 +310,7 @@ impl Front {
         ctx.finish(
             &client,
             error.as_deref(),
-            &edge.metrics,
+            &edge.state.metrics,
             edge.access.as_ref(),
         );
         if let Some(e) = error {
