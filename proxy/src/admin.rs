@@ -214,6 +214,7 @@ impl axum::serve::Listener for Bounded {
             .await
             .expect("never closed");
         let (stream, addr) = axum::serve::Listener::accept(&mut self.listener).await;
+        crate::memory::served();
         let timed = Timed {
             stream,
             until: Box::pin(tokio::time::sleep(CONNECTION_TIME)),

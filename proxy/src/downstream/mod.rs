@@ -292,6 +292,7 @@ impl Front {
             session.set_keepalive(None);
         }
         let edge = &self.edge;
+        crate::memory::served();
         let mut ctx = Ctx::new();
         let mut client = Client::new(&mut session, self.times);
         let error = match edge.handle(&mut client, &mut ctx).await {
