@@ -40,9 +40,8 @@ use crate::{
     downstream::client::Client,
     inflight::Scope,
     push,
-    relay::{self, Relay},
-    request::{Ctx, Found, Held, Is},
-    respond::respond,
+    relay::{self, Relay, found::Found, respond::respond},
+    request::{Ctx, Held, Is},
     retry::{self, Plan, Upstream},
     route::{self, Decision, SessionState, Verb},
     session::{Profile, ReplicaId, SessionView, Uid},
@@ -369,11 +368,7 @@ impl Edge {
             }
         }
         let found = Found {
-            owners: &self.state.owners,
-            tools: &self.state.tools,
-            sessions: &self.state.sessions,
-            metrics: &self.state.metrics,
-            tasks: &self.state.tasks,
+            state: &self.state,
             is,
             profile: &held.profile,
             replica: &replica.id,

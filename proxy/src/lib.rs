@@ -4,7 +4,7 @@
 //! - client side: [`downstream`] (listeners, the keep-alive loop, the only code touching the
 //!   client's `ServerSession`);
 //! - the phases: [`edge`] (the phase chart) delegating to [`admit`], [`retry`] (the exchange
-//!   phase), [`respond`] (the relay phase's bytes), with [`request`] holding one request's state;
+//!   phase), [`relay::respond`] (the relay phase's bytes), with [`request`] holding one request's state;
 //! - pure decisions: [`route`] (`decide`, `after_failure`), [`relay`] (the response policy),
 //!   [`answer`] (replies and the failure table), `mcp_protocol` (classification, SSE, errors);
 //! - state: [`session`] (sealed legacy sessions), [`inflight`] (streams and owners, by guard),
@@ -34,7 +34,6 @@ pub mod push;
 pub mod ratelimit;
 pub mod relay;
 pub mod request;
-pub mod respond;
 pub mod retry;
 pub mod route;
 pub mod session;

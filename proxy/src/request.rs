@@ -1,5 +1,6 @@
-//! One request's state as it passes the phases ([`Ctx`]: its labels, session, guards and the
-//! replica that served it), and [`Found`]: what the relay policy finds in a response, applied.
+//! One request's state as it passes the phases ([`Ctx`]): what it is ([`Is`]: labels, caller,
+//! session), what it holds ([`Held`]: the replica that served it, its guards), and the log
+//! phase that ends it ([`Ctx::finish`]).
 
 use std::{sync::Arc, time::Instant};
 
@@ -7,20 +8,17 @@ use mcp_protocol::{Kind, Message, methods};
 use pingora::Error;
 
 use crate::{
-    answer::Failure,
     auth::Identity,
     budget::Limit,
     downstream::client::Client,
-    inflight::{Owners, Scope, Stream, Streaming},
-    relay::Chunk,
+    inflight::{Scope, Stream, Streaming},
     route,
-    session::{Owner, Profile, ReplicaId, SessionView, Sessions},
-    tasks::TaskCounts,
+    session::{Profile, SessionView},
     telemetry::{
         access::{AccessLog, Bridged},
-        metrics::{self, Event, Metrics},
+        metrics::{self, Metrics},
     },
-    tools::{KnownTools, Listed},
+    tools::Listed,
     upstream::Replica,
 };
 
@@ -179,51 +177,5 @@ impl Ctx {
 impl Default for Ctx {
     fn default() -> Self {
         Self::new()
-    }
-}
-
-/// What the relay policy found, applied to the process's state.
-pub struct Found<'a> {
-    pub owners: &'a Owners,
-    pub tools: &'a KnownTools,
-    pub sessions: &'a Sessions,
-    pub metrics: &'a Metrics,
-    pub tasks: &'a TaskCounts,
-    pub is: &'a Is,
-    pub profile: &'a Profile,
-    pub replica: &'a ReplicaId,
-}
-
-impl Found<'_> {
-    /// A chunk's findings: server→client requests asked, a `tools/list` to learn from, a task
-    /// created.
-    pub fn apply(&self, chunk: Chunk) {
-        if chunk.is_empty() {
-            return;
-        }
-        for id in chunk.asked {
-            self.owners
-                .asked(&self.is.scope.key(), &id, self.replica.clone());
-        }
-        if let Some(list) = chunk.tools_list {
-            self.tools.learn(&list);
-        }
-        if chunk.named_task && self.is.method == "tools/call" {
-            self.tasks.created();
-        }
-    }
-
-    /// Seal a session (the relay policy found its version); the token for the client.
-    pub fn mint(&self, version: &str, theirs: Option<String>) -> Result<String, Failure> {
-        let owner = theirs.map(|session_id| Owner {
-            replica: self.replica.clone(),
-            session_id,
-        });
-        let (token, _) = self
-            .sessions
-            .mint(version, owner, self.is.identity(), self.profile.clone())
-            .map_err(|e| Failure::Seal(e.to_string()))?;
-        self.metrics.count(Event::SessionMinted);
-        Ok(token)
     }
 }

@@ -8,8 +8,7 @@ use bytes::Bytes;
 use crate::{
     answer::Stop,
     downstream::client::Client,
-    relay::{Relay, Seal},
-    request::Found,
+    relay::{Relay, Seal, found::Found},
     upstream::{Replica, exchange::Response, pool::Pool},
 };
 use pingora::http::ResponseHeader;

@@ -1,6 +1,7 @@
-//! The response policy, pure over the replica's head and bytes: what a response must look like
-//! to the client, and what the edge must learn or record from it. No sockets, no shared state;
-//! [`crate::respond`] moves the bytes and carries out what this module returns.
+//! The relay phase, in one place: the response policy here, pure over the replica's head and
+//! bytes (what a response must look like to the client, and what the edge must learn or record
+//! from it; no sockets, no shared state), [`respond`] moving the bytes, and [`found`] applying
+//! what the policy found to the process's state.
 //!
 //! | on | the policy |
 //! |---|---|
@@ -12,6 +13,9 @@
 //! | body | SSE event ids become `<replica>/<id>`; server→client requests are reported ([`Chunk::asked`]) |
 //! | body | a successful `tools/list` is collected (up to [`LIST_LIMIT`]) for its annotations ([`Chunk::tools_list`]) |
 //! | body | where a task may be named (a 2026-07-28 `tools/call` declaring the tasks extension, a `tasks/get`): `result.taskId` gets the replica's id in front ([`mcp_protocol::tasks`]); a JSON body is held whole for it (up to [`TASK_HOLD_LIMIT`], `Content-Length` dropped), an SSE one rewritten event by event |
+
+pub mod found;
+pub mod respond;
 
 use bytes::{Bytes, BytesMut};
 use mcp_protocol::{
