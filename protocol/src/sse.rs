@@ -32,6 +32,12 @@ pub fn event(message: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// The comment that keeps a quiet event stream open through intermediaries and clients' read
+/// timeouts (readers skip comment lines).
+pub const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
+/// How long a stream made here stays quiet before it sends [`KEEP_ALIVE`].
+pub const KEEP_ALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Separates the replica from the original id in a rewritten event id.
 pub const ID_SEPARATOR: char = '/';
 

@@ -68,8 +68,6 @@ use translate::{Answer, Outcome};
 
 /// Most rounds of one call (rmcp's and the SDKs' limit).
 pub const MAX_ROUNDS: u32 = 10;
-/// A keep-alive comment this often while the client thinks.
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// Largest replica answer read (JSON, or one SSE event).
 const ANSWER_LIMIT: usize = 4 << 20;
 /// The log level bridged calls carry: legacy stateless replicas log unconditionally, so the
@@ -757,7 +755,8 @@ async fn wait(
         if now >= deadline {
             return Ok(Waited::TimedOut);
         }
-        let step = KEEP_ALIVE.min(deadline - now);
+        // A keep-alive comment this often while the client thinks.
+        let step = sse::KEEP_ALIVE_EVERY.min(deadline - now);
         match client
             .unless_gone(tokio::time::timeout(step, rx.recv()))
             .await
@@ -768,9 +767,7 @@ async fn wait(
             }
             Ok(Err(_)) => {
                 if Instant::now() < deadline {
-                    client
-                        .write_body(Bytes::from_static(b": keep-alive\n\n"), false)
-                        .await?;
+                    client.keep_alive().await?;
                 }
             }
             Ok(Ok(None)) => return Ok(Waited::Stopped(Event::End("the bridge closed"))),

@@ -168,6 +168,12 @@ impl<'s> Client<'s> {
         self.write_body(Bytes::copy_from_slice(message), true).await
     }
 
+    /// A keep-alive comment on an SSE response made here ([`mcp_protocol::sse::KEEP_ALIVE`]).
+    pub async fn keep_alive(&mut self) -> Result<()> {
+        let comment = Bytes::from_static(mcp_protocol::sse::KEEP_ALIVE);
+        self.write_body(comment, false).await
+    }
+
     /// The head of an SSE response made here (a bridged call's, a listen stream's): no caching,
     /// no buffering by a proxy in front (`X-Accel-Buffering: no`), chunked.
     pub async fn write_sse_head(&mut self, served_by: Option<&str>) -> Result<()> {

@@ -7,7 +7,10 @@
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use mcp_protocol::error::{INTERNAL_ERROR, INVALID_PARAMS};
+use mcp_protocol::{
+    error::{INTERNAL_ERROR, INVALID_PARAMS},
+    sse::KEEP_ALIVE_EVERY,
+};
 use serde_json::Value;
 use tokio::sync::{Notify, broadcast::error::RecvError};
 
@@ -26,7 +29,6 @@ use crate::{
 
 /// How long a new listener waits for the replicas' acknowledgements.
 pub const COVER_WAIT: Duration = Duration::from_secs(2);
-const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 /// The fan-out's client side as the edge calls it, with what it needs of the process from its
 /// construction.
@@ -245,8 +247,10 @@ async fn pump(
         .times()
         .stream
         .map(|lifetime| tokio::time::Instant::now() + lifetime);
-    let mut keep_alive =
-        tokio::time::interval_at(tokio::time::Instant::now() + KEEP_ALIVE, KEEP_ALIVE);
+    let mut keep_alive = tokio::time::interval_at(
+        tokio::time::Instant::now() + KEEP_ALIVE_EVERY,
+        KEEP_ALIVE_EVERY,
+    );
     loop {
         let woke = client
             .unless_gone(async {
@@ -288,9 +292,7 @@ async fn pump(
                 }
             }
             Woke::KeepAlive => {
-                client
-                    .write_body(Bytes::from_static(b": keep-alive\n\n"), false)
-                    .await?;
+                client.keep_alive().await?;
             }
             Woke::Note(Err(RecvError::Closed)) | Woke::End | Woke::Lifetime => {
                 if matches!(woke, Woke::Lifetime) {
