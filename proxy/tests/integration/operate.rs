@@ -737,3 +737,285 @@ async fn past_the_tracked_session_cap_ended_sessions_stay_refused_and_others_sti
         );
     }
 }
+
+/// The request head of a POST whose body never completes (`declared` bytes promised, one sent),
+/// and the status and JSON body mcp-edge answers once its body deadline passes.
+async fn stalled_body(edge: &Edge, headers: &str, declared: usize) -> Answer {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = edge
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp");
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nHost: {addr}\r\n{headers}Content-Type: application/json\r\n\
+         Accept: application/json, text/event-stream\r\nContent-Length: {declared}\r\n\r\n{{"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut raw))
+        .await
+        .expect("answered within the body deadline and a margin")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text[9..12].parse().unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body.lines().nth(1).unwrap_or_default().to_owned()
+    } else {
+        body.to_owned()
+    };
+    Answer {
+        status,
+        headers: Default::default(),
+        body,
+    }
+}
+
+/// docs/operating.md's "Errors made at the edge", row by row: each row's request is sent here
+/// (or, where it needs a replica that keeps sessions, named with the test that sends it), and
+/// gets the status and JSON-RPC code the row says; the rows that say no replica sees them reach
+/// none. A row added to the guide without its case here, or a case whose row was reworded,
+/// fails the test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_row_of_the_errors_table_in_the_operating_guide_is_what_the_edge_answers() {
+    let edge = start(&[
+        "--auth-tokens",
+        "a-sixteen-char-token,another-sixteen-token",
+        "--max-headers",
+        "50",
+        "--body-limit",
+        "4096",
+        "--body-timeout-seconds",
+        "1",
+        "--first-byte-timeout-seconds",
+        "1",
+        "--session-rate-limit",
+        "0.1",
+    ])
+    .await;
+    let bad = breaking_replica().await;
+    let broken = start(&["--backend", &bad]).await;
+    wait_replicas(&broken, 1, 1).await;
+    const AUTH: (&str, &str) = ("authorization", "Bearer a-sixteen-char-token");
+    let ping = r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#;
+    let init = initialize("2025-06-18");
+    let session = post(&edge.url, &[JSON, BOTH, AUTH], init.clone()).await;
+    let session = session.session().expect("a session");
+    let limited = ("authorization", "Bearer another-sixteen-token");
+    assert_eq!(
+        post(&edge.url, &[JSON, BOTH, limited], init.clone())
+            .await
+            .status,
+        200
+    );
+    let before = total_requests(&edge).await;
+
+    let many: Vec<(String, String)> = (0..60).map(|i| (format!("x-h{i}"), "1".into())).collect();
+    let many: Vec<(&str, &str)> = many
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .chain([JSON, BOTH, AUTH])
+        .collect();
+    let other_path = edge.url.replace("/mcp", "/other");
+    let modern = r#"{"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}"#;
+    let batch = format!("[{ping}]");
+    let no_session = [JSON, BOTH, AUTH];
+    let with_session = [JSON, BOTH, AUTH, ("mcp-session-id", session.as_str())];
+    let checked: Vec<(&str, Answer)> = vec![
+        (
+            "request head over `--max-headers` or `--max-header-bytes`",
+            post(&edge.url, &many, ping).await,
+        ),
+        ("another path", post(&other_path, &no_session, ping).await),
+        (
+            "no or wrong bearer token (when authentication is on)",
+            post(&edge.url, &[JSON, BOTH], ping).await,
+        ),
+        (
+            "past the caller's rate limit, or its rate of new legacy sessions",
+            post(&edge.url, &[JSON, BOTH, limited], init.clone()).await,
+        ),
+        (
+            "`Origin` not allowed",
+            post(
+                &edge.url,
+                &[JSON, BOTH, AUTH, ("origin", "https://evil.example")],
+                ping,
+            )
+            .await,
+        ),
+        (
+            "not `application/json`",
+            post(
+                &edge.url,
+                &[("content-type", "text/plain"), BOTH, AUTH],
+                ping,
+            )
+            .await,
+        ),
+        (
+            "`Accept` allows neither JSON nor SSE",
+            post(&edge.url, &[JSON, ("accept", "text/html"), AUTH], ping).await,
+        ),
+        (
+            "body over the limit",
+            post(&edge.url, &no_session, "x".repeat(8192)).await,
+        ),
+        (
+            "body not complete within `--body-timeout-seconds`",
+            stalled_body(&edge, "Authorization: Bearer a-sixteen-char-token\r\n", 100).await,
+        ),
+        (
+            "malformed JSON, invalid UTF-8, nested deeper than 128",
+            post(&edge.url, &no_session, r#"{"jsonrpc":"2.0","id":7,"meth"#).await,
+        ),
+        (
+            "JSON but not a JSON-RPC message (wrong `id` or `method` types, duplicate keys, …)",
+            post(
+                &edge.url,
+                &no_session,
+                r#"{"jsonrpc":"2.0","id":{},"method":"ping"}"#,
+            )
+            .await,
+        ),
+        (
+            "batch outside a 2025-03-26 session",
+            post(&edge.url, &with_session, batch).await,
+        ),
+        (
+            "2026-07-28 header/body mismatch",
+            post(
+                &edge.url,
+                &[
+                    JSON,
+                    BOTH,
+                    AUTH,
+                    ("mcp-protocol-version", "2026-07-28"),
+                    ("mcp-method", "tools/call"),
+                ],
+                modern,
+            )
+            .await,
+        ),
+        (
+            "unknown, tampered, foreign-key, expired or deleted session token",
+            post(
+                &edge.url,
+                &[JSON, BOTH, AUTH, ("mcp-session-id", "bogus")],
+                ping,
+            )
+            .await,
+        ),
+        (
+            "`GET` with nothing to serve it (no resumable stream, no stateful session, no fan-out); `DELETE` without a session",
+            send(reqwest::Method::DELETE, &edge.url, &[AUTH], "").await,
+        ),
+    ];
+    assert_eq!(
+        total_requests(&edge).await,
+        before,
+        "the requests down to the 405 reach no replica"
+    );
+    let get = send(
+        reqwest::Method::GET,
+        &edge.url,
+        &[AUTH, ("accept", "text/event-stream")],
+        "",
+    )
+    .await;
+    assert_eq!(
+        (get.status, get.error_code()),
+        (405, -32600),
+        "GET: {}",
+        get.body
+    );
+    let mut checked = checked;
+    checked.extend([
+        (
+            "no healthy replica",
+            post(&broken.url, &[JSON, BOTH], ping).await,
+        ),
+        (
+            "a replica failed after the request was sent, and repeating it is not safe",
+            post(
+                &broken.url,
+                &[JSON, BOTH],
+                call(7, "echo", json!({"message": "m"})),
+            )
+            .await,
+        ),
+        (
+            "a replica did not answer within `--first-byte-timeout-seconds`",
+            post(
+                &edge.url,
+                &no_session,
+                call(7, "sleep", json!({"ms": 3000})),
+            )
+            .await,
+        ),
+    ]);
+    let elsewhere = [(
+        "a session whose stateful replica is gone or unreachable",
+        "tests/sessions/test_sessions.py::test_stateful_replicas_keep_their_sessions",
+    )];
+
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/operating.md"))
+            .unwrap();
+    let table = guide
+        .split("## Errors made at the edge")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .unwrap();
+    let number = |cell: &str| -> i64 {
+        let digits: String = cell
+            .trim()
+            .chars()
+            .take_while(|c| *c == '-' || c.is_ascii_digit())
+            .collect();
+        digits
+            .parse()
+            .unwrap_or_else(|_| panic!("no number in {cell:?}"))
+    };
+    let mut rows = Vec::new();
+    for line in table
+        .lines()
+        .filter(|l| l.starts_with("| ") && !l.starts_with("| request |"))
+    {
+        let cells: Vec<&str> = line.trim_matches('|').split(" | ").collect();
+        let (row, status, code) = (cells[0].trim(), number(cells[1]), number(cells[2]));
+        rows.push(row);
+        if elsewhere.iter().any(|(r, _)| *r == row) {
+            continue;
+        }
+        let Some((_, answer)) = checked.iter().find(|(r, _)| *r == row) else {
+            panic!("docs/operating.md's row {row:?} has no case in this test");
+        };
+        assert_eq!(
+            (i64::from(answer.status), answer.error_code()),
+            (status, code),
+            "{row}: {}",
+            answer.body
+        );
+        if cells[2].contains("`id` null") {
+            assert_eq!(answer.json()["id"], Value::Null, "{row}");
+        }
+        if cells[1].contains("Retry-After") {
+            assert!(answer.headers.contains_key("retry-after"), "{row}");
+        }
+    }
+    let cases = checked
+        .iter()
+        .map(|(row, _)| row)
+        .chain(elsewhere.iter().map(|(row, _)| row));
+    for case in cases {
+        assert!(
+            rows.contains(case),
+            "the case {case:?} has no row in docs/operating.md"
+        );
+    }
+}
