@@ -301,7 +301,19 @@ def rss_parts(pid: int) -> dict:
     code and data pages, faulted in by the paths a run executes and kept until memory is short),
     in KiB, and the thread count."""
     status = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return {k: int(status[k].split()[0]) for k in ("RssAnon", "RssFile", "Threads")}
+    parts = {k: int(status[k].split()[0]) for k in ("RssAnon", "RssFile", "Threads")}
+    # Where the anonymous part sits, by the size of the mapping holding it (KiB of mapping:
+    # resident anonymous KiB): mimalloc's arenas are the large mappings, thread stacks the
+    # 2 MiB ones, the rest is small.
+    by_size: dict = {}
+    size = 0
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        if line.startswith("Size:"):
+            size = int(line.split()[1])
+        elif line.startswith("Anonymous:") and int(line.split()[1]):
+            by_size[size] = by_size.get(size, 0) + int(line.split()[1])
+    parts["anon_by_mapping_kib"] = dict(sorted(by_size.items(), key=lambda kv: -kv[1])[:6])
+    return parts
 
 
 def metric_text(admin: int) -> str:
