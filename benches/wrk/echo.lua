@@ -1,9 +1,17 @@
 -- The seed template's request shape: tools/call echo, Accept: application/json, no version header.
+-- With MCP_SESSION set, the same call in that legacy session, accepting SSE (benches/callgrind
+-- --bridged mints one whose client declared sampling, so mcp-edge bridges the call).
 -- Every response that is not HTTP 200 with a non-error tool result counts as bad.
 wrk.method = "POST"
 wrk.path = os.getenv("MCP_PATH") or "/mcp"
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Accept"] = "application/json"
+local session = os.getenv("MCP_SESSION")
+if session then
+  wrk.headers["Accept"] = "application/json, text/event-stream"
+  wrk.headers["Mcp-Session-Id"] = session
+  wrk.headers["MCP-Protocol-Version"] = "2025-11-25"
+end
 wrk.body = '{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"message":"hello"}}}'
 
 local threads = {}
