@@ -1,8 +1,9 @@
 //! A minimal HTTP/1.1 client for the binaries' own checks (feature `probe`, the one part of
 //! this crate that does I/O): one request on a fresh connection (`Connection: close`), read to
 //! its end within a bound and a timeout. mcp-edge's active health checks use it (`GET` the
-//! health path, and a replica's `tools/list` at its first passing check), and so does both
-//! binaries' `health` subcommand (a container HEALTHCHECK without curl).
+//! health path, and a replica's `tools/list` at its first passing check), so do its peer
+//! announcements (`POST` to another process's admin listener), and so does both binaries'
+//! `health` subcommand (a container HEALTHCHECK without curl).
 
 use std::{
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},

@@ -21,11 +21,8 @@
 use std::{sync::Arc, time::Duration};
 
 use hmac::{Hmac, KeyInit, Mac};
+use mcp_protocol::probe;
 use sha2::Sha256;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
 
 pub const REVOKE_PATH: &str = "/sessions/revoke";
 pub const DELIVER_PATH: &str = "/bridge/deliver";
@@ -222,7 +219,7 @@ impl Peers {
                 let header = format!("mcp-session-id: {token}\r\n{proof}");
                 sends.push(async move {
                     let post = post(addr, peer, path, "application/json", &header, body);
-                    matches!(tokio::time::timeout(TIMEOUT, post).await, Ok(Ok(200)))
+                    matches!(post.await, Ok(200))
                 });
             }
         }
@@ -261,11 +258,10 @@ impl Peers {
                     let (peer, token, proof) = (peer.clone(), token.as_str(), proof.as_str());
                     async move {
                         let post = post(addr, &peer, REVOKE_PATH, "text/plain", proof, token.as_bytes());
-                        match tokio::time::timeout(TIMEOUT, post).await {
-                            Ok(Ok(200 | 404)) => {}
-                            Ok(Ok(status)) => tracing::warn!(%peer, %addr, status, "peer refused a session revocation"),
-                            Ok(Err(e)) => tracing::warn!(%peer, %addr, error = %e, "session revocation not delivered"),
-                            Err(_) => tracing::warn!(%peer, %addr, "session revocation timed out"),
+                        match post.await {
+                            Ok(200 | 404) => {}
+                            Ok(status) => tracing::warn!(%peer, %addr, status, "peer refused a session revocation"),
+                            Err(e) => tracing::warn!(%peer, %addr, error = %e, "session revocation not delivered"),
                         }
                     }
                 });
@@ -275,7 +271,8 @@ impl Peers {
     }
 }
 
-/// One POST to a peer's admin listener: its status.
+/// One POST to a peer's admin listener, with the probes' HTTP/1 client (`Connection: close`,
+/// within [`TIMEOUT`]): its status, or why there is none.
 async fn post(
     addr: std::net::SocketAddr,
     host: &str,
@@ -283,22 +280,18 @@ async fn post(
     content_type: &str,
     headers: &str,
     body: &[u8],
-) -> std::io::Result<u16> {
-    let mut stream = TcpStream::connect(addr).await?;
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(&[head.as_bytes(), body].concat()).await?;
-    let mut head = Vec::with_capacity(64);
-    stream.take(64).read_to_end(&mut head).await?;
-    let line = String::from_utf8_lossy(&head);
-    line.get(9..12).and_then(|s| s.parse().ok()).ok_or_else(|| {
-        std::io::Error::new(
-            std::io::ErrorKind::InvalidData,
-            format!("bad status line {line:?}"),
-        )
-    })
+) -> Result<u16, String> {
+    let headers = format!("Content-Type: {content_type}\r\n{headers}");
+    let request = probe::Request {
+        method: "POST",
+        path,
+        headers: &headers,
+        body,
+    };
+    // The admin listener answers a few bytes of JSON; more is not read.
+    probe::exchange(addr, host, &request, 4 << 10, TIMEOUT)
+        .await
+        .map(|(status, _)| status)
 }
 
 #[cfg(test)]
