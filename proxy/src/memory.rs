@@ -12,8 +12,11 @@
 //! | served none, for the first time since it last did | forced: spans freed in live segments purged now, every arena's expired purges done | a quiet thread makes no allocation that would purge them: without it, what a burst freed stayed resident (the forced collection is what `mi_collect(false)` leaves out) |
 //! | served none, again | normal | nothing new to give back |
 //!
-//! With `--work-stealing` the accept tasks may run on any worker, so some workers may go
-//! uncollected.
+//! "Served" counts the requests a thread began (their heads refused included), not the work
+//! still in flight: a thread whose whole load is long streams counts as quiet and gets its one
+//! forced collection while they run (a heap visit, no harm beyond its cost). With
+//! `--work-stealing` the accept tasks may run on any worker, so some workers may go uncollected
+//! and the counts are a guide only.
 //!
 //! The other long-lived threads collect the same way: the admin listener's thread (peers'
 //! requests, scrapes; each connection counts as served) and the bundled replicas' worker run

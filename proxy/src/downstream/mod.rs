@@ -116,6 +116,9 @@ impl Front {
             pipelined,
         }) = next
         {
+            // Every request begun counts as the thread's work, the ones refused at their head
+            // too (memory.rs: a quiet thread's collection).
+            crate::memory::served();
             let ready = tokio::time::Instant::now();
             // Boxed, as the request is: the connection's own future stays a few pointers.
             let arrival = self.arrival(&mut stream, settings.is_some(), pipelined, ready);
@@ -292,7 +295,6 @@ impl Front {
             session.set_keepalive(None);
         }
         let edge = &self.edge;
-        crate::memory::served();
         let mut ctx = Ctx::new();
         let mut client = Client::new(&mut session, self.times);
         let error = match edge.handle(&mut client, &mut ctx).await {
