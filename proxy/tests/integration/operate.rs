@@ -791,15 +791,19 @@ async fn every_row_of_the_errors_table_in_the_operating_guide_is_what_the_edge_a
         "4096",
         "--body-timeout-seconds",
         "1",
-        "--first-byte-timeout-seconds",
-        "1",
         "--session-rate-limit",
         "0.1",
     ])
     .await;
+    // A replica that breaks every request (not ejected by this test's two requests), one that
+    // is never healthy (a closed port), and one slower than the first-byte timeout.
     let bad = breaking_replica().await;
-    let broken = start(&["--backend", &bad]).await;
+    let broken = start(&["--backend", &bad, "--eject-after", "5"]).await;
     wait_replicas(&broken, 1, 1).await;
+    let closed = format!("http://127.0.0.1:{}/mcp", free_port());
+    let none = start(&["--backend", &closed]).await;
+    wait_replicas(&none, 0, 1).await;
+    let slow = start(&["--first-byte-timeout-seconds", "1"]).await;
     const AUTH: (&str, &str) = ("authorization", "Bearer a-sixteen-char-token");
     let ping = r#"{"jsonrpc":"2.0","id":7,"method":"ping"}"#;
     let init = initialize("2025-06-18");
@@ -937,7 +941,7 @@ async fn every_row_of_the_errors_table_in_the_operating_guide_is_what_the_edge_a
     checked.extend([
         (
             "no healthy replica",
-            post(&broken.url, &[JSON, BOTH], ping).await,
+            post(&none.url, &[JSON, BOTH], ping).await,
         ),
         (
             "a replica failed after the request was sent, and repeating it is not safe",
@@ -951,8 +955,8 @@ async fn every_row_of_the_errors_table_in_the_operating_guide_is_what_the_edge_a
         (
             "a replica did not answer within `--first-byte-timeout-seconds`",
             post(
-                &edge.url,
-                &no_session,
+                &slow.url,
+                &[JSON, BOTH],
                 call(7, "sleep", json!({"ms": 3000})),
             )
             .await,
