@@ -18,8 +18,8 @@ use crate::{
     drain::Drain,
     edge::Edge,
     embedded::Embedded,
+    exchange::Upstream,
     inflight::{Owners, Streams},
-    retry::Upstream,
     session::{
         Keys, Sessions, Sweep,
         peers::{PeerKeys, Peers},
@@ -30,8 +30,8 @@ use crate::{
     tools::KnownTools,
     upstream::{
         Replicas,
+        attempt::Timeouts,
         discover::{self, Discovery},
-        exchange::Timeouts,
         health::HealthCheck,
         pool::Pool,
     },

@@ -14,7 +14,7 @@
 //!           │  replicas, answers to the call waiting here or at a peer
 //!           ├─ Listen / Push / Subscribe: push::stream::Driver, streams fed by the fan-out
 //!           └─ AnyReplica / Replica(id) / Task(id, raw): Edge::proxy, the plan, then
-//! exchange  retry: attempts until a replica answers (upstream::exchange, one attempt);
+//! exchange  exchange: attempts until a replica answers (upstream::attempt, one attempt);
 //!           route::after_failure decides each next step, answer::Failure says it
 //! relay ─── relay (the policy, pure) + respond (the bytes): X-Served-By, session header,
 //!           SSE ids, task ids, server→client asks, tools/list learning, sealing on initialize
@@ -38,11 +38,11 @@ use crate::{
     bridge,
     budget::Limit,
     downstream::client::Client,
+    exchange::{self, Plan, Upstream},
     inflight::Scope,
     push,
     relay::{self, Relay, found::Found, respond::respond},
     request::{Ctx, Held, Is},
-    retry::{self, Plan, Upstream},
     route::{self, Decision, SessionState, Verb},
     session::{Profile, ReplicaId, SessionView, Uid},
     state::State,
@@ -325,7 +325,7 @@ impl Edge {
     ) -> Result<(), Stop> {
         // Boxed: the exchange's state (the replica's peer, 672 bytes, and the attempt) would
         // otherwise stay in this future for as long as the stream that follows it.
-        let exchanged = Box::pin(retry::exchange(
+        let exchanged = Box::pin(exchange::run(
             &self.upstream,
             client,
             &plan,

@@ -3,7 +3,7 @@
 //!
 //! - client side: [`downstream`] (listeners, the keep-alive loop, the only code touching the
 //!   client's `ServerSession`);
-//! - the phases: [`edge`] (the phase chart) delegating to [`admit`], [`retry`] (the exchange
+//! - the phases: [`edge`] (the phase chart) delegating to [`admit`], [`exchange`] (the exchange
 //!   phase), [`relay::respond`] (the relay phase's bytes), with [`request`] holding one request's state;
 //! - pure decisions: [`route`] (`decide`, `after_failure`), [`relay`] (the response policy),
 //!   [`answer`] (replies and the failure table), `mcp_protocol` (classification, SSE, errors);
@@ -27,6 +27,7 @@ pub mod downstream;
 pub mod drain;
 pub mod edge;
 pub mod embedded;
+pub mod exchange;
 pub mod inflight;
 pub mod limits;
 pub mod memory;
@@ -34,7 +35,6 @@ pub mod push;
 pub mod ratelimit;
 pub mod relay;
 pub mod request;
-pub mod retry;
 pub mod route;
 pub mod session;
 pub mod state;

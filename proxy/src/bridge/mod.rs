@@ -14,7 +14,7 @@
 //! ```
 //!
 //! A round is an ordinary exchange with the next healthy replica that speaks 2026-07-28,
-//! through the exchange phase's one loop ([`retry::exchange`] with [`Choice::Modern`]: the same
+//! through the exchange phase's one loop ([`exchange::run`] with [`Choice::Modern`]: the same
 //! failover, retries and ejections, counted, as any request); between rounds no replica
 //! connection is held. The call's state — the request, the last `requestState`, the questions pending —
 //! lives only here, for as long as the client's stream: its answer's 202 cannot carry a
@@ -50,10 +50,10 @@ use crate::{
     budget::Caller,
     config::BridgeMode,
     downstream::client::Client,
+    exchange::{self, Choice, Plan, Upstream},
     inflight::Streams,
     limits::Limits,
     request::{Held, Is},
-    retry::{self, Choice, Plan, Upstream},
     route::{self, Attempt},
     session::{Uid, peers::Peers},
     telemetry::{
@@ -61,7 +61,7 @@ use crate::{
         registry::{Encoder, Kind, Source},
     },
     tools::KnownTools,
-    upstream::{Replica, Replicas, exchange::Rewrite},
+    upstream::{Replica, Replicas, attempt::Rewrite},
 };
 use id::QuestionId;
 use translate::{Answer, Outcome};
@@ -825,7 +825,7 @@ async fn finish(client: &mut Client<'_>, stream: &mut Stream, message: &[u8]) ->
 }
 
 /// One round: the request to the next replica that speaks 2026-07-28, through the exchange
-/// phase's one loop ([`retry::exchange`]: another replica when the connection could not be
+/// phase's one loop ([`exchange::run`]: another replica when the connection could not be
 /// made, the same one on a fresh connection when a pooled one had gone stale, each retry and
 /// ejection counted), its notifications relayed to the client as they come, its final message
 /// returned. `Ok(Err(why))`: no replica answered it.
@@ -860,7 +860,7 @@ async fn send_round(
     };
     // The exchange writes the replica it tries into the call's (the log and metrics name it); a
     // round that finds none leaves the one before it.
-    let answered = retry::exchange(&parts.upstream, client, &plan, &mut held_by.replica).await;
+    let answered = exchange::run(&parts.upstream, client, &plan, &mut held_by.replica).await;
     let (replica, mut response) = match (answered, held_by.replica.clone()) {
         (Ok(response), Some(replica)) => (replica, response),
         (Err(Stop::Answer(failure)), Some(replica)) if !matches!(failure, Failure::NoReplica) => {

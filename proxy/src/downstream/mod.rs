@@ -18,7 +18,7 @@
 //!          (with any bytes of it that arrived early: pipelined requests are answered in order)
 //! ```
 //!
-//! mcp-edge answers every request itself (its own exchange with replicas, `upstream::exchange`),
+//! mcp-edge answers every request itself (its own exchange with replicas, `upstream::attempt`),
 //! so it needs pingora's HTTP sessions but none of pingora-proxy's phases, nor pingora's
 //! connection loop (`ServerApp::process_new`, whose future also holds the HTTP/2 handshake's
 //! state: 12.6 KB for every HTTP/1 connection, measured); this is the whole request loop. Each

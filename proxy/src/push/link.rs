@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, watch};
 use super::{Push, filter::Filter};
 use crate::upstream::{
     Replica,
-    exchange::{self, Rewrite},
+    attempt::{self, Rewrite},
 };
 
 /// How long a replica has to acknowledge a listen.
@@ -206,14 +206,14 @@ async fn follow(
         path: &replica.path,
         ..Rewrite::default()
     };
-    let wire = exchange::request_to_wire(&head, &rewrite, body.as_bytes());
+    let wire = attempt::request_to_wire(&head, &rewrite, body.as_bytes());
     let peer = push.timeouts.peer(replica);
     let stream = push
         .connector
         .new_stream(&peer)
         .await
         .map_err(|e| format!("cannot connect: {e}"))?;
-    let mut response = exchange::send(stream, &wire, &peer, push.timeouts.first_byte)
+    let mut response = attempt::send(stream, &wire, &peer, push.timeouts.first_byte)
         .await
         .map_err(|e| format!("no answer: {e}"))?;
     let head = response.head();

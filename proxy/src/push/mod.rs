@@ -44,7 +44,7 @@ use crate::{
     session::ReplicaId,
     telemetry::registry::{Encoder, Kind, Source},
     ticker::Periodic,
-    upstream::{Replica, Replicas, exchange::Timeouts},
+    upstream::{Replica, Replicas, attempt::Timeouts},
 };
 use filter::{Filter, Note, Topic};
 use link::{Acked, Link};

@@ -9,7 +9,7 @@ use crate::{
     answer::Stop,
     downstream::client::Client,
     relay::{Relay, Seal, found::Found},
-    upstream::{Replica, exchange::Response, pool::Pool},
+    upstream::{Replica, attempt::Response, pool::Pool},
 };
 use pingora::http::ResponseHeader;
 

@@ -6,8 +6,8 @@
 //! The set is a snapshot swapped whole: a replica removed from it takes no new request, while
 //! requests and streams already on it hold their own reference and finish.
 
+pub mod attempt;
 pub mod discover;
-pub mod exchange;
 pub mod health;
 pub mod http1;
 pub mod pool;

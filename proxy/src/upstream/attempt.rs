@@ -1,7 +1,8 @@
-//! One exchange with a replica: the buffered request written in one piece, the response head
+//! One attempt at a replica: the buffered request written in one piece, the response head
 //! read, then its body chunk by chunk. It returns values — a [`Response`], chunks, or pingora's
-//! error for [`crate::route::after_failure`] — and knows nothing of the edge or of the client, so
-//! the bridge can call it several times for one client request.
+//! error for [`crate::route::after_failure`] — and knows nothing of the edge or of the client:
+//! the exchange loop ([`crate::exchange`]) calls it once per attempt, and a push link for its
+//! listen.
 //!
 //! mcp-edge reads a request's body before it chooses a replica (routing needs it), so the
 //! request is complete when it is sent: head and body leave in one write over a connection

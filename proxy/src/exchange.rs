@@ -9,7 +9,7 @@
 //!   └─ none → route::no_replica (503; 404 for a session whose owner is gone, -32602 for a task)
 //! connect ─ a pooled connection of this worker thread, or a new one
 //!   └─ Err → route::after_failure(Connect)
-//! upstream::exchange::send ─ head and body in one write, the response head read
+//! upstream::attempt::send ─ head and body in one write, the response head read
 //!   ├─ the client closed its connection meanwhile → the replica's connection is dropped
 //!   └─ Err → route::after_failure(Exchange): same replica, another one, or the answer
 //! ```
@@ -31,7 +31,7 @@ use crate::{
     telemetry::metrics::{Event, Metrics},
     upstream::{
         Replica, Replicas,
-        exchange::{self, Response, Rewrite, Timeouts},
+        attempt::{self, Response, Rewrite, Timeouts},
         pool::Pool,
     },
 };
@@ -129,7 +129,7 @@ impl<'a> Plan<'a> {
 /// Send the request until a replica answers (`Stop::Broken`: the client closed its
 /// connection). `chosen` is the replica last tried (metrics and the access log name it, whether
 /// it answered or failed).
-pub async fn exchange(
+pub async fn run(
     upstream: &Upstream,
     client: &mut Client<'_>,
     plan: &Plan<'_>,
@@ -178,8 +178,8 @@ pub async fn exchange(
                     ..plan.rewrite
                 };
                 let head = plan.head.unwrap_or(client.header());
-                let wire = exchange::request_to_wire(head, &rewrite, plan.body);
-                let sent = exchange::send(stream, &wire, &peer, upstream.timeouts.first_byte);
+                let wire = attempt::request_to_wire(head, &rewrite, plan.body);
+                let sent = attempt::send(stream, &wire, &peer, upstream.timeouts.first_byte);
                 match client.unless_gone(sent).await {
                     // Dropping the replica's connection tells it the request is cancelled.
                     Err(gone) => return Err(Stop::Broken(gone)),
