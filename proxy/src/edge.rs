@@ -100,6 +100,15 @@ impl<'a> Forwarded<'a> {
     }
 }
 
+/// What admission established of a request: who sent it (before its body is read).
+fn admitted_is(admitted: &Admitted) -> Is {
+    Is {
+        identity: admitted.identity,
+        caller: Some(admitted.caller),
+        ..Is::default()
+    }
+}
+
 /// The request as `route` sees it.
 fn routed<'a>(
     admitted: &'a Admitted,
@@ -176,11 +185,7 @@ impl Edge {
         ctx: &mut Ctx,
         admitted: &Admitted,
     ) -> Result<(), Stop> {
-        ctx.is = Is {
-            identity: admitted.identity,
-            caller: Some(admitted.caller),
-            ..Is::default()
-        };
+        ctx.is = admitted_is(admitted);
         let none = Bytes::new();
         let plan = Plan::version(&none, VERSION_PATH);
         let on = (&ctx.is, &mut ctx.held);
@@ -225,10 +230,8 @@ impl Edge {
     ) -> Is {
         let era = mcp_protocol::era(message, admitted.routing.version.as_deref());
         let mut is = Is {
-            identity: admitted.identity,
-            caller: Some(admitted.caller),
             era: if era.is_modern() { MODERN } else { "legacy" },
-            ..Is::default()
+            ..admitted_is(admitted)
         };
         if !era.is_modern() {
             let (state, expired) = self
