@@ -16,13 +16,19 @@
 //! A round is an ordinary exchange with the next healthy replica that speaks 2026-07-28,
 //! through the exchange phase's one loop ([`exchange::run`] with [`Choice::Modern`]: the same
 //! failover, retries and ejections, counted, as any request); between rounds no replica
-//! connection is held. The call's state — the request, the last `requestState`, the questions pending —
-//! lives only here, for as long as the client's stream: its answer's 202 cannot carry a
-//! result, so answer and stream must meet in one process anyway. Every wait has an end the
+//! connection is held. The call's state — the request, the last `requestState`, the questions
+//! pending — lives only in this process, for as long as the client's stream: its answer's 202
+//! cannot carry a result, so answer and stream must meet in one process anyway.
+//!
+//! [`call`] is that state and the policies deciding each step (ask, retry, re-learn, demote,
+//! finish, fail; pure, with its table and tests); this module holds the calls' tables and the
+//! driver that does the I/O each step asks for ([`Driver`]); [`translate`] rewrites messages
+//! between the eras. Every wait has an end the
 //! client reads: a per-round input timeout (keep-alive comments meanwhile), the client's
 //! cancel or disconnect, the session's end, shutdown, a replica asking for what the client did
 //! not declare, a replica failing, and at most 10 rounds.
 
+pub mod call;
 pub mod id;
 pub mod translate;
 
@@ -36,17 +42,17 @@ use std::{
 use bytes::Bytes;
 use dashmap::DashMap;
 use mcp_protocol::{
-    error, message,
+    message,
     sse::{self, Events},
     version::MODERN,
 };
 use pingora::http::RequestHeader;
 use rand::RngCore;
-use serde_json::{Map, Value, json, value::RawValue};
+use serde_json::value::RawValue;
 use tokio::sync::mpsc;
 
 use crate::{
-    answer::{Failure, Reply, Stop},
+    answer::{self, Reply, Stop},
     budget::Caller,
     config::BridgeMode,
     downstream::client::Client,
@@ -63,8 +69,8 @@ use crate::{
     tools::KnownTools,
     upstream::{Replica, Replicas, attempt::Rewrite},
 };
+use call::{Answered, Call, Ending, Failure, Next, RoundFailure};
 use id::QuestionId;
-use translate::{Answer, Outcome};
 
 /// Most rounds of one call (rmcp's and the SDKs' limit).
 pub const MAX_ROUNDS: u32 = 10;
@@ -338,11 +344,13 @@ pub struct Driver {
     pub peers: Arc<Peers>,
 }
 
-/// What a round's answer came to.
+/// What a round came to.
 enum Round {
     Final(Vec<u8>),
     /// The client cancelled or the call was ended while the replica worked.
     Interrupted(Event),
+    /// No final message.
+    Failed(RoundFailure),
 }
 
 /// The stream to the client, once open.
@@ -396,364 +404,167 @@ impl Driver {
     }
 }
 
-/// Run a bridged call to its end; the client's answer is written here.
+/// Run a bridged call to its end, doing what [`Call`] decides at each step; the client's
+/// answer is written here.
 async fn run(
     parts: &Driver,
     client: &mut Client<'_>,
     (caller, held_by): (Option<Caller>, &mut Held),
-    call: route::Bridged<'_>,
+    route::Bridged {
+        view,
+        method,
+        id: request,
+        tool,
+    }: route::Bridged<'_>,
     sent: &Bytes,
 ) -> Result<(), Stop> {
     let bridges = &parts.bridges;
-    let Some((_ticket, call_id, mut rx)) = bridges.open(call.view.uid, call.id) else {
-        bridges.ended(End::Refused);
-        let error = translate::error(
-            error::INTERNAL_ERROR,
-            "too many bridged calls in flight at mcp-edge; try again shortly",
-            None,
-        );
-        return Ok(client
-            .write_json(&translate::error_response(call.id, &error))
-            .await?);
+    let mut stream = Stream {
+        open: false,
+        progress: BTreeMap::new(),
+    };
+    let Some((_ticket, call_id, mut rx)) = bridges.open(view.uid, request) else {
+        let refused = Ending::Failed(Failure::Refused);
+        return end(bridges, client, &mut stream, request, refused, &[]).await;
     };
     // A bridged call counts as a stream from its start (it may ask at any round).
-    match parts
-        .streams
-        .hold(&parts.limits, Some(call.view.uid), caller)
-    {
+    match parts.streams.hold(&parts.limits, Some(view.uid), caller) {
         Ok(held) => held_by.stream = Some(held),
         Err(reply) => {
             bridges.ended(End::Refused);
             return client
-                .reply(&reply.with_id(Some(call.id)))
+                .reply(&reply.with_id(Some(request)))
                 .await
                 .map_err(Stop::from);
         }
     }
     client.abort_on_close();
-    let meta = translate::Meta {
-        profile: &call.view.profile,
-        version: &call.view.version,
-        log_level: LOG_LEVEL,
+    let of = call::For {
+        method,
+        version: &view.version,
+        profile: &view.profile,
     };
-    let mut stream = Stream {
-        open: false,
-        progress: BTreeMap::new(),
-    };
-    let mut state: Option<Box<RawValue>> = None;
-    let mut answers: Option<Map<String, Value>> = None;
-    let mut asked = 0u32;
-    let mut relearned = false;
-    let mut round = 1u32;
-    let mut backoff = Duration::from_millis(50);
+    let mut call = Call::new(call_id, bridges.process, of, bridges.mode != BridgeMode::On);
     let mut served: Vec<String> = Vec::new();
     // The round's headers, the same every round: read from the call once, and again only after
     // a -32020 made the tool's Mcp-Param-* arguments be learnt anew.
     let headers_of = || {
-        let declared = call
-            .tool
-            .map(|t| parts.tools.headers(t))
-            .unwrap_or_default();
-        translate::headers(sent, call.method, &declared)
+        let declared = tool.map(|t| parts.tools.headers(t)).unwrap_or_default();
+        translate::headers(sent, method, &declared)
     };
     let mut headers = headers_of();
-    loop {
-        let retry_id = format!("{call_id:032x}.{round}");
-        let retry = answers.as_ref().map(|responses| translate::Retry {
-            id: &retry_id,
-            responses,
-            state: state.as_deref(),
-        });
-        let body = match translate::modern_body(sent, &meta, retry.as_ref()) {
+    let ending = loop {
+        let body = match call.body(sent, LOG_LEVEL) {
             Ok(body) => Bytes::from(body),
-            Err(why) => {
-                let why = format!("mcp-edge cannot bridge this call: {why}");
-                return fail_internal(bridges, client, &mut stream, call.id, &why, None).await;
-            }
+            Err(failure) => break Ending::Failed(failure),
         };
         bridges.counts.rounds.fetch_add(1, Ordering::Relaxed);
-        let message = match send_round(
+        let round = send_round(
             parts,
             client,
             held_by,
-            call.tool,
-            &headers,
-            &body,
+            (tool, &headers, &body),
             &mut stream,
             &mut rx,
             &mut served,
         )
-        .await?
-        {
-            Ok(Round::Final(message)) => message,
-            Ok(Round::Interrupted(event)) => {
-                return interrupted(bridges, client, &mut stream, call.id, event, &[]).await;
-            }
-            Err(why) => {
-                return fail_internal(
-                    bridges,
-                    client,
-                    &mut stream,
-                    call.id,
-                    &why,
-                    Some(json!({"round": round})),
-                )
-                .await;
-            }
-        };
+        .await?;
         // The round is over: its body goes, and the replica's message once read, so that a
         // call waiting for its client's answers holds the client's request and the state to
         // echo, not every copy a round made.
         drop(body);
-        let outcome = translate::outcome(&message);
-        drop(message);
-        let outcome = match outcome {
-            Ok(outcome) => outcome,
-            Err(why) => {
-                return fail_internal(bridges, client, &mut stream, call.id, &why, None).await;
-            }
+        let next = match round {
+            Round::Final(message) => call.after_round(&message),
+            Round::Interrupted(event) => break Call::stopped(event),
+            Round::Failed(why) => break call.round_failed(why),
         };
-        match outcome {
-            Outcome::Complete(result) => {
-                bridges.ended(End::Complete);
-                let result = translate::downgrade(call.method, &result);
-                return finish(client, &mut stream, &translate::response(call.id, &result)).await;
-            }
-            Outcome::Error(error::HEADER_MISMATCH, _) if !relearned => {
-                // Rejected before it ran: learn the tool's headers again, and send it once more.
-                relearned = true;
-                let any = parts.bridges.mode == BridgeMode::On;
+        match next {
+            Next::End(ending) => break ending,
+            Next::Relearn => {
+                let any = bridges.mode == BridgeMode::On;
                 if let Some(replica) = parts.upstream.replicas.pick(&[], |r| any || r.is_modern()) {
                     relearn_tools(parts, &replica).await;
                 }
                 headers = headers_of();
-                continue;
             }
-            Outcome::Error(error::UNSUPPORTED_PROTOCOL_VERSION, _)
-                if answers.is_none() && parts.bridges.mode != BridgeMode::On =>
-            {
-                // It does not speak 2026-07-28 after all (refused before running): it takes no
-                // more bridged rounds, and the round goes to another replica.
+            Next::Demote => {
                 if let Some(replica) = served.last().and_then(|id| parts.upstream.replicas.get(id))
                 {
                     replica.set_modern(false);
                 }
-                continue;
             }
-            Outcome::Error(_, error) => {
-                return fail(bridges, End::Error, client, &mut stream, call.id, error).await;
-            }
-            Outcome::InputRequired {
-                requests,
-                state: next,
-            } => {
-                if round >= MAX_ROUNDS {
-                    return fail_internal(
-                        bridges,
-                        client,
-                        &mut stream,
-                        call.id,
-                        &format!("the call needed more than {MAX_ROUNDS} rounds of input"),
-                        None,
-                    )
-                    .await;
-                }
-                round += 1;
-                state = next;
-                if requests.is_empty() {
-                    // The replica sheds load: ask again later with its state only.
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(250));
-                    answers = Some(Map::new());
-                    continue;
-                }
-                // Check every question before asking any.
-                let mut questions = Vec::with_capacity(requests.len());
-                for (key, request) in &requests {
-                    let qid = QuestionId {
-                        process: bridges.process,
-                        call: call_id,
-                        n: asked,
-                    };
-                    asked += 1;
-                    let raw = qid.to_json();
-                    match translate::ask(&raw, request, &call.view.version, &call.view.profile) {
-                        Ok(bytes) => questions.push((
-                            qid.n,
-                            key.clone(),
-                            raw,
-                            bytes,
-                            request.get("method").cloned(),
-                        )),
-                        Err(why) => {
-                            return fail_internal(
-                                bridges,
-                                client,
-                                &mut stream,
-                                call.id,
-                                &why,
-                                Some(json!({"inputKey": key})),
-                            )
-                            .await;
-                        }
-                    }
-                }
+            Next::Backoff(wait) => tokio::time::sleep(wait).await,
+            Next::Ask(questions) => {
                 open_stream(client, &mut stream, &served).await?;
-                for (_, _, _, bytes, _) in &questions {
-                    client.write_body(sse::event(bytes), false).await?;
+                for (_, message) in &questions {
+                    client.write_body(sse::event(message), false).await?;
                     bridges.counts.questions.fetch_add(1, Ordering::Relaxed);
                 }
-                let mut pending: BTreeMap<u32, (String, String, Option<Value>)> = questions
-                    .into_iter()
-                    .map(|(n, key, raw, _, method)| (n, (key, raw, method)))
-                    .collect();
-                match wait(bridges, client, &mut rx, &mut pending).await? {
-                    Waited::All(got) => answers = Some(got),
-                    Waited::Stopped(event) => {
-                        let ids: Vec<String> =
-                            pending.values().map(|(_, raw, _)| raw.clone()).collect();
-                        return interrupted(bridges, client, &mut stream, call.id, event, &ids)
-                            .await;
-                    }
-                    Waited::ClientError { key, method, error } => {
-                        cancel_pending(
-                            client,
-                            &pending,
-                            "another question of this call was answered with an error",
-                        )
-                        .await?;
-                        let data = json!({"inputKey": key, "method": method, "clientError": error});
-                        let error = translate::error(
-                            error::INTERNAL_ERROR,
-                            &format!(
-                                "the client answered input {key:?} with an error; the call was abandoned"
-                            ),
-                            Some(data),
-                        );
-                        return fail(bridges, End::Error, client, &mut stream, call.id, error)
-                            .await;
-                    }
-                    Waited::TimedOut => {
-                        cancel_pending(client, &pending, "timed out").await?;
-                        let secs = bridges.input_timeout.as_secs();
-                        let error = translate::error(
-                            error::REQUEST_TIMEOUT,
-                            &format!(
-                                "Request timed out: the client did not answer within {secs} s"
-                            ),
-                            None,
-                        );
-                        return fail(bridges, End::Timeout, client, &mut stream, call.id, error)
-                            .await;
-                    }
+                if let Some(ending) = wait(bridges, client, &mut rx, &mut call).await? {
+                    break ending;
                 }
             }
         }
-    }
+    };
+    let pending = call.take_pending();
+    end(bridges, client, &mut stream, request, ending, &pending).await
 }
 
-/// The call ended while it waited: the client's cancel ends the stream without a result (what
-/// a legacy receiver expects), anything else with an error.
-async fn interrupted(
+/// The call's end, written: the questions still pending cancelled, the result or the error as
+/// the last message (a cancel ends the stream without one), the end counted.
+async fn end(
     bridges: &Bridges,
     client: &mut Client<'_>,
     stream: &mut Stream,
-    id: &str,
-    event: Event,
+    request: &str,
+    ending: Ending,
     pending: &[String],
 ) -> Result<(), Stop> {
-    let reason = match event {
-        Event::Cancel => "the call was cancelled",
-        Event::End(why) => why,
-        Event::Answer { .. } => "unexpected answer",
-    };
-    for raw in pending {
-        if stream.open {
-            client
-                .write_body(sse::event(&translate::cancelled(raw, reason)), false)
-                .await?;
+    if stream.open {
+        for id in pending {
+            let cancelled = translate::cancelled(id, ending.reason());
+            client.write_body(sse::event(&cancelled), false).await?;
         }
     }
-    match event {
-        Event::Cancel => {
+    let message = match ending {
+        Ending::Complete(result) => {
+            bridges.ended(End::Complete);
+            translate::response(request, &result)
+        }
+        Ending::Cancelled => {
             bridges.ended(End::Cancelled);
-            if stream.open {
-                client.write_body(Bytes::new(), true).await?;
-                Ok(())
+            return if stream.open {
+                Ok(client.write_body(Bytes::new(), true).await?)
             } else {
-                client
-                    .reply(&crate::answer::Reply::ok(202))
-                    .await
-                    .map_err(Stop::from)
-            }
+                Ok(client.reply(&Reply::ok(202)).await?)
+            };
         }
-        _ => fail_internal(bridges, client, stream, id, reason, None).await,
+        Ending::Failed(failure) => {
+            bridges.ended(failure.end());
+            translate::error_response(request, &failure.error())
+        }
+    };
+    if stream.open {
+        Ok(client.write_body(sse::event(&message), true).await?)
+    } else {
+        Ok(client.write_json(&message).await?)
     }
 }
 
-/// End the call with an error for the client's request `id`, counted as `end`.
-async fn fail(
-    bridges: &Bridges,
-    end: End,
-    client: &mut Client<'_>,
-    stream: &mut Stream,
-    id: &str,
-    error: Box<RawValue>,
-) -> Result<(), Stop> {
-    bridges.ended(end);
-    finish(client, stream, &translate::error_response(id, &error)).await
-}
-
-/// [`fail`] with the bridge's own error (-32603, `message`, `data`), counted as an error.
-async fn fail_internal(
-    bridges: &Bridges,
-    client: &mut Client<'_>,
-    stream: &mut Stream,
-    id: &str,
-    message: &str,
-    data: Option<Value>,
-) -> Result<(), Stop> {
-    let error = translate::error(error::INTERNAL_ERROR, message, data);
-    fail(bridges, End::Error, client, stream, id, error).await
-}
-
-async fn cancel_pending(
-    client: &mut Client<'_>,
-    pending: &BTreeMap<u32, (String, String, Option<Value>)>,
-    reason: &str,
-) -> Result<(), Stop> {
-    for (_, raw, _) in pending.values() {
-        client
-            .write_body(sse::event(&translate::cancelled(raw, reason)), false)
-            .await?;
-    }
-    Ok(())
-}
-
-enum Waited {
-    All(Map<String, Value>),
-    Stopped(Event),
-    ClientError {
-        key: String,
-        method: Option<Value>,
-        error: Value,
-    },
-    TimedOut,
-}
-
-/// Wait for the answers to every pending question, with keep-alives, until the input timeout.
+/// Wait for the answers to every pending question, with keep-alives, until the input timeout:
+/// `None` when all came, else how the call ends.
 async fn wait(
     bridges: &Bridges,
     client: &mut Client<'_>,
     rx: &mut mpsc::UnboundedReceiver<Event>,
-    pending: &mut BTreeMap<u32, (String, String, Option<Value>)>,
-) -> Result<Waited, Stop> {
+    call: &mut Call<'_>,
+) -> Result<Option<Ending>, Stop> {
     let deadline = Instant::now() + bridges.input_timeout;
-    let mut answers = Map::new();
-    while !pending.is_empty() {
+    loop {
         let now = Instant::now();
         if now >= deadline {
-            return Ok(Waited::TimedOut);
+            let after = bridges.input_timeout;
+            return Ok(Some(Ending::Failed(Failure::TimedOut { after })));
         }
         // A keep-alive comment this often while the client thinks.
         let step = sse::KEEP_ALIVE_EVERY.min(deadline - now);
@@ -770,32 +581,23 @@ async fn wait(
                     client.keep_alive().await?;
                 }
             }
-            Ok(Ok(None)) => return Ok(Waited::Stopped(Event::End("the bridge closed"))),
+            Ok(Ok(None)) => return Ok(Some(Call::stopped(Event::End("the bridge closed")))),
             Ok(Ok(Some(Event::Answer { n, body }))) => {
-                let Some((key, _, method)) = pending.get(&n).cloned() else {
-                    bridges.counts.late.fetch_add(1, Ordering::Relaxed);
-                    continue;
+                let answered = call.answer(n, &body);
+                let counter = match answered {
+                    Answered::Late => &bridges.counts.late,
+                    _ => &bridges.counts.local,
                 };
-                match translate::answer(&body) {
-                    Some(Answer::Result(result)) => {
-                        bridges.counts.local.fetch_add(1, Ordering::Relaxed);
-                        pending.remove(&n);
-                        answers.insert(key, result);
-                    }
-                    Some(Answer::Error(error)) => {
-                        bridges.counts.local.fetch_add(1, Ordering::Relaxed);
-                        pending.remove(&n);
-                        return Ok(Waited::ClientError { key, method, error });
-                    }
-                    None => {
-                        bridges.counts.late.fetch_add(1, Ordering::Relaxed);
-                    }
+                counter.fetch_add(1, Ordering::Relaxed);
+                match answered {
+                    Answered::All => return Ok(None),
+                    Answered::Error => return Ok(Some(call.client_error())),
+                    Answered::Late | Answered::Stored => {}
                 }
             }
-            Ok(Ok(Some(event))) => return Ok(Waited::Stopped(event)),
+            Ok(Ok(Some(event))) => return Ok(Some(Call::stopped(event))),
         }
     }
-    Ok(Waited::All(answers))
 }
 
 /// Open the SSE response to the client, once (counted against the stream limits).
@@ -814,33 +616,20 @@ async fn open_stream(
     Ok(())
 }
 
-/// The last message: an SSE event that ends the stream, or a JSON answer.
-async fn finish(client: &mut Client<'_>, stream: &mut Stream, message: &[u8]) -> Result<(), Stop> {
-    if stream.open {
-        client.write_body(sse::event(message), true).await?;
-        Ok(())
-    } else {
-        Ok(client.write_json(message).await?)
-    }
-}
-
 /// One round: the request to the next replica that speaks 2026-07-28, through the exchange
 /// phase's one loop ([`exchange::run`]: another replica when the connection could not be
 /// made, the same one on a fresh connection when a pooled one had gone stale, each retry and
 /// ejection counted), its notifications relayed to the client as they come, its final message
-/// returned. `Ok(Err(why))`: no replica answered it.
-#[allow(clippy::too_many_arguments)]
+/// returned.
 async fn send_round(
     parts: &Driver,
     client: &mut Client<'_>,
     held_by: &mut Held,
-    tool: Option<&str>,
-    headers: &[(String, String)],
-    body: &Bytes,
+    (tool, headers, body): (Option<&str>, &[(String, String)], &Bytes),
     stream: &mut Stream,
     rx: &mut mpsc::UnboundedReceiver<Event>,
     served: &mut Vec<String>,
-) -> Result<Result<Round, String>, Stop> {
+) -> Result<Round, Stop> {
     let head = round_head(client.header(), headers, parts.own_auth);
     let plan = Plan {
         choice: Choice::Modern {
@@ -863,21 +652,20 @@ async fn send_round(
     let answered = exchange::run(&parts.upstream, client, &plan, &mut held_by.replica).await;
     let (replica, mut response) = match (answered, held_by.replica.clone()) {
         (Ok(response), Some(replica)) => (replica, response),
-        (Err(Stop::Answer(failure)), Some(replica)) if !matches!(failure, Failure::NoReplica) => {
-            return Ok(Err(format!(
-                "the replica {} failed this round: {}",
-                replica.id,
-                failure
+        (Err(Stop::Answer(failure)), Some(replica))
+            if !matches!(failure, answer::Failure::NoReplica) =>
+        {
+            return Ok(Round::Failed(RoundFailure::Failed {
+                replica: replica.id.to_string(),
+                why: failure
                     .reply(None)
                     .error
                     .map(|e| e.message)
-                    .unwrap_or_default()
-            )));
+                    .unwrap_or_default(),
+            }));
         }
         (Err(Stop::Answer(_)), _) | (Ok(_), None) => {
-            return Ok(Err(
-                "no healthy replica speaking 2026-07-28 is left to run this call".into(),
-            ));
+            return Ok(Round::Failed(RoundFailure::NoReplica));
         }
         (Err(stop), _) => return Err(stop),
     };
@@ -892,11 +680,16 @@ async fn send_round(
     let mut events = Events::default();
     let mut json = Vec::new();
     let mut last = None;
+    /// What came first: the replica's next chunk, or something for the call.
+    enum Got<C> {
+        Chunk(C),
+        Event(Option<Event>),
+    }
     loop {
         let next = client.unless_gone(async {
             tokio::select! {
-                chunk = response.chunk() => Ok(chunk),
-                event = rx.recv() => Err(event),
+                chunk = response.chunk() => Got::Chunk(chunk),
+                event = rx.recv() => Got::Event(event),
             }
         });
         let (data, end) = match next.await {
@@ -906,20 +699,20 @@ async fn send_round(
             }
             // An answer while a round runs answers nothing pending (a duplicate, or one to an
             // earlier round): dropped, the first one won.
-            Ok(Err(Some(Event::Answer { .. }))) => {
+            Ok(Got::Event(Some(Event::Answer { .. }))) => {
                 parts.bridges.counts.late.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
             // Dropping the replica's connection is the cancel in 2026-07-28.
-            Ok(Err(Some(event))) => return Ok(Ok(Round::Interrupted(event))),
-            Ok(Err(None)) => return Ok(Ok(Round::Interrupted(Event::End("the bridge closed")))),
-            Ok(Ok(Err(e))) => {
-                return Ok(Err(format!(
-                    "the replica {} broke off its answer: {e}",
-                    replica.id
-                )));
+            Ok(Got::Event(Some(event))) => return Ok(Round::Interrupted(event)),
+            Ok(Got::Event(None)) => return Ok(Round::Interrupted(Event::End("the bridge closed"))),
+            Ok(Got::Chunk(Err(e))) => {
+                return Ok(Round::Failed(RoundFailure::BrokeOff {
+                    replica: replica.id.to_string(),
+                    why: e.to_string(),
+                }));
             }
-            Ok(Ok(Ok(chunk))) => chunk,
+            Ok(Got::Chunk(Ok(chunk))) => chunk,
         };
         let data = data.unwrap_or_default();
         if is_sse {
@@ -931,18 +724,20 @@ async fn send_round(
                 }
             }
             if events.pending() > ANSWER_LIMIT {
-                return Ok(Err(format!(
-                    "the replica {} sent an event larger than {ANSWER_LIMIT} bytes",
-                    replica.id
-                )));
+                return Ok(Round::Failed(RoundFailure::TooLarge {
+                    replica: replica.id.to_string(),
+                    event: true,
+                    limit: ANSWER_LIMIT,
+                }));
             }
         } else {
             json.extend_from_slice(&data);
             if json.len() > ANSWER_LIMIT {
-                return Ok(Err(format!(
-                    "the replica {} answered with more than {ANSWER_LIMIT} bytes",
-                    replica.id
-                )));
+                return Ok(Round::Failed(RoundFailure::TooLarge {
+                    replica: replica.id.to_string(),
+                    event: false,
+                    limit: ANSWER_LIMIT,
+                }));
             }
         }
         if end {
@@ -952,11 +747,11 @@ async fn send_round(
     response.finish(&parts.upstream.pool, &replica);
     let message = if is_sse { last } else { Some(json) };
     match message.filter(|m| !m.is_empty()) {
-        Some(message) => Ok(Ok(Round::Final(message))),
-        None => Ok(Err(format!(
-            "the replica {} answered HTTP {status} without a JSON-RPC message",
-            replica.id
-        ))),
+        Some(message) => Ok(Round::Final(message)),
+        None => Ok(Round::Failed(RoundFailure::NoMessage {
+            replica: replica.id.to_string(),
+            status,
+        })),
     }
 }
 
