@@ -6,12 +6,13 @@
 //!
 //! | what happened | next |
 //! |---|---|
+//! | more calls in flight than `--max-bridges` (before the call starts) | fail: [`Failure::Refused`] |
 //! | the round's body cannot be written (the client's request is not an object) | fail: [`Failure::Untranslatable`] |
-//! | no replica answered the round (after the exchange's retries) | fail: [`Failure::Round`] |
+//! | no final message: no replica answered (after the exchange's retries), or its answer broke off, outgrew the limit, or held no message | fail: [`Failure::Round`] ([`RoundFailure`] says which) |
 //! | the replica's final message is no JSON-RPC response | fail: [`Failure::Unreadable`] |
 //! | complete | [`Next::End`]: the result, in the session's legacy shape |
 //! | -32020 (`Mcp-Param-*` headers), the first time | [`Next::Relearn`]: learn the tool's headers again, the same round again |
-//! | -32022 (protocol version) before any answer, `--bridge auto` | [`Next::Demote`]: that replica takes no more bridged rounds; the same round elsewhere |
+//! | -32022 (protocol version) in the first round (before any input was required), `--bridge auto` | [`Next::Demote`]: that replica takes no more bridged rounds; the same round elsewhere |
 //! | any other error | fail: [`Failure::Replica`], the replica's error as it is |
 //! | input required at round [`MAX_ROUNDS`] | fail: [`Failure::TooManyRounds`] |
 //! | input required, no questions (the replica sheds load) | [`Next::Backoff`]: again with the state only, 50 ms doubling to 250 |
@@ -22,7 +23,11 @@
 //! | an error answer | fail: [`Failure::ClientError`], the other questions cancelled |
 //! | the input timeout | fail: [`Failure::TimedOut`], the questions cancelled |
 //! | the client's cancel | [`Ending::Cancelled`]: no result, the questions cancelled |
-//! | the session's end, shutdown | fail: [`Failure::Ended`], the questions cancelled |
+//! | the session's end, shutdown, the table dropping the call | fail: [`Failure::Ended`], the questions cancelled |
+//!
+//! Two ends are the driver's alone: a client that hangs up (its connection is gone, nothing is
+//! written; counted `client_gone`) and one past its stream budget (the budget's own refusal,
+//! counted `refused`).
 
 use std::{collections::BTreeMap, fmt, time::Duration};
 
@@ -213,16 +218,17 @@ impl Failure {
 
 impl Ending {
     /// What the questions still pending are told (`notifications/cancelled`).
+    /// (Questions are pending only while the call waits for answers, which ends it in the
+    /// first four ways.)
     pub fn reason(&self) -> &'static str {
         match self {
-            Self::Complete(_) => "the call completed",
             Self::Cancelled => "the call was cancelled",
             Self::Failed(Failure::ClientError { .. }) => {
                 "another question of this call was answered with an error"
             }
             Self::Failed(Failure::TimedOut { .. }) => "timed out",
             Self::Failed(Failure::Ended(why)) => why,
-            Self::Failed(_) => "the call failed",
+            Self::Complete(_) | Self::Failed(_) => "the call ended",
         }
     }
 }
@@ -430,6 +436,11 @@ impl<'a> Call<'a> {
         }
     }
 
+    /// Whether questions wait for their answers.
+    pub fn waiting(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// The ids (raw JSON) of the questions still pending, given up: the call ends.
     pub fn take_pending(&mut self) -> Vec<String> {
         std::mem::take(&mut self.pending)
@@ -452,9 +463,13 @@ mod tests {
     }
 
     fn call(profile: &Profile, demotes: bool) -> Call<'_> {
+        in_revision(profile, "2025-11-25", demotes)
+    }
+
+    fn in_revision<'a>(profile: &'a Profile, version: &'a str, demotes: bool) -> Call<'a> {
         let of = For {
             method: "tools/call",
-            version: "2025-11-25",
+            version,
             profile,
         };
         Call::new(7, 9, of, demotes)
@@ -468,7 +483,7 @@ mod tests {
     }
 
     fn elicit() -> Value {
-        json!({"method": "elicitation/create", "params": {"message": "name?", "requestedSchema": {}}})
+        json!({"method": "elicitation/create", "params": {"mode": "form", "message": "name?", "requestedSchema": {}}})
     }
 
     fn error_answer(code: i64) -> Vec<u8> {
@@ -507,6 +522,12 @@ mod tests {
     #[test]
     fn input_is_asked_in_the_sessions_revision_and_the_answers_make_the_next_round() {
         let p = profile(ELICITATION | ELICITATION_FORM);
+        // 2025-06-18 has form elicitation without its `mode`: the question is said its way.
+        let mut old = in_revision(&p, "2025-06-18", true);
+        let said = asked(old.after_round(&input_required(json!({"a": elicit()}))));
+        let said: Value = serde_json::from_slice(&said[0].1).unwrap();
+        assert_eq!(said["method"], "elicitation/create");
+        assert!(said["params"].get("mode").is_none(), "{said}");
         let mut c = call(&p, true);
         let questions =
             asked(c.after_round(&input_required(json!({"a": elicit(), "b": elicit()}))));
@@ -632,6 +653,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(body["params"]["requestState"], "s1");
+        assert_eq!(
+            body["params"]["inputResponses"],
+            json!({}),
+            "the state only: {body}"
+        );
     }
 
     #[test]
@@ -676,29 +702,92 @@ mod tests {
 
     #[test]
     fn each_failure_has_its_label_and_the_clients_error() {
-        let timed_out = Failure::TimedOut {
-            after: Duration::from_secs(300),
+        let error = |f: &Failure| -> Value { serde_json::from_str(f.error().get()).unwrap() };
+        let internal = error::INTERNAL_ERROR;
+        let answered = || Failure::ClientError {
+            key: "k".into(),
+            method: None,
+            error: json!({"code": -1}),
         };
-        assert_eq!(timed_out.end(), End::Timeout);
-        assert!(
-            timed_out
-                .error()
-                .get()
-                .contains(&error::REQUEST_TIMEOUT.to_string())
-        );
-        assert_eq!(Failure::Refused.end(), End::Refused);
-        let round = Failure::Round {
+        let round = || Failure::Round {
             round: 3,
             why: RoundFailure::NoReplica,
         };
-        assert_eq!(round.end(), End::Error);
-        let e: Value = serde_json::from_str(round.error().get()).unwrap();
-        assert_eq!(e["code"], error::INTERNAL_ERROR);
-        assert_eq!(e["data"]["round"], 3);
+        let unaskable = || Failure::Unaskable {
+            key: "k".into(),
+            why: "undeclared".into(),
+        };
+        let cases: Vec<(Failure, End, i64, &str)> = vec![
+            (
+                Failure::Refused,
+                End::Refused,
+                internal,
+                "too many bridged calls",
+            ),
+            (
+                Failure::Untranslatable("x".into()),
+                End::Error,
+                internal,
+                "bridge this call: x",
+            ),
+            (
+                round(),
+                End::Error,
+                internal,
+                "no healthy replica speaking 2026-07-28",
+            ),
+            (
+                Failure::Unreadable("no JSON-RPC".into()),
+                End::Error,
+                internal,
+                "no JSON-RPC",
+            ),
+            (
+                Failure::Replica(translate::error(-32001, "busy", None)),
+                End::Error,
+                -32001,
+                "busy",
+            ),
+            (
+                Failure::TooManyRounds,
+                End::Error,
+                internal,
+                "more than 10 rounds",
+            ),
+            (unaskable(), End::Error, internal, "undeclared"),
+            (
+                answered(),
+                End::Error,
+                internal,
+                "answered input \"k\" with an error",
+            ),
+            (
+                Failure::TimedOut {
+                    after: Duration::from_secs(300),
+                },
+                End::Timeout,
+                error::REQUEST_TIMEOUT,
+                "within 300 s",
+            ),
+            (
+                Failure::Ended("the session ended"),
+                End::Error,
+                internal,
+                "the session ended",
+            ),
+        ];
+        for (failure, end, code, message) in cases {
+            let e = error(&failure);
+            assert_eq!(failure.end(), end, "{failure:?}");
+            assert_eq!(e["code"], code, "{failure:?}");
+            let said = e["message"].as_str().unwrap();
+            assert!(said.contains(message), "{failure:?}: {e}");
+        }
+        assert_eq!(error(&round())["data"]["round"], 3);
+        assert_eq!(error(&unaskable())["data"]["inputKey"], "k");
+        assert_eq!(error(&answered())["data"]["clientError"]["code"], -1);
         assert!(matches!(Call::stopped(Event::Cancel), Ending::Cancelled));
-        assert_eq!(
-            Call::stopped(Event::End("the session ended")).reason(),
-            "the session ended"
-        );
+        let ended = Call::stopped(Event::End("the session ended"));
+        assert_eq!(ended.reason(), "the session ended");
     }
 }

@@ -560,7 +560,7 @@ async fn wait(
     call: &mut Call<'_>,
 ) -> Result<Option<Ending>, Stop> {
     let deadline = Instant::now() + bridges.input_timeout;
-    loop {
+    while call.waiting() {
         let now = Instant::now();
         if now >= deadline {
             let after = bridges.input_timeout;
@@ -598,6 +598,7 @@ async fn wait(
             Ok(Ok(Some(event))) => return Ok(Some(Call::stopped(event))),
         }
     }
+    Ok(None)
 }
 
 /// Open the SSE response to the client, once (counted against the stream limits).
