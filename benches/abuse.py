@@ -285,7 +285,9 @@ def hostile_thread(port: int, admin: int, n: int, seconds: float, out: dict, kin
 
     async def main():
         h = Hostile(port, admin, time.monotonic() + seconds)
-        await asyncio.gather(*(h.run(kinds[i % len(kinds)]) for i in range(n)))
+        # --hostile 0, the control run: the same timeline with the well-behaved load alone.
+        await asyncio.gather(asyncio.sleep(seconds if n == 0 else 0),
+                             *(h.run(kinds[i % len(kinds)]) for i in range(n)))
         out.update(h.counts)
     asyncio.run(main())
 
@@ -324,7 +326,8 @@ def metric_text(admin: int) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--minutes", type=float, default=5)
-    ap.add_argument("--hostile", type=int, default=200)
+    ap.add_argument("--hostile", type=int, default=200,
+                    help="hostile connections; 0 for a control run (the well-behaved load alone, same timeline)")
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--rate", type=float, default=300, help="well-behaved requests per second, all clients")
     ap.add_argument("--quiet-seconds", type=float, default=None,
@@ -354,8 +357,8 @@ def main():
         flags = ["--access-log", "off", "--session-key", "ab" * 32, "--auth-tokens", tokens,
                  "--session-idle-seconds", str(args.session_idle), *args.rate_limit, *args.edge_flag]
         url, admin, edge = start_edge(replicas, flags, procs)
-        port = int(url.split(":")[2].split("/")[0])
-        pid = edge.p.pid
+        port = edge.port
+        pid = edge.proc.pid
         start_rss = rss_kib([pid])
         quiet = load(url, args.clients, args.rate, args.quiet_seconds)
         quiet_rss = rss_kib([pid])

@@ -23,7 +23,6 @@ import json
 import os
 import resource
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,17 +32,13 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(HERE / "tests"))
+from support import Edge, free_port  # noqa: E402
 TARGET = Path(os.environ.get("CARGO_TARGET_DIR", HERE / "target"))
 # The built binaries: the release profile's, or another profile's (scripts/test's soak stage runs
 # its `ci` build).
 BINS = Path(os.environ.get("MCP_EDGE_BIN_DIR", TARGET / "release"))
 HZ = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_http(url: str, seconds: float):
@@ -96,17 +91,19 @@ def need(tool: str, package: str):
 
 
 class Proc:
+    """Any other process of a run (a replica, nginx, HAProxy), quiet."""
+
     def __init__(self, argv, **kw):
-        self.p = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
 
     def stop(self):
-        if self.p.poll() is None:
-            self.p.terminate()
+        if self.proc.poll() is None:
+            self.proc.terminate()
             try:
-                self.p.wait(timeout=15)
+                self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.p.kill()
-                self.p.wait()
+                self.proc.kill()
+                self.proc.wait()
 
 
 NGINX = """
@@ -180,18 +177,21 @@ def start_replicas(procs, n: int = 3, fixtures: bool = False):
     return ports
 
 
+# mcp-edge's logging in every run: errors only, and not the connector's refused-connection noise.
+EDGE_LOG = ["--log", "error,pingora_core::connectors=off"]
+
+
+def backend_args(replicas):
+    """mcp-edge's --backend flags for replica ports."""
+    return [arg for r in replicas for arg in ("--backend", f"http://127.0.0.1:{r}/mcp")]
+
+
 def start_edge(replicas, flags, procs):
     """mcp-edge (quiet, its flags after) in front of `replicas` (ports), appended to `procs`,
-    once ready: (url, admin port, process)."""
-    port, admin = free_port(), free_port()
-    argv = [str(BINS / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-            "--log", "error,pingora_core::connectors=off", *flags]
-    for r in replicas:
-        argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
-    edge = Proc(argv)
+    once every replica is healthy: (url, admin port, the process: tests/support.py's Edge)."""
+    edge = Edge(BINS / "mcp-edge", [*EDGE_LOG, *flags, *backend_args(replicas)])
     procs.append(edge)
-    wait_http(f"http://127.0.0.1:{admin}/readyz", 20)
-    return f"http://127.0.0.1:{port}/mcp", admin, edge
+    return edge.url, edge.admin, edge
 
 
 def start_proxy(kind: str, replicas, workdir: Path):
@@ -201,18 +201,13 @@ def start_proxy(kind: str, replicas, workdir: Path):
     if kind == "direct":
         return f"http://127.0.0.1:{replicas[0]}/mcp", None
     if kind in EDGE_VARIANTS:
-        admin = free_port()
         binary, flags = EDGE_VARIANTS[kind]
         # What routing costs, not the per-caller budgets: every load client here is one caller
         # (127.0.0.1) starting sessions far past a real client's rate. (Another binary may
         # predate the flag.)
         unlimited = [] if binary else ["--session-rate-limit", "0"]
-        argv = [binary or str(BINS / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                "--log", "error,pingora_core::connectors=off", *unlimited, *flags]
-        for r in replicas:
-            argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
-        proc = Proc(argv)
-        wait_http(f"http://127.0.0.1:{admin}/readyz", 20)
+        proc = Edge(binary or BINS / "mcp-edge",
+                    [*EDGE_LOG, *unlimited, *flags, *backend_args(replicas)], port=port)
     elif kind == "nginx":
         servers = " ".join(f"server 127.0.0.1:{r};" for r in replicas)
         conf = workdir / "nginx.conf"
@@ -247,7 +242,7 @@ def measure(kind, replicas, replica_pids, workdir, concurrency, seconds):
     url, proc = start_proxy(kind, replicas, workdir)
     try:
         load(url, concurrency, min(2.0, seconds))  # warm up: connections, pools
-        pids = children(proc.p.pid) if proc else []
+        pids = children(proc.proc.pid) if proc else []
         before, replicas_before, load_before = ticks(pids), ticks(replica_pids), children_cpu_seconds()
         report = load(url, concurrency, seconds)
         used = ticks(pids) - before
@@ -336,7 +331,7 @@ def main():
                 for kind in args.only[shift:] + args.only[:shift]:
                     workdir = Path(tmp) / f"{kind}-{round_}"
                     workdir.mkdir()
-                    m = measure(kind, replicas, [p.p.pid for p in procs], workdir, args.concurrency, args.seconds)
+                    m = measure(kind, replicas, [p.proc.pid for p in procs], workdir, args.concurrency, args.seconds)
                     samples[kind].append(m)
                     cpu_text = f", CPU {m['cpu_us']:.1f} µs/req" if m["cpu_us"] else ""
                     print(f"round {round_} {kind}: {m['rps']:.0f} req/s, p50 {m['p50']} µs{cpu_text}, "

@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare import BINS, HERE, Proc, free_port, start_replicas, wait_http  # noqa: E402
+from compare import BINS, HERE, start_edge, start_replicas  # noqa: E402
 from memory import rss_kib, settle  # noqa: E402
 
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
@@ -86,15 +86,9 @@ async def run(clients: int, changes: int) -> dict:
     procs = []
     try:
         replicas = start_replicas(procs, fixtures=True)
-        port, admin = free_port(), free_port()
-        argv = [str(BINS / "mcp-edge"), "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-                "--log", "error", "--access-log", "off", "--max-streams", str(clients + 100)]
-        for r in replicas:
-            argv += ["--backend", f"http://127.0.0.1:{r}/mcp"]
-        edge = Proc(argv)
-        procs.append(edge)
-        wait_http(f"http://127.0.0.1:{admin}/readyz", 20)
-        pid = edge.p.pid
+        url, admin, edge = start_edge(replicas, ["--access-log", "off", "--max-streams", str(clients + 100)], procs)
+        port = edge.port
+        pid = edge.proc.pid
         before = await settle([pid])
         listeners = [Listener(i) for i in range(clients)]
         gate = asyncio.Semaphore(200)

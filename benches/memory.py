@@ -200,11 +200,11 @@ def measure(kind: str, what: str, n: int, replicas, workdir: Path, limit_mb: int
     url, proc = start_proxy(kind, replicas, workdir)
     port = int(url.split(":")[2].split("/")[0])
     started = time.monotonic()
-    confined = Confined(proc.p.pid, limit_mb) if limit_mb else None
+    confined = Confined(proc.proc.pid, limit_mb) if limit_mb else None
     try:
-        before, after, count, failed = asyncio.run(held_rss(children(proc.p.pid), port, what, n))
+        before, after, count, failed = asyncio.run(held_rss(children(proc.proc.pid), port, what, n))
         if confined:
-            confined.alive = proc.p.poll() is None
+            confined.alive = proc.proc.poll() is None
             confined.result = confined.report()
     finally:
         proc.stop()

@@ -146,7 +146,7 @@ def main():
         flags = ["--session-lifetime-seconds", str(lifetime), "--session-idle-seconds", str(idle),
                  "--session-rate-limit", "0"]
         url, admin, edge = start_edge(replicas, flags, procs)
-        port = int(url.split(":")[2].split("/")[0])
+        port = edge.port
         load_bin = str(BINS / "mcp-load")
         for label, scenario, rate, extra in (
                 ("stateless", "stateless", rates["stateless"], []), ("modern", "modern", rates["modern"], []),
@@ -164,9 +164,9 @@ def main():
         while time.monotonic() < until:
             n += 1
             time.sleep(max(0.0, start + n * interval - time.monotonic()))
-            if edge.p.poll() is not None:
-                sys.exit(f"soak: mcp-edge exited ({edge.p.returncode})")
-            rows.append(sample(edge.p.pid, admin, time.monotonic() - start))
+            if edge.proc.poll() is not None:
+                sys.exit(f"soak: mcp-edge exited ({edge.proc.returncode})")
+            rows.append(sample(edge.proc.pid, admin, time.monotonic() - start))
             r = rows[-1]
             print(f"  {r['t_s']:>5} s: RSS {r['rss_kib'] / 1024:.1f} MiB, {r['fds']} fds, {r['tasks']} tasks, "
                   f"{r['sessions_tracked']} sessions tracked, {r['revocations']} revocations, {r['open_streams']} streams",
