@@ -455,13 +455,6 @@ mod tests {
     use super::*;
     use crate::session::profile::{ELICITATION, ELICITATION_FORM, SAMPLING};
 
-    fn profile(capabilities: u8) -> Profile {
-        Profile {
-            capabilities,
-            info: Some(("c".into(), "1".into())),
-        }
-    }
-
     fn call(profile: &Profile, demotes: bool) -> Call<'_> {
         in_revision(profile, "2025-11-25", demotes)
     }
@@ -508,7 +501,7 @@ mod tests {
 
     #[test]
     fn a_complete_result_ends_the_call_in_the_legacy_shape() {
-        let p = profile(0);
+        let p = Profile::declaring(0);
         let mut c = call(&p, true);
         let done = br#"{"jsonrpc":"2.0","id":1,"result":{"resultType":"complete","content":[]}}"#;
         match c.after_round(done) {
@@ -521,7 +514,7 @@ mod tests {
 
     #[test]
     fn input_is_asked_in_the_sessions_revision_and_the_answers_make_the_next_round() {
-        let p = profile(ELICITATION | ELICITATION_FORM);
+        let p = Profile::declaring(ELICITATION | ELICITATION_FORM);
         // 2025-06-18 has form elicitation without its `mode`: the question is said its way.
         let mut old = in_revision(&p, "2025-06-18", true);
         let said = asked(old.after_round(&input_required(json!({"a": elicit()}))));
@@ -579,7 +572,7 @@ mod tests {
 
     #[test]
     fn a_question_the_client_did_not_declare_fails_the_call_before_any_is_asked() {
-        let p = profile(ELICITATION | ELICITATION_FORM);
+        let p = Profile::declaring(ELICITATION | ELICITATION_FORM);
         let mut c = call(&p, true);
         let sampling = json!({"method": "sampling/createMessage", "params": {"messages": []}});
         let f = failure(c.after_round(&input_required(json!({"a": elicit(), "b": sampling}))));
@@ -593,7 +586,7 @@ mod tests {
 
     #[test]
     fn a_header_mismatch_relearns_once_then_fails_with_the_replicas_error() {
-        let p = profile(0);
+        let p = Profile::declaring(0);
         let mut c = call(&p, true);
         assert!(matches!(
             c.after_round(&error_answer(error::HEADER_MISMATCH)),
@@ -610,7 +603,7 @@ mod tests {
 
     #[test]
     fn a_replica_refusing_the_version_is_demoted_only_before_any_answer_and_only_in_auto() {
-        let p = profile(SAMPLING);
+        let p = Profile::declaring(SAMPLING);
         let version = error::UNSUPPORTED_PROTOCOL_VERSION;
         assert!(matches!(
             call(&p, true).after_round(&error_answer(version)),
@@ -635,7 +628,7 @@ mod tests {
 
     #[test]
     fn a_replica_shedding_load_is_asked_again_with_its_state_after_a_growing_wait() {
-        let p = profile(0);
+        let p = Profile::declaring(0);
         let mut c = call(&p, true);
         let waits: Vec<_> = (0..4)
             .map(|_| match c.after_round(&input_required(json!({}))) {
@@ -662,7 +655,7 @@ mod tests {
 
     #[test]
     fn input_past_the_last_round_fails_the_call() {
-        let p = profile(0);
+        let p = Profile::declaring(0);
         let mut c = call(&p, true);
         for _ in 1..MAX_ROUNDS {
             assert!(matches!(
@@ -676,7 +669,7 @@ mod tests {
 
     #[test]
     fn an_error_answer_ends_the_call_and_the_other_questions_are_cancelled() {
-        let p = profile(ELICITATION | ELICITATION_FORM);
+        let p = Profile::declaring(ELICITATION | ELICITATION_FORM);
         let mut c = call(&p, true);
         asked(c.after_round(&input_required(json!({"a": elicit(), "b": elicit()}))));
         assert_eq!(

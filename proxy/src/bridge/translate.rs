@@ -419,20 +419,13 @@ mod tests {
     use super::*;
     use crate::session::profile::{ELICITATION, ELICITATION_FORM, ROOTS, SAMPLING};
 
-    fn profile(capabilities: u8) -> Profile {
-        Profile {
-            capabilities,
-            info: Some(("c".into(), "1".into())),
-        }
-    }
-
     fn parse(bytes: &[u8]) -> Value {
         serde_json::from_slice(bytes).unwrap()
     }
 
     #[test]
     fn a_legacy_call_becomes_a_2026_request_with_its_meta() {
-        let p = profile(SAMPLING | ELICITATION);
+        let p = Profile::declaring(SAMPLING | ELICITATION);
         let meta = Meta {
             profile: &p,
             version: "2025-11-25",
@@ -473,7 +466,7 @@ mod tests {
 
     #[test]
     fn a_retry_has_its_own_id_the_answers_and_the_state() {
-        let p = profile(ELICITATION);
+        let p = Profile::declaring(ELICITATION);
         let meta = Meta {
             profile: &p,
             version: "2025-06-18",
@@ -596,7 +589,7 @@ mod tests {
     #[test]
     fn questions_are_adapted_to_the_revision_and_never_undeclared() {
         let form = json!({"method": "elicitation/create", "params": {"mode": "form", "message": "m", "requestedSchema": {}}});
-        let caps = profile(ELICITATION | SAMPLING);
+        let caps = Profile::declaring(ELICITATION | SAMPLING);
         let asked = parse(&ask(r#""q""#, &form, "2025-11-25", &caps).unwrap());
         assert_eq!(
             (asked["id"].clone(), asked["params"]["mode"].clone()),
@@ -619,7 +612,7 @@ mod tests {
                 "1",
                 &url,
                 "2025-11-25",
-                &profile(ELICITATION | profile::ELICITATION_URL)
+                &Profile::declaring(ELICITATION | profile::ELICITATION_URL)
             )
             .is_ok()
         );
@@ -628,7 +621,7 @@ mod tests {
                 "1",
                 &form,
                 "2025-11-25",
-                &profile(ELICITATION | profile::ELICITATION_URL)
+                &Profile::declaring(ELICITATION | profile::ELICITATION_URL)
             )
             .is_err()
         );
@@ -637,7 +630,7 @@ mod tests {
                 "1",
                 &form,
                 "2025-11-25",
-                &profile(ELICITATION | ELICITATION_FORM)
+                &Profile::declaring(ELICITATION | ELICITATION_FORM)
             )
             .is_ok()
         );
@@ -646,7 +639,7 @@ mod tests {
             ask("1", &roots, "2025-11-25", &caps).is_err(),
             "roots not declared"
         );
-        assert!(ask("1", &roots, "2025-11-25", &profile(ROOTS)).is_ok());
+        assert!(ask("1", &roots, "2025-11-25", &Profile::declaring(ROOTS)).is_ok());
         assert!(ask("1", &json!({"method": "ping"}), "2025-11-25", &caps).is_err());
     }
 

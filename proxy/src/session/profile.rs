@@ -54,6 +54,15 @@ struct Info {
 }
 
 impl Profile {
+    /// A client "c" 1 that declared `capabilities` (the bridge's tests).
+    #[cfg(test)]
+    pub fn declaring(capabilities: u8) -> Self {
+        Self {
+            capabilities,
+            info: Some(("c".into(), "1".into())),
+        }
+    }
+
     /// The profile in a legacy `initialize` request body; an unreadable one declares nothing.
     pub fn of_initialize(body: &[u8]) -> Self {
         let params: Params = serde_json::from_slice::<Initialize<'_>>(body)
