@@ -42,6 +42,10 @@ pub fn within_share(count: usize, lengths: impl Iterator<Item = usize>) -> Resul
     Ok(())
 }
 
+/// A subscribed resource URI, shared: a session's set, the fan-out's counts and the filter
+/// sent upstream hold one allocation between them.
+pub type Uri = std::sync::Arc<str>;
+
 /// The notification types of a listen stream (`SubscriptionFilter`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
@@ -49,7 +53,7 @@ pub struct Filter {
     pub prompts: bool,
     pub resources: bool,
     /// `resourceSubscriptions`: `notifications/resources/updated` for these URIs.
-    pub uris: BTreeSet<String>,
+    pub uris: BTreeSet<Uri>,
 }
 
 impl Filter {
@@ -73,11 +77,11 @@ impl Filter {
             Some(Value::Bool(b)) => Ok(*b),
             Some(_) => Err(format!("params.notifications.{name} must be a boolean")),
         };
-        let uris: BTreeSet<String> = match object.get("resourceSubscriptions") {
+        let uris: BTreeSet<Uri> = match object.get("resourceSubscriptions") {
             None | Some(Value::Null) => BTreeSet::new(),
             Some(Value::Array(items)) => items
                 .iter()
-                .map(|u| u.as_str().map(str::to_owned))
+                .map(|u| u.as_str().map(Uri::from))
                 .collect::<Option<_>>()
                 .ok_or("params.notifications.resourceSubscriptions must hold strings")?,
             Some(_) => {
@@ -96,7 +100,7 @@ impl Filter {
     /// session's share of URIs ([`within_share`]).
     pub fn parse_asked(value: &Value) -> Result<Self, String> {
         let filter = Self::parse(value)?;
-        within_share(filter.uris.len(), filter.uris.iter().map(String::len))?;
+        within_share(filter.uris.len(), filter.uris.iter().map(|u| u.len()))?;
         Ok(filter)
     }
 
@@ -113,7 +117,8 @@ impl Filter {
             }
         }
         if !self.uris.is_empty() {
-            out.insert("resourceSubscriptions".into(), json!(self.uris));
+            let uris = self.uris.iter().map(|u| Value::from(&**u)).collect();
+            out.insert("resourceSubscriptions".into(), Value::Array(uris));
         }
         Value::Object(out)
     }
@@ -192,7 +197,7 @@ impl Topic {
                 out.push(topic);
             }
         }
-        out.extend(filter.uris.iter().cloned().map(Topic::Updated));
+        out.extend(filter.uris.iter().map(|u| Topic::Updated(u.to_string())));
         out
     }
 }

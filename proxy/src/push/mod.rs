@@ -46,7 +46,7 @@ use crate::{
     ticker::Periodic,
     upstream::{Replica, Replicas, attempt::Timeouts},
 };
-use filter::{Filter, Note, Topic};
+use filter::{Filter, Note, Topic, Uri};
 use link::{Acked, Link};
 
 /// Notes kept for a slow listener before it falls behind (then it gets hints instead).
@@ -111,7 +111,7 @@ pub struct Push {
 /// bytes each caller wants.
 #[derive(Default)]
 struct Wanted {
-    counts: BTreeMap<String, usize>,
+    counts: BTreeMap<Uri, usize>,
     bytes: usize,
     by_caller: HashMap<Caller, usize>,
 }
@@ -120,7 +120,7 @@ struct Wanted {
 pub struct Joined {
     push: Arc<Push>,
     kind: Listener,
-    uris: Vec<String>,
+    uris: Vec<Uri>,
     caller: Option<Caller>,
 }
 
@@ -175,7 +175,7 @@ impl Push {
     pub fn join(
         self: &Arc<Self>,
         kind: Listener,
-        uris: &[String],
+        uris: &[Uri],
         caller: Option<Caller>,
     ) -> Result<Joined, String> {
         self.want(uris, caller)?;
@@ -192,12 +192,12 @@ impl Push {
     /// Count `uris` as wanted once more (by `caller`; `None`: a peer's word, counted there);
     /// the links follow when one is new. `Err`: they would take the caller past
     /// [`CALLER_BYTES`], or the union past [`WANTED_BYTES`] (nothing is counted).
-    pub fn want(&self, uris: &[String], caller: Option<Caller>) -> Result<(), String> {
+    pub fn want(&self, uris: &[Uri], caller: Option<Caller>) -> Result<(), String> {
         if uris.is_empty() {
             return Ok(());
         }
         let mut wanted = self.uris.lock().expect("uris");
-        let asked: usize = uris.iter().map(String::len).sum();
+        let asked: usize = uris.iter().map(|u| u.len()).sum();
         let held = caller.map_or(0, |c| wanted.by_caller.get(&c).copied().unwrap_or(0));
         if caller.is_some() && held + asked > CALLER_BYTES {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -209,7 +209,7 @@ impl Push {
         let new: usize = uris
             .iter()
             .filter(|u| !wanted.counts.contains_key(*u))
-            .map(String::len)
+            .map(|u| u.len())
             .sum();
         if wanted.bytes + new > WANTED_BYTES {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -233,7 +233,7 @@ impl Push {
 
     /// Count `uris` as wanted once less (by `caller`, as [`Push::want`] counted them); the links
     /// follow when one is no longer wanted.
-    pub fn unwant(&self, uris: &[String], caller: Option<Caller>) {
+    pub fn unwant(&self, uris: &[Uri], caller: Option<Caller>) {
         if uris.is_empty() {
             return;
         }
@@ -242,7 +242,7 @@ impl Push {
             && let std::collections::hash_map::Entry::Occupied(mut held) =
                 wanted.by_caller.entry(caller)
         {
-            let asked: usize = uris.iter().map(String::len).sum();
+            let asked: usize = uris.iter().map(|u| u.len()).sum();
             *held.get_mut() = held.get().saturating_sub(asked);
             if *held.get() == 0 {
                 held.remove();
@@ -264,7 +264,7 @@ impl Push {
         }
     }
 
-    fn publish_wanted(&self, wanted: &BTreeMap<String, usize>) {
+    fn publish_wanted(&self, wanted: &BTreeMap<Uri, usize>) {
         let mut filter = Filter::lists();
         filter.uris = wanted.keys().cloned().collect();
         self.wanted.send_replace(Arc::new(filter));
@@ -502,8 +502,10 @@ mod tests {
         Push::new(BridgeMode::Off, replicas, timeouts, Default::default())
     }
 
-    fn uris(prefix: &str, n: usize, len: usize) -> Vec<String> {
-        (0..n).map(|i| format!("{prefix}{i:0>len$}")).collect()
+    fn uris(prefix: &str, n: usize, len: usize) -> Vec<Uri> {
+        (0..n)
+            .map(|i| Uri::from(format!("{prefix}{i:0>len$}")))
+            .collect()
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio::sync::{Notify, broadcast::error::RecvError};
 
 use super::{
     Listener, Push,
-    filter::{self, Filter, Note, Topic},
+    filter::{self, Filter, Note, Topic, Uri},
 };
 use crate::{
     answer::{Reply, Stop},
@@ -83,7 +83,7 @@ impl Driver {
         let push = &self.push;
         // Notes from now on wait in the receiver: none is lost between the replicas' acks and ours.
         let notes = push.notes();
-        let uris: Vec<String> = asked.uris.iter().cloned().collect();
+        let uris: Vec<Uri> = asked.uris.iter().cloned().collect();
         let _joined = match push.join(Listener::Modern, &uris, caller) {
             Ok(joined) => joined,
             Err(why) => {
@@ -172,7 +172,12 @@ impl Driver {
             },
             || {
                 let mut topics = Topic::all_of(&agreed);
-                topics.extend(sessions.uris(&uid).into_iter().map(Topic::Updated));
+                topics.extend(
+                    sessions
+                        .uris(&uid)
+                        .iter()
+                        .map(|u| Topic::Updated(u.to_string())),
+                );
                 topics.into_iter().map(|t| Note::hint(t).legacy()).collect()
             },
             None,
@@ -351,9 +356,11 @@ async fn apply(
     uri: &str,
     caller: Option<crate::budget::Caller>,
 ) -> Result<(), Reply> {
+    // One allocation for the session's set, the counts and the filter sent upstream.
+    let uri = Uri::from(uri);
     let forget = || {
-        if let Some(caller) = push.sessions.remove(&uid, uri) {
-            push.unwant(&[uri.to_owned()], caller);
+        if let Some(caller) = push.sessions.remove(&uid, &uri) {
+            push.unwant(std::slice::from_ref(&uri), caller);
         }
     };
     if !subscribe {
@@ -362,14 +369,15 @@ async fn apply(
     }
     let added = push
         .sessions
-        .add(uid, uri, expires, caller)
+        .add(uid, &uri, expires, caller)
         .and_then(|(new, counted)| {
             if !new {
                 return Ok(());
             }
-            push.want(&[uri.to_owned()], counted).inspect_err(|_| {
-                push.sessions.remove(&uid, uri);
-            })
+            push.want(std::slice::from_ref(&uri), counted)
+                .inspect_err(|_| {
+                    push.sessions.remove(&uid, &uri);
+                })
         });
     if let Err(why) = added {
         return Err(Reply::error(200, INTERNAL_ERROR, why));
@@ -378,11 +386,11 @@ async fn apply(
         return Ok(());
     }
     let needed = Filter {
-        uris: [uri.to_owned()].into(),
+        uris: [uri.clone()].into(),
         ..Filter::default()
     };
     match push.cover(&needed, COVER_WAIT).await {
-        Some(agreed) if agreed.uris.contains(uri) => Ok(()),
+        Some(agreed) if agreed.uris.contains(&uri) => Ok(()),
         _ => {
             forget();
             Err(Reply::error(

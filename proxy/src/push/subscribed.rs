@@ -8,14 +8,14 @@ use std::{collections::BTreeSet, sync::Arc};
 use dashmap::{DashMap, mapref::entry::Entry as Slot};
 use tokio::sync::Notify;
 
-use super::filter::{URI_LIMIT, within_share};
+use super::filter::{URI_LIMIT, Uri, within_share};
 use crate::{budget::Caller, session::Uid};
 
 /// Most sessions with subscriptions one process keeps.
 pub const SESSIONS: usize = 100_000;
 
 struct Entry {
-    uris: BTreeSet<String>,
+    uris: BTreeSet<Uri>,
     expires: u64,
     /// Who subscribed (its share of the URIs every upstream listen asks for); `None`: told by a
     /// peer, which counted it.
@@ -23,7 +23,7 @@ struct Entry {
 }
 
 /// A session's URIs as they go, with who had subscribed them.
-pub type Gone = (Option<Caller>, Vec<String>);
+pub type Gone = (Option<Caller>, Vec<Uri>);
 
 #[derive(Default)]
 pub struct Subscribed {
@@ -51,7 +51,7 @@ impl Subscribed {
     pub fn add(
         &self,
         uid: Uid,
-        uri: &str,
+        uri: &Uri,
         expires: u64,
         caller: Option<Caller>,
     ) -> Result<(bool, Option<Caller>), String> {
@@ -68,13 +68,13 @@ impl Subscribed {
             expires,
             caller,
         });
-        if entry.uris.contains(uri) {
+        if entry.uris.contains(&**uri) {
             return Ok((false, entry.caller));
         }
-        let lengths = entry.uris.iter().map(String::len).chain([uri.len()]);
+        let lengths = entry.uris.iter().map(|u| u.len()).chain([uri.len()]);
         within_share(entry.uris.len() + 1, lengths)
             .map_err(|why| format!("a session is past its share: {why}"))?;
-        entry.uris.insert(uri.to_owned());
+        entry.uris.insert(uri.clone());
         Ok((true, entry.caller))
     }
 
@@ -98,7 +98,7 @@ impl Subscribed {
     }
 
     /// The URIs `uid` subscribed to.
-    pub fn uris(&self, uid: &Uid) -> Vec<String> {
+    pub fn uris(&self, uid: &Uid) -> Vec<Uri> {
         self.sessions
             .get(uid)
             .map(|e| e.uris.iter().cloned().collect())
@@ -161,14 +161,23 @@ mod tests {
     fn a_session_subscribes_once_per_uri_and_its_end_returns_them() {
         let t = Subscribed::default();
         let uid = [1u8; 16];
-        assert_eq!(t.add(uid, "test://a", 100, None), Ok((true, None)));
-        assert_eq!(t.add(uid, "test://a", 100, None), Ok((false, None)));
-        assert_eq!(t.add(uid, "test://b", 100, None), Ok((true, None)));
+        assert_eq!(
+            t.add(uid, &Uri::from("test://a"), 100, None),
+            Ok((true, None))
+        );
+        assert_eq!(
+            t.add(uid, &Uri::from("test://a"), 100, None),
+            Ok((false, None))
+        );
+        assert_eq!(
+            t.add(uid, &Uri::from("test://b"), 100, None),
+            Ok((true, None))
+        );
         assert!(t.admits(&uid, "test://a"));
         assert!(!t.admits(&[2u8; 16], "test://a"));
         assert_eq!(t.remove(&uid, "test://b"), Some(None));
         assert_eq!(t.remove(&uid, "test://b"), None);
-        assert_eq!(t.end(&uid), (None, vec!["test://a".to_owned()]));
+        assert_eq!(t.end(&uid), (None, vec![Uri::from("test://a")]));
         assert_eq!(t.subscriptions(), 0);
     }
 
@@ -177,24 +186,33 @@ mod tests {
         let t = Subscribed::default();
         let uid = [3u8; 16];
         for i in 0..PER_SESSION {
-            t.add(uid, &format!("test://{i}"), 50, None).unwrap();
+            t.add(uid, &Uri::from(format!("test://{i}")), 50, None)
+                .unwrap();
         }
         assert!(
-            t.add(uid, "test://one-more", 50, None)
+            t.add(uid, &Uri::from("test://one-more"), 50, None)
                 .unwrap_err()
                 .contains("at most")
         );
-        assert!(t.add(uid, &"x".repeat(URI_LIMIT + 1), 50, None).is_err());
+        assert!(
+            t.add(uid, &Uri::from("x".repeat(URI_LIMIT + 1)), 50, None)
+                .is_err()
+        );
         assert_eq!(t.sweep(49).len(), 0);
         assert_eq!(t.sweep(50)[0].1.len(), PER_SESSION);
         assert_eq!(t.subscriptions(), 0);
         let wide = [7u8; 16];
         for i in 0..SESSION_BYTES / URI_LIMIT {
-            t.add(wide, &format!("{i:0>w$}", w = URI_LIMIT), 50, None)
-                .unwrap();
+            t.add(
+                wide,
+                &Uri::from(format!("{i:0>w$}", w = URI_LIMIT)),
+                50,
+                None,
+            )
+            .unwrap();
         }
         assert!(
-            t.add(wide, "test://one-byte-too-many", 50, None)
+            t.add(wide, &Uri::from("test://one-byte-too-many"), 50, None)
                 .unwrap_err()
                 .contains("bytes of URIs"),
             "a session's URIs are bounded in bytes too"
