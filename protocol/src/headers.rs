@@ -13,6 +13,8 @@ pub const METHOD: &str = "mcp-method";
 pub const NAME: &str = "mcp-name";
 /// An SSE client resuming a stream.
 pub const LAST_EVENT_ID: &str = "last-event-id";
+/// 2026-07-28: a tool argument mirrored into a header (`Mcp-Param-<Name>`), the name's prefix.
+pub const PARAM_PREFIX: &str = "mcp-param-";
 /// Which replica answered (set by mcp-edge, and by mcp-backend itself).
 pub const SERVED_BY: &str = "x-served-by";
 

@@ -10,8 +10,10 @@
 //! - [`tasks`]: task ids that name their replica, rewritten in responses and requests;
 //! - [`error`]: JSON-RPC error codes and the one error body;
 //! - [`post`]: the POST header checks and the Origin allow-list, each with its rejection;
+//! - [`cors`]: what a browser's preflight is answered, and what every answer to an allowed origin carries;
 //! - `probe` (feature `probe`, the only I/O): the small HTTP client of health checks.
 
+pub mod cors;
 pub mod error;
 pub mod headers;
 pub mod lines;

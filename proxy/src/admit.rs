@@ -1,10 +1,13 @@
 //! The admit phase: checks that need only the request's head, in order, before its body is
-//! read — header limits (431), path (404), bearer token (401), rate (429), Origin (403), the
-//! replicas' `/version` (GET only, 405), and a POST's Content-Type (415) and Accept (406).
+//! read — header limits (431), path (404), a browser's CORS preflight (`OPTIONS`: 204, or 403
+//! for an origin not allowed; before the bearer token, which a preflight never carries), bearer
+//! token (401), rate (429), Origin (403), the replicas' `/version` (GET only, 405), and a
+//! POST's Content-Type (415) and Accept (406).
 
 use std::{net::SocketAddr, sync::Arc};
 
 use mcp_protocol::{
+    cors,
     error::{INVALID_REQUEST, METHOD_NOT_FOUND},
     post::{Origins, check_origin, check_post},
 };
@@ -75,6 +78,9 @@ impl Admission {
                 ),
             ));
         }
+        if request.method == http::Method::OPTIONS {
+            return Err(self.options(request, heads.origin));
+        }
         let identity = match &self.auth {
             Some(auth) => Some(auth.check(heads.authorization)?),
             None => None,
@@ -121,6 +127,23 @@ impl Admission {
             version_path,
             routing: heads.routing(),
         })
+    }
+
+    /// An `OPTIONS`: a browser's preflight (mcp_protocol::cors's table), or a plain one.
+    fn options(&self, request: &RequestHeader, origin: Option<&[u8]>) -> Reply {
+        let asked = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(method) = origin.and(asked("access-control-request-method")) else {
+            return Reply::ok(204).with_header("allow", cors::ALLOW);
+        };
+        if let Err(refused) = check_origin(&self.origins, origin) {
+            return refused.into();
+        }
+        let headers = cors::preflight(method, asked("access-control-request-headers"));
+        headers
+            .into_iter()
+            .fold(Reply::ok(204), |reply, (name, value)| {
+                reply.with_header(name, value)
+            })
     }
 
     /// The caller's rate limit: a 429 when exhausted.

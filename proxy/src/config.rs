@@ -159,7 +159,8 @@ pub struct Config {
     pub auth_tokens_file: Option<std::path::PathBuf>,
 
     /// Browser origins allowed, comma separated (scheme://host[:port], scheme://host:* or *).
-    /// Requests without Origin pass; others not listed get 403. Default: loopback origins.
+    /// Requests without Origin pass; others not listed get 403. Pages of these origins get
+    /// CORS: preflights answered here, every answer readable. Default: loopback origins.
     #[arg(
         long,
         env = "MCP_EDGE_ALLOWED_ORIGINS",

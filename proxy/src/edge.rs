@@ -3,7 +3,8 @@
 //! `handle` is their dispatcher: one call per phase, one call per decision.
 //!
 //! ```text
-//! admit ─── admit: header limits, path, bearer token, rate, Origin, POST Content-Type/Accept
+//! admit ─── admit: header limits, path, CORS preflight, bearer token, rate, Origin, POST
+//!           Content-Type/Accept (an allowed Origin's CORS headers go on every answer: Client)
 //! body ──── downstream::client: the POST body read whole (bounded)
 //! classify  mcp_protocol::classify: what the body is, its era
 //! is ────── Edge::is: what the request is, set once (request::Is: labels, caller, the legacy
@@ -135,6 +136,7 @@ impl Edge {
     /// `Stop::Answer`: the client is still to be told (downstream writes it).
     pub async fn handle(&self, client: &mut Client<'_>, ctx: &mut Ctx) -> Result<(), Stop> {
         ctx.addr = client.addr();
+        client.allow_origin(&self.admission.origins);
         let admitted = match self.admission.admit(client.header(), ctx.addr) {
             Ok(admitted) => admitted,
             Err(reply) => return Ok(client.reply(&reply).await?),

@@ -146,7 +146,11 @@ pub fn headers(
                 _ => continue,
             };
             out.push((
-                format!("mcp-param-{}", header.to_ascii_lowercase()),
+                format!(
+                    "{}{}",
+                    mcp_protocol::headers::PARAM_PREFIX,
+                    header.to_ascii_lowercase()
+                ),
                 header_value(&value),
             ));
         }

@@ -10,6 +10,8 @@ use pingora::{
     protocols::http::ServerSession,
 };
 
+use mcp_protocol::post::Origins;
+
 use crate::{
     answer::{Failure, Reply},
     budget::Times,
@@ -24,6 +26,8 @@ pub struct Client<'s> {
     /// The status of an answer the proxy made itself.
     replied: Option<u16>,
     times: Times,
+    /// The request's `Origin`, when it is allowed: every answer carries CORS headers for it.
+    cors: Option<String>,
 }
 
 /// What the access log and metrics read of the client's side once the request is over.
@@ -39,7 +43,35 @@ impl<'s> Client<'s> {
             session,
             replied: None,
             times,
+            cors: None,
         }
+    }
+
+    /// A page of an allowed origin made this request: every answer is readable there
+    /// (`mcp_protocol::cors`). A request without `Origin`, or from another, gets no CORS header.
+    pub fn allow_origin(&mut self, origins: &Origins) {
+        self.cors = self
+            .session
+            .req_header()
+            .headers
+            .get("origin")
+            .filter(|origin| origins.allows(origin.as_bytes()))
+            .and_then(|origin| origin.to_str().ok())
+            .map(str::to_owned);
+    }
+
+    /// The CORS headers of an allowed origin, on an answer's head (instead of any a replica
+    /// set: the edge decides who may read).
+    fn decorate(&self, head: &mut ResponseHeader) -> Result<()> {
+        if let Some(origin) = &self.cors {
+            for name in mcp_protocol::cors::SET_BY_EDGE {
+                head.remove_header(name);
+            }
+            for (name, value) in mcp_protocol::cors::response(origin) {
+                head.append_header(name, value)?;
+            }
+        }
+        Ok(())
     }
 
     pub fn header(&self) -> &RequestHeader {
@@ -131,8 +163,9 @@ impl<'s> Client<'s> {
             header.insert_header("content-length", "0")?;
         }
         for (name, value) in &reply.headers {
-            header.insert_header(*name, value.as_str())?;
+            header.append_header(*name, value.as_str())?;
         }
+        self.decorate(&mut header)?;
         self.replied = Some(reply.status);
         // A body we did not read must not be taken for the next request on this connection.
         if !self.session.is_body_done() {
@@ -154,7 +187,8 @@ impl<'s> Client<'s> {
     }
 
     /// The replica's response head, on its way to the client.
-    pub async fn write_head(&mut self, head: Box<ResponseHeader>) -> Result<()> {
+    pub async fn write_head(&mut self, mut head: Box<ResponseHeader>) -> Result<()> {
+        self.decorate(&mut head)?;
         let write = std::pin::pin!(self.session.write_response_header(head));
         sent(crate::budget::within(self.times.send, write).await)
     }

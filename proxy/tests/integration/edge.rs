@@ -1099,3 +1099,121 @@ async fn bearer_tokens_guard_the_endpoint_and_bind_sessions() {
         .unwrap();
     assert_eq!(admin.status(), 200, "health endpoints need no token");
 }
+
+/// CORS (mcp_protocol::cors's table): a page of an allowed origin gets its preflight answered
+/// at the edge without a token, and can read every answer — the 401's challenge and the
+/// session id included; another origin is refused with no CORS header; requests without
+/// Origin get none; no replica sees a preflight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_an_allowed_origin_is_answered_its_preflight_and_reads_every_answer() {
+    let token = "token-cors-0123456789abcdef";
+    let edge = start(&[
+        "--allowed-origins",
+        "https://app.example",
+        "--auth-tokens",
+        token,
+    ])
+    .await;
+    let before = total_requests(&edge).await;
+    let page = ("origin", "https://app.example");
+    let bearer = format!("Bearer {token}");
+    let auth = ("authorization", bearer.as_str());
+    let header = |answer: &Answer, name: &str| {
+        answer
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let options = reqwest::Method::OPTIONS;
+
+    let preflight = send(
+        options.clone(),
+        &edge.url,
+        &[
+            page,
+            ("access-control-request-method", "POST"),
+            (
+                "access-control-request-headers",
+                "content-type, authorization, mcp-session-id, mcp-protocol-version, x-other",
+            ),
+        ],
+        "",
+    )
+    .await;
+    assert_eq!(preflight.status, 204, "{}", preflight.body);
+    assert_eq!(
+        header(&preflight, "access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert!(header(&preflight, "access-control-allow-methods").contains("POST"));
+    assert_eq!(
+        header(&preflight, "access-control-allow-headers"),
+        "content-type, authorization, mcp-session-id, mcp-protocol-version",
+        "x-other is not one of Streamable HTTP's headers"
+    );
+    assert_eq!(header(&preflight, "access-control-max-age"), "600");
+    assert!(header(&preflight, "vary").contains("Origin"));
+
+    let denied = post(&edge.url, &[JSON, BOTH, page], initialize("2025-06-18")).await;
+    assert_eq!(denied.status, 401);
+    assert_eq!(
+        header(&denied, "access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert!(header(&denied, "access-control-expose-headers").contains("WWW-Authenticate"));
+
+    let opened = post(
+        &edge.url,
+        &[JSON, BOTH, page, auth],
+        initialize("2025-06-18"),
+    )
+    .await;
+    assert_eq!(opened.status, 200, "{}", opened.body);
+    assert!(opened.session().is_some());
+    assert_eq!(
+        header(&opened, "access-control-allow-origin"),
+        "https://app.example"
+    );
+    assert!(header(&opened, "access-control-expose-headers").contains("Mcp-Session-Id"));
+    assert_eq!(header(&opened, "vary"), "Origin");
+
+    let other = ("origin", "https://evil.example");
+    let refused = send(
+        options.clone(),
+        &edge.url,
+        &[other, ("access-control-request-method", "POST")],
+        "",
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.headers.get("access-control-allow-origin").is_none());
+    let refused = post(
+        &edge.url,
+        &[JSON, BOTH, other, auth],
+        initialize("2025-06-18"),
+    )
+    .await;
+    assert_eq!(refused.status, 403);
+    assert!(refused.headers.get("access-control-allow-origin").is_none());
+
+    let plain = send(options, &edge.url, &[], "").await;
+    assert_eq!(plain.status, 204);
+    assert_eq!(header(&plain, "allow"), "GET, POST, DELETE, OPTIONS");
+    let no_origin = post(&edge.url, &[JSON, BOTH, auth], initialize("2025-06-18")).await;
+    assert_eq!(no_origin.status, 200);
+    assert!(
+        no_origin
+            .headers
+            .get("access-control-allow-origin")
+            .is_none()
+    );
+
+    assert_eq!(
+        total_requests(&edge).await,
+        before + 2,
+        "only the two authenticated initializes reached a replica"
+    );
+}
