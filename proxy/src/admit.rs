@@ -56,13 +56,14 @@ pub struct Admitted {
 }
 
 impl Admission {
-    /// The checks, in order; `Err`: the answer instead.
+    /// The checks, in order, over the request and its headers as [`Heads`] read them once;
+    /// `Err`: the answer instead.
     pub fn admit(
         &self,
         request: &RequestHeader,
+        heads: &Heads<'_>,
         client: Option<SocketAddr>,
     ) -> Result<Admitted, Reply> {
-        let heads = Heads::of(request);
         if let Some(reply) = self.limits.check_headers(heads.count, heads.bytes) {
             return Err(reply);
         }
@@ -127,6 +128,12 @@ impl Admission {
             version_path,
             routing: heads.routing(),
         })
+    }
+
+    /// The request's `Origin` when it is allowed: a page whose answers carry CORS headers.
+    pub fn page_origin(&self, heads: &Heads<'_>) -> Option<String> {
+        let origin = heads.origin.filter(|o| self.origins.allows(o))?;
+        std::str::from_utf8(origin).ok().map(str::to_owned)
     }
 
     /// An `OPTIONS`: a browser's preflight (mcp_protocol::cors's table), or a plain one.

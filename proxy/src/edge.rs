@@ -38,7 +38,7 @@ use crate::{
     answer::{Reply, Stop},
     bridge,
     budget::Limit,
-    downstream::client::Client,
+    downstream::{client::Client, heads::Heads},
     exchange::{self, Plan, Upstream},
     inflight::Scope,
     push,
@@ -136,8 +136,13 @@ impl Edge {
     /// `Stop::Answer`: the client is still to be told (downstream writes it).
     pub async fn handle(&self, client: &mut Client<'_>, ctx: &mut Ctx) -> Result<(), Stop> {
         ctx.addr = client.addr();
-        client.allow_origin(&self.admission.origins);
-        let admitted = match self.admission.admit(client.header(), ctx.addr) {
+        let heads = Heads::of(client.header());
+        let (page, admitted) = (
+            self.admission.page_origin(&heads),
+            self.admission.admit(client.header(), &heads, ctx.addr),
+        );
+        client.allow_origin(page);
+        let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(reply) => return Ok(client.reply(&reply).await?),
         };

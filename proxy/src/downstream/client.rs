@@ -10,8 +10,6 @@ use pingora::{
     protocols::http::ServerSession,
 };
 
-use mcp_protocol::post::Origins;
-
 use crate::{
     answer::{Failure, Reply},
     budget::Times,
@@ -47,17 +45,10 @@ impl<'s> Client<'s> {
         }
     }
 
-    /// A page of an allowed origin made this request: every answer is readable there
-    /// (`mcp_protocol::cors`). A request without `Origin`, or from another, gets no CORS header.
-    pub fn allow_origin(&mut self, origins: &Origins) {
-        self.cors = self
-            .session
-            .req_header()
-            .headers
-            .get("origin")
-            .filter(|origin| origins.allows(origin.as_bytes()))
-            .and_then(|origin| origin.to_str().ok())
-            .map(str::to_owned);
+    /// A page of this allowed origin made the request (`None`: no `Origin`, or another): every
+    /// answer is readable there (`mcp_protocol::cors`).
+    pub fn allow_origin(&mut self, page: Option<String>) {
+        self.cors = page;
     }
 
     /// The CORS headers of an allowed origin, on an answer's head (instead of any a replica
