@@ -5,11 +5,12 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `OPTIONS` with `Origin` (allowed) and `Access-Control-Request-Method` GET, POST or DELETE | 204: `Access-Control-Allow-Methods`, `-Allow-Headers` (those asked for that Streamable HTTP uses: the list below), `-Max-Age`, `Vary` ([`preflight`]), and what every answer to the origin carries |
-//! | `OPTIONS` with `Origin` (allowed) asking another method | 204 without `Access-Control-Allow-Methods` naming it: the browser refuses |
-//! | `OPTIONS` with `Origin` not allowed | 403 (the Origin check), no CORS header |
-//! | `OPTIONS` without `Origin` (not a preflight) | 204 with `Allow` |
-//! | any other request with `Origin` allowed | its answer, plus `Access-Control-Allow-Origin`, `-Expose-Headers` ([`EXPOSE`]), `Vary: Origin` |
+//! | `OPTIONS` with `Origin` not allowed | 403, no CORS header, and no word of the list (it is answered before the bearer token) |
+//! | `OPTIONS` with `Origin` (allowed) and `Access-Control-Request-Method` one of the path's methods (the MCP path: [`METHODS`]; `/version`: GET) | 204: `Access-Control-Allow-Methods`, `-Allow-Headers` (those asked for that Streamable HTTP uses: the list below), `-Max-Age`, `Vary` ([`preflight`]), and what every answer to the origin carries |
+//! | `OPTIONS` with `Origin` (allowed) asking another method | 204 without `Access-Control-Allow-Methods`: the browser refuses |
+//! | `OPTIONS` without `Origin` or without `Access-Control-Request-Method` (not a preflight) | 204 with `Allow` |
+//! | any other request with `Origin` allowed | its answer, plus `Access-Control-Allow-Origin`, `-Expose-Headers` ([`EXPOSE`]: the list is the edge's, a replica's own is replaced), `Vary: Origin` |
+//! | `Origin: null` (a sandboxed frame, a `file:` page) | never a CORS grant, whatever the list (`*` included): such a page cannot read answers |
 //!
 //! Request headers a page may send: `Content-Type`, `Accept`, `Authorization`,
 //! `Mcp-Session-Id`, `Mcp-Protocol-Version`, `Mcp-Method`, `Mcp-Name`, `Mcp-Param-*`,
@@ -20,8 +21,10 @@ use crate::headers;
 
 /// The methods of the MCP endpoint.
 pub const METHODS: &str = "GET, POST, DELETE";
-/// `Allow` of a plain `OPTIONS`.
+/// `Allow` of a plain `OPTIONS` at the MCP endpoint.
 pub const ALLOW: &str = "GET, POST, DELETE, OPTIONS";
+/// The opaque origin: sandboxed frames, `file:` pages, some redirects.
+pub const OPAQUE: &[u8] = b"null";
 /// What a page may read of an answer: the session id it must send back, the revision, the
 /// challenge of a 401 (OAuth discovery), when to retry a 429 or 503, and which replica served.
 pub const EXPOSE: &str =
@@ -55,9 +58,14 @@ pub fn allowed_header(name: &str) -> bool {
             .is_some_and(|p| p.eq_ignore_ascii_case(headers::PARAM_PREFIX))
 }
 
-/// A preflight's own answer headers (those of [`response`] come with every answer): `method`
-/// and `requested` are its `Access-Control-Request-Method` and `-Headers`.
-pub fn preflight(method: &str, requested: Option<&str>) -> Vec<(&'static str, String)> {
+/// A preflight's own answer headers (those of [`response`] come with every answer) at a path
+/// that takes `methods` (comma separated): `method` and `requested` are its
+/// `Access-Control-Request-Method` and `-Headers`.
+pub fn preflight(
+    methods: &'static str,
+    method: &str,
+    requested: Option<&str>,
+) -> Vec<(&'static str, String)> {
     let mut out = vec![
         (
             "vary",
@@ -65,8 +73,8 @@ pub fn preflight(method: &str, requested: Option<&str>) -> Vec<(&'static str, St
         ),
         ("access-control-max-age", MAX_AGE.to_owned()),
     ];
-    if METHODS.split(", ").any(|m| m == method.trim()) {
-        out.push(("access-control-allow-methods", METHODS.to_owned()));
+    if methods.split(", ").any(|m| m == method.trim()) {
+        out.push(("access-control-allow-methods", methods.to_owned()));
     }
     let allowed: Vec<&str> = requested
         .unwrap_or("")
@@ -102,6 +110,7 @@ mod tests {
     #[test]
     fn a_preflight_allows_the_endpoints_methods_and_the_transports_headers() {
         let out = preflight(
+            METHODS,
             "POST",
             Some(
                 "content-type, Mcp-Session-Id,MCP-PROTOCOL-VERSION, mcp-param-region, authorization",
@@ -119,13 +128,23 @@ mod tests {
 
     #[test]
     fn a_preflight_names_neither_another_method_nor_another_header() {
-        let out = preflight("PUT", Some("x-custom, cookie"));
+        let out = preflight(METHODS, "PUT", Some("x-custom, cookie"));
         assert_eq!(header(&out, "access-control-allow-methods"), None);
         assert_eq!(header(&out, "access-control-allow-headers"), None);
-        let out = preflight("GET", Some("last-event-id, x-custom"));
+        let out = preflight(METHODS, "GET", Some("last-event-id, x-custom"));
         assert_eq!(
             header(&out, "access-control-allow-headers"),
             Some("last-event-id")
+        );
+        // /version takes GET only.
+        let out = preflight("GET", "POST", None);
+        assert_eq!(header(&out, "access-control-allow-methods"), None);
+        let out = preflight("GET", "GET", None);
+        assert_eq!(header(&out, "access-control-allow-methods"), Some("GET"));
+        assert!(
+            header(&out, "vary")
+                .unwrap()
+                .contains("Access-Control-Request-Method")
         );
     }
 

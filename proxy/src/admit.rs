@@ -80,7 +80,7 @@ impl Admission {
             ));
         }
         if request.method == http::Method::OPTIONS {
-            return Err(self.options(request, heads.origin));
+            return Err(self.options(request, heads.origin, version_path));
         }
         let identity = match &self.auth {
             Some(auth) => Some(auth.check(heads.authorization)?),
@@ -130,22 +130,32 @@ impl Admission {
         })
     }
 
-    /// The request's `Origin` when it is allowed: a page whose answers carry CORS headers.
+    /// The request's `Origin` when it is allowed: a page whose answers carry CORS headers
+    /// (never the opaque origin `null`).
     pub fn page_origin(&self, heads: &Heads<'_>) -> Option<String> {
-        let origin = heads.origin.filter(|o| self.origins.allows(o))?;
+        let origin = heads
+            .origin
+            .filter(|o| *o != cors::OPAQUE && self.origins.allows(o))?;
         std::str::from_utf8(origin).ok().map(str::to_owned)
     }
 
-    /// An `OPTIONS`: a browser's preflight (mcp_protocol::cors's table), or a plain one.
-    fn options(&self, request: &RequestHeader, origin: Option<&[u8]>) -> Reply {
+    /// An `OPTIONS`: a browser's preflight (mcp_protocol::cors's table), or a plain one; at
+    /// `/version` only GET.
+    fn options(&self, request: &RequestHeader, origin: Option<&[u8]>, version: bool) -> Reply {
+        if origin.is_some_and(|o| !self.origins.allows(o)) {
+            // Answered before the bearer token: no word of the list (the 403 after it says it).
+            return Reply::error(403, INVALID_REQUEST, "this Origin is not allowed here");
+        }
+        let (methods, allow) = if version {
+            ("GET", "GET, OPTIONS")
+        } else {
+            (cors::METHODS, cors::ALLOW)
+        };
         let asked = |name: &str| request.headers.get(name).and_then(|v| v.to_str().ok());
         let Some(method) = origin.and(asked("access-control-request-method")) else {
-            return Reply::ok(204).with_header("allow", cors::ALLOW);
+            return Reply::ok(204).with_header("allow", allow);
         };
-        if let Err(refused) = check_origin(&self.origins, origin) {
-            return refused.into();
-        }
-        let headers = cors::preflight(method, asked("access-control-request-headers"));
+        let headers = cors::preflight(methods, method, asked("access-control-request-headers"));
         headers
             .into_iter()
             .fold(Reply::ok(204), |reply, (name, value)| {

@@ -205,6 +205,11 @@ pub fn run(config: Config) -> ! {
     let (keys, peer_keys) = keys;
     let auth = config.auth().unwrap_or_else(|e| fail(e));
     let authenticated = auth.is_some();
+    if !authenticated && config.allowed_origins.iter().any(|o| o.trim() == "*") {
+        tracing::warn!(
+            "--allowed-origins * without --auth-tokens: any web page its visitors open can call              this endpoint and read its answers (CORS); list the origins, or require tokens"
+        );
+    }
     let state = state(&config, replicas.clone(), keys, peer_keys.clone());
     let edge = edge(&config, state.clone(), auth);
     let registry = registry(&edge);

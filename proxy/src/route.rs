@@ -220,7 +220,7 @@ pub fn decide<'a>(request: &Request<'a>, facts: &dyn Facts) -> Decision<'a> {
                 INVALID_REQUEST,
                 "only POST, GET and DELETE are defined on an MCP endpoint",
             )
-            .with_header("Allow", "POST, GET, DELETE"),
+            .with_header("Allow", mcp_protocol::cors::ALLOW),
         ),
         Verb::Post => match request.message {
             Some(message) => post(request, message, facts),

@@ -150,7 +150,8 @@ impl<'s> Client<'s> {
         if let Some(body) = &body {
             header.insert_header("content-type", mcp_protocol::headers::JSON)?;
             header.insert_header("content-length", body.len().to_string())?;
-        } else {
+        } else if reply.status != 204 {
+            // (A 204 has no body and must not say a length: RFC 9110 §8.6.)
             header.insert_header("content-length", "0")?;
         }
         for (name, value) in &reply.headers {

@@ -1164,6 +1164,11 @@ async fn a_page_of_an_allowed_origin_is_answered_its_preflight_and_reads_every_a
         "https://app.example"
     );
     assert!(header(&denied, "access-control-expose-headers").contains("WWW-Authenticate"));
+    assert_eq!(
+        total_requests(&edge).await,
+        before,
+        "no replica saw the preflight or the unauthenticated request"
+    );
 
     let opened = post(
         &edge.url,
@@ -1178,8 +1183,37 @@ async fn a_page_of_an_allowed_origin_is_answered_its_preflight_and_reads_every_a
         "https://app.example"
     );
     assert!(header(&opened, "access-control-expose-headers").contains("Mcp-Session-Id"));
-    assert_eq!(header(&opened, "vary"), "Origin");
+    assert!(header(&opened, "vary").contains("Origin"));
+    // A streamed answer (the session's GET stream) and an answer made at the path check too.
+    let session = opened.session().unwrap();
+    let stream = client()
+        .get(&edge.url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &session)
+        .header(page.0, page.1)
+        .header(auth.0, auth.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        stream.headers()["access-control-allow-origin"],
+        "https://app.example"
+    );
+    drop(stream);
+    let elsewhere = post(
+        &edge.url.replace("/mcp", "/other"),
+        &[JSON, BOTH, page, auth],
+        "{}",
+    )
+    .await;
+    assert_eq!(elsewhere.status, 404);
+    assert_eq!(
+        header(&elsewhere, "access-control-allow-origin"),
+        "https://app.example"
+    );
 
+    let before = total_requests(&edge).await;
     let other = ("origin", "https://evil.example");
     let refused = send(
         options.clone(),
@@ -1190,6 +1224,11 @@ async fn a_page_of_an_allowed_origin_is_answered_its_preflight_and_reads_every_a
     .await;
     assert_eq!(refused.status, 403);
     assert!(refused.headers.get("access-control-allow-origin").is_none());
+    assert!(
+        !refused.body.contains("app.example"),
+        "a preflight, before the token check, is not told the list: {}",
+        refused.body
+    );
     let refused = post(
         &edge.url,
         &[JSON, BOTH, other, auth],
@@ -1202,6 +1241,15 @@ async fn a_page_of_an_allowed_origin_is_answered_its_preflight_and_reads_every_a
     let plain = send(options, &edge.url, &[], "").await;
     assert_eq!(plain.status, 204);
     assert_eq!(header(&plain, "allow"), "GET, POST, DELETE, OPTIONS");
+    assert!(
+        plain.headers.get("content-length").is_none(),
+        "a 204 says no length"
+    );
+    assert_eq!(
+        total_requests(&edge).await,
+        before,
+        "no replica saw a refused origin or an OPTIONS"
+    );
     let no_origin = post(&edge.url, &[JSON, BOTH, auth], initialize("2025-06-18")).await;
     assert_eq!(no_origin.status, 200);
     assert!(
@@ -1209,11 +1257,5 @@ async fn a_page_of_an_allowed_origin_is_answered_its_preflight_and_reads_every_a
             .headers
             .get("access-control-allow-origin")
             .is_none()
-    );
-
-    assert_eq!(
-        total_requests(&edge).await,
-        before + 2,
-        "only the two authenticated initializes reached a replica"
     );
 }
