@@ -88,8 +88,12 @@ pub enum Ending {
 pub enum RoundFailure {
     /// No healthy replica that speaks 2026-07-28 was left.
     NoReplica,
-    /// The replica failed the exchange (the edge's own error message says how).
-    Failed { replica: String, why: String },
+    /// The replica failed the exchange (after the exchange loop's retries), as the edge's one
+    /// failure table says it.
+    Failed {
+        replica: String,
+        failure: crate::answer::Failure,
+    },
     /// The replica's answer broke off.
     BrokeOff { replica: String, why: String },
     /// Past the answer limit: one event (`event`), or a JSON body.
@@ -108,7 +112,9 @@ impl fmt::Display for RoundFailure {
             Self::NoReplica => {
                 f.write_str("no healthy replica speaking 2026-07-28 is left to run this call")
             }
-            Self::Failed { replica, why } => {
+            Self::Failed { replica, failure } => {
+                let why = failure.reply(None).error.map(|e| e.message);
+                let why = why.unwrap_or_default();
                 write!(f, "the replica {replica} failed this round: {why}")
             }
             Self::BrokeOff { replica, why } => {
@@ -777,6 +783,22 @@ mod tests {
             assert!(said.contains(message), "{failure:?}: {e}");
         }
         assert_eq!(error(&round())["data"]["round"], 3);
+        let failed = Failure::Round {
+            round: 2,
+            why: RoundFailure::Failed {
+                replica: "r2".into(),
+                failure: crate::answer::Failure::TimedOut,
+            },
+        };
+        let said = error(&failed)["message"].as_str().unwrap().to_owned();
+        assert!(
+            said.starts_with("the replica r2 failed this round: "),
+            "{said}"
+        );
+        assert!(
+            said.len() > "the replica r2 failed this round: ".len(),
+            "{said}"
+        );
         assert_eq!(error(&unaskable())["data"]["inputKey"], "k");
         assert_eq!(error(&answered())["data"]["clientError"]["code"], -1);
         assert!(matches!(Call::stopped(Event::Cancel), Ending::Cancelled));

@@ -658,11 +658,7 @@ async fn send_round(
         {
             return Ok(Round::Failed(RoundFailure::Failed {
                 replica: replica.id.to_string(),
-                why: failure
-                    .reply(None)
-                    .error
-                    .map(|e| e.message)
-                    .unwrap_or_default(),
+                failure,
             }));
         }
         (Err(Stop::Answer(_)), _) | (Ok(_), None) => {
