@@ -249,7 +249,7 @@ struct Pending {
 }
 
 /// What an answer from the client did.
-#[derive(Debug, PartialEq)]
+#[derive(Debug)]
 pub enum Answered {
     /// It answers nothing pending (a duplicate, an earlier round's) or is no response: dropped.
     Late,
@@ -257,8 +257,8 @@ pub enum Answered {
     Stored,
     /// Taken, and it was the last: the next round.
     All,
-    /// The client answered with an error: the call ends ([`Call::client_error`]).
-    Error,
+    /// The client answered with an error: the call ends so.
+    Error(Ending),
 }
 
 /// One bridged call between its rounds.
@@ -278,8 +278,6 @@ pub struct Call<'a> {
     /// The answers the next round carries: `None` until the first input was required.
     answers: Option<Map<String, Value>>,
     pending: BTreeMap<u32, Pending>,
-    /// The error answer that ended the call, until [`Call::client_error`] takes it.
-    errored: Option<(Pending, Value)>,
 }
 
 impl<'a> Call<'a> {
@@ -296,7 +294,6 @@ impl<'a> Call<'a> {
             state: None,
             answers: None,
             pending: BTreeMap::new(),
-            errored: None,
         }
     }
 
@@ -416,21 +413,12 @@ impl<'a> Call<'a> {
                     Answered::Stored
                 }
             }
-            Answer::Error(error) => {
-                self.errored = Some((pending, error));
-                Answered::Error
-            }
+            Answer::Error(error) => Answered::Error(Ending::Failed(Failure::ClientError {
+                key: pending.key,
+                method: pending.method,
+                error,
+            })),
         }
-    }
-
-    /// How the call ends after [`Answered::Error`].
-    pub fn client_error(&mut self) -> Ending {
-        let (pending, error) = self.errored.take().expect("after Answered::Error");
-        Ending::Failed(Failure::ClientError {
-            key: pending.key,
-            method: pending.method,
-            error,
-        })
     }
 
     /// How the call ends when `event` stops it (not an answer: those go to [`Call::answer`]).
@@ -536,32 +524,32 @@ mod tests {
             r#""mcp-edge:0000000000000009:00000000000000000000000000000007:0""#
         );
         assert!(String::from_utf8_lossy(&questions[1].1).contains("elicitation/create"));
-        assert_eq!(
+        assert!(matches!(
             c.answer(
                 0,
                 br#"{"jsonrpc":"2.0","id":0,"result":{"action":"accept"}}"#
             ),
             Answered::Stored
-        );
+        ));
         // A duplicate of the first, then an unknown question: both late, the first answer stands.
-        assert_eq!(
+        assert!(matches!(
             c.answer(
                 0,
                 br#"{"jsonrpc":"2.0","id":0,"result":{"action":"decline"}}"#
             ),
             Answered::Late
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             c.answer(5, br#"{"jsonrpc":"2.0","id":5,"result":{}}"#),
             Answered::Late
-        );
-        assert_eq!(
+        ));
+        assert!(matches!(
             c.answer(
                 1,
                 br#"{"jsonrpc":"2.0","id":1,"result":{"action":"cancel"}}"#
             ),
             Answered::All
-        );
+        ));
         let body: Value = serde_json::from_slice(
             &c.body(
                 br#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"t"}}"#,
@@ -622,10 +610,10 @@ mod tests {
         let mut c = call(&p, true);
         let sample = json!({"method": "sampling/createMessage", "params": {"messages": []}});
         asked(c.after_round(&input_required(json!({"a": sample}))));
-        assert_eq!(
+        assert!(matches!(
             c.answer(0, br#"{"jsonrpc":"2.0","id":0,"result":{}}"#),
             Answered::All
-        );
+        ));
         assert!(matches!(
             failure(c.after_round(&error_answer(version))),
             Failure::Replica(_)
@@ -678,14 +666,13 @@ mod tests {
         let p = Profile::declaring(ELICITATION | ELICITATION_FORM);
         let mut c = call(&p, true);
         asked(c.after_round(&input_required(json!({"a": elicit(), "b": elicit()}))));
-        assert_eq!(
-            c.answer(
-                1,
-                br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#
-            ),
-            Answered::Error
+        let answered = c.answer(
+            1,
+            br#"{"jsonrpc":"2.0","id":1,"error":{"code":-1,"message":"x"}}"#,
         );
-        let ending = c.client_error();
+        let Answered::Error(ending) = answered else {
+            panic!("expected the call to end: {answered:?}")
+        };
         assert_eq!(
             ending.reason(),
             "another question of this call was answered with an error"

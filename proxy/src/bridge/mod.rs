@@ -591,7 +591,7 @@ async fn wait(
                 counter.fetch_add(1, Ordering::Relaxed);
                 match answered {
                     Answered::All => return Ok(None),
-                    Answered::Error => return Ok(Some(call.client_error())),
+                    Answered::Error(ending) => return Ok(Some(ending)),
                     Answered::Late | Answered::Stored => {}
                 }
             }
