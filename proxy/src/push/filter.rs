@@ -171,7 +171,7 @@ pub enum Topic {
     Tools,
     Prompts,
     Resources,
-    Updated(String),
+    Updated(Uri),
 }
 
 impl Topic {
@@ -197,7 +197,7 @@ impl Topic {
                 out.push(topic);
             }
         }
-        out.extend(filter.uris.iter().map(|u| Topic::Updated(u.to_string())));
+        out.extend(filter.uris.iter().cloned().map(Topic::Updated));
         out
     }
 }
@@ -229,7 +229,7 @@ impl Note {
             "notifications/resources/list_changed" => Topic::Resources,
             "notifications/resources/updated" => {
                 let uri = object.get("params")?.get("uri")?.as_str()?;
-                Topic::Updated(uri.to_owned())
+                Topic::Updated(Uri::from(uri))
             }
             _ => return None,
         };
@@ -240,7 +240,7 @@ impl Note {
     pub fn hint(topic: Topic) -> Note {
         let mut value = json!({"jsonrpc": "2.0", "method": topic.method()});
         if let Topic::Updated(uri) = &topic {
-            value["params"] = json!({"uri": uri});
+            value["params"] = json!({"uri": &**uri});
         }
         Self::build(topic, value)
     }

@@ -172,12 +172,7 @@ impl Driver {
             },
             || {
                 let mut topics = Topic::all_of(&agreed);
-                topics.extend(
-                    sessions
-                        .uris(&uid)
-                        .iter()
-                        .map(|u| Topic::Updated(u.to_string())),
-                );
+                topics.extend(sessions.uris(&uid).into_iter().map(Topic::Updated));
                 topics.into_iter().map(|t| Note::hint(t).legacy()).collect()
             },
             None,
