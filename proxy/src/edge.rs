@@ -137,11 +137,8 @@ impl Edge {
     pub async fn handle(&self, client: &mut Client<'_>, ctx: &mut Ctx) -> Result<(), Stop> {
         ctx.addr = client.addr();
         let heads = Heads::of(client.header());
-        let (page, admitted) = (
-            self.admission.page_origin(&heads),
-            self.admission.admit(client.header(), &heads, ctx.addr),
-        );
-        client.allow_origin(page);
+        let admitted = self.admission.admit(client.header(), &heads, ctx.addr);
+        client.allow_origin(self.admission.page_origin(&heads));
         let admitted = match admitted {
             Ok(admitted) => admitted,
             Err(reply) => return Ok(client.reply(&reply).await?),
