@@ -42,12 +42,14 @@ def get_json(url: str):
 
 class Edge:
     """One mcp-edge process on loopback ports (given, or free ones), `args` after its listen
-    addresses, `env` added to the environment; ready once every replica it has is healthy."""
+    addresses, `env` added to the environment; ready once every replica it has is healthy.
+    `url` is https:// when `args` give it a certificate."""
 
     def __init__(self, binary, args=(), *, port: int | None = None, admin: int | None = None,
                  env: dict | None = None, ready_seconds: float = 30):
         self.port, self.admin = port or free_port(), admin or free_port()
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        scheme = "https" if "--tls-cert" in map(str, args) else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/mcp"
         self.admin_url = f"http://127.0.0.1:{self.admin}"
         command = [str(binary), "--listen", f"127.0.0.1:{self.port}", "--admin-listen", f"127.0.0.1:{self.admin}",
                    *map(str, args)]
@@ -59,6 +61,15 @@ class Edge:
         assert self.proc.poll() is None, f"mcp-edge exited with {self.proc.returncode}"
         state = get_json(f"{self.admin_url}/readyz")
         return bool(state) and state["status"] == "ready" and state["healthy_replicas"] == state["replicas"]
+
+    def metric(self, line_start: str) -> float:
+        """The value of the first /metrics sample whose line starts with `line_start` (0 when
+        there is none)."""
+        with urllib.request.urlopen(f"{self.admin_url}/metrics", timeout=5) as r:
+            for line in r.read().decode().splitlines():
+                if line.startswith(line_start):
+                    return float(line.rsplit(" ", 1)[1])
+        return 0.0
 
     def stop(self, timeout: float = 30):
         """SIGTERM and wait (killed past `timeout`): the exit code."""

@@ -14,7 +14,7 @@ use crate::{
     admin::{Admin, Lifecycle, LifecycleWatch},
     admit::Admission,
     auth::Auth,
-    downstream::{Front, listen::Listen},
+    downstream::{Front, Http2, listen::Listen, tls::Tls},
     drain::Drain,
     edge::Edge,
     embedded::Embedded,
@@ -212,14 +212,30 @@ pub fn run(config: Config) -> ! {
     }
     let state = state(&config, replicas.clone(), keys, peer_keys.clone());
     let edge = edge(&config, state.clone(), auth);
-    let registry = registry(&edge);
+    let mut registry = registry(&edge);
     let rate_limit = edge.admission.rate_limit.clone();
     let drain = Arc::new(Drain::default());
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let handshake = Duration::from_millis(config.tls_handshake_timeout_ms.max(1));
+            let tls = Tls::new(cert, key, handshake, config.http2).unwrap_or_else(|e| fail(e));
+            Some(Arc::new(tls))
+        }
+        _ => None,
+    };
+    let http2 = config.http2.then_some(Http2 {
+        max_streams: config.http2_max_streams,
+    });
+    if let Some(tls) = &tls {
+        registry.register(tls.clone());
+    }
     let proxy = Front::new(
         edge,
         Duration::from_millis(config.header_timeout_ms.max(1)),
         config.times(),
         drain.clone(),
+        tls.clone(),
+        http2,
     );
     let proxy = Listen::bind(proxy, config.listen, config.threads(), config.work_stealing)
         .unwrap_or_else(|e| {
@@ -260,12 +276,22 @@ pub fn run(config: Config) -> ! {
         failing: Default::default(),
     });
 
+    let scheme = if tls.is_some() { "https" } else { "http" };
     println!(
-        "mcp-edge {}: MCP at http://{}{}",
+        "mcp-edge {}: MCP at {scheme}://{}{}",
         env!("CARGO_PKG_VERSION"),
         config.listen,
         config.path
     );
+    if let Some(tls) = &tls {
+        println!(
+            "  TLS: certificate {} (read again when it changes), HTTP/2 {}",
+            tls.certificate.path().display(),
+            if config.http2 { "and HTTP/1.1" } else { "off" }
+        );
+    } else if config.http2 {
+        println!("  HTTP/1.1, and HTTP/2 with prior knowledge (h2c)");
+    }
     println!(
         "  admin: http://{}/healthz, /readyz and /metrics",
         config.admin_listen
@@ -316,6 +342,9 @@ pub fn run(config: Config) -> ! {
     ticker.add(crate::inflight::Sweep(state.owners.clone()));
     ticker.add(crate::push::Tick(state.push.clone()));
     ticker.add(crate::memory::Tidy);
+    if let Some(tls) = &tls {
+        ticker.add(crate::downstream::tls::Reload(tls.certificate.clone()));
+    }
     for limit in [rate_limit, start_limit].into_iter().flatten() {
         ticker.add(crate::ratelimit::Sweep(limit));
     }

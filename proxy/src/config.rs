@@ -67,6 +67,31 @@ pub struct Config {
     #[arg(long, env = "MCP_EDGE_GRACE_SECONDS", default_value_t = 10, help_heading = LISTEN)]
     pub grace_seconds: u64,
 
+    /// TLS on the MCP listener: the certificate chain, PEM (the server's certificate first).
+    /// Read again when the file changes (a rotation), without a restart. Without it the listener
+    /// is plaintext, for loopback or behind a proxy that terminates TLS.
+    #[arg(long, env = "MCP_EDGE_TLS_CERT", requires = "tls_key", help_heading = LISTEN)]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// The private key of --tls-cert, PEM (PKCS#8, PKCS#1 or SEC1); read again with it.
+    #[arg(long, env = "MCP_EDGE_TLS_KEY", requires = "tls_cert", help_heading = LISTEN)]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// A TLS handshake must be done within this many milliseconds of the connection's accept;
+    /// otherwise the connection is closed.
+    #[arg(long, env = "MCP_EDGE_TLS_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000, help_heading = LISTEN)]
+    pub tls_handshake_timeout_ms: u64,
+
+    /// Serve HTTP/2: over TLS when the client's ALPN offers h2, and in clear text to clients
+    /// that open with HTTP/2's preface (h2c, prior knowledge).
+    #[arg(long, env = "MCP_EDGE_HTTP2", default_value_t = true, action = clap::ArgAction::Set, help_heading = LISTEN)]
+    pub http2: bool,
+
+    /// Most streams one HTTP/2 connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS;
+    /// nginx: 128, HAProxy: 100).
+    #[arg(long, env = "MCP_EDGE_HTTP2_MAX_STREAMS", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..), help_heading = LISTEN)]
+    pub http2_max_streams: u32,
+
     /// A replica to front, as http://host:port/path (repeatable; the environment variable takes
     /// a comma list). None: start the bundled replicas in-process.
     #[arg(

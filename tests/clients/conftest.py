@@ -3,7 +3,10 @@
 `mcp_url` is the endpoint under test: $MCP_TEST_URL when set, otherwise a fresh mcp-backend
 started from $MCP_BACKEND_BIN on a free loopback port. $MCP_TEST_TARGET says what is behind it:
 `backend` (one stateless replica, the default), `edge` (mcp-edge over 3 bundled replicas) or
-`edge-fastmcp` (mcp-edge over 3 fastmcp replicas); the wire assertions follow from it.
+`edge-fastmcp` (mcp-edge over 3 fastmcp replicas); the wire assertions follow from it. With
+$MCP_TEST_HTTP2=1 the clients made by `http_client` speak HTTP/2 only (ALPN over https://, prior
+knowledge over http://), and the wire must show it. Over https:// the clients trust the
+authority in $SSL_CERT_FILE.
 """
 
 import json
@@ -23,6 +26,7 @@ BEHIND_EDGE = TARGET.startswith("edge")
 # mcp-edge serves a legacy session's GET stream when its replicas announce changes (the bundled
 # mcp-backend does; the fastmcp template declares no listChanged, so GET stays 405 there).
 PUSH = BEHIND_EDGE and "fastmcp" not in TARGET
+HTTP2 = os.environ.get("MCP_TEST_HTTP2") == "1"
 # The `info://server` resource names the server that answered.
 SERVER_NAMES = {"mcp-backend", "fastmcp-template"}
 
@@ -63,6 +67,18 @@ def mcp_url():
         proc.wait(timeout=15)
 
 
+def endpoint(url: str):
+    """What a test's SDK 2.x `Client` connects to: the URL itself (the SDK makes its own HTTP
+    client), or with $MCP_TEST_HTTP2 a transport whose HTTP client speaks HTTP/2 only, with the
+    SDK's own timeouts (30 s, 300 s to read a stream)."""
+    if not HTTP2:
+        return url
+    import httpx2
+    from mcp.client.streamable_http import streamable_http_client
+
+    return streamable_http_client(url, http_client=Wire().client(timeout=httpx2.Timeout(30, read=300)))
+
+
 class Wire:
     """Every HTTP exchange a client made: method, status, and the headers that matter."""
 
@@ -78,8 +94,16 @@ class Wire:
                 "session": response.headers.get("mcp-session-id"),
                 "sent_session": response.request.headers.get("mcp-session-id"),
                 "mcp_method": _body_method(response.request),
+                "version": response.http_version,
             }
         )
+
+    def client(self, **kwargs):
+        """An HTTP client whose every response this records (HTTP/2 only with $MCP_TEST_HTTP2)."""
+        import httpx2  # the SDK 2.x's client library (the 1.x tests use httpx and record their own way)
+
+        return httpx2.AsyncClient(event_hooks={"response": [self.on_response]}, http2=HTTP2,
+                                  http1=not HTTP2, **kwargs)
 
     def posts(self):
         return [e for e in self.exchanges if e["method"] == "POST"]
@@ -107,6 +131,8 @@ def assert_wire(wire: Wire, legacy: bool):
     200), a 2026-07-28 client never sees one, and the requests spread over all 3 replicas.
     """
     assert wire.posts(), "the client sent no POST"
+    versions = {e["version"] for e in wire.exchanges}
+    assert versions == {"HTTP/2" if HTTP2 else "HTTP/1.1"}, f"HTTP versions on the wire: {versions}"
     for e in wire.exchanges:
         assert e["status"] < 500, f"server error on the wire: {e}"
         if e["method"] == "POST":

@@ -16,7 +16,7 @@ async def test_walkthrough(mcp_url):
 
     def factory(**kwargs) -> httpx2.AsyncClient:
         kwargs.pop("follow_redirects", None)
-        return httpx2.AsyncClient(event_hooks={"response": [wire.on_response]}, **kwargs)
+        return wire.client(**kwargs)
 
     async with Client(StreamableHttpTransport(mcp_url, httpx_client_factory=factory)) as client:
         tools = await client.list_tools()

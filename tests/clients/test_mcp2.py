@@ -3,9 +3,8 @@
 import json
 from typing import Literal
 
-import httpx2
 import pytest
-from conftest import SERVER_NAMES, TARGET, Wire, assert_wire
+from conftest import SERVER_NAMES, TARGET, Wire, assert_wire, endpoint
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
@@ -18,7 +17,7 @@ def text_of(result) -> str:
 @pytest.mark.parametrize("mode", ["auto", "legacy", "2026-07-28"])
 async def test_walkthrough(mcp_url, mode):
     wire = Wire()
-    http = httpx2.AsyncClient(event_hooks={"response": [wire.on_response]}, timeout=30)
+    http = wire.client(timeout=30)
     async with Client(streamable_http_client(mcp_url, http_client=http), mode=mode) as client:
         if mode == "legacy":
             assert client.protocol_version.startswith("2025-"), client.protocol_version
@@ -60,7 +59,7 @@ async def test_progress_notifications_arrive(mcp_url):
     async def on_progress(progress, total, message):
         seen.append((progress, total))
 
-    async with Client(mcp_url, mode="legacy") as client:
+    async with Client(endpoint(mcp_url), mode="legacy") as client:
         result = await client.call_tool(
             "progress", {"steps": 3, "interval_ms": 10}, progress_callback=on_progress
         )
@@ -79,7 +78,7 @@ async def test_multi_round_trip_request(mcp_url):
         asked.append(params.message)
         return ElicitResult(action="accept", content={"name": "Ada"})
 
-    async with Client(mcp_url, mode="2026-07-28", elicitation_callback=elicit) as client:
+    async with Client(endpoint(mcp_url), mode="2026-07-28", elicitation_callback=elicit) as client:
         result = await client.call_tool("test_input_required_result_elicitation", {})
     assert asked == ["What is your name?"]
     assert text_of(result) == "Hello, Ada!"
@@ -135,7 +134,7 @@ async def test_tools_that_ask_the_client(mcp_url, mode, tool, args, expected, as
     for callback in (_answer_model, _answer_user, _answer_roots):
         callback.asked = []
     async with Client(
-        mcp_url,
+        endpoint(mcp_url),
         mode=mode,
         sampling_callback=_answer_model,
         elicitation_callback=_answer_user,
@@ -159,7 +158,7 @@ async def test_a_listen_hears_a_change_made_on_each_replica(mcp_url):
     import anyio
     from mcp.client.subscriptions import ResourceUpdated, ToolsListChanged
 
-    async with Client(mcp_url, mode="2026-07-28") as client:
+    async with Client(endpoint(mcp_url), mode="2026-07-28") as client:
         async with client.listen(tools_list_changed=True, resource_subscriptions=["test://watched-resource"]) as sub:
             assert sub.honored.tools_list_changed
             assert sub.honored.resource_subscriptions == ["test://watched-resource"]
@@ -227,7 +226,7 @@ async def test_long_running_calls_run_as_tasks_through_the_sdk_s_extension_hook(
 
     progress: list = []
     results: dict = {}
-    async with Client(mcp_url, mode="2026-07-28", extensions=[_tasks_extension(progress)]) as client:
+    async with Client(endpoint(mcp_url), mode="2026-07-28", extensions=[_tasks_extension(progress)]) as client:
 
         async def compute(i: int):
             result = await client.call_tool("slow_compute", {"seconds": 1, "label": f"c{i}"})

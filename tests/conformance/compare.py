@@ -1,13 +1,14 @@
 """Compare conformance results through mcp-edge with results against a replica directly.
 
     python compare.py DIRECT_DIR EDGE_DIR [--lifecycle] [--no-warnings] [--all-pass PREFIX]
+                      [--skip SCENARIO]...
 
 Fails when a scenario has a failing check through the edge that has none directly; with
 --lifecycle, also when server-session-lifecycle did not run its checks (a skip is not a pass);
 with --no-warnings, when any check through the edge ended as a warning (a SHOULD not met); with
 --all-pass PREFIX, when a check of a scenario named PREFIX… failed either way, or none ran (for
 scenarios the suite does not score, such as the tasks extension's, whose failures would not
-fail the run).
+fail the run). --skip SCENARIO leaves a scenario out of the comparison (the caller says why).
 Prints one line per difference, then a summary.
 """
 
@@ -32,6 +33,10 @@ def failing(results: pathlib.Path) -> dict[str, set[str]]:
 def main() -> int:
     direct, edge = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
     direct_failing, edge_failing = failing(direct), failing(edge)
+    skipped = {sys.argv[i + 1] for i, a in enumerate(sys.argv[:-1]) if a == "--skip"}
+    for scenario in skipped:
+        edge_failing.pop(scenario, None)
+        print(f"{scenario}: not compared (--skip)")
     problems = []
     for scenario, checks in sorted(edge_failing.items()):
         new = checks - direct_failing.get(scenario, set())

@@ -72,3 +72,29 @@ def test_probes_use_the_health_subcommand_and_keys_come_from_secrets():
         assert spec["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}, "start-first"
         grace = int(next(v for k, v in env.items() if k.endswith("GRACE_SECONDS")))
         assert spec["template"]["spec"]["terminationGracePeriodSeconds"] > grace, "the pod outlives its drain"
+
+
+def with_tls(text: str) -> str:
+    """The manifests with their TLS lines switched on (the `#tls: ` marks removed)."""
+    import re
+    return re.sub(r"^(\s*)#tls: ", r"\1", text, flags=re.M)
+
+
+def test_the_tls_variant_passes_the_schemas_and_mounts_the_files_it_names(tmp_path):
+    text = with_tls(MANIFESTS.read_text())
+    assert text != MANIFESTS.read_text(), "kubernetes.yml shows how to turn TLS on"
+    variant = tmp_path / "kubernetes-tls.yml"
+    variant.write_text(text)
+    done = subprocess.run(
+        [Path(sys.executable).with_name("kubernetes-validate"), "--strict", "--quiet", "-k", "1.37.0", str(variant)],
+        capture_output=True, text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    edge = next(o for o in yaml.safe_load_all(text) if o and o["kind"] == "Deployment"
+                and o["metadata"]["name"] == "mcp-edge")["spec"]["template"]["spec"]
+    env = {e["name"]: e["value"] for e in edge["containers"][0]["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in edge["containers"][0]["volumeMounts"]}
+    secrets = {v["name"]: v["secret"]["secretName"] for v in edge["volumes"]}
+    assert secrets["tls"] == "mcp-edge-tls"
+    for name in ("MCP_EDGE_TLS_CERT", "MCP_EDGE_TLS_KEY"):
+        assert env[name].startswith(mounts["tls"] + "/"), (name, env[name], mounts)

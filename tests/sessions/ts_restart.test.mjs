@@ -2,43 +2,16 @@
 // Run with Node 22's test runner; needs MCP_EDGE_BIN (scripts/test sets it).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import net from "node:net";
-import { Client, StreamableHTTPClientTransport, recordingFetch, waitFor } from "../support.mjs";
+import { Client, StreamableHTTPClientTransport, freePort, recordingFetch, startEdge, waitFor } from "../support.mjs";
 
 const binary = process.env.MCP_EDGE_BIN;
 
-function freePort() {
-  return new Promise((resolve) => {
-    const server = net.createServer().listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startEdge(port, admin, key) {
-  const child = spawn(binary, ["--listen", `127.0.0.1:${port}`, "--admin-listen", `127.0.0.1:${admin}`, "--grace-seconds", "1", "--health-interval-ms", "200", "--log", "error"], {
-    env: { ...process.env, MCP_EDGE_SESSION_KEY: key },
-    stdio: "ignore",
-  });
-  const exited = new Promise((resolve) => child.on("exit", (code) => resolve(code)));
-  await waitFor(async () => {
-    try {
-      const state = await (await fetch(`http://127.0.0.1:${admin}/readyz`)).json();
-      return state.status === "ready" && state.healthy_replicas === state.replicas;
-    } catch {
-      return false;
-    }
-  }, 30000, "mcp-edge to be ready");
-  return { child, exited };
-}
 
 test("TypeScript SDK client: a legacy session continues across an mcp-edge restart", { skip: !binary }, async () => {
   const [port, admin] = [await freePort(), await freePort()];
   const key = randomBytes(32).toString("hex");
-  let edge = await startEdge(port, admin, key);
+  let edge = await startEdge({ port, admin, env: { MCP_EDGE_SESSION_KEY: key } });
   const wire = [];
   const transport = new StreamableHTTPClientTransport(new URL(`http://127.0.0.1:${port}/mcp`), { fetch: recordingFetch(wire) });
   const client = new Client({ name: "mcp-edge-restart-test", version: "1.0.0" });
@@ -53,7 +26,7 @@ test("TypeScript SDK client: a legacy session continues across an mcp-edge resta
 
     edge.child.kill("SIGTERM");
     assert.equal(await edge.exited, 0, "mcp-edge exits 0 on SIGTERM");
-    edge = await startEdge(port, admin, key); // the same address, a process that never saw the session
+    edge = await startEdge({ port, admin, env: { MCP_EDGE_SESSION_KEY: key } }); // the same address, a process that never saw the session
 
     const after = await client.callTool({ name: "echo", arguments: { message: "after the restart" } });
     assert.equal(after.isError, false);

@@ -254,6 +254,8 @@ impl<'s> Client<'s> {
                     | ErrorType::ReadError
                     | ErrorType::WriteError
                     | ErrorType::WriteTimedout
+                    // An HTTP/2 stream the client reset, or a connection it closed.
+                    | ErrorType::H2Error
             ) {
                 tracing::error!("client connection failed: {e}");
             }

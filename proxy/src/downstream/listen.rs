@@ -23,6 +23,7 @@ use std::{
 };
 
 use async_trait::async_trait;
+use bytes::BytesMut;
 use pingora::{
     listeners::DEFAULT_L4_WRITE_BUFFER_SIZE,
     protocols::{
@@ -201,7 +202,7 @@ async fn accept(socket: std::net::TcpListener, front: Arc<Front>, mut shutdown: 
                     tracing::debug!("TCP_NODELAY on an accepted connection: {e}");
                 }
                 let front = front.clone();
-                tokio::spawn(async move { front.serve(Box::new(Connection::new(stream))).await });
+                tokio::spawn(async move { front.accepted(stream).await });
             }
             Err(e) => {
                 tracing::error!("accepting an MCP connection failed: {e}");
@@ -214,25 +215,52 @@ async fn accept(socket: std::net::TcpListener, front: Arc<Front>, mut shutdown: 
     }
 }
 
+/// What a client connection's bytes travel over: the TCP stream, or TLS over it.
+pub trait Wire: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug + 'static {
+    /// The TCP stream underneath (its id and digests are the connection's).
+    fn tcp(&self) -> &L4Stream;
+}
+
+impl Wire for L4Stream {
+    fn tcp(&self) -> &L4Stream {
+        self
+    }
+}
+
+impl Wire for tokio_rustls::server::TlsStream<L4Stream> {
+    fn tcp(&self) -> &L4Stream {
+        self.get_ref().0
+    }
+}
+
 /// An accepted connection with pingora's usual write buffer (one segment's worth), so that a
-/// response's header and a small body leave in one write. pingora's own listeners size it
-/// through an API private to pingora. The buffer is held only while it holds bytes: an idle
-/// connection keeps none.
+/// response's header and a small body leave in one write (and, over TLS, in one record).
+/// pingora's own listeners size it through an API private to pingora. The buffer is held only
+/// while it holds bytes: an idle connection keeps none.
 #[derive(Debug)]
-struct Connection {
-    io: L4Stream,
+pub struct Connection<W = L4Stream> {
+    io: W,
     out: Vec<u8>,
     /// The byte [`Peek`] waited for, read before anything else.
     peeked: Option<u8>,
+    /// Bytes read to tell the protocol, put back to be read again first (HTTP/2's preface).
+    rewound: Option<BytesMut>,
 }
 
-impl Connection {
-    fn new(io: L4Stream) -> Self {
+impl<W: Wire> Connection<W> {
+    pub fn new(io: W) -> Self {
         Self {
             io,
             out: Vec::new(),
             peeked: None,
+            rewound: None,
         }
+    }
+
+    /// Give back bytes read from the connection: the next reads return them first.
+    pub fn rewind(&mut self, bytes: BytesMut) {
+        debug_assert!(self.peeked.is_none() && self.rewound.is_none());
+        self.rewound = Some(bytes).filter(|b| !b.is_empty());
     }
 
     /// Write out what the buffer holds.
@@ -252,13 +280,21 @@ impl Connection {
     }
 }
 
-impl AsyncRead for Connection {
+impl<W: Wire> AsyncRead for Connection<W> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
+        if let Some(rewound) = &mut this.rewound {
+            let n = rewound.len().min(buf.remaining());
+            buf.put_slice(&rewound.split_to(n));
+            if rewound.is_empty() {
+                this.rewound = None;
+            }
+            return Poll::Ready(Ok(()));
+        }
         if let Some(byte) = this.peeked.take() {
             buf.put_slice(&[byte]);
             // And whatever else already arrived, without waiting (an error shows on the next read).
@@ -269,7 +305,7 @@ impl AsyncRead for Connection {
     }
 }
 
-impl AsyncWrite for Connection {
+impl<W: Wire> AsyncWrite for Connection<W> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -299,7 +335,7 @@ impl AsyncWrite for Connection {
 }
 
 #[async_trait]
-impl Shutdown for Connection {
+impl<W: Wire> Shutdown for Connection<W> {
     async fn shutdown(&mut self) {
         if let Err(e) = AsyncWriteExt::shutdown(self).await {
             tracing::debug!("closing a client connection: {e}");
@@ -307,20 +343,26 @@ impl Shutdown for Connection {
     }
 }
 
-impl UniqueID for Connection {
+impl<W: Wire> UniqueID for Connection<W> {
     fn id(&self) -> UniqueIDType {
-        self.io.id()
+        self.io.tcp().id()
     }
 }
 
-impl Ssl for Connection {}
+impl<W: Wire> Ssl for Connection<W> {}
 
 /// Waits for the client's next byte (an idle keep-alive connection waits here, holding no
 /// buffer) and keeps it for the next read. End of stream is `Ok(true)` too: the next read
 /// sees it.
 #[async_trait]
-impl Peek for Connection {
+impl<W: Wire> Peek for Connection<W> {
     async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        if let Some(rewound) = &self.rewound {
+            if let Some(first) = buf.first_mut() {
+                *first = rewound[0];
+            }
+            return Ok(true);
+        }
         if self.peeked.is_none() {
             let mut byte = [0];
             if tokio::io::AsyncReadExt::read(&mut self.io, &mut byte).await? == 1 {
@@ -334,20 +376,20 @@ impl Peek for Connection {
     }
 }
 
-impl GetTimingDigest for Connection {
+impl<W: Wire> GetTimingDigest for Connection<W> {
     fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
-        self.io.get_timing_digest()
+        self.io.tcp().get_timing_digest()
     }
 }
 
-impl GetProxyDigest for Connection {
+impl<W: Wire> GetProxyDigest for Connection<W> {
     fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
-        self.io.get_proxy_digest()
+        self.io.tcp().get_proxy_digest()
     }
 }
 
-impl GetSocketDigest for Connection {
+impl<W: Wire> GetSocketDigest for Connection<W> {
     fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
-        self.io.get_socket_digest()
+        self.io.tcp().get_socket_digest()
     }
 }

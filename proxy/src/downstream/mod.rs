@@ -1,19 +1,24 @@
-//! The client connection: accepted by [`listen`] (one socket per worker thread), then each
-//! request on it, one at a time (HTTP/1.1 keep-alive; pipelined requests in order). This
-//! module and [`client`] are the only code that reads or writes pingora's `ServerSession`.
+//! The client connection: accepted by [`listen`] (one socket per worker thread), its TLS
+//! handshake when the listener has TLS ([`tls`]), then its requests: HTTP/2 streams, each on a
+//! task of its own ([`h2`]), or HTTP/1.1 requests one at a time (keep-alive; pipelined requests
+//! in order), this module's loop. This module, [`h2`] and [`client`] are the only code that
+//! reads or writes pingora's `ServerSession`.
 //!
 //! ```text
+//! accepted ── TLS handshake (tls.rs), within --tls-handshake-timeout-ms; ALPN h2 → h2.rs
+//!   │
 //! wait ───── an idle keep-alive connection holds its socket and nothing else (no session, no
 //!   │         buffer) until the client's next byte arrives
 //! read_head ─ the request's headers, within --header-timeout-ms of the connection being ready
 //!   │          for it (accepted, or the previous response sent); else the connection closes
 //!   │          (also how an idle keep-alive connection ends); a malformed head → pingora's 400;
 //!   │          a head still incomplete past the header limits → 431 (read here: pingora would
-//!   │          buffer up to 1 MiB before its own check)
-//! Edge::handle ─ the request's phases (edge.rs), through a Client (client.rs)
-//!   └─ Err ─ Client::fail: the client's answer when the request broke (502/504, or a stream's
-//!            last error event); a client that went away is not logged as a failure
-//! Ctx::finish ─ in-flight guards released, metrics, the access log
+//!   │          buffer up to 1 MiB before its own check); a new connection's first bytes that
+//!   │          are HTTP/2's preface → h2.rs (h2c)
+//! exchange ── Edge::handle: the request's phases (edge.rs), through a Client (client.rs);
+//!   │          Err → Client::fail: the client's answer when the request broke (502/504, or a
+//!   │          stream's last error event); a client that went away is not logged as a
+//!   │          failure; then Ctx::finish: in-flight guards released, metrics, the access log
 //! finish ─ the connection is kept for the next request when the exchange ended cleanly
 //!          (with any bytes of it that arrived early: pipelined requests are answered in order)
 //! ```
@@ -22,12 +27,13 @@
 //! so it needs pingora's HTTP sessions but none of pingora-proxy's phases, nor pingora's
 //! connection loop (`ServerApp::process_new`, whose future also holds the HTTP/2 handshake's
 //! state: 12.6 KB for every HTTP/1 connection, measured); this is the whole request loop. Each
-//! request's future is boxed, so that only a request being answered holds its state. HTTP/2
-//! from clients would be a sibling of this loop.
+//! request's future is boxed, so that only a request being answered holds its state.
 
 pub mod client;
+mod h2;
 pub mod heads;
 pub mod listen;
+pub mod tls;
 
 use std::{
     sync::{
@@ -42,10 +48,10 @@ use mcp_protocol::lines;
 use pingora::{
     ErrorType,
     apps::HttpPersistentSettings,
-    protocols::{Stream, http::ServerSession},
+    protocols::{Stream, http::ServerSession, l4::stream::Stream as L4Stream},
 };
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     sync::Notify,
 };
 
@@ -59,6 +65,10 @@ use crate::{
 };
 
 use client::Client;
+use listen::{Connection, Wire};
+use tls::Tls;
+
+pub use h2::Http2;
 
 /// The buffer a request's first bytes are read into: a typical MCP request's head and body fit.
 const FIRST_READ: usize = 1024;
@@ -78,6 +88,10 @@ struct Kept {
 /// The client side of the proxy: serves the connections `listen` accepts.
 pub struct Front {
     edge: Edge,
+    /// TLS on the listener (`None`: plaintext).
+    tls: Option<Arc<Tls>>,
+    /// HTTP/2's per-connection limits (`None`: HTTP/1.1 only).
+    http2: Option<Http2>,
     header_deadline: Duration,
     /// Most bytes of an incomplete request head read (`budget::head_bytes`).
     head_bytes: usize,
@@ -90,10 +104,19 @@ pub struct Front {
 }
 
 impl Front {
-    pub fn new(edge: Edge, header_deadline: Duration, times: Times, drain: Arc<Drain>) -> Self {
+    pub fn new(
+        edge: Edge,
+        header_deadline: Duration,
+        times: Times,
+        drain: Arc<Drain>,
+        tls: Option<Arc<Tls>>,
+        http2: Option<Http2>,
+    ) -> Self {
         Self {
             head_bytes: crate::budget::head_bytes(&edge.admission.limits),
             edge,
+            tls,
+            http2,
             header_deadline,
             times,
             drain,
@@ -102,26 +125,50 @@ impl Front {
         }
     }
 
-    /// Serve one client connection: its requests one at a time, until it closes.
-    pub async fn serve(&self, stream: Stream) {
+    /// A connection `listen` accepted: its TLS handshake if the listener has TLS, then its
+    /// requests.
+    pub async fn accepted(self: Arc<Self>, tcp: L4Stream) {
         let _busy = self.drain.enter();
-        let mut next = Some(Kept {
-            stream,
-            settings: None,
-            pipelined: None,
-        });
+        match &self.tls {
+            None => self.serve(Connection::new(tcp), false).await,
+            Some(tls) => {
+                if let Some((tls, h2)) = tls.accept(tcp).await {
+                    self.serve(Connection::new(tls), h2).await;
+                }
+            }
+        }
+    }
+
+    /// Serve one client connection until it closes: HTTP/2 when ALPN chose it (`h2`) or the
+    /// client opens with HTTP/2's preface (h2c, prior knowledge); else HTTP/1.1, its requests
+    /// one at a time.
+    async fn serve<W: Wire>(self: &Arc<Self>, mut conn: Connection<W>, h2: bool) {
+        let ready = tokio::time::Instant::now();
+        if h2 {
+            return Box::pin(self.serve_h2(Box::new(conn), ready)).await;
+        }
+        // Every request begun counts as the thread's work, the ones refused at their head too
+        // (memory.rs: a quiet thread's collection).
+        crate::memory::served();
+        let first = self.first_read(&mut conn, self.header_deadline, None);
+        let Some(first) = Box::pin(first).await else {
+            return;
+        };
+        if self.http2.is_some() && first.starts_with(h2::PREFACE) {
+            conn.rewind(first);
+            return Box::pin(self.serve_h2(Box::new(conn), ready)).await;
+        }
+        let mut next = Box::pin(self.request(Box::new(conn), None, first, ready)).await;
         while let Some(Kept {
             mut stream,
             settings,
             pipelined,
         }) = next
         {
-            // Every request begun counts as the thread's work, the ones refused at their head
-            // too (memory.rs: a quiet thread's collection).
             crate::memory::served();
             let ready = tokio::time::Instant::now();
             // Boxed, as the request is: the connection's own future stays a few pointers.
-            let arrival = self.arrival(&mut stream, settings.is_some(), pipelined, ready);
+            let arrival = self.arrival(&mut stream, pipelined, ready);
             let Some(first) = Box::pin(arrival).await else {
                 return;
             };
@@ -129,17 +176,16 @@ impl Front {
         }
     }
 
-    /// The next request's first bytes: on a kept-alive connection, after waiting for them with
+    /// The next request's first bytes on a kept-alive connection, after waiting for them with
     /// nothing but the socket. `None`: the client closed, the header deadline (counted from
     /// `ready`) passed, or the service is stopping.
     async fn arrival(
         &self,
         stream: &mut Stream,
-        kept: bool,
         pipelined: Option<BytesMut>,
         ready: tokio::time::Instant,
     ) -> Option<BytesMut> {
-        if kept && pipelined.is_none() && !self.wait(stream).await {
+        if pipelined.is_none() && !self.wait(stream).await {
             return None;
         }
         let left = self.header_deadline.saturating_sub(ready.elapsed());
@@ -154,7 +200,7 @@ impl Front {
     /// first.
     async fn first_read(
         &self,
-        stream: &mut Stream,
+        stream: &mut (impl AsyncRead + AsyncWrite + Unpin),
         deadline: Duration,
         start: Option<BytesMut>,
     ) -> Option<BytesMut> {
@@ -294,29 +340,7 @@ impl Front {
         if self.closing.load(Ordering::Acquire) {
             session.set_keepalive(None);
         }
-        let edge = &self.edge;
-        let mut ctx = Ctx::new();
-        let mut client = Client::new(&mut session, self.times);
-        let error = match edge.handle(&mut client, &mut ctx).await {
-            Ok(()) => None,
-            Err(Stop::Answer(failure)) => client
-                .reply(&failure.reply(ctx.is.id.as_deref()))
-                .await
-                .err(),
-            Err(Stop::Broken(e)) => Some(e),
-        };
-        if let Some(e) = &error {
-            client
-                .fail(e, ctx.is.id.as_deref(), ctx.streamed_request())
-                .await;
-        }
-        ctx.finish(
-            &client,
-            error.as_deref(),
-            &edge.state.metrics,
-            edge.access.as_ref(),
-        );
-        if let Some(e) = error {
+        if let Some(e) = self.exchange(&mut session).await {
             session.on_proxy_failure(e);
             return None;
         }
@@ -340,6 +364,34 @@ impl Front {
             settings: Some(settings),
             pipelined,
         })
+    }
+
+    /// One request whose head is read, whatever the protocol: answered through the phases,
+    /// then counted and logged. The error that broke it, if one did.
+    async fn exchange(&self, session: &mut ServerSession) -> Option<Box<pingora::Error>> {
+        let edge = &self.edge;
+        let mut ctx = Ctx::new();
+        let mut client = Client::new(session, self.times);
+        let error = match edge.handle(&mut client, &mut ctx).await {
+            Ok(()) => None,
+            Err(Stop::Answer(failure)) => client
+                .reply(&failure.reply(ctx.is.id.as_deref()))
+                .await
+                .err(),
+            Err(Stop::Broken(e)) => Some(e),
+        };
+        if let Some(e) = &error {
+            client
+                .fail(e, ctx.is.id.as_deref(), ctx.streamed_request())
+                .await;
+        }
+        ctx.finish(
+            &client,
+            error.as_deref(),
+            &edge.state.metrics,
+            edge.access.as_ref(),
+        );
+        error
     }
 
     /// The service stops accepting: connections waiting for a request close.
