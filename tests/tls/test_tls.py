@@ -80,11 +80,17 @@ def handshake(edge, ctx) -> dict:
             return {"version": tls.version(), "alpn": tls.selected_alpn_protocol(), "serial": serial}
 
 
-def http1_exchange(tls: ssl.SSLSocket, body: dict) -> int:
+ECHO = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"message": "hello"}, "_meta": META}}
+MODERN = {"mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "echo"}
+
+
+def http1_exchange(tls: ssl.SSLSocket, body: dict, headers: dict | None = None) -> int:
     """One keep-alive HTTP/1.1 POST on an open TLS socket: the status."""
     data = json.dumps(body).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
     tls.sendall(b"POST /mcp HTTP/1.1\r\nHost: localhost\r\ncontent-type: application/json\r\n"
-                b"accept: application/json, text/event-stream\r\n"
+                b"accept: application/json, text/event-stream\r\n" + extra.encode()
                 + f"content-length: {len(data)}\r\n\r\n".encode() + data)
     head = b""
     while b"\r\n\r\n" not in head:
@@ -153,6 +159,71 @@ def test_a_rotated_certificate_reaches_new_handshakes_while_open_connections_go_
                        "new handshakes to present the rotated certificate")
             assert http1_exchange(kept, INIT) == 200, "a connection made before the rotation goes on"
     assert tls_edge.metric('mcp_edge_tls_certificate_reloads_total{outcome="loaded"}') == 1
+
+
+def test_a_certificate_rotated_under_load_fails_no_request(tls_edge, certs):
+    """Four clients call a tool without pause (2026-07-28, stateless), two on kept-alive
+    connections and two with a new connection (a new handshake) for every call, while the pair
+    is replaced: no call fails, and
+    the new connections move to the rotated certificate. Bounded: at most 60 s, 500 000 calls."""
+    import threading
+    ctx = context(certs, alpn=("http/1.1",))
+    failures, calls, serials = [], [0], set()
+    stop, deadline = threading.Event(), time.monotonic() + 60
+
+    def going() -> bool:
+        return not stop.is_set() and calls[0] < 500_000 and time.monotonic() < deadline
+
+    def kept():
+        with socket.create_connection(("127.0.0.1", tls_edge.port), timeout=10) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                while going():
+                    status = http1_exchange(tls, ECHO, MODERN)
+                    calls[0] += 1
+                    if status != 200:
+                        failures.append(status)
+
+    def fresh():
+        while going():
+            try:
+                with socket.create_connection(("127.0.0.1", tls_edge.port), timeout=10) as raw:
+                    with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+                        serials.add(int(tls.getpeercert()["serialNumber"], 16))
+                        status = http1_exchange(tls, ECHO, MODERN)
+                calls[0] += 1
+                if status != 200:
+                    failures.append(status)
+            except (OSError, AssertionError) as e:
+                failures.append(repr(e))
+
+    def guarded(work):
+        def run():
+            try:
+                work()
+            except (OSError, AssertionError) as e:
+                failures.append(repr(e))
+        return run
+
+    threads = [threading.Thread(target=guarded(f)) for f in (kept, kept, fresh, fresh)]
+    for t in threads:
+        t.start()
+    try:
+        wait_until(lambda: calls[0] >= 50, 20, "the load to start")
+        install(certs, "rotated", tls_edge.live)
+        try:
+            wait_until(lambda: 1002 in serials or failures, 30, "new connections to get the rotated certificate")
+        except TimeoutError as e:
+            reloads = tls_edge.metric('mcp_edge_tls_certificate_reloads_total{outcome="loaded"}')
+            raise AssertionError(f"{e}: {calls[0]} calls, serials {serials}, {reloads} reloads, "
+                                 f"threads alive {[t.is_alive() for t in threads]}") from None
+        served = calls[0]
+        wait_until(lambda: calls[0] >= served + 50 or failures, 20, "more calls after the rotation")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not failures, failures[:5]
+    assert serials == {1001, 1002}, serials
 
 
 def test_a_rotation_whose_key_does_not_fit_keeps_the_certificate_in_use(tls_edge, certs):

@@ -16,8 +16,8 @@
 //! | response bytes waiting for the client | h2's send buffer ([`SEND_BUFFER`] per stream); a write waits for the client's window within `--send-timeout-seconds`, as on HTTP/1.1 |
 //! | PING and SETTINGS floods | h2 answers them; a client that does not read its acknowledgements stops being read (h2 holds at most one pending PONG and SETTINGS ACK) |
 //! | the connection's handshake | the preface and SETTINGS within `--header-timeout-ms` |
-//! | no stream open | after `--header-timeout-ms` the connection ends with GOAWAY, as an idle HTTP/1.1 keep-alive connection closes |
-//! | shutdown | GOAWAY at once; streams in flight go on until they end or the grace period ends the process |
+//! | no stream open | after `--header-timeout-ms` the connection ends with GOAWAY naming the last stream taken (a request crossing it is safe to send again), as an idle HTTP/1.1 keep-alive connection closes |
+//! | shutdown | GOAWAY at once; streams the client sent within [`DRAIN_ACCEPTS`] of it are served, later ones refused (REFUSED_STREAM); once no stream is left, the last GOAWAY, written within [`LINGER`]; streams in flight go on until they end or the grace period ends the process |
 
 use std::{
     sync::{
@@ -54,8 +54,12 @@ pub const MALFORMED: usize = 32;
 pub const STREAM_WINDOW: u32 = 256 * 1024;
 /// The same for the whole connection.
 pub const CONNECTION_WINDOW: u32 = 1024 * 1024;
-/// Response bytes h2 buffers per stream before a write waits.
-pub const SEND_BUFFER: usize = 256 * 1024;
+/// Response bytes h2 buffers per stream before a write waits (at most 6.4 MiB a connection
+/// at 100 streams).
+pub const SEND_BUFFER: usize = 64 * 1024;
+/// After a shutdown's GOAWAY, how long streams the client sent before it saw it are still
+/// taken; later ones are refused (the client retries them elsewhere).
+const DRAIN_ACCEPTS: Duration = Duration::from_secs(1);
 /// How long a connection ending on its own (idle, or a client over its budget) waits for its
 /// GOAWAY to be written.
 const LINGER: Duration = Duration::from_secs(2);
@@ -69,8 +73,9 @@ pub struct Http2 {
 impl Http2 {
     fn options(&self, limits: &Limits) -> H2Options {
         // HPACK counts 32 bytes more per field (RFC 7541 §4.1) where the HTTP/1.1 budget counts
-        // 4: so a head within the limits passes h2 and gets admission's own 431 past them.
-        let header_list = limits.max_header_bytes + 32 * (limits.max_headers + 1);
+        // 4, and counts the pseudo-fields too: so a head within the limits passes h2 and gets
+        // admission's own 431 past them.
+        let header_list = limits.max_header_bytes + 32 * (limits.max_headers + 5) + 1024;
         let mut options = H2Options::new();
         options
             .max_concurrent_streams(self.max_streams)
@@ -129,9 +134,11 @@ impl Drop for OpenStream {
 enum Ending {
     /// The client closed it, or it broke.
     Closed,
-    /// GOAWAY sent; the streams in flight finish (the service is stopping).
-    Draining,
-    /// GOAWAY sent (idle, or the client spent its budget); waited for [`LINGER`] at most.
+    /// The service is stopping: GOAWAY sent at this instant; streams in flight finish, streams
+    /// sent after [`DRAIN_ACCEPTS`] are refused; once none is left, the last GOAWAY.
+    Draining(tokio::time::Instant),
+    /// The last GOAWAY sent (idle, drained, or the client spent its budget), naming the last
+    /// stream taken: waited for [`LINGER`] at most.
     Lingering,
 }
 
@@ -169,8 +176,16 @@ impl Front {
         loop {
             let accepted = match ending {
                 Some(Ending::Closed) => return,
-                Some(Ending::Draining) => {
-                    server::HttpSession::from_h2_conn(&mut conn, digest.clone()).await
+                Some(Ending::Draining(_)) => {
+                    tokio::select! {
+                        biased;
+                        next = server::HttpSession::from_h2_conn(&mut conn, digest.clone()) => next,
+                        () = open.idle_for(Duration::ZERO) => {
+                            conn.abrupt_shutdown(Reason::NO_ERROR);
+                            ending = Some(Ending::Lingering);
+                            continue;
+                        }
+                    }
                 }
                 Some(Ending::Lingering) => {
                     let next = server::HttpSession::from_h2_conn(&mut conn, digest.clone());
@@ -186,19 +201,21 @@ impl Front {
                     closed.as_mut().enable();
                     if self.closing.load(Ordering::Acquire) {
                         conn.graceful_shutdown();
-                        ending = Some(Ending::Draining);
+                        ending = Some(Ending::Draining(tokio::time::Instant::now()));
                         continue;
                     }
                     tokio::select! {
                         biased;
                         () = closed => {
                             conn.graceful_shutdown();
-                            ending = Some(Ending::Draining);
+                            ending = Some(Ending::Draining(tokio::time::Instant::now()));
                             continue;
                         }
                         next = server::HttpSession::from_h2_conn(&mut conn, digest.clone()) => next,
                         () = open.idle_for(self.header_deadline) => {
-                            conn.graceful_shutdown();
+                            // No stream open: the GOAWAY names the last one taken, so a request
+                            // crossing it is known unprocessed and safe to send again.
+                            conn.abrupt_shutdown(Reason::NO_ERROR);
                             ending = Some(Ending::Lingering);
                             continue;
                         }
@@ -222,6 +239,12 @@ impl Front {
                     continue;
                 }
             };
+            let late =
+                matches!(ending, Some(Ending::Draining(since)) if since.elapsed() > DRAIN_ACCEPTS);
+            if late {
+                session.shutdown_with_reason(Reason::REFUSED_STREAM);
+                continue;
+            }
             if open.count() >= most_tasks {
                 session.shutdown_with_reason(Reason::REFUSED_STREAM);
                 refused += 1;
@@ -231,9 +254,10 @@ impl Front {
                 }
                 continue;
             }
-            let (front, stream) = (self.clone(), open.enter());
+            let (front, stream, busy) = (self.clone(), open.enter(), self.drain.enter());
             tokio::spawn(async move {
-                let _open = stream;
+                // The shutdown waits for the stream as for an HTTP/1.1 request.
+                let (_open, _busy) = (stream, busy);
                 // Each stream counts as the thread's work (memory.rs).
                 crate::memory::served();
                 let mut session = ServerSession::new_http2(session);

@@ -126,39 +126,47 @@ impl Front {
     }
 
     /// A connection `listen` accepted: its TLS handshake if the listener has TLS, then its
-    /// requests.
+    /// requests. A handshake is not waited for by the shutdown (nothing was asked yet); the
+    /// connection is, from then on.
     pub async fn accepted(self: Arc<Self>, tcp: L4Stream) {
-        let _busy = self.drain.enter();
         match &self.tls {
-            None => self.serve(Connection::new(tcp), false).await,
+            None => {
+                let _busy = self.drain.enter();
+                self.serve(Box::new(Connection::new(tcp)), false).await;
+            }
             Some(tls) => {
-                if let Some((tls, h2)) = tls.accept(tcp).await {
-                    self.serve(Connection::new(tls), h2).await;
-                }
+                // Boxed: a plaintext connection's task does not carry the handshake's state.
+                let served = Box::pin(async {
+                    if let Some((tls, h2)) = tls.accept(tcp).await {
+                        let _busy = self.drain.enter();
+                        self.serve(Box::new(Connection::new(tls)), h2).await;
+                    }
+                });
+                served.await;
             }
         }
     }
 
     /// Serve one client connection until it closes: HTTP/2 when ALPN chose it (`h2`) or the
     /// client opens with HTTP/2's preface (h2c, prior knowledge); else HTTP/1.1, its requests
-    /// one at a time.
-    async fn serve<W: Wire>(self: &Arc<Self>, mut conn: Connection<W>, h2: bool) {
+    /// one at a time. (The connection is boxed: its task holds a pointer while it waits.)
+    async fn serve<W: Wire>(self: &Arc<Self>, mut conn: Box<Connection<W>>, h2: bool) {
         let ready = tokio::time::Instant::now();
         if h2 {
-            return Box::pin(self.serve_h2(Box::new(conn), ready)).await;
+            return Box::pin(self.serve_h2(conn, ready)).await;
         }
         // Every request begun counts as the thread's work, the ones refused at their head too
         // (memory.rs: a quiet thread's collection).
         crate::memory::served();
-        let first = self.first_read(&mut conn, self.header_deadline, None);
+        let first = self.first_read(&mut *conn, self.header_deadline, None);
         let Some(first) = Box::pin(first).await else {
             return;
         };
         if self.http2.is_some() && first.starts_with(h2::PREFACE) {
             conn.rewind(first);
-            return Box::pin(self.serve_h2(Box::new(conn), ready)).await;
+            return Box::pin(self.serve_h2(conn, ready)).await;
         }
-        let mut next = Box::pin(self.request(Box::new(conn), None, first, ready)).await;
+        let mut next = Box::pin(self.request(conn, None, first, ready)).await;
         while let Some(Kept {
             mut stream,
             settings,

@@ -14,7 +14,7 @@
 //! | a connection | the handshake within `--tls-handshake-timeout-ms`: TLS 1.3 or 1.2, rustls's default suites (AEAD with forward secrecy only); ALPN offers `h2` (unless `--http2 false`) and `http/1.1`; a handshake that fails, is closed by the client, or comes too late closes the connection, counted by outcome |
 //! | every [`RELOAD_EVERY`] | both files' stamps (modification time, size, inode; symlinks followed, as Kubernetes swaps a directory link) compared with the last loaded |
 //! | a changed pair that loads and fits | new handshakes present it; open connections keep the one they were made with |
-//! | a changed pair that does not (half written, a key of another certificate) | the loaded pair stays, the error is logged and counted, and the files are read again at the next tick |
+//! | a changed pair that does not (half written, a key of another certificate) | the loaded pair stays, the error is logged and counted once, and the files are read again at each tick until they make a pair |
 
 use std::{
     fs,
@@ -64,7 +64,8 @@ pub struct Tls {
 struct Handshakes {
     h2: AtomicU64,
     http1: AtomicU64,
-    /// The client closed before the handshake ended (a TCP probe, a client that gave up).
+    /// The client closed or reset the connection before the handshake ended (a TCP probe, a
+    /// health checker, a client that gave up).
     closed: AtomicU64,
     failed: AtomicU64,
     timed_out: AtomicU64,
@@ -111,7 +112,12 @@ impl Tls {
                 count.fetch_add(1, Ordering::Relaxed);
                 Some((stream, h2))
             }
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
                 counts.closed.fetch_add(1, Ordering::Relaxed);
                 None
             }
@@ -138,8 +144,9 @@ pub struct Certificate {
     cert: PathBuf,
     key: PathBuf,
     current: ArcSwap<CertifiedKey>,
-    /// The files' stamps when `current` was read from them.
-    stamp: Mutex<Stamp>,
+    /// The files' stamps when `current` was read from them, and when a pair was last refused
+    /// (a refused pair is read again at each tick, but counted and logged once).
+    stamp: Mutex<(Stamp, Option<Stamp>)>,
     /// When `current` expires (Unix seconds).
     not_after: AtomicI64,
     reloaded: AtomicU64,
@@ -207,7 +214,7 @@ impl Certificate {
             cert: cert.to_owned(),
             key: key.to_owned(),
             current: ArcSwap::from_pointee(pair),
-            stamp: Mutex::new(stamp),
+            stamp: Mutex::new((stamp, None)),
             not_after: AtomicI64::new(not_after),
             reloaded: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -216,22 +223,25 @@ impl Certificate {
 
     /// Read the files again if they changed since the pair in use was read (the module's
     /// table). `Some(Ok)`: a new pair is presented from now on; `Some(Err)`: the files changed
-    /// but do not make a pair, and the old one stays; `None`: nothing changed.
+    /// into something that does not make a pair, and the old one stays (said once per change);
+    /// `None`: nothing new.
     pub fn reload(&self) -> Option<Result<(), String>> {
         let now = stamp(&self.cert, &self.key);
         let mut seen = self.stamp.lock().expect("not poisoned");
-        if *seen == now {
+        if seen.0 == now {
             return None;
         }
         match read(&self.cert, &self.key) {
             Ok((pair, not_after)) => {
                 self.current.store(Arc::new(pair));
                 self.not_after.store(not_after, Ordering::Relaxed);
-                *seen = now;
+                *seen = (now, None);
                 self.reloaded.fetch_add(1, Ordering::Relaxed);
                 Some(Ok(()))
             }
+            Err(_) if seen.1 == Some(now) => None,
             Err(e) => {
+                seen.1 = Some(now);
                 self.refused.fetch_add(1, Ordering::Relaxed);
                 Some(Err(e))
             }

@@ -84,9 +84,25 @@ pub fn request_to_wire(request: &RequestHeader, rewrite: &Rewrite, body: &[u8]) 
     }
     wire.put_slice(b" HTTP/1.1\r\n");
     field(&mut wire, "host", rewrite.authority.as_bytes());
-    let mut has_version = false;
+    let (mut has_version, mut cookies_written) = (false, false);
     for (name, value) in &request.headers {
         match name.as_str() {
+            // An HTTP/2 client may split its cookie into several fields (RFC 9113 §8.2.3);
+            // HTTP/1.1 allows one: joined with "; " where the first one stood.
+            "cookie" => {
+                if !cookies_written {
+                    cookies_written = true;
+                    wire.put_slice(b"cookie: ");
+                    for (i, cookie) in request.headers.get_all("cookie").iter().enumerate() {
+                        if i > 0 {
+                            wire.put_slice(b"; ");
+                        }
+                        wire.put_slice(cookie.as_bytes());
+                    }
+                    wire.put_slice(b"\r\n");
+                }
+                continue;
+            }
             "connection" | "keep-alive" | "proxy-connection" | "te" | "trailer"
             | "transfer-encoding" | "upgrade" => continue,
             "host" | "expect" | "content-length" | SESSION_ID => continue,
@@ -198,6 +214,17 @@ mod tests {
 
     fn text(wire: &[u8]) -> String {
         String::from_utf8(wire.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn an_http2_client_s_cookie_fields_reach_the_replica_as_one_field() {
+        let mut request = RequestHeader::build("POST", b"/mcp", None).unwrap();
+        for (name, value) in [("cookie", "a=1"), ("accept", "*/*"), ("cookie", "b=2")] {
+            request.append_header(name, value).unwrap();
+        }
+        let wire = text(&request_to_wire(&request, &PLAIN, b"{}"));
+        assert_eq!(wire.matches("cookie:").count(), 1, "{wire}");
+        assert!(wire.contains("cookie: a=1; b=2\r\n"), "{wire}");
     }
 
     #[test]
