@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "tls"))
 import compare  # noqa: E402
 from compare import BINS, EDGE_LOG, HERE, Edge, Proc, backend_args, children, free_port, need, start_replicas, ticks  # noqa: E402
-from frames import DATA, END_HEADERS, END_STREAM, HEADERS, PREFACE, SETTINGS, frame, header_block  # noqa: E402
+from frames import DATA, END_HEADERS, END_STREAM, HEADERS, SETTINGS, WINDOW_UPDATE, Connection, frame, header_block  # noqa: E402
+from memory import rss_kib  # noqa: E402
 
 KINDS = ["mcp-edge", "nginx", "haproxy"]
 META = {"io.modelcontextprotocol/protocolVersion": "2026-07-28", "io.modelcontextprotocol/clientCapabilities": {}}
@@ -151,16 +152,6 @@ def handshakes(port: int, seconds: int) -> int:
     return int(found.group(1))
 
 
-def rss_kib(pids) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            total += int(next(line for line in open(f"/proc/{pid}/status") if line.startswith("VmRSS")).split()[1])
-        except (FileNotFoundError, StopIteration):
-            pass
-    return total
-
-
 def context(certs: Path, alpn) -> ssl.SSLContext:
     ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
     ctx.set_alpn_protocols(alpn)
@@ -188,39 +179,31 @@ def idle_connections(port: int, certs: Path, n: int):
 
 def open_streams(port: int, certs: Path, n: int):
     """n HTTP/2 streams held open: 2026-07-28 listens, 100 per connection, each acknowledged."""
-    ctx, held = context(certs, ["h2"]), []
     body = json.dumps(LISTEN).encode()
     block = header_block([(":method", "POST"), (":scheme", "https"), (":path", "/mcp"), (":authority", "localhost"),
                           ("content-type", "application/json"), ("accept", "application/json, text/event-stream"),
                           ("mcp-protocol-version", "2026-07-28"), ("mcp-method", "subscriptions/listen"),
                           ("content-length", str(len(body)))])
-    left = n
+    held, left = [], n
     while left > 0:
         count = min(100, left)
-        tls = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=30), server_hostname="localhost")
-        assert tls.selected_alpn_protocol() == "h2"
-        # A large connection window: 100 streams' acknowledgements must not wait for updates.
-        tls.sendall(PREFACE + frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + (1 << 20).to_bytes(4, "big"))
-                    + frame(8, 0, 0, (16 << 20).to_bytes(4, "big")))
+        connection = Connection(port, timeout=30, tls=context(certs, ["h2"]))
+        # 1 MiB windows: 100 streams' acknowledgements must not wait for window updates.
+        connection.send(frame(SETTINGS, 0, 0, (4).to_bytes(2, "big") + (1 << 20).to_bytes(4, "big"))
+                        + frame(WINDOW_UPDATE, 0, 0, (16 << 20).to_bytes(4, "big")))
         for i in range(count):
-            stream = 2 * i + 1
-            tls.sendall(frame(HEADERS, END_HEADERS, stream, block) + frame(DATA, END_STREAM, stream, body))
-        buffer, acknowledged = b"", set()
-        deadline = time.monotonic() + 60
-        while len(acknowledged) < count:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(acknowledged)} of {count} listens acknowledged")
-            buffer += tls.recv(1 << 16)
-            while len(buffer) >= 9 and len(buffer) >= 9 + int.from_bytes(buffer[:3], "big"):
-                length = int.from_bytes(buffer[:3], "big")
-                kind, flags = buffer[3], buffer[4]
-                stream = int.from_bytes(buffer[5:9], "big") & 0x7FFFFFFF
-                payload, buffer = buffer[9:9 + length], buffer[9 + length:]
-                if kind == SETTINGS and not flags & 1:
-                    tls.sendall(frame(SETTINGS, 1, 0))
-                if kind == DATA and b"subscriptions/acknowledged" in payload:
-                    acknowledged.add(stream)
-        held.append(tls)
+            connection.send(frame(HEADERS, END_HEADERS, 2 * i + 1, block) + frame(DATA, END_STREAM, 2 * i + 1, body))
+        acknowledged = set()
+        for kind, flags, stream, payload in connection.frames(time.monotonic() + 60):
+            if kind == SETTINGS and not flags & 1:
+                connection.send(frame(SETTINGS, 1, 0))
+            if kind == DATA and b"subscriptions/acknowledged" in payload:
+                acknowledged.add(stream)
+                if len(acknowledged) == count:
+                    break
+        if len(acknowledged) < count:
+            raise TimeoutError(f"{len(acknowledged)} of {count} listens acknowledged")
+        held.append(connection)
         left -= count
     return held
 

@@ -71,6 +71,11 @@ class Edge:
                     return float(line.rsplit(" ", 1)[1])
         return 0.0
 
+    def rss_kib(self) -> int:
+        """The process's resident memory now, in KiB."""
+        with open(f"/proc/{self.proc.pid}/status") as status:
+            return int(next(line for line in status if line.startswith("VmRSS")).split()[1])
+
     def stop(self, timeout: float = 30):
         """SIGTERM and wait (killed past `timeout`): the exit code."""
         if self.proc.poll() is None:

@@ -41,10 +41,14 @@ def request_fields(method: str = "POST", extra=()) -> list:
 
 
 class Connection:
-    """A clear-text HTTP/2 connection with prior knowledge (h2c) to 127.0.0.1:`port`."""
+    """An HTTP/2 connection to 127.0.0.1:`port`: clear text with prior knowledge (h2c), or over
+    TLS with `tls` (a context offering h2 in ALPN)."""
 
-    def __init__(self, port: int, timeout: float = 10):
+    def __init__(self, port: int, timeout: float = 10, tls=None):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls is not None:
+            self.sock = tls.wrap_socket(self.sock, server_hostname="localhost")
+            assert self.sock.selected_alpn_protocol() == "h2", self.sock.selected_alpn_protocol()
         self.sock.sendall(PREFACE + frame(SETTINGS, 0, 0))
         self.buffer = b""
 

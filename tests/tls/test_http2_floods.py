@@ -39,11 +39,6 @@ def requests_reaching_replicas(edge) -> int:
                    and 'replica=""' not in line)
 
 
-def rss_kib(edge) -> int:
-    with open(f"/proc/{edge.proc.pid}/status") as status:
-        return int(next(line for line in status if line.startswith("VmRSS")).split()[1])
-
-
 def assert_serves_others(edge):
     request = urllib.request.Request(edge.url, json.dumps(INIT).encode(), method="POST", headers={
         "content-type": "application/json", "accept": "application/json, text/event-stream"})
@@ -115,7 +110,7 @@ def test_a_control_frame_flood_from_a_client_that_reads_nothing_holds_no_memory(
     """PING or SETTINGS frames as fast as the socket takes them, their answers never read: h2
     answers one at a time and stops reading while an answer waits, so the client's own socket
     buffers fill; the edge holds nothing more and ends the idle connection."""
-    start = rss_kib(edge)
+    start = edge.rss_kib()
     one = {"ping": frame(PING, 0, 0, b"8 bytes!"),
            "settings": frame(SETTINGS, 0, 0, struct.pack(">HI", 4, 65535))}[flood]
     connection = Connection(edge.port, timeout=2)
@@ -126,7 +121,7 @@ def test_a_control_frame_flood_from_a_client_that_reads_nothing_holds_no_memory(
         except OSError:  # the socket's buffers are full (timeout), or it closed
             break
         sent += 1000
-    grown = rss_kib(edge) - start
+    grown = edge.rss_kib() - start
     assert grown < 8 * 1024, f"RSS grew {grown} KiB during {sent} {flood} frames"
     assert_serves_others(edge)
     # Not reading at all: the connection ends at the idle deadline (no stream was ever open).
