@@ -17,7 +17,7 @@
 //! | PING and SETTINGS floods | h2 answers them; a client that does not read its acknowledgements stops being read (h2 holds at most one pending PONG and SETTINGS ACK) |
 //! | the connection's handshake | the preface and SETTINGS within `--header-timeout-ms` |
 //! | no stream open | after `--header-timeout-ms` the connection ends with GOAWAY naming the last stream taken (a request crossing it is safe to send again), as an idle HTTP/1.1 keep-alive connection closes |
-//! | shutdown | GOAWAY at once; streams the client sent within [`DRAIN_ACCEPTS`] of it are served, later ones refused (REFUSED_STREAM); once no stream is left, the last GOAWAY, written within [`LINGER`]; streams in flight go on until they end or the grace period ends the process |
+//! | shutdown | GOAWAY at once; streams the client sent within [`DRAIN_ACCEPTS`] of it are served, later ones refused (REFUSED_STREAM, counted against [`REFUSALS`]); once no stream's task is left and h2 has written what they sent (within [`LINGER`]), the last GOAWAY, written within [`LINGER`]; streams in flight go on until they end or the grace period ends the process |
 
 use std::{
     sync::{
@@ -60,9 +60,11 @@ pub const SEND_BUFFER: usize = 64 * 1024;
 /// After a shutdown's GOAWAY, how long streams the client sent before it saw it are still
 /// taken; later ones are refused (the client retries them elsewhere).
 const DRAIN_ACCEPTS: Duration = Duration::from_secs(1);
-/// How long a connection ending on its own (idle, or a client over its budget) waits for its
-/// GOAWAY to be written.
+/// How long a connection ending waits for what h2 still holds to be written, and then for its
+/// last GOAWAY.
 const LINGER: Duration = Duration::from_secs(2);
+/// How often a flushing connection looks whether h2 still holds frames.
+const FLUSH_CHECK: Duration = Duration::from_millis(10);
 
 /// HTTP/2's per-connection limits (`--http2`, `--http2-max-streams`).
 #[derive(Debug, Clone, Copy)]
@@ -135,10 +137,12 @@ enum Ending {
     /// The client closed it, or it broke.
     Closed,
     /// The service is stopping: GOAWAY sent at this instant; streams in flight finish, streams
-    /// sent after [`DRAIN_ACCEPTS`] are refused; once none is left, the last GOAWAY.
+    /// sent after [`DRAIN_ACCEPTS`] are refused.
     Draining(tokio::time::Instant),
-    /// The last GOAWAY sent (idle, drained, or the client spent its budget), naming the last
-    /// stream taken: waited for [`LINGER`] at most.
+    /// No stream's task is left (drained, or idle): what h2 still holds for the client is
+    /// written before the last GOAWAY, until this instant at most.
+    Flushing(tokio::time::Instant),
+    /// The last GOAWAY sent, naming the last stream taken: waited for [`LINGER`] at most.
     Lingering,
 }
 
@@ -181,10 +185,23 @@ impl Front {
                         biased;
                         next = server::HttpSession::from_h2_conn(&mut conn, digest.clone()) => next,
                         () = open.idle_for(Duration::ZERO) => {
-                            conn.abrupt_shutdown(Reason::NO_ERROR);
-                            ending = Some(Ending::Lingering);
+                            ending = Some(Ending::Flushing(tokio::time::Instant::now() + LINGER));
                             continue;
                         }
+                    }
+                }
+                Some(Ending::Flushing(until)) => {
+                    // A stream h2 still has frames of (a finished task's last bytes, waiting for
+                    // the client's window) keeps them: an abrupt GOAWAY would drop them.
+                    if !conn.has_streams() || tokio::time::Instant::now() >= until {
+                        conn.abrupt_shutdown(Reason::NO_ERROR);
+                        ending = Some(Ending::Lingering);
+                        continue;
+                    }
+                    let next = server::HttpSession::from_h2_conn(&mut conn, digest.clone());
+                    match pingora_timeout::timeout(FLUSH_CHECK, next).await {
+                        Ok(next) => next,
+                        Err(_) => continue,
                     }
                 }
                 Some(Ending::Lingering) => {
@@ -213,10 +230,9 @@ impl Front {
                         }
                         next = server::HttpSession::from_h2_conn(&mut conn, digest.clone()) => next,
                         () = open.idle_for(self.header_deadline) => {
-                            // No stream open: the GOAWAY names the last one taken, so a request
-                            // crossing it is known unprocessed and safe to send again.
-                            conn.abrupt_shutdown(Reason::NO_ERROR);
-                            ending = Some(Ending::Lingering);
+                            // No stream open: the last GOAWAY will name the last one taken, so
+                            // a request crossing it is known unprocessed and safe to send again.
+                            ending = Some(Ending::Flushing(tokio::time::Instant::now() + LINGER));
                             continue;
                         }
                     }
@@ -239,13 +255,14 @@ impl Front {
                     continue;
                 }
             };
-            let late =
-                matches!(ending, Some(Ending::Draining(since)) if since.elapsed() > DRAIN_ACCEPTS);
-            if late {
-                session.shutdown_with_reason(Reason::REFUSED_STREAM);
-                continue;
-            }
-            if open.count() >= most_tasks {
+            // A stream sent well after a shutdown's GOAWAY, or once the connection is ending,
+            // is refused as one past the connection's task budget is.
+            let late = match ending {
+                Some(Ending::Draining(since)) => since.elapsed() > DRAIN_ACCEPTS,
+                Some(Ending::Flushing(_)) => true,
+                _ => false,
+            };
+            if late || open.count() >= most_tasks {
                 session.shutdown_with_reason(Reason::REFUSED_STREAM);
                 refused += 1;
                 if refused > REFUSALS {

@@ -100,8 +100,13 @@ async fn metrics_move_as_traffic_flows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operating_guide_documents_exactly_the_families_metrics_shows() {
-    // The rate limit on, so that every family the process can show is there.
-    let edge = start(&["--rate-limit", "1000"]).await;
+    // The rate limit and TLS on, so that every family the process can show is there.
+    let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/localhost.pem");
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/localhost-key.pem"
+    );
+    let edge = start(&["--rate-limit", "1000", "--tls-cert", cert, "--tls-key", key]).await;
     let text = scrape(&edge).await;
     let mut shown: Vec<&str> = text
         .lines()
