@@ -33,6 +33,8 @@ pub struct Traffic {
     pub status: u16,
     pub bytes_in: usize,
     pub bytes_out: usize,
+    /// The request came as an HTTP/2 stream.
+    pub http2: bool,
 }
 
 impl<'s> Client<'s> {
@@ -281,6 +283,7 @@ impl<'s> Client<'s> {
                 .unwrap_or(0),
             bytes_in: self.session.body_bytes_read(),
             bytes_out: self.session.body_bytes_sent(),
+            http2: self.session.is_http2(),
         }
     }
 }

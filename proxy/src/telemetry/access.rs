@@ -90,6 +90,7 @@ impl AccessLog {
             bytes_in: traffic.bytes_in as u64,
             bytes_out: traffic.bytes_out as u64,
             client: client.as_deref(),
+            protocol: traffic.http2.then_some("h2"),
             rounds: bridged.map(|b| b.rounds.into()),
             replicas: bridged.map(|b| b.replicas.as_str()),
             error: error.as_deref(),
@@ -119,6 +120,8 @@ pub struct Entry<'a> {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub client: Option<&'a str>,
+    /// `h2` for a request that came as an HTTP/2 stream; absent for HTTP/1.1.
+    pub protocol: Option<&'a str>,
     /// A bridged call: its rounds, and the replicas that served them (comma list).
     pub rounds: Option<u64>,
     pub replicas: Option<&'a str>,
@@ -134,7 +137,7 @@ pub struct Bridged {
 
 impl Entry<'_> {
     /// The fields after the timestamp, in their order; `None` when absent.
-    fn fields(&self) -> [(&'static str, Option<Value<'_>>); 13] {
+    fn fields(&self) -> [(&'static str, Option<Value<'_>>); 14] {
         use Value::{Number, Text};
         [
             ("method", Some(Text(self.method))),
@@ -147,6 +150,7 @@ impl Entry<'_> {
             ("bytes_in", Some(Number(self.bytes_in))),
             ("bytes_out", Some(Number(self.bytes_out))),
             ("client", self.client.map(Text)),
+            ("protocol", self.protocol.map(Text)),
             ("rounds", self.rounds.map(Number)),
             ("replicas", self.replicas.map(Text)),
             ("error", self.error.map(Text)),
@@ -438,10 +442,29 @@ mod tests {
             bytes_in: 90,
             bytes_out: 120,
             client: Some("127.0.0.1:5000"),
+            protocol: None,
             rounds: None,
             replicas: None,
             error,
         }
+    }
+
+    #[test]
+    fn a_request_that_came_over_http2_says_so_and_one_over_http1_says_nothing() {
+        let mut out = Vec::new();
+        Entry {
+            protocol: Some("h2"),
+            ..entry(None, None)
+        }
+        .json(&mut out);
+        let line = std::str::from_utf8(&out).unwrap();
+        assert!(
+            line.contains(r#""client":"127.0.0.1:5000","protocol":"h2"}"#),
+            "{line}"
+        );
+        out.clear();
+        entry(None, None).text(&mut out);
+        assert!(!std::str::from_utf8(&out).unwrap().contains("protocol"));
     }
 
     #[test]
