@@ -335,6 +335,19 @@ async fn listeners_survive_a_replica_that_dies_and_hear_one_that_joins() {
     );
     let token = legacy_session(&edge).await;
     let mut legacy = get_stream(&edge.url, &token).await;
+    let series = |i: usize| {
+        format!(
+            "mcp_edge_push_upstream_streams{{replica=\"127.0.0.1:{}\"}}",
+            ports[i]
+        )
+    };
+    // The client's acknowledgement needs one replica's listen, not every one: r2's must be
+    // open before r2's change is made (a change no listen hears is not replayed). Under a
+    // loaded machine it once was not, and the change never came.
+    wait_for(20, "r2's upstream listen", || async {
+        metric(&edge, &series(1)).await == 1.0
+    })
+    .await;
     // r1 dies: both streams go on, and r2's changes still arrive.
     r1.kill();
     trigger(
@@ -367,12 +380,6 @@ async fn listeners_survive_a_replica_that_dies_and_hear_one_that_joins() {
             .to_owned();
         assert!(m.ends_with("/list_changed"), "{m}");
     }
-    let series = |i: usize| {
-        format!(
-            "mcp_edge_push_upstream_streams{{replica=\"127.0.0.1:{}\"}}",
-            ports[i]
-        )
-    };
     assert_eq!(
         metric(&edge, &series(2)).await,
         1.0,
