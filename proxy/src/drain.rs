@@ -3,7 +3,8 @@
 //! and stream are done, and waits the grace period only when something is still running.
 //!
 //! A connection counts from the moment it waits for a request's headers until its answer is
-//! written. At shutdown the connections that wait for headers are ended ([`crate::downstream`]), so
+//! written. (An HTTP/2 connection keeps a `Drain` of its own, over its streams' tasks:
+//! `downstream::h2`.) At shutdown the connections that wait for headers are ended ([`crate::downstream`]), so
 //! what remains counted is real work: requests being answered and SSE streams being relayed.
 
 use std::{

@@ -20,13 +20,13 @@
 //! | shutdown | GOAWAY at once; streams the client sent within [`DRAIN_ACCEPTS`] of it are served, later ones refused (REFUSED_STREAM, counted against [`REFUSALS`]); once no stream's task is left and h2 has written what they sent (within [`LINGER`]), the last GOAWAY, written within [`LINGER`]; streams in flight go on until they end or the grace period ends the process |
 
 use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicUsize, Ordering},
-    },
+    sync::{Arc, atomic::Ordering},
     time::Duration,
 };
 
+use super::Front;
+use crate::drain::Drain;
+use crate::limits::Limits;
 use h2::Reason;
 use pingora::protocols::{
     Digest, Stream,
@@ -35,10 +35,6 @@ use pingora::protocols::{
         v2::server::{self, H2Accept, H2Options},
     },
 };
-use tokio::sync::Notify;
-
-use super::Front;
-use crate::limits::Limits;
 
 /// What a client's HTTP/2 connection opens with (RFC 9113 §3.4), as far as an HTTP/1.1 head
 /// scan reads it.
@@ -89,45 +85,15 @@ impl Http2 {
     }
 }
 
-/// The streams of one connection whose tasks are still running.
-#[derive(Default)]
-struct Open {
-    count: AtomicUsize,
-    /// Told when the count falls to zero.
-    idle: Notify,
-}
-
-/// One stream's share of [`Open`], given back when its task ends.
-struct OpenStream(Arc<Open>);
-
-impl Open {
-    fn enter(self: &Arc<Self>) -> OpenStream {
-        self.count.fetch_add(1, Ordering::Relaxed);
-        OpenStream(self.clone())
-    }
-
-    fn count(&self) -> usize {
-        self.count.load(Ordering::Relaxed)
-    }
-
-    /// Resolves once no stream has been open for `wait`.
-    async fn idle_for(&self, wait: Duration) {
-        loop {
-            while self.count() > 0 {
-                self.idle.notified().await;
-            }
-            tokio::time::sleep(wait).await;
-            if self.count() == 0 {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for OpenStream {
-    fn drop(&mut self) {
-        if self.0.count.fetch_sub(1, Ordering::Relaxed) == 1 {
-            self.0.idle.notify_one();
+/// Resolves once none of a connection's streams has had a task running for `wait` (the
+/// connection's own [`Drain`]: the count the shutdown keeps of connections, kept per
+/// connection of its streams).
+async fn quiet_for(streams: &Drain, wait: Duration) {
+    loop {
+        while !streams.wait_idle(LINGER).await {}
+        tokio::time::sleep(wait).await;
+        if streams.busy() == 0 {
+            return;
         }
     }
 }
@@ -173,7 +139,7 @@ impl Front {
             }
             None => return,
         };
-        let open = Arc::new(Open::default());
+        let streams = Arc::new(Drain::default());
         let most_tasks = TASKS_PER_STREAM * http2.max_streams as usize;
         let (mut refused, mut malformed) = (0, 0);
         let mut ending = None;
@@ -184,7 +150,7 @@ impl Front {
                     tokio::select! {
                         biased;
                         next = server::HttpSession::from_h2_conn(&mut conn, digest.clone()) => next,
-                        () = open.idle_for(Duration::ZERO) => {
+                        () = quiet_for(&streams, Duration::ZERO) => {
                             ending = Some(Ending::Flushing(tokio::time::Instant::now() + LINGER));
                             continue;
                         }
@@ -229,7 +195,7 @@ impl Front {
                             continue;
                         }
                         next = server::HttpSession::from_h2_conn(&mut conn, digest.clone()) => next,
-                        () = open.idle_for(self.header_deadline) => {
+                        () = quiet_for(&streams, self.header_deadline) => {
                             // No stream open: the last GOAWAY will name the last one taken, so
                             // a request crossing it is known unprocessed and safe to send again.
                             ending = Some(Ending::Flushing(tokio::time::Instant::now() + LINGER));
@@ -262,7 +228,7 @@ impl Front {
                 Some(Ending::Flushing(_)) => true,
                 _ => false,
             };
-            if late || open.count() >= most_tasks {
+            if late || streams.busy() >= most_tasks {
                 session.shutdown_with_reason(Reason::REFUSED_STREAM);
                 refused += 1;
                 if refused > REFUSALS {
@@ -271,7 +237,7 @@ impl Front {
                 }
                 continue;
             }
-            let (front, stream, busy) = (self.clone(), open.enter(), self.drain.enter());
+            let (front, stream, busy) = (self.clone(), streams.enter(), self.drain.enter());
             tokio::spawn(async move {
                 // The shutdown waits for the stream as for an HTTP/1.1 request.
                 let (_open, _busy) = (stream, busy);
