@@ -64,7 +64,7 @@ use crate::{
     session::{Uid, peers::Peers},
     telemetry::{
         access::Bridged,
-        registry::{Encoder, Kind, Source},
+        registry::{Encoder, Source},
     },
     tools::KnownTools,
     upstream::{Replica, Replicas, attempt::Rewrite},
@@ -291,14 +291,12 @@ impl Source for Bridges {
     fn collect(&self, out: &mut Encoder) {
         let c = &self.counts;
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
-        let mut family = out.family(
+        out.counters(
             "mcp_edge_bridged_total",
-            Kind::Counter,
             "Legacy calls bridged over 2026-07-28 replicas, by how they ended.",
+            "outcome",
+            ENDS.iter().copied().zip(&c.ends),
         );
-        for (i, label) in ENDS.iter().enumerate() {
-            family.sample(&[("outcome", label)], load(&c.ends[i]));
-        }
         out.gauge(
             "mcp_edge_bridges",
             "Bridged calls in flight (at most --max-bridges).",
@@ -319,14 +317,12 @@ impl Source for Bridges {
             "Progress notifications dropped because they did not increase across rounds.",
             load(&c.progress_dropped),
         );
-        let mut family = out.family(
+        out.counters(
             "mcp_edge_bridge_answers_total",
-            Kind::Counter,
             "Client answers to bridge questions: delivered here, via a peer, or to no waiting call (late, duplicate, forged).",
+            "delivery",
+            [("local", &c.local), ("peer", &c.peer), ("late", &c.late)],
         );
-        for (label, v) in [("local", &c.local), ("peer", &c.peer), ("late", &c.late)] {
-            family.sample(&[("delivery", label)], load(v));
-        }
     }
 }
 

@@ -42,7 +42,7 @@ use tokio_rustls::{
     server::TlsStream,
 };
 
-use crate::telemetry::registry::{Encoder, Kind, Source};
+use crate::telemetry::registry::{Encoder, Source};
 
 /// How often the certificate's files are looked at for a rotation.
 pub const RELOAD_EVERY: Duration = Duration::from_secs(5);
@@ -300,32 +300,28 @@ impl crate::ticker::Periodic for Reload {
 impl Source for Tls {
     fn collect(&self, out: &mut Encoder) {
         let counts = &self.handshakes;
-        let mut family = out.family(
+        out.counters(
             "mcp_edge_tls_handshakes_total",
-            Kind::Counter,
             "TLS handshakes on the MCP listener, by outcome: the protocol ALPN chose; closed by the client first; failed (not TLS, no common version or suite, an alert); or not done within --tls-handshake-timeout-ms.",
+            "outcome",
+            [
+                ("h2", &counts.h2),
+                ("http1", &counts.http1),
+                ("closed", &counts.closed),
+                ("failed", &counts.failed),
+                ("timed_out", &counts.timed_out),
+            ],
         );
-        for (outcome, count) in [
-            ("h2", &counts.h2),
-            ("http1", &counts.http1),
-            ("closed", &counts.closed),
-            ("failed", &counts.failed),
-            ("timed_out", &counts.timed_out),
-        ] {
-            family.sample(&[("outcome", outcome)], count.load(Ordering::Relaxed));
-        }
         let certificate = &self.certificate;
-        let mut family = out.family(
+        out.counters(
             "mcp_edge_tls_certificate_reloads_total",
-            Kind::Counter,
             "Rotated certificate files: loaded, or refused (the previous certificate stays).",
+            "outcome",
+            [
+                ("loaded", &certificate.reloaded),
+                ("refused", &certificate.refused),
+            ],
         );
-        for (outcome, count) in [
-            ("loaded", &certificate.reloaded),
-            ("refused", &certificate.refused),
-        ] {
-            family.sample(&[("outcome", outcome)], count.load(Ordering::Relaxed));
-        }
         out.gauge(
             "mcp_edge_tls_certificate_expiry_seconds",
             "When the certificate new handshakes present expires (Unix time).",

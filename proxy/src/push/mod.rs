@@ -417,19 +417,17 @@ impl Source for Push {
             family.sample(&[("replica", &id)], u8::from(up));
         }
         let c = &self.counts;
-        let mut family = out.family(
+        out.counters(
             "mcp_edge_push_notifications_total",
-            Kind::Counter,
             "Notifications: received from replicas, relayed to clients (one per client), dropped for clients that fell behind, and hints mcp-edge made (a replica joined, a stream re-opened).",
+            "outcome",
+            [
+                ("received", &c.received),
+                ("relayed", &c.relayed),
+                ("dropped", &c.dropped),
+                ("hint", &c.hints),
+            ],
         );
-        for (outcome, n) in [
-            ("received", &c.received),
-            ("relayed", &c.relayed),
-            ("dropped", &c.dropped),
-            ("hint", &c.hints),
-        ] {
-            family.sample(&[("outcome", outcome)], load(n));
-        }
         out.counter(
             "mcp_edge_push_upstream_opened_total",
             "Listen streams to replicas acknowledged (first opens, re-opens, filter changes).",

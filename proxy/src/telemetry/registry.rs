@@ -14,6 +14,7 @@
 use std::{
     fmt::{Display, Write},
     sync::Arc,
+    sync::atomic::{AtomicU64, Ordering},
 };
 
 /// A family's Prometheus type.
@@ -112,6 +113,20 @@ impl Encoder {
     /// A counter family of one unlabelled sample.
     pub fn counter(&mut self, name: &'static str, help: &str, value: u64) {
         self.family(name, Kind::Counter, help).sample(&[], value);
+    }
+
+    /// A counter family of one sample per value of `label`, each read from its counter.
+    pub fn counters<'v>(
+        &mut self,
+        name: &'static str,
+        help: &str,
+        label: &str,
+        samples: impl IntoIterator<Item = (&'v str, &'v AtomicU64)>,
+    ) {
+        let mut family = self.family(name, Kind::Counter, help);
+        for (value, count) in samples {
+            family.sample(&[(label, value)], count.load(Ordering::Relaxed));
+        }
     }
 
     /// A gauge family of one unlabelled sample.
