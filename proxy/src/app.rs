@@ -207,7 +207,8 @@ pub fn run(config: Config) -> ! {
     let authenticated = auth.is_some();
     if !authenticated && config.allowed_origins.iter().any(|o| o.trim() == "*") {
         tracing::warn!(
-            "--allowed-origins * without --auth-tokens: any web page its visitors open can call              this endpoint and read its answers (CORS); list the origins, or require tokens"
+            "--allowed-origins * without --auth-tokens: any web page its visitors open can call \
+             this endpoint and read its answers (CORS); list the origins, or require tokens"
         );
     }
     let state = state(&config, replicas.clone(), keys, peer_keys.clone());

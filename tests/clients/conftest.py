@@ -4,7 +4,7 @@
 started from $MCP_BACKEND_BIN on a free loopback port. $MCP_TEST_TARGET says what is behind it:
 `backend` (one stateless replica, the default), `edge` (mcp-edge over 3 bundled replicas) or
 `edge-fastmcp` (mcp-edge over 3 fastmcp replicas); the wire assertions follow from it. With
-$MCP_TEST_HTTP2=1 the clients made by `http_client` speak HTTP/2 only (ALPN over https://, prior
+$MCP_TEST_HTTP2=1 the clients made by `Wire.client` and `endpoint` speak HTTP/2 only (ALPN over https://, prior
 knowledge over http://), and the wire must show it. Over https:// the clients trust the
 authority in $SSL_CERT_FILE.
 """

@@ -4,8 +4,8 @@ are written by hand (`frames.py`): no client library would send them. Loopback o
 is bounded in count and in time."""
 
 import json
-import os
 import signal
+import socket
 import struct
 import sys
 import time
@@ -36,8 +36,7 @@ def edge():
 def requests_reaching_replicas(edge) -> int:
     with urllib.request.urlopen(f"{edge.admin_url}/metrics", timeout=5) as r:
         return sum(int(float(line.rsplit(" ", 1)[1])) for line in r.read().decode().splitlines()
-                   if line.startswith("mcp_edge_requests_total{") and 'replica="' in line
-                   and 'replica=""' not in line)
+                   if line.startswith("mcp_edge_requests_total{") and 'replica="edge"' not in line)
 
 
 def assert_serves_others(edge):
@@ -127,14 +126,14 @@ def test_a_control_frame_flood_from_a_client_that_reads_nothing_holds_no_memory(
     assert_serves_others(edge)
     # Not reading at all: the connection ends at the idle deadline (no stream was ever open).
     connection.sock.settimeout(60)
-    ended = time.monotonic()
     while True:
         try:
             if not connection.sock.recv(1 << 20):
                 break
-        except OSError:
+        except socket.timeout:
+            pytest.fail("the connection was not closed within 60 s")
+        except OSError:  # reset: closed too
             break
-        assert time.monotonic() - ended < 60, "the connection was never closed"
     connection.close()
 
 

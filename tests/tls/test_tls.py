@@ -3,13 +3,11 @@ HTTP/2 (ALPN, and prior knowledge in clear text), and raw HTTP/2 frames for what
 client sends (the floods). Every mcp-edge here runs on loopback over its bundled replicas, with a
 certificate authority made for the run (`ca.py`)."""
 
-import asyncio
 import json
 import os
 import shutil
 import socket
 import ssl
-import struct
 import sys
 import time
 from pathlib import Path

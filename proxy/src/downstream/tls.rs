@@ -195,9 +195,20 @@ fn read(cert: &Path, key: &Path) -> Result<(CertifiedKey, i64), String> {
     let private = PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
         format!("{key_name} (--tls-key) holds no PEM private key (PKCS#8, PKCS#1 or SEC1): {e}")
     })?;
-    let pair = CertifiedKey::from_der(chain, private, &provider()).map_err(|e| {
-        format!("the key in {key_name} does not fit the certificate in {cert_name}: {e}")
-    })?;
+    let private = provider()
+        .key_provider
+        .load_private_key(private)
+        .map_err(|e| format!("{key_name} (--tls-key): a key rustls cannot use: {e}"))?;
+    let pair = CertifiedKey::new(chain, private);
+    match pair.keys_match() {
+        // A key whose public half cannot be compared is taken, as rustls's own from_der does.
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => {
+            return Err(format!(
+                "the key in {key_name} does not fit the certificate in {cert_name}: {e}"
+            ));
+        }
+    }
     Ok((pair, not_after))
 }
 
